@@ -1,0 +1,153 @@
+"""Glory-Hole settings: every knob comes from the environment (see README)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from gloryhole_site.env import database_from_url, env_bool, env_float, env_int, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("GLORYHOLE_DATA_DIR", str(BASE_DIR / "data")))
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once into the data folder."""
+    key = os.environ.get("SECRET_KEY")
+    if key:
+        return key
+    key_file = DATA_DIR / ".secret_key"
+    try:
+        return key_file.read_text().strip()
+    except FileNotFoundError:
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(50)
+        # O_EXCL: two processes starting together must not end up with different keys.
+        try:
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return key_file.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        return key
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "dnsengine",
+    "querylog",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "gloryhole_site.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "gloryhole_site.wsgi.application"
+
+DATABASES = {
+    "default": database_from_url(
+        "DATABASE_URL",
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'gloryhole.sqlite3'}"),
+        BASE_DIR,
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not Django's in-memory default: the end-to-end tests run rundns as a
+    # subprocess that must see the same database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+LOGIN_URL = "admin:login"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+
+# --- DNS engine (python manage.py rundns) -------------------------------------------
+# Raw values here; dnsengine.config.EngineConfig validates their meaning and names
+# the setting in its error.
+GLORYHOLE_DNS_HOST = env_str("GLORYHOLE_DNS_HOST", "127.0.0.1")
+GLORYHOLE_DNS_PORT = env_int("GLORYHOLE_DNS_PORT", 5300, minimum=0, maximum=65535)
+GLORYHOLE_UPSTREAMS = env_str("GLORYHOLE_UPSTREAMS", "1.1.1.1,9.9.9.9")
+GLORYHOLE_UPSTREAM_TIMEOUT = env_float("GLORYHOLE_UPSTREAM_TIMEOUT", 2.0, minimum=0.05, maximum=30)
+GLORYHOLE_MAX_INFLIGHT = env_int("GLORYHOLE_MAX_INFLIGHT", 2048, minimum=1, maximum=60000)
+GLORYHOLE_BLOCKING_MODE = env_str("GLORYHOLE_BLOCKING_MODE", "null")
+GLORYHOLE_BLOCK_TTL = env_int("GLORYHOLE_BLOCK_TTL", 10, minimum=0, maximum=86400)
+GLORYHOLE_CACHE_SIZE = env_int("GLORYHOLE_CACHE_SIZE", 20000, minimum=0, maximum=10_000_000)
+GLORYHOLE_CACHE_MIN_TTL = env_int("GLORYHOLE_CACHE_MIN_TTL", 0, minimum=0, maximum=86400)
+GLORYHOLE_CACHE_MAX_TTL = env_int("GLORYHOLE_CACHE_MAX_TTL", 86400, minimum=0, maximum=604800)
+GLORYHOLE_CACHE_NEGATIVE_MAX_TTL = env_int("GLORYHOLE_CACHE_NEGATIVE_MAX_TTL", 3600, minimum=0, maximum=86400)
+GLORYHOLE_TCP_MAX_CONNECTIONS = env_int("GLORYHOLE_TCP_MAX_CONNECTIONS", 256, minimum=1, maximum=10000)
+GLORYHOLE_TCP_IDLE_TIMEOUT = env_float("GLORYHOLE_TCP_IDLE_TIMEOUT", 10.0, minimum=0.1, maximum=3600)
+GLORYHOLE_RELOAD_INTERVAL = env_float("GLORYHOLE_RELOAD_INTERVAL", 2.0, minimum=0.1, maximum=60)
+GLORYHOLE_ENGINE_NAME = env_str("GLORYHOLE_ENGINE_NAME", "")
+GLORYHOLE_METRICS_PORT = env_int("GLORYHOLE_METRICS_PORT", 9153, minimum=0, maximum=65535)
+
+# --- Query log ----------------------------------------------------------------------
+GLORYHOLE_QUERY_LOG_ENABLED = env_bool("GLORYHOLE_QUERY_LOG_ENABLED", True)
+GLORYHOLE_QUERY_LOG_MODE = env_str("GLORYHOLE_QUERY_LOG_MODE", "pool")
+GLORYHOLE_QUERY_LOG_BUFFER = env_int("GLORYHOLE_QUERY_LOG_BUFFER", 50000, minimum=1, maximum=10_000_000)
+GLORYHOLE_QUERY_LOG_WORKERS = env_int("GLORYHOLE_QUERY_LOG_WORKERS", 1, minimum=1, maximum=64)
+GLORYHOLE_QUERY_LOG_BATCH = env_int("GLORYHOLE_QUERY_LOG_BATCH", 2000, minimum=1, maximum=100000)
+GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL = env_float("GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL", 0.5, minimum=0.01, maximum=60)
+GLORYHOLE_QUERY_LOG_RETENTION_DAYS = env_int("GLORYHOLE_QUERY_LOG_RETENTION_DAYS", 7, minimum=0, maximum=3650)
