@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 
-
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
@@ -188,4 +187,3 @@ class EngineStatus(models.Model):
 
     def __str__(self) -> str:
         return self.name
-

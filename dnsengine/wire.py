@@ -10,6 +10,7 @@ dnslib stays the tool for building the replies that are not served from bytes
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -80,6 +81,27 @@ class Query:
     def name(self) -> str:
         """The name as lower-case text without the trailing dot ("" for the root)."""
         return name_to_text(self.qname_wire)
+
+    @property
+    def plain(self) -> bool:
+        """True when every label is letters, digits, '-', '_' or '*'.
+
+        Only such names can match a block rule or a local record, and only
+        their text form round-trips to the same wire bytes (a label holding a
+        '.' or a non-ASCII byte does not), which building a reply needs.
+        """
+        name = self.qname_wire
+        i = 0
+        while True:
+            n = name[i]
+            if n == 0:
+                return True
+            if _PLAIN_LABEL.fullmatch(name, i + 1, i + 1 + n) is None:
+                return False
+            i += 1 + n
+
+
+_PLAIN_LABEL = re.compile(rb"[A-Za-z0-9_*-]+")
 
 
 def name_to_text(qname_wire: bytes) -> str:
@@ -198,13 +220,12 @@ def opt_record(payload: int = 1232, do: bool = False, ext_rcode: int = 0) -> byt
     return b"\x00" + _RR_FIXED.pack(TYPE_OPT, payload, (ext_rcode << 24) | (EDNS_DO if do else 0), 0)
 
 
-def error_reply(data: bytes, rcode: int, query: Query | None = None) -> bytes:
-    """A reply carrying only an rcode, for a packet we will not answer properly.
+def error_reply(qid: int, flags: int, rcode: int, query: Query | None = None) -> bytes:
+    """A reply carrying only an rcode, for a query we will not answer properly.
 
-    Echoes the question when it could be read, and an OPT record when the
-    client sent one.
+    Echoes the question when it could be read, and an OPT record (carrying the
+    upper bits of an extended rcode such as BADVERS) when the client sent one.
     """
-    qid, flags = _U16.unpack_from(data)[0], _U16.unpack_from(data, 2)[0]
     out_flags = FLAG_QR | (flags & (OPCODE_MASK | FLAG_RD | FLAG_CD)) | FLAG_RA | (rcode & 0x0F)
     if query is None:
         return _HEADER.pack(qid, out_flags, 0, 0, 0, 0)
@@ -215,6 +236,10 @@ def error_reply(data: bytes, rcode: int, query: Query | None = None) -> bytes:
             + opt_record(MAX_UDP_PAYLOAD, query.do, rcode >> 4)
         )
     return _HEADER.pack(qid, out_flags, 1, 0, 0, 0) + query.question
+
+
+def header_id_flags(data: bytes) -> tuple[int, int]:
+    return _U16.unpack_from(data)[0], _U16.unpack_from(data, 2)[0]
 
 
 @dataclass(slots=True)

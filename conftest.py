@@ -1,0 +1,79 @@
+"""Fixtures shared by every app's tests: a fake upstream and a running engine on loopback."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import dns.message
+import dns.query
+import pytest
+
+from devtools.fake_upstream import FakeUpstream
+
+# No test may ever reach a real resolver: the default upstream list points at public
+# resolvers, so replace it before settings are read.
+os.environ["GLORYHOLE_UPSTREAMS"] = "127.0.0.1:9"
+os.environ.setdefault("GLORYHOLE_METRICS_PORT", "0")
+
+
+@pytest.fixture
+def upstream():
+    server = FakeUpstream("127.0.0.1", 0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def engine_config(upstream):
+    from dnsengine.config import EngineConfig, parse_upstreams
+
+    config = EngineConfig.from_settings("127.0.0.1", 0)
+    return dataclasses.replace(
+        config,
+        upstreams=parse_upstreams(upstream.address),
+        upstream_timeout=0.5,
+        reload_interval=0.1,
+        tcp_idle_timeout=2.0,
+    )
+
+
+@pytest.fixture
+def make_engine(transactional_db):
+    """Start engines (stopped at teardown): make_engine(config, query_logger=None)."""
+    from dnsengine.engine import Engine
+
+    started = []
+
+    def make(config, query_logger=None):
+        engine = Engine(config, query_logger=query_logger)
+        engine.start()
+        started.append(engine)
+        return engine
+
+    yield make
+    for engine in started:
+        engine.stop()
+
+
+@pytest.fixture
+def engine(make_engine, engine_config):
+    return make_engine(engine_config)
+
+
+class Client:
+    """A real DNS client (dnspython) pointed at an engine on loopback."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def query(self, name: str, rdtype: str = "A", *, tcp: bool = False, timeout: float = 3.0, **make_kwargs):
+        message = dns.message.make_query(name, rdtype, **make_kwargs)
+        if tcp:
+            return dns.query.tcp(message, "127.0.0.1", port=self.port, timeout=timeout)
+        return dns.query.udp(message, "127.0.0.1", port=self.port, timeout=timeout, ignore_trailing=False)
+
+
+@pytest.fixture
+def client(engine):
+    return Client(engine.port)

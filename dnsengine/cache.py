@@ -1,0 +1,150 @@
+"""TTL-aware cache of ready-made replies, keyed by the question.
+
+An entry holds a reply's record sections as bytes plus where its TTLs sit, so a
+hit is served by writing the client's ID, flags and question in front and
+patching the aged TTLs: no parsing, no objects. Upstream answers, blocked
+answers and local answers all live here; a config reload clears it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dnsengine import wire
+from dnsengine.wire import FLAG_AD, FLAG_CD, FLAG_QR, FLAG_RA, FLAG_RD, Query, ScannedReply
+
+
+@dataclass(slots=True)
+class CacheEntry:
+    rcode: int
+    ad: bool
+    ancount: int
+    nscount: int
+    arcount: int
+    body: bytes
+    ttl_offsets: tuple[int, ...]
+    ttls: tuple[int, ...]
+    stored: float  # clock() when stored
+    expires: float  # clock() after which it is not served
+    domain: str  # lower-case name, for the query log
+    status: str  # what a hit is logged as: cached, blocked, local
+    rule: str = ""
+
+    def render(self, query: Query, now: float, limit: int) -> bytes:
+        """The reply for `query`, TTLs aged to `now`, truncated (TC) past `limit` bytes."""
+        flags = FLAG_QR | FLAG_RA | (query.flags & (FLAG_RD | FLAG_CD)) | self.rcode
+        if self.ad and (query.do or query.flags & FLAG_AD):
+            flags |= FLAG_AD
+        body = self.body
+        age = int(now - self.stored)
+        if age > 0 and self.ttl_offsets:
+            patched = bytearray(body)
+            pack = wire.pack_u32_into
+            for offset, ttl in zip(self.ttl_offsets, self.ttls, strict=True):
+                pack(patched, offset, ttl - age if ttl > age else 0)
+            body = bytes(patched)
+        opt = wire.opt_record(wire.MAX_UDP_PAYLOAD, query.do) if query.edns else b""
+        reply = (
+            wire.pack_header(query.qid, flags, 1, self.ancount, self.nscount, self.arcount + (1 if opt else 0))
+            + query.question
+            + body
+            + opt
+        )
+        if len(reply) > limit:
+            return wire.truncated_reply(flags, query.qid, query.question, opt)
+        return reply
+
+
+@dataclass(frozen=True, slots=True)
+class TtlPolicy:
+    min_ttl: int = 0
+    max_ttl: int = 86400
+    negative_max_ttl: int = 3600
+
+    def lifetime(self, scanned: ScannedReply) -> int:
+        """How long a reply may be cached; 0 means not at all.
+
+        SERVFAIL, REFUSED and other errors are not cached, nor truncated replies,
+        nor negative answers without an SOA to say for how long (RFC 2308).
+        """
+        if scanned.flags & wire.FLAG_TC:
+            return 0
+        if scanned.rcode == wire.NOERROR and scanned.ancount:
+            ttl = scanned.min_answer_ttl or 0
+            return min(max(ttl, self.min_ttl), self.max_ttl)
+        if scanned.rcode in (wire.NOERROR, wire.NXDOMAIN):
+            if scanned.negative_ttl is None:
+                return 0
+            return min(max(scanned.negative_ttl, self.min_ttl), self.negative_max_ttl, self.max_ttl)
+        return 0
+
+    def clamp(self, ttl: int) -> int:
+        return min(max(ttl, self.min_ttl), self.max_ttl)
+
+
+def entry_from_reply(
+    scanned: ScannedReply, *, now: float, lifetime: int, domain: str, status: str, rule: str = ""
+) -> CacheEntry:
+    return CacheEntry(
+        rcode=scanned.rcode,
+        ad=bool(scanned.flags & FLAG_AD),
+        ancount=scanned.ancount,
+        nscount=scanned.nscount,
+        arcount=scanned.arcount,
+        body=scanned.body,
+        ttl_offsets=scanned.ttl_offsets,
+        ttls=scanned.ttls,
+        stored=now,
+        expires=now + lifetime,
+        domain=domain,
+        status=status,
+        rule=rule,
+    )
+
+
+class ReplyCache:
+    """A bounded LRU of CacheEntry; expired entries are dropped when looked up."""
+
+    def __init__(self, max_size: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_size = max_size
+        self.clock = clock
+        self._entries: OrderedDict[bytes, CacheEntry] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: bytes, now: float) -> CacheEntry | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            if now >= entry.expires:
+                del self._entries[key]
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry
+
+    def put(self, key: bytes, entry: CacheEntry) -> None:
+        if self.max_size <= 0 or entry.expires <= entry.stored:
+            return
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_size:
+                self._entries.popitem(last=False)
+                self.evictions += 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

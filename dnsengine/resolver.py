@@ -1,0 +1,368 @@
+"""The decision for one query, free of sockets.
+
+`Resolver.handle(data, client, transport, addr)` reads a wire query and makes
+sure exactly one reply (or none, for packets that must be dropped) goes back
+through `transport.send`, and that every answered query is counted and handed
+to the query logger. Order: cache, then allowlist > block rules > local records
+> upstream. Replies built here (blocked, local) are cached as bytes too, so
+only the first query for a name pays for dnslib.
+
+Forwarded queries finish on the upstream receiver thread, through a callback:
+the listener thread that read the query never waits for the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dnslib import AAAA, CNAME, QTYPE, RR, SOA, A, DNSHeader, DNSQuestion, DNSRecord
+
+from dnsengine import wire
+from dnsengine.cache import CacheEntry, ReplyCache, TtlPolicy, entry_from_reply
+from dnsengine.config import BlockingMode
+from dnsengine.rules import Matcher
+from dnsengine.stats import EngineStats
+from dnsengine.throttle import RateLimitedLog
+from dnsengine.wire import Query, WireError
+from querylog.entry import QueryLogEntry
+
+logger = logging.getLogger(__name__)
+_bad_packet_log = RateLimitedLog(logger, interval=10.0)
+
+MAX_CNAME_CHAIN = 8
+SOA_MNAME = "ns.gloryhole.invalid."
+SOA_RNAME = "hostmaster.gloryhole.invalid."
+
+STATUS_BLOCKED = "blocked"
+STATUS_ALLOWED = "allowed"
+STATUS_FORWARDED = "forwarded"
+STATUS_CACHED = "cached"
+STATUS_LOCAL = "local"
+STATUS_ERROR = "error"
+
+
+class Transport(Protocol):
+    proto: str  # "udp" | "tcp"
+
+    def send(self, reply: bytes, addr) -> None: ...
+
+
+class QueryLogSink(Protocol):
+    def log_async(self, entry: QueryLogEntry) -> bool: ...
+
+
+class Forwarder(Protocol):
+    def forward(self, qname_wire: bytes, qtype: int, qclass: int, do: bool, callback) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRecords:
+    """name -> {qtype: ((value, ttl), ...)}; CNAME stored under QTYPE.CNAME."""
+
+    records: dict[str, dict[int, tuple[tuple[str, int], ...]]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, rows) -> LocalRecords:
+        """rows: (name, type text, value, ttl)."""
+        records: dict[str, dict[int, list[tuple[str, int]]]] = {}
+        for name, rtype, value, ttl in rows:
+            qtype = getattr(QTYPE, rtype, None)
+            if qtype not in (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME):
+                continue
+            records.setdefault(name, {}).setdefault(qtype, []).append((value, ttl))
+        return cls({n: {t: tuple(v) for t, v in by_type.items()} for n, by_type in records.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the engine serves from, swapped whole on reload."""
+
+    matcher: Matcher = field(default_factory=Matcher)
+    local: LocalRecords = field(default_factory=LocalRecords)
+    generation: int = 0
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One query on its way to its reply: who asked, how, and when."""
+
+    query: Query
+    client: str
+    transport: Transport
+    addr: object
+    started: float  # perf_counter() at arrival, for the duration
+    arrived: float  # time.time() at arrival, for the log
+    limit: int  # largest reply that fits the transport
+
+    def send(self, reply: bytes) -> None:
+        self.transport.send(reply, self.addr)
+
+
+class Resolver:
+    def __init__(
+        self,
+        *,
+        forwarder: Forwarder,
+        blocking: BlockingMode,
+        block_ttl: int,
+        cache: ReplyCache,
+        ttl_policy: TtlPolicy,
+        stats: EngineStats,
+        query_logger: QueryLogSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.forwarder = forwarder
+        self.blocking = blocking
+        self.block_ttl = block_ttl
+        self.cache = cache
+        self.ttl_policy = ttl_policy
+        self.stats = stats
+        self.query_logger = query_logger
+        self.clock = clock
+        self.snapshot = Snapshot()
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        # One attribute assignment: a query sees either the old or the new one.
+        self.snapshot = snapshot
+        self.cache.clear()
+
+    # -- entry point ------------------------------------------------------------------
+
+    def handle(self, data: bytes, client: str, transport: Transport, addr) -> None:
+        started = time.perf_counter()
+        arrived = time.time()
+        try:
+            query = wire.parse_query(data)
+        except WireError as exc:
+            self._bad_packet(data, client, exc, transport, addr, started, arrived)
+            return
+        except Exception:  # defensive: a parser bug must not reach the listener
+            logger.exception("unexpected error parsing a query from %s", client)
+            return
+        ex = Exchange(query, client, transport, addr, started, arrived,
+                      query.payload if transport.proto == "udp" else 65535)  # fmt: skip
+        if query.edns and query.edns_version != 0:
+            self._finish_error(ex, wire.BADVERS)
+            return
+        if query.qclass != wire.CLASS_IN or query.qtype in (wire.TYPE_AXFR, wire.TYPE_IXFR):
+            self._finish_error(ex, wire.REFUSED)
+            return
+        now = self.clock()
+        entry = self.cache.get(query.key, now)
+        if entry is not None:
+            ex.send(entry.render(query, now, ex.limit))
+            self._log(ex, entry.domain, entry.rcode, entry.status, entry.rule)
+            return
+        try:
+            self._resolve_miss(ex, now)
+        except Exception:
+            logger.exception("failed to resolve %s from %s", query.name, client)
+            self._finish_error(ex, wire.SERVFAIL)
+
+    # -- the decision -----------------------------------------------------------------
+
+    def _resolve_miss(self, ex: Exchange, now: float) -> None:
+        query = ex.query
+        name = query.name
+        snapshot = self.snapshot
+        if not query.plain:
+            # No rule or record can name it, and it cannot be rebuilt from text:
+            # pass it through untouched.
+            self._forward(ex, name, STATUS_FORWARDED, "")
+            return
+        decision = snapshot.matcher.match(name)
+        if decision is not None and decision.action == "block":
+            entry = self._cache_built(query, self._blocked_reply(name, query.qtype), now, self.block_ttl, name,
+                                      STATUS_BLOCKED, decision.rule)  # fmt: skip
+            ex.send(entry.render(query, now, ex.limit))
+            self._log(ex, name, entry.rcode, STATUS_BLOCKED, decision.rule)
+            return
+        rule = decision.rule if decision is not None else ""
+        if name in snapshot.local.records:
+            self._answer_local(ex, name, snapshot.local, now)
+            return
+        status = STATUS_ALLOWED if decision is not None else STATUS_FORWARDED
+        self._forward(ex, name, status, rule)
+
+    def _forward(self, ex: Exchange, name: str, status: str, rule: str) -> None:
+        def on_reply(reply: bytes | None, upstream: str) -> None:
+            self._finish_forwarded(ex, name, reply, upstream, status, rule)
+
+        query = ex.query
+        if not self.forwarder.forward(query.qname_wire, query.qtype, query.qclass, query.do, on_reply):
+            self._finish_error(ex, wire.SERVFAIL, name=name, rule=rule)
+
+    def _finish_forwarded(self, ex: Exchange, name: str, reply: bytes | None, upstream: str, status: str,
+                          rule: str) -> None:  # fmt: skip
+        if reply is None:
+            self._finish_error(ex, wire.SERVFAIL, name=name, rule=rule)
+            return
+        now = self.clock()
+        try:
+            scanned = wire.scan_reply(reply, wire.question_end(reply))
+        except WireError as exc:
+            _bad_packet_log.warning("unusable reply from upstream %s for %s: %s", upstream, name, exc)
+            self._finish_error(ex, wire.SERVFAIL, name=name, rule=rule)
+            return
+        lifetime = self.ttl_policy.lifetime(scanned)
+        ttls = tuple(self.ttl_policy.clamp(t) for t in scanned.ttls)
+        scanned.ttls = ttls
+        entry = entry_from_reply(scanned, now=now, lifetime=lifetime, domain=name, status=STATUS_CACHED)
+        self.cache.put(ex.query.key, entry)
+        ex.send(entry.render(ex.query, now, ex.limit))
+        self._log(ex, name, entry.rcode, status, rule, upstream)
+
+    def _cache_built(self, query: Query, record: DNSRecord, now: float, ttl: int, name: str, status: str,
+                     rule: str) -> CacheEntry:  # fmt: skip
+        packed = record.pack()
+        scanned = wire.scan_reply(packed, wire.question_end(packed))
+        entry = entry_from_reply(scanned, now=now, lifetime=ttl, domain=name, status=status, rule=rule)
+        self.cache.put(query.key, entry)
+        return entry
+
+    # -- blocked answers --------------------------------------------------------------
+
+    def _blocked_reply(self, name: str, qtype: int) -> DNSRecord:
+        mode = self.blocking
+        ttl = self.block_ttl
+        if mode.mode == "refused":
+            return _reply_skeleton(name, qtype, wire.REFUSED)
+        if mode.mode == "nxdomain":
+            record = _reply_skeleton(name, qtype, wire.NXDOMAIN)
+            record.add_auth(_soa(name, ttl))
+            return record
+        record = _reply_skeleton(name, qtype, wire.NOERROR)
+        ipv4, ipv6 = ("0.0.0.0", "::") if mode.mode == "null" else (mode.ipv4, mode.ipv6)
+        if qtype == QTYPE.A and ipv4:
+            record.add_answer(RR(name, QTYPE.A, rdata=A(ipv4), ttl=ttl))
+        elif qtype == QTYPE.AAAA and ipv6:
+            record.add_answer(RR(name, QTYPE.AAAA, rdata=AAAA(ipv6), ttl=ttl))
+        else:
+            # NODATA, with an SOA so the client caches the negative answer.
+            record.add_auth(_soa(name, ttl))
+        return record
+
+    # -- local records ----------------------------------------------------------------
+
+    def _answer_local(self, ex: Exchange, name: str, local: LocalRecords, now: float) -> None:
+        query = ex.query
+        record = _reply_skeleton(name, query.qtype, wire.NOERROR)
+        current = name
+        seen = {name}
+        min_ttl = None
+        for _ in range(MAX_CNAME_CHAIN):
+            by_type = local.records.get(current)
+            if by_type is None:
+                # The chain leaves our records: ask upstream for the target and
+                # put our CNAMEs in front of its answer.
+                self._forward_cname_target(ex, name, current, record)
+                return
+            wanted = by_type.get(query.qtype)
+            if wanted:
+                for value, ttl in wanted:
+                    rdata = {QTYPE.A: A, QTYPE.AAAA: AAAA, QTYPE.CNAME: CNAME}[query.qtype](value)
+                    record.add_answer(RR(current, query.qtype, rdata=rdata, ttl=ttl))
+                    min_ttl = ttl if min_ttl is None else min(min_ttl, ttl)
+                break
+            cnames = by_type.get(QTYPE.CNAME)
+            if not cnames:
+                # The name exists here, just not with this type: NODATA, never forwarded.
+                record.add_auth(_soa(name, 60))
+                min_ttl = 60 if min_ttl is None else min(min_ttl, 60)
+                break
+            target, ttl = cnames[0]
+            record.add_answer(RR(current, QTYPE.CNAME, rdata=CNAME(target), ttl=ttl))
+            min_ttl = ttl if min_ttl is None else min(min_ttl, ttl)
+            if target in seen:
+                record.header.rcode = wire.SERVFAIL
+                break
+            seen.add(target)
+            current = target
+        else:
+            record.header.rcode = wire.SERVFAIL  # chain too long
+        entry = self._cache_built(query, record, now, min_ttl or 0, name, STATUS_LOCAL, "local")
+        ex.send(entry.render(query, now, ex.limit))
+        self._log(ex, name, entry.rcode, STATUS_LOCAL, "local")
+
+    def _forward_cname_target(self, ex: Exchange, name: str, target: str, record: DNSRecord) -> None:
+        query = ex.query
+        target_wire = wire.text_to_name(target)
+
+        def on_reply(reply: bytes | None, upstream: str) -> None:
+            now = self.clock()
+            combined = record
+            if reply is not None:
+                try:
+                    upstream_record = DNSRecord.parse(reply)
+                    for rr in upstream_record.rr:
+                        combined.add_answer(rr)
+                    combined.header.rcode = upstream_record.header.rcode
+                except Exception:  # dnslib raises several types on bad input
+                    reply = None
+            if reply is None:
+                combined.header.rcode = wire.SERVFAIL
+            ttls = [rr.ttl for rr in combined.rr]
+            lifetime = min(ttls) if reply is not None and ttls else 0
+            entry = self._cache_built(query, combined, now, lifetime, name, STATUS_LOCAL, "local")
+            ex.send(entry.render(query, now, ex.limit))
+            self._log(ex, name, entry.rcode, STATUS_LOCAL, "local", upstream)
+
+        if not self.forwarder.forward(target_wire, query.qtype, query.qclass, query.do, on_reply):
+            self._finish_error(ex, wire.SERVFAIL, name=name)
+
+    # -- errors and logging -----------------------------------------------------------
+
+    def _bad_packet(self, data: bytes, client: str, exc: WireError, transport: Transport, addr, started: float,
+                    arrived: float) -> None:  # fmt: skip
+        _bad_packet_log.info("bad packet from %s over %s: %s", client, transport.proto, exc)
+        if exc.rcode is None:
+            self.stats.count("packets_dropped")
+            return
+        self.stats.count("packets_malformed")
+        qid, flags = wire.header_id_flags(data)
+        transport.send(wire.error_reply(qid, flags, exc.rcode), addr)
+        self._record(None, "", exc.rcode, STATUS_ERROR, "", "", client, transport.proto, started, arrived)
+
+    def _finish_error(self, ex: Exchange, rcode: int, *, name: str | None = None, rule: str = "") -> None:
+        query = ex.query
+        ex.send(wire.error_reply(query.qid, query.flags, rcode, query))
+        self._log(ex, query.name if name is None else name, rcode, STATUS_ERROR, rule)
+
+    def _log(self, ex: Exchange, name: str, rcode: int, status: str, rule: str, upstream: str = "") -> None:
+        self._record(ex.query, name, rcode, status, rule, upstream, ex.client, ex.transport.proto, ex.started,
+                     ex.arrived)  # fmt: skip
+
+    def _record(self, query: Query | None, name: str, rcode: int, status: str, rule: str, upstream: str,
+                client: str, proto: str, started: float, arrived: float) -> None:  # fmt: skip
+        """Count the answered query and hand it to the query logger (never blocks)."""
+        duration_us = int((time.perf_counter() - started) * 1e6)
+        self.stats.record(status, duration_us)
+        sink = self.query_logger
+        if sink is not None:
+            sink.log_async(
+                QueryLogEntry(
+                    arrived,
+                    client,
+                    proto,
+                    name,
+                    wire.qtype_name(query.qtype) if query is not None else "",
+                    wire.RCODE_NAMES.get(rcode, str(rcode)),
+                    status,
+                    rule,
+                    upstream,
+                    duration_us,
+                )
+            )
+
+
+def _reply_skeleton(name: str, qtype: int, rcode: int) -> DNSRecord:
+    return DNSRecord(DNSHeader(qr=1, ra=1, rd=1, rcode=rcode), q=DNSQuestion(name, qtype))
+
+
+def _soa(name: str, ttl: int) -> RR:
+    # The SOA MINIMUM is what resolvers use as the negative-caching TTL (RFC 2308).
+    return RR(name, QTYPE.SOA, rdata=SOA(SOA_MNAME, SOA_RNAME, (1, 3600, 600, 86400, ttl)), ttl=ttl)
