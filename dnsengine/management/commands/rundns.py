@@ -15,6 +15,9 @@ from dnsengine.engine import Engine
 
 class Command(BaseCommand):
     help = "Run the Glory-Hole DNS engine (UDP and TCP) until SIGTERM or SIGINT."
+    # The engine does not serve URLs or templates; their checks would only make a
+    # web-side mistake stop DNS for the whole network.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", help="address to listen on (default GLORYHOLE_DNS_HOST, 127.0.0.1)")
