@@ -40,3 +40,54 @@ class QueryLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.timestamp:%Y-%m-%d %H:%M:%S} {self.client} {self.qtype} {self.domain} {self.status}"
+
+
+# Rollups: counts the writer adds in the same transaction as the rows, so the
+# dashboard reads a few hundred small rows instead of scanning QueryLog. Buckets are
+# the UTC start of the minute/hour. Retention purges them with the rows.
+
+
+class QueryRollup(models.Model):
+    """Queries per UTC minute and status."""
+
+    bucket = models.DateTimeField()
+    status = models.CharField(max_length=10)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["bucket", "status"], name="qrollup_bucket_status")]
+
+    def __str__(self) -> str:
+        return f"{self.bucket:%Y-%m-%d %H:%M} {self.status} {self.count}"
+
+
+class DomainRollup(models.Model):
+    """Queries per UTC hour, domain and status (top domains, top blocked)."""
+
+    bucket = models.DateTimeField()
+    domain = models.CharField(max_length=253)
+    status = models.CharField(max_length=10)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["bucket", "domain", "status"], name="drollup_bucket_domain_status")
+        ]
+        indexes = [models.Index(fields=["bucket"], name="drollup_bucket")]
+
+    def __str__(self) -> str:
+        return f"{self.bucket:%Y-%m-%d %H:00} {self.domain} {self.status} {self.count}"
+
+
+class ClientRollup(models.Model):
+    """Queries per UTC hour and client (top clients)."""
+
+    bucket = models.DateTimeField()
+    client = models.CharField(max_length=45)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["bucket", "client"], name="crollup_bucket_client")]
+
+    def __str__(self) -> str:
+        return f"{self.bucket:%Y-%m-%d %H:00} {self.client} {self.count}"
