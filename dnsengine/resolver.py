@@ -87,6 +87,17 @@ class Snapshot:
 
 
 @dataclass(slots=True)
+class _Rendered:
+    tail: bytes  # the reply without its 2-byte ID
+    valid_until: float
+    domain: str
+    qtype: str
+    rcode: str
+    status: str
+    rule: str
+
+
+@dataclass(slots=True)
 class Exchange:
     """One query on its way to its reply: who asked, how, and when."""
 
@@ -124,17 +135,29 @@ class Resolver:
         self.query_logger = query_logger
         self.clock = clock
         self.snapshot = Snapshot()
+        # Replies already rendered for an exact query packet (minus its ID), valid
+        # until the next whole second of TTL ageing. A repeated query, the common
+        # case on a network, is then answered with one dict lookup and no parsing.
+        self._rendered: dict[bytes, _Rendered] = {}
+        self.rendered_max = max(1024, cache.max_size)
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         # One attribute assignment: a query sees either the old or the new one.
         self.snapshot = snapshot
         self.cache.clear()
+        self._rendered = {}
 
     # -- entry point ------------------------------------------------------------------
 
     def handle(self, data: bytes, client: str, transport: Transport, addr) -> None:
         started = time.perf_counter()
         arrived = time.time()
+        if transport.proto == "udp":
+            hit = self._rendered.get(data[2:])
+            if hit is not None and self.clock() < hit.valid_until:
+                transport.send(data[:2] + hit.tail, addr)
+                self._record_rendered(hit, client, started, arrived)
+                return
         try:
             query = wire.parse_query(data)
         except WireError as exc:
@@ -154,8 +177,11 @@ class Resolver:
         now = self.clock()
         entry = self.cache.get(query.key, now)
         if entry is not None:
-            ex.send(entry.render(query, now, ex.limit))
+            reply = entry.render(query, now, ex.limit)
+            ex.send(reply)
             self._log(ex, entry.domain, entry.rcode, entry.status, entry.rule)
+            if transport.proto == "udp":
+                self._remember_rendered(data, reply, entry, query, now)
             return
         try:
             self._resolve_miss(ex, now)
@@ -331,6 +357,33 @@ class Resolver:
         query = ex.query
         ex.send(wire.error_reply(query.qid, query.flags, rcode, query))
         self._log(ex, query.name if name is None else name, rcode, STATUS_ERROR, rule)
+
+    def _remember_rendered(self, data: bytes, reply: bytes, entry: CacheEntry, query: Query, now: float) -> None:
+        rendered = self._rendered
+        if len(rendered) >= self.rendered_max:
+            rendered.clear()  # crude, but bounded and rare; the cache still has everything
+        # The TTLs in `reply` are right until the entry's age reaches its next whole second.
+        valid_until = min(entry.expires, entry.stored + int(now - entry.stored) + 1)
+        rendered[data[2:]] = _Rendered(
+            reply[2:],
+            valid_until,
+            entry.domain,
+            wire.qtype_name(query.qtype),
+            wire.RCODE_NAMES.get(entry.rcode, str(entry.rcode)),
+            entry.status,
+            entry.rule,
+        )
+
+    def _record_rendered(self, hit: _Rendered, client: str, started: float, arrived: float) -> None:
+        duration_us = int((time.perf_counter() - started) * 1e6)
+        self.stats.record(hit.status, duration_us)
+        sink = self.query_logger
+        if sink is not None:
+            sink.log_async(
+                QueryLogEntry(
+                    arrived, client, "udp", hit.domain, hit.qtype, hit.rcode, hit.status, hit.rule, "", duration_us
+                )
+            )
 
     def _log(self, ex: Exchange, name: str, rcode: int, status: str, rule: str, upstream: str = "") -> None:
         self._record(ex.query, name, rcode, status, rule, upstream, ex.client, ex.transport.proto, ex.started,
