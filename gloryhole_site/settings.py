@@ -152,3 +152,19 @@ GLORYHOLE_QUERY_LOG_WORKERS = env_int("GLORYHOLE_QUERY_LOG_WORKERS", 1, minimum=
 GLORYHOLE_QUERY_LOG_BATCH = env_int("GLORYHOLE_QUERY_LOG_BATCH", 2000, minimum=1, maximum=100000)
 GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL = env_float("GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL", 0.5, minimum=0.01, maximum=60)
 GLORYHOLE_QUERY_LOG_RETENTION_DAYS = env_int("GLORYHOLE_QUERY_LOG_RETENTION_DAYS", 7, minimum=0, maximum=3650)
+
+# --- Web (added) --------------------------------------------------------------------
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Our own login page: Django admin's refuses non-staff users, who may still read the pages.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "querylog-dashboard"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+# Empty: the JSON API takes only signed-in sessions. Set it to let scripts send
+# "Authorization: Bearer <token>".
+GLORYHOLE_API_TOKEN = env_str("GLORYHOLE_API_TOKEN", "")
+GLORYHOLE_UPLOAD_MAX_BYTES = env_int("GLORYHOLE_UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
+GLORYHOLE_EXPORT_MAX_ROWS = env_int("GLORYHOLE_EXPORT_MAX_ROWS", 100_000, minimum=1, maximum=10_000_000)
+GLORYHOLE_STATUS_REFRESH_SECONDS = env_float("GLORYHOLE_STATUS_REFRESH_SECONDS", 2.0, minimum=0.5, maximum=60)

@@ -1,0 +1,100 @@
+"""Forms of the blocklists page and the one-click allow/block actions."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.template.defaultfilters import filesizeformat
+
+from dnsengine.models import Blocklist
+from dnsengine.names import normalize_domain
+
+# What a text blocklist may start with: anything but NUL bytes and the magic
+# numbers of the binary formats people upload by mistake.
+_BINARY_MAGIC = (
+    b"\x1f\x8b",
+    b"PK\x03\x04",
+    b"%PDF",
+    b"\x89PNG",
+    b"\xff\xd8\xff",
+    b"GIF8",
+    b"\x7fELF",
+    b"BZh",
+    b"\xfd7zXZ",
+)
+_SNIFF_BYTES = 8192
+
+
+def upload_max_bytes() -> int:
+    return getattr(settings, "GLORYHOLE_UPLOAD_MAX_BYTES", 100 * 1024 * 1024)
+
+
+class DomainField(forms.CharField):
+    """A domain name, normalised the way the engine stores and matches it."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("max_length", 253)
+        super().__init__(**kwargs)
+
+    def clean(self, value: str) -> str:
+        value = super().clean(value)
+        if not value:
+            return value
+        name = normalize_domain(value, require_dot=False)
+        if name is None:
+            raise forms.ValidationError(f"{value!r} is not a valid domain name")
+        return name
+
+
+class DomainTestForm(forms.Form):
+    test = DomainField(label="Domain", widget=forms.TextInput(attrs={"placeholder": "ads.example.com"}))
+
+
+class DomainActionForm(forms.Form):
+    domain = DomainField()
+    include_subdomains = forms.BooleanField(required=False)
+    next = forms.CharField(required=False, max_length=2000)
+
+
+def sniff_text(head: bytes) -> str | None:
+    """None when `head` looks like text; otherwise what it looks like instead."""
+    if not head:
+        return "the file is empty"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "the file is UTF-16 text; save it as UTF-8"
+    if head.startswith(_BINARY_MAGIC) or b"\x00" in head:
+        return "the file is not a text file (binary or compressed content)"
+    try:
+        # A multi-byte character cut at the sniff boundary is not an error.
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:
+            return "the file is not UTF-8 text"
+    return None
+
+
+class BlocklistUploadForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="a new list, or an existing one to replace its domains")
+    format = forms.ChoiceField(choices=Blocklist.Format.choices, initial=Blocklist.Format.AUTO)
+    file = forms.FileField(help_text="hosts, plain domains or Adblock ||domain^ lines, UTF-8 text")
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("give the list a name")
+        return name
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        limit = upload_max_bytes()
+        if upload.size > limit:
+            raise forms.ValidationError(
+                f"the file is {filesizeformat(upload.size)}; the limit is {filesizeformat(limit)}"
+            )
+        upload.seek(0)
+        head = upload.read(_SNIFF_BYTES)
+        upload.seek(0)
+        problem = sniff_text(head)
+        if problem:
+            raise forms.ValidationError(problem)
+        return upload

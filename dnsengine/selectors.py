@@ -1,0 +1,169 @@
+"""Reads for the web pages: block lists, the "is this domain blocked?" check, engine status."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule, EngineStatus
+from dnsengine.rules import Matcher, compile_rule
+
+# An engine writes its heartbeat every ~2 s; several missed ones mean it is gone.
+ENGINE_DOWN_AFTER_SECONDS = 10.0
+
+
+def blocklist_list() -> QuerySet[Blocklist]:
+    return Blocklist.objects.order_by("name")
+
+
+def _suffixes(name: str) -> list[str]:
+    """example.ads.test -> [example.ads.test, ads.test, test]: the names a list entry can block it by."""
+    labels = name.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels))]
+
+
+@dataclass(slots=True)
+class ListMatch:
+    list_name: str
+    entry: str  # the list's entry that covers the name (the name itself or a parent)
+    list_enabled: bool
+
+
+@dataclass(slots=True)
+class DomainCheck:
+    """What the engine would decide for one name, and every rule that has a say in it."""
+
+    name: str
+    action: str  # "allow" | "block" | "none"
+    decided_by: str  # "list:NAME", "regex:...", "allow:...", "" when forwarded as usual
+    list_matches: list[ListMatch] = field(default_factory=list)
+    rule_matches: list[str] = field(default_factory=list)
+    allow_matches: list[str] = field(default_factory=list)
+
+    @property
+    def allow_wins(self) -> bool:
+        """The allowlist overrides at least one block that would otherwise apply."""
+        blocked = any(m.list_enabled for m in self.list_matches) or bool(self.rule_matches)
+        return self.action == "allow" and blocked
+
+
+def domain_check(name: str) -> DomainCheck:
+    """Check `name` (already normalised) against the database as the engine would.
+
+    Only the rows that can concern this name are read (the name and its parents
+    in the lists and the allowlist, plus the rules), then the engine's own
+    Matcher decides, so this box and the engine cannot disagree on precedence.
+    """
+    suffixes = _suffixes(name)
+    rows = (
+        BlockedDomain.objects.filter(domain__in=suffixes)
+        .select_related("blocklist")
+        .order_by("blocklist__name", "domain")
+    )
+    list_matches = [ListMatch(r.blocklist.name, r.domain, r.blocklist.enabled) for r in rows]
+
+    rule_matches: list[str] = []
+    enabled_rules: list[tuple[str, str]] = []
+    for rule in BlockRule.objects.filter(enabled=True).only("kind", "pattern"):
+        try:
+            regex = compile_rule(rule.kind, rule.pattern)
+        except ValueError:
+            continue
+        enabled_rules.append((rule.kind, rule.pattern))
+        if regex.match(name):
+            rule_matches.append(f"{rule.kind}:{rule.pattern}")
+
+    allowed_rows = list(
+        AllowedDomain.objects.filter(enabled=True, domain__in=suffixes).values_list("domain", "include_subdomains")
+    )
+    allow_matches = [
+        f"allow:*.{domain}" if subs else f"allow:{domain}" for domain, subs in allowed_rows if domain == name or subs
+    ]
+
+    by_list: dict[str, list[str]] = {}
+    for m in list_matches:
+        if m.list_enabled:
+            by_list.setdefault(m.list_name, []).append(m.entry)
+    matcher = Matcher.build(lists=sorted(by_list.items()), rules=enabled_rules, allowed=allowed_rows)
+    decision = matcher.match(name)
+    return DomainCheck(
+        name=name,
+        action=decision.action if decision else "none",
+        decided_by=decision.rule if decision else "",
+        list_matches=list_matches,
+        rule_matches=rule_matches,
+        allow_matches=allow_matches,
+    )
+
+
+@dataclass(slots=True)
+class EngineView:
+    """One EngineStatus row plus what the page derives from it."""
+
+    row: EngineStatus
+    heartbeat_age: float
+    down: bool
+    fill_pct: float
+    drop_pct: float  # share of all log entries that were dropped
+    metrics_url: str
+
+    def as_json(self) -> dict:
+        r = self.row
+        return {
+            "name": r.name,
+            "hostname": r.hostname,
+            "pid": r.pid,
+            "started_at": r.started_at.isoformat(),
+            "heartbeat_at": r.heartbeat_at.isoformat(),
+            "heartbeat_age": round(self.heartbeat_age, 1),
+            "down": self.down,
+            "queries_total": r.queries_total,
+            "qps": round(r.qps, 2),
+            "buffer_size": r.buffer_size,
+            "buffer_capacity": r.buffer_capacity,
+            "fill_pct": round(self.fill_pct, 1),
+            "drops": r.drops,
+            "drop_pct": round(self.drop_pct, 3),
+            "written": r.written,
+            "write_rate": round(r.write_rate, 2),
+            "write_errors": r.write_errors,
+            "workers": r.workers,
+            "mode": r.mode,
+            "generation": r.generation,
+            "threads": r.threads,
+            "metrics_url": self.metrics_url,
+        }
+
+
+def engine_status_list(request_host: str, metrics_port: int, now: datetime | None = None) -> list[EngineView]:
+    """Every engine that ever sent a heartbeat, with age, fill level and a link to its /metrics.
+
+    The engine on this machine is linked through the host name the browser used
+    (the engine's own hostname may not resolve for the browser); others by theirs.
+    """
+    now = now or timezone.now()
+    here = socket.gethostname()
+    browser_host = request_host.rsplit(":", 1)[0] if not request_host.endswith("]") else request_host
+    views = []
+    for row in EngineStatus.objects.order_by("name"):
+        age = max(0.0, (now - row.heartbeat_at).total_seconds())
+        fill = 100.0 * row.buffer_size / row.buffer_capacity if row.buffer_capacity else 0.0
+        handled = row.written + row.drops
+        drop_pct = 100.0 * row.drops / handled if handled else 0.0
+        host = browser_host if row.hostname in ("", here) else row.hostname
+        metrics_url = f"http://{host}:{metrics_port}/metrics" if metrics_port else ""
+        views.append(
+            EngineView(
+                row=row,
+                heartbeat_age=age,
+                down=age > ENGINE_DOWN_AFTER_SECONDS,
+                fill_pct=min(fill, 100.0),
+                drop_pct=drop_pct,
+                metrics_url=metrics_url,
+            )
+        )
+    return views

@@ -1,0 +1,258 @@
+"""Blocklists page, the domain test box, and the one-click allow/block actions.
+
+Every change goes through the ORM inside one transaction (so the config
+generation signal tells the engines to reload) and is written to Django
+admin's LogEntry table, so /admin/'s history shows who changed what.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.http import require_GET, require_POST
+
+from dnsengine.blocklist import BlocklistError, iter_binary_lines, parse_blocklist
+from dnsengine.blocklist_services import blocklist_import
+from dnsengine.forms import BlocklistUploadForm, DomainActionForm, DomainTestForm, upload_max_bytes
+from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist
+from dnsengine.selectors import DomainCheck, blocklist_list, domain_check
+
+logger = logging.getLogger(__name__)
+
+# The list the "block this domain" button adds to; created on first use.
+MANUAL_LIST = "manual"
+
+
+def staff_required(view):
+    """Login first (redirect), then staff (403): a signed-in viewer must not loop back to the login page."""
+
+    @wraps(view)
+    @login_required
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_staff:
+            raise PermissionDenied("only staff users can change the DNS configuration")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _log_change(request: HttpRequest, obj, flag: int, message: str) -> None:
+    LogEntry.objects.log_actions(request.user.pk, [obj], flag, message, single_object=True)
+
+
+def _safe_next(request: HttpRequest, target: str, fallback: str) -> str:
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
+        return target
+    return fallback
+
+
+def _describe(check: DomainCheck) -> str:
+    if check.action == "allow":
+        return f"{check.name} is allowed ({check.decided_by})"
+    if check.action == "block":
+        return f"{check.name} is blocked ({check.decided_by})"
+    return f"{check.name} is neither blocked nor allowlisted: it is answered normally"
+
+
+# --- Writes ---------------------------------------------------------------------------
+
+
+def domain_allow(request: HttpRequest, domain: str, include_subdomains: bool) -> AllowedDomain:
+    """Allowlist `domain` (creating or re-enabling its entry); the engines reload on the generation bump."""
+    with transaction.atomic():
+        entry = AllowedDomain.objects.select_for_update().filter(domain=domain).first()
+        if entry is None:
+            entry = AllowedDomain.objects.create(
+                domain=domain,
+                include_subdomains=include_subdomains,
+                comment=f"allowed from the web by {request.user.get_username()}"[:200],
+            )
+            _log_change(request, entry, ADDITION, "Allowed from the query history")
+        else:
+            entry.enabled = True
+            entry.include_subdomains = entry.include_subdomains or include_subdomains
+            entry.save(update_fields=["enabled", "include_subdomains"])
+            _log_change(request, entry, CHANGE, "Enabled from the query history")
+    return entry
+
+
+def domain_block(request: HttpRequest, domain: str) -> Blocklist:
+    """Add `domain` to the manual list and switch off an exact allowlist entry that would override it."""
+    with transaction.atomic():
+        manual, created = Blocklist.objects.select_for_update().get_or_create(
+            name=MANUAL_LIST, defaults={"source": "blocked from the web", "format": Blocklist.Format.DOMAINS}
+        )
+        if created:
+            _log_change(request, manual, ADDITION, "Created by the first 'block this domain'")
+        _, added = BlockedDomain.objects.get_or_create(blocklist=manual, domain=domain)
+        if added:
+            manual.domain_count = BlockedDomain.objects.filter(blocklist=manual).count()
+            manual.save(update_fields=["domain_count"])
+            _log_change(request, manual, CHANGE, f"Blocked {domain} from the query history")
+        for entry in AllowedDomain.objects.filter(domain=domain, enabled=True):
+            entry.enabled = False
+            entry.save(update_fields=["enabled"])
+            _log_change(request, entry, CHANGE, "Disabled by 'block this domain'")
+    return manual
+
+
+def blocklist_toggle(request: HttpRequest, blocklist: Blocklist) -> None:
+    with transaction.atomic():
+        blocklist.enabled = not blocklist.enabled
+        blocklist.save(update_fields=["enabled"])
+        _log_change(request, blocklist, CHANGE, "Enabled" if blocklist.enabled else "Disabled")
+
+
+# --- Views ----------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def blocklists(request: HttpRequest) -> HttpResponse:
+    test_form = DomainTestForm(request.GET if "test" in request.GET else None)
+    check = domain_check(test_form.cleaned_data["test"]) if test_form.is_bound and test_form.is_valid() else None
+    return render(
+        request,
+        "dnsengine/blocklists.html",
+        {
+            "blocklists": blocklist_list(),
+            "test_form": test_form,
+            "check": check,
+            "upload_form": BlocklistUploadForm(),
+            "upload_max": upload_max_bytes(),
+        },
+    )
+
+
+@require_POST
+@staff_required
+def blocklist_toggle_view(request: HttpRequest, pk: int) -> HttpResponse:
+    blocklist = get_object_or_404(Blocklist, pk=pk)
+    blocklist_toggle(request, blocklist)
+    state = "enabled" if blocklist.enabled else "disabled"
+    messages.success(request, f'Blocklist "{blocklist.name}" {state}; engines reload within a few seconds.')
+    return redirect("dnsengine-blocklists")
+
+
+class _SizeLimitHandler(FileUploadHandler):
+    """Stop reading an upload as soon as it passes the limit, whatever Content-Length claimed."""
+
+    def __init__(self, limit: int, request=None) -> None:
+        super().__init__(request)
+        self.limit = limit
+        self.received = 0
+        self.exceeded = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int):
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.exceeded = True
+            raise StopUpload(connection_reset=True)
+        return raw_data
+
+    def file_complete(self, file_size: int):
+        return None
+
+
+def _too_big(request: HttpRequest, limit: int) -> HttpResponse:
+    messages.error(request, f"Upload refused: the file is larger than {filesizeformat(limit)}.")
+    return redirect("dnsengine-blocklists")
+
+
+@csrf_exempt  # only so the size guard is in place before anything reads the body; csrf_protect follows
+@require_POST
+@staff_required
+def blocklist_upload(request: HttpRequest) -> HttpResponse:
+    limit = upload_max_bytes()
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    # The multipart envelope adds a little to the file; a body far past the limit is refused unread.
+    if declared > limit + 64 * 1024:
+        return _too_big(request, limit)
+    guard = _SizeLimitHandler(limit + 64 * 1024, request)
+    request.upload_handlers.insert(0, guard)
+    return csrf_protect(_blocklist_upload)(request, guard)
+
+
+def _blocklist_upload(request: HttpRequest, guard: _SizeLimitHandler) -> HttpResponse:
+    form = BlocklistUploadForm(request.POST, request.FILES)
+    if guard.exceeded:
+        return _too_big(request, upload_max_bytes())
+    if not form.is_valid():
+        return render(
+            request,
+            "dnsengine/blocklists.html",
+            {
+                "blocklists": blocklist_list(),
+                "test_form": DomainTestForm(),
+                "check": None,
+                "upload_form": form,
+                "upload_max": upload_max_bytes(),
+            },
+            status=400,
+        )
+    upload = form.cleaned_data["file"]
+    name = form.cleaned_data["name"]
+    try:
+        upload.seek(0)
+        result = parse_blocklist(iter_binary_lines(upload), form.cleaned_data["format"])
+        existed = Blocklist.objects.filter(name=name).exists()
+        summary = blocklist_import(name, result, source=f"upload:{upload.name}"[:1000])
+    except BlocklistError as exc:
+        messages.error(request, f"Upload refused: {exc}")
+        return redirect("dnsengine-blocklists")
+    blocklist = Blocklist.objects.get(name=name)
+    _log_change(request, blocklist, CHANGE if existed else ADDITION, f"Uploaded {upload.name}")
+    messages.success(request, summary.describe())
+    return redirect("dnsengine-blocklists")
+
+
+@require_POST
+@staff_required
+def domain_allow_view(request: HttpRequest) -> HttpResponse:
+    return _domain_action(request, "allow")
+
+
+@require_POST
+@staff_required
+def domain_block_view(request: HttpRequest) -> HttpResponse:
+    return _domain_action(request, "block")
+
+
+def _domain_action(request: HttpRequest, action: str) -> HttpResponse:
+    form = DomainActionForm(request.POST)
+    fallback = reverse("querylog-history")
+    if not form.is_valid():
+        messages.error(request, "Not changed: " + "; ".join(e for errs in form.errors.values() for e in errs))
+        return HttpResponseRedirect(_safe_next(request, request.POST.get("next", ""), fallback))
+    domain = form.cleaned_data["domain"]
+    if action == "allow":
+        domain_allow(request, domain, form.cleaned_data["include_subdomains"])
+    else:
+        domain_block(request, domain)
+    # Report what the engine will now decide, not what was asked: a parent
+    # allowlist entry or a disabled list can leave the outcome different.
+    check = domain_check(domain)
+    wanted = "allow" if action == "allow" else "block"
+    text = _describe(check) + "; engines reload within a few seconds."
+    if (wanted == "allow" and check.action == "block") or (wanted == "block" and check.action != "block"):
+        messages.warning(request, text)
+    else:
+        messages.success(request, text)
+    logger.info("%s %s by %s", action, domain, request.user.get_username())
+    return HttpResponseRedirect(_safe_next(request, form.cleaned_data["next"], fallback))

@@ -1,0 +1,111 @@
+"""Read-only JSON API over the same selectors as the pages.
+
+Signed-in browsers use their session; scripts send
+`Authorization: Bearer <GLORYHOLE_API_TOKEN>` (token access is off while that
+setting is empty). Only GET, so there is nothing for CSRF to protect.
+"""
+
+from __future__ import annotations
+
+import hmac
+from functools import wraps
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from dnsengine.selectors import ENGINE_DOWN_AFTER_SECONDS, engine_status_list
+from querylog.forms import DashboardForm, HistoryFilterForm
+from querylog.selectors import dashboard_stats, query_history
+
+
+def _token_ok(request: HttpRequest) -> bool:
+    expected = getattr(settings, "GLORYHOLE_API_TOKEN", "")
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not expected or scheme.lower() != "bearer" or not token:
+        return False
+    return hmac.compare_digest(token.strip().encode(), expected.encode())
+
+
+def api_auth(view):
+    """A session or the bearer token; otherwise 401 in JSON, never a redirect to a login page."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.user.is_authenticated or _token_ok(request):
+            return view(request, *args, **kwargs)
+        response = JsonResponse({"error": "authentication required (session or Bearer token)"}, status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="gloryhole"'
+        return response
+
+    return wrapper
+
+
+def _form_errors(form) -> JsonResponse:
+    return JsonResponse({"error": "invalid parameters", "fields": form.errors.get_json_data()}, status=400)
+
+
+@require_GET
+@api_auth
+def stats(request: HttpRequest) -> HttpResponse:
+    form = DashboardForm(request.GET)
+    if not form.is_valid():
+        return _form_errors(form)
+    s = dashboard_stats(form.cleaned_data["window"])
+    return JsonResponse(
+        {
+            "window": s.window,
+            "start": s.start.isoformat(),
+            "end": s.end.isoformat(),
+            "total": s.total,
+            "blocked": s.blocked,
+            "blocked_pct": round(s.blocked_pct, 2),
+            "cached": s.cached,
+            "cached_pct": round(s.cached_pct, 2),
+            "by_status": s.by_status,
+            "clients": s.clients,
+            "queries_per_client": round(s.per_client, 1),
+            "chart_step_seconds": int(s.chart_step.total_seconds()),
+            "chart": [
+                {"start": p.start.isoformat(), "allowed": p.allowed, "blocked": p.blocked, "cached": p.cached}
+                for p in s.chart
+            ],
+            "top_since": s.hourly_since.isoformat(),
+            "top_domains": [{"domain": d, "count": n} for d, n in s.top_domains],
+            "top_blocked": [{"domain": d, "count": n} for d, n in s.top_blocked],
+            "top_clients": [{"client": c, "count": n} for c, n in s.top_clients],
+        }
+    )
+
+
+@require_GET
+@api_auth
+def queries(request: HttpRequest) -> HttpResponse:
+    """History rows for the same filters as /queries/; follow `next` for the next page."""
+    form = HistoryFilterForm(request.GET)
+    if not form.is_valid():
+        return _form_errors(form)
+    page = query_history(form.cleaned_data["filter"])
+    next_url = None
+    if page.next_cursor:
+        params = request.GET.copy()
+        params["before"] = page.next_cursor
+        next_url = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+    for row in page.rows:
+        row["timestamp"] = row["timestamp"].isoformat()
+    return JsonResponse({"results": page.rows, "next_cursor": page.next_cursor, "next": next_url})
+
+
+@require_GET
+@api_auth
+def status(request: HttpRequest) -> HttpResponse:
+    engines = engine_status_list(request.get_host(), settings.GLORYHOLE_METRICS_PORT)
+    return JsonResponse(
+        {
+            "now": timezone.now().isoformat(),
+            "down_after_seconds": ENGINE_DOWN_AFTER_SECONDS,
+            "engines": [e.as_json() for e in engines],
+        }
+    )

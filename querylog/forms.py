@@ -1,0 +1,213 @@
+"""Validation of the query-history filters and the dashboard window.
+
+Everything here comes from a URL a person can edit, so every field is checked
+and a bad value becomes a form error on the page, never a 500.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django import forms
+from django.utils import timezone
+
+from dnsengine.names import normalize_domain
+from querylog.models import QueryLog
+
+# Presets for "last N" ranges; relative so a bookmarked search stays current.
+LAST_CHOICES = [
+    ("", "Any time"),
+    ("15m", "Last 15 minutes"),
+    ("1h", "Last hour"),
+    ("24h", "Last 24 hours"),
+    ("7d", "Last 7 days"),
+]
+LAST_DELTAS = {
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+}
+
+DASHBOARD_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+RCODE_CHOICES = [
+    ("", "Any"),
+    *[(r, r) for r in ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED", "FORMERR", "NOTIMP")],
+]
+COMMON_QTYPES = ("A", "AAAA", "CNAME", "HTTPS", "MX", "NS", "PTR", "SOA", "SRV", "SVCB", "TXT", "ANY")
+
+# A substring match cannot use an index, so it scans rows; the time bound keeps
+# that scan proportional to one day of traffic, not to the whole log.
+SUBSTRING_MAX_WINDOW = timedelta(hours=24)
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 50
+
+_QTYPE_RE = re.compile(r"^[A-Z0-9]{1,10}$")
+_SUBSTRING_RE = re.compile(r"^[a-z0-9_.-]{1,100}$")
+_CURSOR_RE = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    """A validated history search; the selector turns it into one query."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    client: str = ""
+    domain: str = ""
+    domain_mode: str = ""  # "" | exact | suffix | substring
+    qtype: str = ""
+    status: str = ""
+    rcode: str = ""
+    limit: int = DEFAULT_PAGE_SIZE
+    before: tuple[datetime, int] | None = None  # keyset cursor: (timestamp, id) of the last row shown
+    substring_window_applied: bool = False
+
+
+def cursor_encode(timestamp: datetime, pk: int) -> str:
+    """Opaque-looking but plain: microseconds since the epoch and the row id."""
+    micros = (timestamp - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}-{pk}"
+
+
+def cursor_decode(value: str) -> tuple[datetime, int] | None:
+    match = _CURSOR_RE.match(value)
+    if not match:
+        return None
+    micros, pk = int(match.group(1)), int(match.group(2))
+    try:
+        # Integers all the way: a float round trip could shift a microsecond and
+        # skip or repeat a row at the page boundary.
+        ts = _EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        return None
+    return ts, pk
+
+
+def parse_domain_filter(value: str) -> tuple[str, str]:
+    """'example.com' -> exact, '*.example.com' -> suffix (the name and all below), '*ads*' -> substring.
+
+    Raises forms.ValidationError with a message for the page.
+    """
+    text = value.strip().lower().rstrip(".")
+    if not text:
+        return "", ""
+    if text.startswith("*.") and "*" not in text[2:]:
+        name = normalize_domain(text[2:], require_dot=False)
+        if name is None:
+            raise forms.ValidationError(f"{value!r} is not a valid domain suffix (use *.example.com)")
+        return "suffix", name
+    if text.startswith("*") and text.endswith("*") and len(text) > 2:
+        needle = text[1:-1]
+        if not _SUBSTRING_RE.match(needle):
+            raise forms.ValidationError("a substring may hold only letters, digits, '.', '-' and '_'")
+        return "substring", needle
+    if "*" in text:
+        raise forms.ValidationError("use example.com (exact), *.example.com (suffix) or *text* (substring)")
+    name = normalize_domain(text, require_dot=False)
+    if name is None:
+        raise forms.ValidationError(f"{value!r} is not a valid domain name")
+    return "exact", name
+
+
+class HistoryFilterForm(forms.Form):
+    last = forms.ChoiceField(choices=LAST_CHOICES, required=False, label="Range")
+    start = forms.DateTimeField(
+        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}), label="From"
+    )
+    end = forms.DateTimeField(
+        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}), label="To"
+    )
+    client = forms.CharField(required=False, max_length=64, widget=forms.TextInput(attrs={"placeholder": "192.0.2.10"}))
+    domain = forms.CharField(
+        required=False,
+        max_length=260,
+        widget=forms.TextInput(attrs={"placeholder": "example.com, *.example.com, *ads*"}),
+        help_text="exact name, *.suffix, or *substring* (substring: at most 24 hours)",
+    )
+    qtype = forms.CharField(
+        required=False, max_length=10, label="Type", widget=forms.TextInput(attrs={"list": "qtypes"})
+    )
+    status = forms.ChoiceField(choices=[("", "Any"), *QueryLog.Status.choices], required=False)
+    rcode = forms.ChoiceField(choices=RCODE_CHOICES, required=False, label="Response")
+    limit = forms.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE, label="Per page")
+    before = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    def clean_client(self) -> str:
+        value = self.cleaned_data["client"].strip()
+        if not value:
+            return ""
+        try:
+            # Stored as Django's GenericIPAddressField writes it: the compressed form.
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise forms.ValidationError(f"{value!r} is not an IP address") from None
+
+    def clean_qtype(self) -> str:
+        value = self.cleaned_data["qtype"].strip().upper()
+        if value and not _QTYPE_RE.match(value):
+            raise forms.ValidationError(f"{value!r} is not a query type (A, AAAA, TXT, ...)")
+        return value
+
+    def clean_before(self) -> tuple[datetime, int] | None:
+        value = self.cleaned_data["before"].strip()
+        if not value:
+            return None
+        cursor = cursor_decode(value)
+        if cursor is None:
+            raise forms.ValidationError("the page cursor is malformed; start the search again")
+        return cursor
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.errors:
+            return data
+        start, end, last = data.get("start"), data.get("end"), data.get("last")
+        if last and start:
+            raise forms.ValidationError("choose either a range preset or a start time, not both")
+        if last:
+            start = timezone.now() - LAST_DELTAS[last]
+        if start and end and start > end:
+            raise forms.ValidationError("the start of the time range is after its end")
+        mode, domain = "", ""
+        try:
+            mode, domain = parse_domain_filter(data.get("domain", ""))
+        except forms.ValidationError as exc:
+            self.add_error("domain", exc)
+            return data
+        applied = False
+        if mode == "substring":
+            if start is None:
+                start = (end or timezone.now()) - SUBSTRING_MAX_WINDOW
+                applied = True
+            elif (end or timezone.now()) - start > SUBSTRING_MAX_WINDOW:
+                self.add_error("domain", "a substring search covers at most 24 hours: narrow the time range")
+                return data
+        data["filter"] = HistoryFilter(
+            start=start,
+            end=end,
+            client=data.get("client", ""),
+            domain=domain,
+            domain_mode=mode,
+            qtype=data.get("qtype", ""),
+            status=data.get("status", ""),
+            rcode=data.get("rcode", ""),
+            limit=data.get("limit") or DEFAULT_PAGE_SIZE,
+            before=data.get("before"),
+            substring_window_applied=applied,
+        )
+        return data
+
+
+class DashboardForm(forms.Form):
+    window = forms.ChoiceField(
+        choices=[("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days")], required=False, initial="24h"
+    )
+
+    def clean_window(self) -> str:
+        return self.cleaned_data["window"] or "24h"

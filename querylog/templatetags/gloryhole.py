@@ -1,0 +1,119 @@
+"""Template helpers: the server-side SVG chart and small number formats.
+
+The chart is drawn here as plain SVG rectangles, so the dashboard needs no
+JavaScript chart library and no CDN, and the picture is in the HTML a test
+(or curl) receives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django import template
+from django.utils import timezone
+
+register = template.Library()
+
+CHART_WIDTH = 960
+CHART_HEIGHT = 240
+PAD_LEFT = 56
+PAD_BOTTOM = 24
+PAD_TOP = 8
+SERIES_ORDER = ("allowed", "cached", "blocked")  # bottom to top
+
+
+@dataclass(slots=True)
+class _Rect:
+    x: float
+    y: float
+    width: float
+    height: float
+    series: str
+    title: str
+
+
+@dataclass(slots=True)
+class _Tick:
+    pos: float
+    label: str
+
+
+def _nice_max(value: int) -> int:
+    """The next 1/2/5 x 10^n at or above value, so axis labels are round numbers."""
+    if value <= 0:
+        return 1
+    magnitude = 1
+    while magnitude * 10 <= value:
+        magnitude *= 10
+    for factor in (1, 2, 5, 10):
+        if factor * magnitude >= value:
+            return factor * magnitude
+    return 10 * magnitude
+
+
+@register.inclusion_tag("querylog/_chart.html")
+def stacked_chart(points, step: timedelta) -> dict:
+    """Stacked bars of allowed/cached/blocked per time bucket, with y ticks and a few time labels."""
+    plot_w = CHART_WIDTH - PAD_LEFT
+    plot_h = CHART_HEIGHT - PAD_TOP - PAD_BOTTOM
+    count = max(len(points), 1)
+    slot = plot_w / count
+    bar_w = max(slot * 0.85, 1.0)
+    top = _nice_max(max((p.total for p in points), default=0))
+    rects: list[_Rect] = []
+    x_ticks: list[_Tick] = []
+    label_every = max(1, count // 6)
+    fmt = "%H:%M" if step < timedelta(hours=1) else "%a %H:%M"
+    for i, p in enumerate(points):
+        x = PAD_LEFT + i * slot
+        base = PAD_TOP + plot_h
+        local = timezone.localtime(p.start)
+        for series in SERIES_ORDER:
+            value = getattr(p, series)
+            if not value:
+                continue
+            height = plot_h * value / top
+            base -= height
+            rects.append(_Rect(x, base, bar_w, height, series, f"{local:%Y-%m-%d %H:%M}: {value:,} {series}"))
+        if i % label_every == 0:
+            x_ticks.append(_Tick(x, f"{local:{fmt}}"))
+    y_ticks = [_Tick(PAD_TOP + plot_h - plot_h * frac, f"{int(top * frac):,}") for frac in (0, 0.25, 0.5, 0.75, 1.0)]
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "pad_left": PAD_LEFT,
+        "plot_bottom": PAD_TOP + plot_h,
+        "rects": rects,
+        "x_ticks": x_ticks,
+        "y_ticks": y_ticks,
+        "empty": not any(p.total for p in points),
+        "label_y": CHART_HEIGHT - 6,
+    }
+
+
+@register.filter
+def pct(value: float, digits: int = 1) -> str:
+    return f"{value:.{digits}f} %"
+
+
+@register.filter
+def thousands(value: int | float) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return f"{value:,}"
+
+
+@register.filter
+def duration_ms(value: int) -> str:
+    """Microseconds as milliseconds, as people read DNS latency."""
+    return f"{value / 1000:.1f} ms"
+
+
+@register.filter
+def step_label(step: timedelta) -> str:
+    minutes = int(step.total_seconds() // 60)
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return "hour" if hours == 1 else f"{hours} hours"
+    return "minute" if minutes == 1 else f"{minutes} minutes"

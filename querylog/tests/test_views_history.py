@@ -1,0 +1,244 @@
+# Fixtures are imported from gloryhole_site.tests.web_fixtures (the root conftest.py
+# belongs to the engine tests), which ruff reads as unused imports shadowed by arguments.
+# ruff: noqa: F401, F811
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from gloryhole_site.tests.web_fixtures import (
+    make_query,
+    staff_user,
+    staff_web,
+    viewer_user,
+    viewer_web,
+    web,
+    web_settings,
+)
+from querylog.forms import cursor_decode, cursor_encode
+
+URL = reverse("querylog-history")
+
+
+def domains_of(response) -> list[str]:
+    return [row["domain"] for row in response.context["page"].rows]
+
+
+@pytest.mark.django_db
+def test_it_redirects_anonymous_users_to_login(web):
+    response = web.get(URL)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_it_lists_newest_first(viewer_web):
+    now = timezone.now()
+    make_query("old.example.com", when=now - timedelta(minutes=5))
+    make_query("new.example.com", when=now)
+    response = viewer_web.get(URL)
+    assert response.status_code == 200
+    assert domains_of(response) == ["new.example.com", "old.example.com"]
+
+
+def test_it_shows_why_a_query_was_blocked(viewer_web):
+    make_query("ads.example.com", status="blocked", rule="list:StevenBlack")
+    response = viewer_web.get(URL)
+    assert b"list:StevenBlack" in response.content
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"client": "192.0.2.99"}, ["c.example.com"]),
+        ({"client": "2001:db8:0:0::1"}, ["v6.example.com"]),
+        ({"domain": "a.example.com"}, ["a.example.com"]),
+        ({"domain": "A.Example.COM."}, ["a.example.com"]),
+        ({"domain": "*.example.org"}, ["deep.x.example.org", "example.org"]),
+        ({"domain": "*ample.o*"}, ["deep.x.example.org", "example.org"]),
+        ({"status": "blocked"}, ["b.example.com"]),
+        ({"qtype": "aaaa"}, ["v6.example.com"]),
+        ({"rcode": "NXDOMAIN"}, ["nx.example.com"]),
+        (
+            {"last": "1h"},
+            [
+                "deep.x.example.org",
+                "example.org",
+                "nx.example.com",
+                "v6.example.com",
+                "c.example.com",
+                "b.example.com",
+                "a.example.com",
+            ],
+        ),
+    ],
+)
+def test_each_filter_narrows_the_search(viewer_web, params, expected):
+    now = timezone.now()
+    make_query("ancient.example.com", when=now - timedelta(days=3))
+    make_query("a.example.com", when=now - timedelta(seconds=70))
+    make_query("b.example.com", status="blocked", when=now - timedelta(seconds=60))
+    make_query("c.example.com", client="192.0.2.99", when=now - timedelta(seconds=50))
+    make_query("v6.example.com", client="2001:db8::1", qtype="AAAA", when=now - timedelta(seconds=40))
+    make_query("nx.example.com", rcode="NXDOMAIN", when=now - timedelta(seconds=30))
+    make_query("example.org", when=now - timedelta(seconds=20))
+    make_query("deep.x.example.org", when=now - timedelta(seconds=10))
+    make_query("notexample.org", when=now - timedelta(days=2))
+    response = viewer_web.get(URL, params)
+    assert response.status_code == 200, response.context["form"].errors
+    assert domains_of(response) == expected
+
+
+def test_the_time_range_is_inclusive_and_explicit(viewer_web):
+    base = timezone.now().replace(microsecond=0) - timedelta(hours=2)
+    make_query("before.example.com", when=base - timedelta(minutes=1))
+    make_query("inside.example.com", when=base + timedelta(minutes=1))
+    make_query("after.example.com", when=base + timedelta(minutes=11))
+    start = timezone.localtime(base).strftime("%Y-%m-%dT%H:%M:%S")
+    end = timezone.localtime(base + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M")
+    response = viewer_web.get(URL, {"start": start, "end": end})
+    assert domains_of(response) == ["inside.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"client": "300.1.2.3"}, "client"),
+        ({"client": "not-an-ip"}, "client"),
+        ({"status": "pwned"}, "status"),
+        ({"rcode": "WHATEVER"}, "rcode"),
+        ({"qtype": "A; DROP TABLE"}, "qtype"),
+        ({"limit": "1000000"}, "limit"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "lots"}, "limit"),
+        ({"start": "yesterday-ish"}, "start"),
+        ({"domain": "bad..name"}, "domain"),
+        ({"domain": "*a%b*"}, "domain"),
+        ({"domain": "ads*.example.com"}, "domain"),
+        ({"before": "garbage"}, "before"),
+        ({"before": "99999999999999999999-1"}, "before"),
+        ({"last": "5y"}, "last"),
+    ],
+)
+def test_bad_input_is_a_form_error_not_a_500(viewer_web, params, field):
+    response = viewer_web.get(URL, params)
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert field in form.errors
+    assert response.context["page"] is None
+    assert b'class="error"' in response.content
+
+
+def test_a_reversed_time_range_is_a_form_error(viewer_web):
+    response = viewer_web.get(URL, {"start": "2024-05-02T10:00", "end": "2024-05-01T10:00"})
+    assert response.status_code == 200
+    assert "after its end" in str(response.context["form"].non_field_errors())
+    assert response.context["page"] is None
+
+
+def test_a_preset_and_a_start_time_together_are_a_form_error(viewer_web):
+    response = viewer_web.get(URL, {"last": "1h", "start": "2024-05-01T10:00"})
+    assert response.context["form"].non_field_errors()
+
+
+def test_a_substring_search_is_bounded_to_a_day(viewer_web):
+    now = timezone.now()
+    make_query("ads.recent.example", when=now - timedelta(hours=1))
+    make_query("ads.older.example", when=now - timedelta(hours=30))
+    response = viewer_web.get(URL, {"domain": "*ads*"})
+    assert domains_of(response) == ["ads.recent.example"]
+    assert b"last 24 hours only" in response.content
+    too_wide = viewer_web.get(URL, {"domain": "*ads*", "last": "7d"})
+    assert "domain" in too_wide.context["form"].errors
+
+
+def test_keyset_pages_cover_every_row_once_even_with_equal_timestamps(viewer_web):
+    same = timezone.now() - timedelta(minutes=1)
+    for i in range(7):
+        make_query(f"d{i}.example.com", when=same)
+    for i in range(7, 12):
+        make_query(f"d{i}.example.com", when=same - timedelta(seconds=i))
+    seen: list[str] = []
+    params = {"limit": "5", "status": "forwarded"}
+    pages = 0
+    while True:
+        response = viewer_web.get(URL, params)
+        page = response.context["page"]
+        seen += [r["domain"] for r in page.rows]
+        pages += 1
+        if not page.next_cursor:
+            break
+        # The next link carries the filters along with the cursor.
+        assert f"before={page.next_cursor}" in response.content.decode()
+        assert "status=forwarded" in response.content.decode()
+        params = {**params, "before": page.next_cursor}
+    assert pages == 3
+    assert sorted(seen) == sorted(f"d{i}.example.com" for i in range(12))
+    assert len(seen) == len(set(seen))
+
+
+def test_the_cursor_round_trips_to_the_microsecond():
+    moment = timezone.now().replace(microsecond=123457)
+    assert cursor_decode(cursor_encode(moment, 42)) == (moment, 42)
+
+
+def test_filters_survive_in_the_url_for_bookmarks(viewer_web):
+    make_query("ads.example.com", status="blocked", client="192.0.2.7")
+    response = viewer_web.get(URL, {"client": "192.0.2.7", "status": "blocked"})
+    form = response.context["form"]
+    assert form.data["client"] == "192.0.2.7"
+    html = response.content.decode()
+    assert 'value="192.0.2.7"' in html
+    assert 'value="blocked" selected' in html
+
+
+def test_staff_see_allow_on_blocked_rows_and_block_on_others(staff_web):
+    make_query("ads.example.com", status="blocked", rule="list:x")
+    make_query("fine.example.com", status="forwarded")
+    html = staff_web.get(URL).content.decode()
+    assert html.count("Allow this domain") == 1
+    assert html.count("Block this domain") == 1
+    assert html.count("csrfmiddlewaretoken") >= 3  # each action form and the logout form
+
+
+def test_viewers_get_no_change_buttons(viewer_web):
+    make_query("ads.example.com", status="blocked")
+    html = viewer_web.get(URL).content.decode()
+    assert "Allow this domain" not in html
+
+
+def test_csv_export_streams_the_current_filter(viewer_web):
+    make_query("ads.example.com", status="blocked", rule="list:x")
+    make_query("fine.example.com")
+    response = viewer_web.get(reverse("querylog-export"), {"status": "blocked"})
+    assert response.status_code == 200
+    assert response.streaming
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [r["domain"] for r in rows] == ["ads.example.com"]
+    assert rows[0]["rule"] == "list:x"
+
+
+def test_csv_export_is_bounded(viewer_web, settings):
+    settings.GLORYHOLE_EXPORT_MAX_ROWS = 3
+    for i in range(5):
+        make_query(f"d{i}.example.com")
+    response = viewer_web.get(reverse("querylog-export"))
+    lines = b"".join(response.streaming_content).decode().strip().splitlines()
+    assert len(lines) == 1 + 3
+
+
+def test_csv_export_neutralises_spreadsheet_formulas(viewer_web):
+    make_query("x.example.com", rule="=HYPERLINK(1)")
+    body = b"".join(viewer_web.get(reverse("querylog-export")).streaming_content).decode()
+    assert "'=HYPERLINK(1)" in body
+
+
+def test_csv_export_rejects_a_bad_filter(viewer_web):
+    response = viewer_web.get(reverse("querylog-export"), {"client": "nope"})
+    assert response.status_code == 400
+    assert b"client" in response.content

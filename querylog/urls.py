@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from querylog import api, views
+
+urlpatterns = [
+    path("", views.dashboard, name="querylog-dashboard"),
+    path("queries/", views.history, name="querylog-history"),
+    path("queries/export.csv", views.history_export, name="querylog-export"),
+    path("status/", views.engine_status, name="engine-status"),
+    path("api/stats", api.stats, name="api-stats"),
+    path("api/queries", api.queries, name="api-queries"),
+    path("api/status", api.status, name="api-status"),
+]

@@ -1,0 +1,114 @@
+"""Dashboard, query history (with CSV export) and the engine status page."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from dnsengine.selectors import ENGINE_DOWN_AFTER_SECONDS, engine_status_list
+from querylog.forms import COMMON_QTYPES, DashboardForm, HistoryFilterForm
+from querylog.models import QueryLog
+from querylog.selectors import HISTORY_FIELDS, dashboard_stats, query_history, query_history_export
+
+# Statuses that get the "allow this domain" button; the others get "block".
+BLOCKED_STATUSES = frozenset({QueryLog.Status.BLOCKED})
+
+
+def export_max_rows() -> int:
+    return getattr(settings, "GLORYHOLE_EXPORT_MAX_ROWS", 100_000)
+
+
+def status_refresh_ms() -> int:
+    return int(getattr(settings, "GLORYHOLE_STATUS_REFRESH_SECONDS", 2.0) * 1000)
+
+
+@require_GET
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    form = DashboardForm(request.GET)
+    window = form.cleaned_data["window"] if form.is_valid() else "24h"
+    stats = dashboard_stats(window)
+    return render(request, "querylog/dashboard.html", {"form": form, "stats": stats, "window": window})
+
+
+@require_GET
+@login_required
+def history(request: HttpRequest) -> HttpResponse:
+    form = HistoryFilterForm(request.GET)
+    page = None
+    query_filter = None
+    if form.is_valid():
+        query_filter = form.cleaned_data["filter"]
+        page = query_history(query_filter)
+    return render(
+        request,
+        "querylog/history.html",
+        {
+            "form": form,
+            "page": page,
+            "filter": query_filter,
+            "qtypes": COMMON_QTYPES,
+            "blocked_statuses": BLOCKED_STATUSES,
+            "export_max_rows": export_max_rows(),
+            "is_first_page": not request.GET.get("before"),
+        },
+    )
+
+
+class _Echo:
+    """csv.writer wants a file; this one hands each formatted line straight back."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_cell(value: object) -> object:
+    # A cell starting with = + - @ is a formula to a spreadsheet; a quote makes it text.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _csv_lines(rows: Iterator[dict]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(HISTORY_FIELDS)
+    for row in rows:
+        row["timestamp"] = row["timestamp"].isoformat()
+        yield writer.writerow([_csv_cell(row[f]) for f in HISTORY_FIELDS])
+
+
+@require_GET
+@login_required
+def history_export(request: HttpRequest) -> HttpResponse:
+    """The current filter as CSV, newest first, streamed, at most GLORYHOLE_EXPORT_MAX_ROWS rows."""
+    form = HistoryFilterForm(request.GET)
+    if not form.is_valid():
+        errors = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
+        return HttpResponse(f"Invalid filter: {errors}\n", status=400, content_type="text/plain; charset=utf-8")
+    rows = query_history_export(form.cleaned_data["filter"], export_max_rows())
+    response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="queries-{stamp}.csv"'
+    return response
+
+
+@require_GET
+@login_required
+def engine_status(request: HttpRequest) -> HttpResponse:
+    engines = engine_status_list(request.get_host(), settings.GLORYHOLE_METRICS_PORT)
+    return render(
+        request,
+        "querylog/status.html",
+        {
+            "engines": engines,
+            "refresh_ms": status_refresh_ms(),
+            "down_after": ENGINE_DOWN_AFTER_SECONDS,
+        },
+    )
