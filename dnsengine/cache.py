@@ -89,13 +89,24 @@ class TtlPolicy:
 def entry_from_reply(
     scanned: ScannedReply, *, now: float, lifetime: int, domain: str, status: str, rule: str = ""
 ) -> CacheEntry:
+    """A cache entry whose body carries `scanned.ttls` (possibly clamped), not the raw ones.
+
+    Written into the body once here, so a reply rendered before the entry has aged
+    a second (the first one, above all) already shows the clamped TTLs.
+    """
+    body = scanned.body
+    if scanned.ttl_offsets:
+        patched = bytearray(body)
+        for offset, ttl in zip(scanned.ttl_offsets, scanned.ttls, strict=True):
+            wire.pack_u32_into(patched, offset, ttl)
+        body = bytes(patched)
     return CacheEntry(
         rcode=scanned.rcode,
         ad=bool(scanned.flags & FLAG_AD),
         ancount=scanned.ancount,
         nscount=scanned.nscount,
         arcount=scanned.arcount,
-        body=scanned.body,
+        body=body,
         ttl_offsets=scanned.ttl_offsets,
         ttls=scanned.ttls,
         stored=now,

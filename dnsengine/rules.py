@@ -33,7 +33,7 @@ def compile_rule(kind: str, pattern: str) -> re.Pattern:
         if not re.fullmatch(r"[a-z0-9_.*?-]+", text):
             raise ValueError("a wildcard may hold only letters, digits, '-', '_', '.', '*' and '?'")
         regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
-        return re.compile(regex + r"\Z")
+        return re.compile(r"\A" + regex + r"\Z")
     if kind == "regex":
         try:
             return re.compile(pattern, re.IGNORECASE)
@@ -113,7 +113,9 @@ class Matcher:
         if block_index is not None:
             return Decision("block", f"list:{self.list_names[block_index]}")
         for regex, label in self.rules:
-            if regex.match(name):
+            # search, not match: a regex rule matches anywhere in the name, as in Pi-hole
+            # (`(\.|^)doubleclick\.net$`); wildcards carry their own anchors.
+            if regex.search(name):
                 return Decision("block", label)
         return None
 

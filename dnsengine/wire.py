@@ -118,7 +118,7 @@ def name_to_text(qname_wire: bytes) -> str:
 
 def text_to_name(name: str) -> bytes:
     """Wire form of an already-normalised (ASCII, validated) name."""
-    if not name:
+    if not name or name == ".":
         return b"\x00"
     out = bytearray()
     for label in name.rstrip(".").split("."):
@@ -331,7 +331,10 @@ def question_end(data: bytes) -> int:
         raise WireError("shorter than a DNS header")
     if _U16.unpack_from(data, 4)[0] != 1:
         raise WireError("reply does not carry exactly one question")
-    return _read_question_name(data, 12) + 4
+    qend = _read_question_name(data, 12) + 4
+    if qend > len(data):
+        raise WireError("question runs past the end of the reply")
+    return qend
 
 
 def build_query(qid: int, qname_wire: bytes, qtype: int, qclass: int, do: bool, payload: int = 1232) -> bytes:

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlparse
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def env_str(name: str, default: str) -> str:
@@ -22,7 +22,7 @@ def env_str(name: str, default: str) -> str:
 
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
-    if raw is None:
+    if raw is None or raw.strip() == "":
         return default
     value = raw.strip().lower()
     if value in _TRUE:
@@ -68,11 +68,12 @@ def _check_range(name: str, value: float, minimum: float | None, maximum: float 
 def database_from_url(name: str, url: str, base_dir) -> dict:
     """Turn DATABASE_URL into a Django DATABASES entry (sqlite:/// or postgres://)."""
     parsed = urlparse(url)
+    shown = _redact(url)
     if parsed.scheme == "sqlite":
         # sqlite:///relative/path and sqlite:////absolute/path, as dj-database-url reads them.
         path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
         if not path:
-            raise ImproperlyConfigured(f"{name}={url!r}: use sqlite:///relative/path or sqlite:////absolute/path")
+            raise ImproperlyConfigured(f"{name}={shown!r}: use sqlite:///relative/path or sqlite:////absolute/path")
         db_path = path if path.startswith("/") else str(base_dir / path)
         return {
             "ENGINE": "django.db.backends.sqlite3",
@@ -88,14 +89,26 @@ def database_from_url(name: str, url: str, base_dir) -> dict:
         }
     if parsed.scheme in ("postgres", "postgresql", "pgsql"):
         if not parsed.path.strip("/"):
-            raise ImproperlyConfigured(f"{name}={url!r} names no database")
+            raise ImproperlyConfigured(f"{name}={shown!r} names no database")
+        try:
+            port = parsed.port
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}={shown!r}: {exc}") from None
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parsed.path.lstrip("/")),
             "USER": unquote(parsed.username or ""),
             "PASSWORD": unquote(parsed.password or ""),
             "HOST": parsed.hostname or "",
-            "PORT": str(parsed.port or ""),
+            "PORT": str(port or ""),
             "CONN_MAX_AGE": 60,
         }
-    raise ImproperlyConfigured(f"{name}={url!r}: the scheme must be sqlite:// or postgres://")
+    raise ImproperlyConfigured(f"{name}={shown!r}: the scheme must be sqlite:// or postgres://")
+
+
+def _redact(url: str) -> str:
+    """The URL with its password replaced, for error messages that end up in logs."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    return url.replace(f":{parsed.password}@", ":***@", 1)

@@ -63,6 +63,12 @@ def entry_for(data: bytes, *, now: float = T0, lifetime: int = 300) -> CacheEntr
     return entry_from_reply(scan(data), now=now, lifetime=lifetime, domain="www.example.com", status="cached")
 
 
+def wire_ttls(raw: bytes, query: wire.Query, entry: CacheEntry) -> list[int]:
+    """The TTL fields exactly as written (dnspython would read a top-bit TTL as 0)."""
+    start = 12 + len(query.question)
+    return [struct.unpack_from("!I", raw, start + offset)[0] for offset in entry.ttl_offsets]
+
+
 def answer_ttls(raw: bytes) -> list[int]:
     message = dns.message.from_wire(raw)
     return [rrset.ttl for rrset in message.answer]
@@ -162,6 +168,27 @@ def test_it_ages_the_soa_of_a_negative_answer():
 
     assert message.rcode() == dns.rcode.NXDOMAIN
     assert [rrset.ttl for rrset in message.authority] == [870]
+
+
+def test_it_serves_a_ttl_with_the_top_bit_set_as_zero_from_the_first_reply():
+    question = struct.pack("!HHHHHH", 1, wire.FLAG_QR, 1, 1, 0, 0) + b"\x03www\x07example\x03com\x00\x00\x01\x00\x01"
+    answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 0x80000010, 4) + b"\xc0\x00\x02\x01"
+    entry = entry_for(question + answer)
+    query = client_query()
+
+    assert wire_ttls(entry.render(query, T0, 65535), query, entry) == [0]
+    assert wire_ttls(entry.render(query, T0 + 1, 65535), query, entry) == [0]
+
+
+def test_it_serves_the_entry_ttls_before_a_whole_second_has_passed():
+    # The resolver clamps the TTLs it caches (GLORYHOLE_CACHE_MIN/MAX_TTL) into
+    # ScannedReply.ttls; a reply rendered at once must carry the clamped values.
+    scanned = scan(cname_chain_reply())
+    scanned.ttls = tuple(TtlPolicy(min_ttl=100, max_ttl=200).clamp(t) for t in scanned.ttls)
+    entry = entry_from_reply(scanned, now=T0, lifetime=100, domain="www.example.com", status="cached")
+
+    assert answer_ttls(entry.render(client_query(), T0, 65535)) == [200, 100, 120]
+    assert answer_ttls(entry.render(client_query(), T0 + 1, 65535)) == [199, 99, 119]
 
 
 def test_it_echoes_an_opt_record_only_to_an_edns_client():

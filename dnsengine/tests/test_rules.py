@@ -141,6 +141,17 @@ def test_a_regex_rule_blocks_with_its_pattern_as_the_label():
     assert matcher.match("add.example.org") is None
 
 
+def test_a_regex_rule_matches_anywhere_in_the_name():
+    # Pi-hole's regex rules are unanchored (POSIX regexec); its usual form for
+    # "this domain and everything below" only works that way.
+    matcher = Matcher.build(rules=[("regex", r"(\.|^)doubleclick\.net$"), ("regex", "telemetry")])
+
+    assert matcher.match("doubleclick.net") == Decision("block", r"regex:(\.|^)doubleclick\.net$")
+    assert matcher.match("ad.doubleclick.net") == Decision("block", r"regex:(\.|^)doubleclick\.net$")
+    assert matcher.match("notdoubleclick.net") is None
+    assert matcher.match("eu.telemetry.vendor.com") == Decision("block", "regex:telemetry")
+
+
 def test_the_first_matching_rule_decides_the_attribution():
     matcher = Matcher.build(rules=[("wildcard", "*.example.com"), ("regex", "^ads")])
 

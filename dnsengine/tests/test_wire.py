@@ -455,6 +455,11 @@ def test_it_refuses_a_reply_without_exactly_one_readable_question(data):
         wire.question_end(data)
 
 
+def test_it_refuses_a_reply_whose_question_lacks_its_type_and_class():
+    with pytest.raises(WireError):
+        wire.question_end(header(flags=wire.FLAG_QR) + EXAMPLE_COM + b"\x00\x01")
+
+
 def test_it_scans_a_cname_chain_with_compressed_names():
     data = cname_chain_reply()
     qend = wire.question_end(data)

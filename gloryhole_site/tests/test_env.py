@@ -205,3 +205,9 @@ def test_a_url_with_another_scheme_is_refused(url):
         database_from_url("DATABASE_URL", url, BASE)
 
     assert str(info.value) == f"DATABASE_URL={url!r}: the scheme must be sqlite:// or postgres://"
+
+
+@pytest.mark.parametrize("port", ["fivefourthree", "99999"])
+def test_a_postgres_url_with_a_bad_port_is_refused_naming_the_variable(port):
+    with pytest.raises(ImproperlyConfigured, match=r"^DATABASE_URL"):
+        database_from_url("DATABASE_URL", f"postgres://gh@db.example.org:{port}/gloryhole", BASE)
