@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5300
 DURATION ?= 60
 
-.PHONY: run test lint format bench loadtest migrations-check migrate venv dev-venv clean
+.PHONY: run test lint format bench bench-web loadtest migrations-check migrate venv dev-venv clean chromium
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,25 @@ dev-venv: $(VENV)/.dev
 migrate: venv
 	$(PY) manage.py migrate --noinput
 
-run: migrate
-	$(PY) manage.py rundns --host $(HOST) --port $(PORT)
+# The engine (DNS on HOST:PORT) and the web UI (gunicorn on WEB) in the foreground;
+# devtools/run.py migrates, creates the first admin (password printed once) and
+# collects static files first. Ctrl-C stops both.
+WEB ?= 127.0.0.1:8000
+run: venv
+	$(PY) -m devtools.run --dns-host $(HOST) --dns-port $(PORT) --web $(WEB)
 
-test: dev-venv
+test: dev-venv chromium
 	$(PY) -m pytest
+
+# The browser test drives Debian's chromium through Playwright; never a browser
+# build downloaded by `playwright install`.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+# Web response times on a temporary database of N synthetic queries (not a test).
+BENCH_ROWS ?= 5000000
+bench-web: dev-venv
+	$(PY) -m devtools.bench_web --rows $(BENCH_ROWS)
 
 lint: dev-venv
 	$(VENV)/bin/ruff format --check .

@@ -15,7 +15,7 @@ from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from querylog.forms import HistoryFilter, cursor_encode
-from querylog.models import QueryLog
+from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup
 
 HISTORY_FIELDS = (
     "id",
@@ -170,8 +170,6 @@ def _floor(moment: datetime, step: timedelta) -> datetime:
 
 def dashboard_stats(window: str, now: datetime | None = None) -> DashboardStats:
     """Totals, chart and top lists for the last `window` (a key of CHART_STEPS), from rollups only."""
-    from querylog.models import ClientRollup, DomainRollup, QueryRollup  # TEMP until the rollups land
-
     now = now or timezone.now()
     step, buckets = CHART_STEPS[window]
     # The chart ends with the bucket holding `now`, so the newest minute shows up.

@@ -1,0 +1,86 @@
+# ruff: noqa: F401, F811  (fixtures imported from gloryhole_site.tests.web_fixtures)
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from dnsengine.models import EngineStatus
+from gloryhole_site.tests.web_fixtures import viewer_user, viewer_web, web, web_settings
+
+URL = reverse("engine-status")
+
+
+def engine_row(name: str = "127.0.0.1:5300", age: float = 1.0, **fields) -> EngineStatus:
+    now = timezone.now()
+    defaults = dict(
+        hostname=socket.gethostname(),
+        pid=1234,
+        started_at=now - timedelta(hours=1),
+        heartbeat_at=now - timedelta(seconds=age),
+        qps=12.5,
+        buffer_size=250,
+        buffer_capacity=1000,
+        drops=5,
+        written=995,
+        write_rate=11.0,
+        workers=2,
+        mode="pool",
+    )
+    defaults.update(fields)
+    return EngineStatus.objects.create(name=name, **defaults)
+
+
+@pytest.mark.django_db
+def test_it_redirects_anonymous_users_to_login(web):
+    assert web.get(URL)["Location"].startswith(reverse("login"))
+
+
+def test_it_shows_fill_level_drops_writes_and_workers(viewer_web, settings):
+    settings.GLORYHOLE_METRICS_PORT = 9153
+    engine_row()
+    response = viewer_web.get(URL, HTTP_HOST="127.0.0.1:8000")
+    html = response.content.decode()
+    assert 'aria-valuenow="25.0"' in html
+    assert "width: 25.0%" in html
+    assert ">up<" in html
+    assert "0.500" in html  # drop share: 5 of 1000 entries
+    assert '(<span data-field="mode">pool</span>)' in html
+    assert 'href="http://127.0.0.1:9153/metrics"' in html
+    assert "status.js" in html
+
+
+def test_an_engine_silent_for_more_than_ten_seconds_is_down(viewer_web):
+    engine_row("a:53", age=3)
+    engine_row("b:53", age=11)
+    engines = {e.row.name: e for e in viewer_web.get(URL).context["engines"]}
+    assert engines["a:53"].down is False
+    assert engines["b:53"].down is True
+
+
+def test_the_metrics_link_uses_the_browser_host_for_a_local_engine(viewer_web, settings):
+    settings.GLORYHOLE_METRICS_PORT = 9153
+    settings.ALLOWED_HOSTS = ["gloryhole.lan"]
+    engine_row("local:53")
+    engine_row("remote:53", hostname="dns2.lan")
+    engines = {e.row.name: e for e in viewer_web.get(URL, HTTP_HOST="gloryhole.lan:8000").context["engines"]}
+    assert engines["local:53"].metrics_url == "http://gloryhole.lan:9153/metrics"
+    assert engines["remote:53"].metrics_url == "http://dns2.lan:9153/metrics"
+
+
+def test_no_engine_yet_says_how_to_start_one(viewer_web):
+    assert b"No engine has reported yet" in viewer_web.get(URL).content
+
+
+def test_the_engine_metrics_link_is_off_when_its_port_is(viewer_web, settings):
+    settings.GLORYHOLE_METRICS_PORT = 0
+    engine_row()
+    assert b'<span data-field="metrics_url">off</span>' in viewer_web.get(URL).content
+
+
+def test_a_zero_capacity_buffer_does_not_divide_by_zero(viewer_web):
+    engine_row(buffer_size=0, buffer_capacity=0, written=0, drops=0)
+    assert viewer_web.get(URL).status_code == 200
