@@ -9,6 +9,9 @@
   const stamp = document.getElementById("status-updated");
   // name -> {drops, at}: the drop rate is the change between two heartbeats.
   const previous = new Map();
+  box.querySelectorAll("[data-engine][data-heartbeat]").forEach((card) => {
+    previous.set(card.dataset.engine, { drops: Number(card.dataset.drops), at: Date.parse(card.dataset.heartbeat) });
+  });
   const number = new Intl.NumberFormat("en-US");
   const FIELDS = [
     ["Queries/s", "qps"], ["Queries", "queries_total"], ["Written", "written"],

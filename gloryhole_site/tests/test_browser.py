@@ -1,0 +1,193 @@
+"""The web UI in a real browser: Debian's chromium, headless, driven by Playwright.
+
+One person's path: log in, search the history for a blocked query, press
+"Allow this domain", and see the running engine answer that name normally; then
+watch the status page's fill bar follow the EngineStatus row without a reload.
+Screenshots of the dashboard and the status page go to artifacts/ for review.
+
+`make test` installs chromium (apt); Playwright never downloads a browser here.
+"""
+
+# ruff: noqa: F401  (fixtures imported from web_fixtures)
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, EngineStatus
+from gloryhole_site.tests.web_fixtures import make_query, web_settings
+from querylog.models import ClientRollup, DomainRollup, QueryRollup
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(django_settings.BASE_DIR) / "artifacts"
+BLOCKED = "ads.tracker.example"
+UPSTREAM_ADDRESS = "192.0.2.1"  # what the fake upstream answers for every A query
+PASSWORD = "browser-pass-123"
+
+
+@pytest.fixture
+def page(monkeypatch):
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.fail("chromium is not installed: run `make test`, which installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the
+    # test makes between browser steps are still plain synchronous code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        # Reduced motion: the fill bar jumps instead of animating, so a screenshot shows its value.
+        context = browser.new_context(viewport={"width": 1400, "height": 900}, reduced_motion="reduce")
+        context.set_default_timeout(10_000)
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+def seed_rollups(now) -> None:
+    """A day of plausible dashboard data, so the screenshot shows a real chart."""
+    minutes, domains, clients = [], {}, {}
+    for i in range(0, 24 * 60, 5):
+        bucket = (now - timedelta(minutes=i)).replace(second=0, microsecond=0)
+        wave = 40 + (i // 60 % 12) * 6
+        for status, count in (("forwarded", wave), ("cached", wave // 2), ("blocked", wave // 4)):
+            minutes.append(QueryRollup(bucket=bucket, status=status, count=count))
+            hour = bucket.replace(minute=0)
+            domain = BLOCKED if status == "blocked" else "www.example.com"
+            domains[(hour, domain, status)] = domains.get((hour, domain, status), 0) + count
+            client = "192.0.2.10" if i % 2 else "192.0.2.11"
+            clients[(hour, client)] = clients.get((hour, client), 0) + count
+    QueryRollup.objects.bulk_create(minutes)
+    DomainRollup.objects.bulk_create(
+        DomainRollup(bucket=h, domain=d, status=s, count=c) for (h, d, s), c in domains.items()
+    )
+    ClientRollup.objects.bulk_create(ClientRollup(bucket=h, client=c, count=n) for (h, c), n in clients.items())
+
+
+def a_records(client, name: str) -> list[str]:
+    reply = client.query(name, "A")
+    return [rdata.address for rrset in reply.answer for rdata in rrset]
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    """Poll something another process or thread changes (the engine reloads on its own timer)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def login(page, base: str, path: str) -> None:
+    page.goto(base + path)
+    assert "/accounts/login/" in page.url
+    page.fill("#id_username", "staff")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}{path}*")
+
+
+def test_a_person_allows_a_blocked_domain_and_the_engine_answers_it(page, live_server, client, engine):
+    get_user_model().objects.create_user("staff", password=PASSWORD, is_staff=True)
+    blocklist = Blocklist.objects.create(name="ads-list", domain_count=1)
+    BlockedDomain.objects.create(blocklist=blocklist, domain=BLOCKED)  # bumps the config generation
+    now = timezone.now()
+    make_query("www.example.com", when=now - timedelta(seconds=5))
+    make_query(BLOCKED, status="blocked", rule="list:ads-list", rcode="NOERROR", when=now - timedelta(seconds=3))
+    make_query("cdn.example.net", status="cached", when=now - timedelta(seconds=1))
+    seed_rollups(now)
+    # The engine reloads on its own timer: wait until it blocks the name.
+    assert wait_for(lambda: UPSTREAM_ADDRESS not in a_records(client, BLOCKED)), "the engine never blocked it"
+
+    base = live_server.url
+    login(page, base, "/queries/")
+
+    # A history search, as a person types it; the filters end up in the URL.
+    page.fill("#id_domain", "*.tracker.example")
+    page.select_option("#id_status", "blocked")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**/queries/?*status=blocked*")
+    rows = page.locator("table.queries tbody tr")
+    assert rows.count() == 1
+    row = rows.first
+    assert BLOCKED in row.inner_text()
+    assert "list:ads-list" in row.inner_text()
+
+    row.get_by_role("button", name="Allow this domain").click()
+    page.wait_for_load_state()
+    assert "status=blocked" in page.url  # back on the same search
+    assert f"{BLOCKED} is allowed" in page.locator(".messages").inner_text()
+    assert AllowedDomain.objects.filter(domain=BLOCKED, enabled=True).exists()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "history.png"), full_page=True)
+
+    # The engine picks the change up from the database and answers normally.
+    assert wait_for(lambda: a_records(client, BLOCKED) == [UPSTREAM_ADDRESS]), "still blocked after allowing"
+
+    page.goto(base + "/?window=24h")
+    assert page.locator("svg.chart rect.s-blocked").count() > 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+
+def test_the_status_page_fill_bar_follows_the_engine_row(page, live_server, transactional_db):
+    get_user_model().objects.create_user("staff", password=PASSWORD, is_staff=True)
+    now = timezone.now()
+    status = EngineStatus.objects.create(
+        name="127.0.0.1:5300",
+        hostname="localhost",
+        pid=4242,
+        started_at=now - timedelta(minutes=10),
+        heartbeat_at=now,
+        qps=120.0,
+        buffer_size=100,
+        buffer_capacity=1000,
+        written=50_000,
+        write_rate=118.0,
+        workers=2,
+        mode="pool",
+    )
+    base = live_server.url
+    login(page, base, "/status/")
+    bar = page.locator('[data-engine="127.0.0.1:5300"] [data-field="bar"]')
+    assert bar.get_attribute("aria-valuenow") == "10.0"
+
+    # The engine's next heartbeat: a fuller buffer and some drops.
+    EngineStatus.objects.filter(pk=status.pk).update(
+        buffer_size=800, drops=25, heartbeat_at=timezone.now(), written=50_200
+    )
+    page.wait_for_function(
+        "() => document.querySelector('[data-field=\"bar\"]').getAttribute('aria-valuenow') === '80.0'",
+        timeout=10_000,
+    )
+    width = page.evaluate("() => document.querySelector('[data-field=\"bar\"] .fill').style.width")
+    assert width == "80%"
+    assert page.locator('[data-field="drops"]').inner_text() == "25"
+    assert page.locator('[data-field="state"]').inner_text() == "up"
+    assert page.locator('[data-field="drop_rate"]').inner_text() != "–"  # 25 drops since the page loaded
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "status.png"), full_page=True)
+
+    # Silent for longer than ten seconds: shown as down on the next refresh.
+    EngineStatus.objects.filter(pk=status.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=30))
+    page.wait_for_function(
+        "() => document.querySelector('[data-field=\"state\"]').textContent === 'down'", timeout=10_000
+    )
