@@ -1,0 +1,408 @@
+"""Parsing of blocklist files: hosts files, plain domain lists and Adblock-style DNS lists.
+
+Everything here is pure (no database) and streams: lines are handled one at a
+time, so a 100 MB list never sits in memory as one string. Blocklists come from
+the internet, so no input line may raise; a line that cannot be used is counted
+under a short human-readable reason in `ParseResult.skipped` instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import BinaryIO
+
+from dnsengine.names import normalize_domain
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("auto", "hosts", "domains", "adblock")
+
+# No domain rule needs more; longer lines are skipped unread, so a hostile
+# multi-megabyte line costs one length check instead of a regex scan.
+MAX_LINE_LENGTH = 1024
+# Auto-detection looks at this many rule lines, and buffers at most
+# DETECT_MAX_BUFFERED lines in all, so a huge comment header cannot grow the buffer.
+DETECT_LINES = 200
+DETECT_MAX_BUFFERED = 5000
+
+_CHUNK_SIZE = 1 << 16
+_SNIFF_BYTES = 1024
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+# Names every hosts file maps for the machine itself: never worth blocking, and
+# so common that they are not worth a warning either.
+_HOSTS_BOILERPLATE = frozenset(
+    {
+        "localhost",
+        "localhost.localdomain",
+        "localhost4",
+        "localhost4.localdomain4",
+        "localhost6",
+        "localhost6.localdomain6",
+        "local",
+        "broadcasthost",
+        "0.0.0.0",
+    }
+)
+
+# Adblock modifiers that only narrow a rule by request type or party. A DNS
+# sinkhole cannot see either, so the rule still means "block this domain".
+_IGNORABLE_MODIFIERS = frozenset(
+    {
+        "important",
+        "third-party",
+        "3p",
+        "first-party",
+        "1p",
+        "strict-first-party",
+        "strict1p",
+        "strict-third-party",
+        "strict3p",
+        "all",
+        "document",
+        "doc",
+        "popup",
+        "script",
+        "image",
+        "stylesheet",
+        "css",
+        "xmlhttprequest",
+        "xhr",
+        "subdocument",
+        "frame",
+        "media",
+        "font",
+        "object",
+        "other",
+        "ping",
+        "websocket",
+        "webrtc",
+        "match-case",
+    }
+)
+# Modifiers that change what a rule means for DNS (undo another rule, answer
+# with other records, apply to some clients only, ...): applying the rule as a
+# plain block would be wrong. These get their own reason, any other modifier
+# shares "unsupported modifier" so hostile input cannot grow the Counter.
+_MEANINGFUL_MODIFIERS = frozenset(
+    {"badfilter", "dnsrewrite", "client", "denyallow", "ctag", "dnstype", "domain", "redirect", "removeparam", "csp"}
+)
+
+# "##", "#@#", "#?#", "#$#", "#%#", "#@$?#", ... and HTML filters "$$", "$@$".
+_COSMETIC = re.compile(r"#@?[$?%]{0,2}#|\$@?\$")
+
+
+class BlocklistError(Exception):
+    """A blocklist file that cannot be used at all; the message says why, for a person."""
+
+
+@dataclass(slots=True)
+class ParseResult:
+    domains: list[str] = field(default_factory=list)  # normalised, unique, in file order
+    allowed: list[str] = field(default_factory=list)  # from Adblock @@||domain^ exceptions
+    # reason -> number of entries; a hosts line naming several hosts counts once per name.
+    skipped: Counter[str] = field(default_factory=Counter)
+    format: str = "domains"
+    lines: int = 0
+    comments: int = 0  # comment, header and blank lines: expected, so not "skipped"
+    ignored_modifiers: int = 0  # rules kept although they carried e.g. $third-party
+
+
+def describe_skipped(skipped: Counter[str]) -> str:
+    """'120 invalid domain, 3 line too long', most frequent first; 'none' when empty."""
+    if not skipped:
+        return "none"
+    return ", ".join(f"{count:,} {reason}" for reason, count in skipped.most_common())
+
+
+@lru_cache(maxsize=256)
+def _is_ip(token: str) -> bool:
+    # Cached: a hosts file repeats one or two addresses on every line.
+    try:
+        ipaddress.ip_address(token)
+    except ValueError:
+        return False
+    return True
+
+
+def detect_format(sample: Iterable[str]) -> str:
+    """Guess the format from stripped, non-blank lines (the first few hundred are enough).
+
+    Hosts and plain-domain lists are parsed by the same tolerant rules, so the
+    decision that matters is Adblock or not: reading an Adblock list as plain
+    domains would throw away every ||domain^ rule, while the Adblock parser also
+    takes plain domains. So a modest share of Adblock rules is enough.
+    """
+    adblock = hosts = domains = 0
+    for line in sample:
+        first = line[0]
+        if first == "[" and line.lower().startswith(("[adblock", "[ublock", "[adguard")):
+            return "adblock"
+        if first == "!":
+            continue
+        if first == "#":
+            # Not even "##..." counts: hosts files draw banners with it.
+            continue
+        if line.startswith(("||", "@@", "|")) or _COSMETIC.search(line):
+            adblock += 1
+            continue
+        parts = line.split(None, 2)
+        if len(parts) > 1 and _is_ip(parts[0]):
+            hosts += 1
+        else:
+            domains += 1
+    if adblock and adblock * 10 >= adblock + hosts + domains:
+        return "adblock"
+    if hosts and hosts >= domains:
+        return "hosts"
+    return "domains"
+
+
+def _why_rejected(raw: str, name: str | None, invalid_reason: str) -> str:
+    low = raw.lower()
+    if low in _HOSTS_BOILERPLATE or (name is None and low.startswith("ip6-")):
+        return "hosts boilerplate"
+    if _is_ip(raw):
+        return "IP address"
+    return invalid_reason
+
+
+class _Parser:
+    __slots__ = ("_allowed_seen", "_seen", "result")
+
+    def __init__(self) -> None:
+        self.result = ParseResult()
+        self._seen: set[str] = set()
+        self._allowed_seen: set[str] = set()
+
+    def text_lines(self, lines: Iterable[str] | Iterable[bytes]) -> Iterator[str]:
+        """Yield stripped, non-blank text lines; count the ones that are not text or too long."""
+        result = self.result
+        skipped = result.skipped
+        first = True
+        for raw in lines:
+            result.lines += 1
+            if len(raw) > MAX_LINE_LENGTH:
+                skipped["line too long"] += 1
+                first = False
+                continue
+            if isinstance(raw, bytes):
+                if first:
+                    raw = raw.removeprefix(_UTF8_BOM)
+                line = raw.decode("utf-8", "replace")
+                if "\ufffd" in line:
+                    skipped["not text"] += 1
+                    first = False
+                    continue
+            else:
+                line = raw.removeprefix("\ufeff") if first else raw
+            first = False
+            if "\x00" in line:
+                skipped["not text"] += 1
+                continue
+            line = line.strip()
+            if not line:
+                result.comments += 1
+                continue
+            yield line
+
+    def add(self, raw: str, allow: bool = False, invalid_reason: str = "invalid domain") -> bool:
+        """Add one name; False (and a skip counted) when it is not a usable domain."""
+        if raw[0] == "*" and raw.startswith("*."):
+            # A plain-list wildcard: the matcher blocks a name with all its
+            # subdomains, which is what *.domain is meant to say.
+            raw = raw[2:]
+        name = normalize_domain(raw)
+        # No top-level domain is all digits, so such a name is an IPv4 address or junk.
+        if name is None or name in _HOSTS_BOILERPLATE or (name[-1].isdigit() and name.rpartition(".")[2].isdigit()):
+            self.result.skipped[_why_rejected(raw, name, invalid_reason)] += 1
+            return False
+        seen = self._allowed_seen if allow else self._seen
+        if name in seen:
+            self.result.skipped["duplicate"] += 1
+        else:
+            seen.add(name)
+            (self.result.allowed if allow else self.result.domains).append(name)
+        return True
+
+    def hosts_line(self, line: str) -> None:
+        """A hosts line, or a plain domain: real lists mix both, so both formats take both."""
+        if line[0] == "#":
+            self.result.comments += 1
+            return
+        cut = line.find("#")
+        if cut >= 0:
+            line = line[:cut]
+        parts = line.split()
+        if not parts:
+            self.result.comments += 1
+        elif len(parts) == 1:
+            self.add(parts[0])
+        elif _is_ip(parts[0]):
+            for name in parts[1:]:
+                self.add(name)
+        else:
+            self.result.skipped["malformed line"] += 1
+
+    def adblock_line(self, line: str) -> None:
+        result = self.result
+        first = line[0]
+        if first == "!" or (first == "[" and line[-1] == "]"):
+            result.comments += 1
+            return
+        if first == "#":
+            if _COSMETIC.match(line):
+                result.skipped["cosmetic rule"] += 1
+            else:
+                result.comments += 1
+            return
+        if ("#" in line or "$" in line) and _COSMETIC.search(line):
+            result.skipped["cosmetic rule"] += 1
+            return
+        allow = line.startswith("@@")
+        body = line[2:] if allow else line
+        if body.startswith("||"):
+            self._adblock_domain_rule(body[2:], allow)
+        elif body.startswith("|"):
+            result.skipped["URL rule"] += 1
+        elif body.startswith("/"):
+            regex = body.endswith("/") or "/$" in body
+            result.skipped["regex rule" if regex else "URL rule"] += 1
+        elif allow:
+            self.add(body, allow=True, invalid_reason="not a DNS rule")
+        elif " " in body or "\t" in body:
+            # AdGuard Home reads hosts lines in any list, so do we.
+            self.hosts_line(body)
+        else:
+            self.add(body, invalid_reason="not a DNS rule")
+
+    def _adblock_domain_rule(self, rule: str, allow: bool) -> None:
+        skipped = self.result.skipped
+        modifiers = False
+        dollar = rule.find("$")
+        if dollar >= 0:
+            for option in rule[dollar + 1 :].split(","):
+                option_name = option.partition("=")[0].strip().lstrip("~").lower()
+                if option_name in _IGNORABLE_MODIFIERS:
+                    continue
+                if option_name in _MEANINGFUL_MODIFIERS:
+                    skipped[f"modifier ${option_name}"] += 1
+                else:
+                    skipped["unsupported modifier"] += 1
+                return
+            modifiers = True
+            rule = rule[:dollar]
+        if rule.endswith("^|"):
+            rule = rule[:-2]
+        elif rule.endswith(("^", "|")):
+            rule = rule[:-1]
+        if "/" in rule or ":" in rule:
+            skipped["URL rule"] += 1
+            return
+        if "*" in rule.removeprefix("*."):
+            skipped["wildcard rule"] += 1
+            return
+        if self.add(rule, allow=allow) and modifiers:
+            self.result.ignored_modifiers += 1
+
+
+def parse_blocklist(lines: Iterable[str] | Iterable[bytes], fmt: str = "auto") -> ParseResult:
+    """Parse blocklist lines (str or bytes, with or without line endings) of format `fmt`.
+
+    With fmt="auto" the format is guessed from the first DETECT_LINES rule
+    lines, which are buffered and then parsed like the rest. Never raises on
+    content; ValueError only for an unknown `fmt`.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown blocklist format {fmt!r}; use one of {', '.join(FORMATS)}")
+    parser = _Parser()
+    texts = parser.text_lines(lines)
+    buffered: list[str] = []
+    if fmt == "auto":
+        rules = 0
+        for line in texts:
+            buffered.append(line)
+            if line[0] not in "#![":
+                rules += 1
+                if rules >= DETECT_LINES:
+                    break
+            if len(buffered) >= DETECT_MAX_BUFFERED:
+                break
+        fmt = detect_format(buffered)
+    parser.result.format = fmt
+    handle = parser.adblock_line if fmt == "adblock" else parser.hosts_line
+    for line in buffered:
+        handle(line)
+    del buffered
+    for line in texts:
+        handle(line)
+    result = parser.result
+    logger.debug(
+        "parsed %s lines as %s: %s domains, %s allowed, skipped %s",
+        result.lines,
+        result.format,
+        len(result.domains),
+        len(result.allowed),
+        describe_skipped(result.skipped),
+    )
+    return result
+
+
+def iter_binary_lines(fp: BinaryIO, head: bytes = b"") -> Iterator[bytes]:
+    """Yield the lines of a binary stream, after `head` (bytes already read from it).
+
+    Unlike iterating the file, a line without end is never held whole: it is
+    cut to MAX_LINE_LENGTH + 1 bytes, still long enough to be skipped as too
+    long, so memory stays at about one chunk whatever the file holds.
+    """
+    tail = b""
+    chunk = head or fp.read(_CHUNK_SIZE)
+    while chunk:
+        lines = chunk.split(b"\n")
+        if tail:
+            lines[0] = tail + lines[0]
+        tail = lines.pop()
+        if len(tail) > MAX_LINE_LENGTH:
+            tail = tail[: MAX_LINE_LENGTH + 1]
+        yield from lines
+        chunk = fp.read(_CHUNK_SIZE)
+    if tail:
+        yield tail
+
+
+def _check_head(head: bytes, path: str) -> None:
+    """Refuse files that are clearly not a blocklist, with a message that says what they are."""
+    if not head:
+        raise BlocklistError(f"{path} is empty")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise BlocklistError(f"{path} is UTF-16 text; save it as UTF-8")
+    if head.startswith(b"\x1f\x8b"):
+        raise BlocklistError(f"{path} is gzip-compressed; unpack it first")
+    start = head.removeprefix(_UTF8_BOM).lstrip().lower()
+    if start.startswith(b"<!doctype") or b"<html" in start:
+        raise BlocklistError(f"{path} looks like an HTML page, not a blocklist (an error page saved by a download?)")
+
+
+def read_blocklist_file(path: str | os.PathLike[str], fmt: str = "auto") -> ParseResult:
+    """Parse the file at `path`, streaming it; BlocklistError if it is unreadable or holds no domain."""
+    display = os.fspath(path)
+    try:
+        with open(path, "rb") as fp:
+            head = fp.read(_SNIFF_BYTES)
+            _check_head(head, display)
+            result = parse_blocklist(iter_binary_lines(fp, head), fmt)
+    except OSError as exc:
+        raise BlocklistError(f"cannot read {display}: {exc.strerror or exc}") from exc
+    if not result.domains:
+        raise BlocklistError(
+            f"no valid domain in {display} (read as {result.format}): {result.lines:,} lines, "
+            f"skipped {describe_skipped(result.skipped)}"
+        )
+    return result
