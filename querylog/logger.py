@@ -1,0 +1,1155 @@
+"""The query logger: the DNS path hands it one entry per answered query and never waits.
+
+Flow: ``log_async(entry)`` appends to a bounded in-process queue (a full queue is a
+counted drop), a fixed pool of writer threads takes up to a batch at a time and
+writes it in one transaction (rows plus the dashboard rollups), retrying a failed
+write with backoff and keeping the batch. ``close()`` stops intake, writes what was
+queued and says how many entries were written, could not be written, and dropped.
+
+Accounting: every entry handed to ``log_async`` ends in exactly one of *written*,
+*dropped* (refused: queue full or logger closed), *unwritten* (accepted but given up
+on: rejected by the database as invalid, or still queued when close() ran out of
+time), or is forwarded to the logger that replaced this one (SIGHUP reconfigure).
+
+Also here: ``ThreadPerQueryLogger``, the naive baseline (one thread and one insert
+per query) kept as the rollback plan and the benchmark's comparison, and
+``SwappableQueryLogger``, which the engine holds so SIGHUP can change mode, workers
+or buffer without losing queued entries.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+    transaction,
+)
+
+from gloryhole_site.env import env_bool, env_float, env_int, env_str
+from querylog.entry import QueryLogEntry
+from querylog.models import QueryLog
+from querylog.rollups import rollup_rows, rollup_write
+
+log = logging.getLogger(__name__)
+
+MODES = ("pool", "thread")
+
+# Histogram upper bounds (the +Inf bucket is implicit).
+QUEUE_DEPTH_BUCKETS: tuple[float, ...] = (0, 1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 500000)
+BATCH_SECONDS_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+# QueryLog columns the fast insert writes, in this order. The row builder below
+# spells the same order out by hand (a generic per-field loop costs ~1 us a row);
+# _check_columns() refuses to start if the model and this tuple disagree.
+COLUMNS: tuple[str, ...] = (
+    "timestamp", "client", "protocol", "domain", "qtype", "rcode", "status", "rule", "upstream", "duration_us",
+    "engine",
+)  # fmt: skip
+_MAX_INT = 2147483647  # PositiveIntegerField is a 32-bit integer on PostgreSQL
+_RATE_WINDOW = 10.0  # seconds of history behind write_rate
+
+
+# ---------------------------------------------------------------------------------------
+# Value objects
+
+
+@dataclass(slots=True, frozen=True)
+class CloseReport:
+    written: int
+    unwritten: int
+    dropped: int
+
+
+@dataclass(slots=True)
+class HistogramSnapshot:
+    bounds: tuple[float, ...]
+    counts: list[int]  # one per bound, +Inf last; not cumulative
+    total: float  # sum of observed values
+
+    def merged(self, other: HistogramSnapshot) -> HistogramSnapshot:
+        if other.bounds != self.bounds:
+            return self
+        return HistogramSnapshot(
+            self.bounds, [a + b for a, b in zip(self.counts, other.counts, strict=True)], self.total + other.total
+        )
+
+
+@dataclass(slots=True)
+class QueryLogStats:
+    """A consistent read of the logger's counters for /metrics and the heartbeat."""
+
+    mode: str
+    workers: int
+    size: int  # entries queued (pool) or threads in flight (thread mode)
+    capacity: int
+    drops: int
+    written: int
+    write_errors: int  # failed write attempts (each retry counts)
+    unwritten: int  # accepted but given up on
+    write_rate: float  # rows/s over the last few seconds
+    queue_depth: HistogramSnapshot
+    batch_seconds: HistogramSnapshot
+
+
+@dataclass(slots=True, frozen=True)
+class QueryLogConfig:
+    enabled: bool = True
+    mode: str = "pool"
+    buffer_size: int = 50000
+    workers: int = 1
+    batch_size: int = 2000
+    flush_interval: float = 0.5
+    rollups: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ImproperlyConfigured(f"GLORYHOLE_QUERY_LOG_MODE={self.mode!r}: use one of {', '.join(MODES)}")
+
+    @classmethod
+    def from_settings(cls) -> QueryLogConfig:
+        return cls(
+            enabled=settings.GLORYHOLE_QUERY_LOG_ENABLED,
+            mode=settings.GLORYHOLE_QUERY_LOG_MODE.strip().lower(),
+            buffer_size=settings.GLORYHOLE_QUERY_LOG_BUFFER,
+            workers=settings.GLORYHOLE_QUERY_LOG_WORKERS,
+            batch_size=settings.GLORYHOLE_QUERY_LOG_BATCH,
+            flush_interval=settings.GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL,
+            rollups=getattr(settings, "GLORYHOLE_QUERY_LOG_ROLLUPS", True),
+        )
+
+    @classmethod
+    def from_environ(cls) -> QueryLogConfig:
+        """Re-read the GLORYHOLE_QUERY_LOG_* variables from os.environ (for SIGHUP).
+
+        settings.py read them once at import; a variable that is unset now keeps the
+        value the process started with. Bounds repeat settings.py's on purpose: a bad
+        value must raise here too, not slip into a running engine.
+        """
+        base = cls.from_settings()
+        return cls(
+            enabled=env_bool("GLORYHOLE_QUERY_LOG_ENABLED", base.enabled),
+            mode=env_str("GLORYHOLE_QUERY_LOG_MODE", base.mode).strip().lower(),
+            buffer_size=env_int("GLORYHOLE_QUERY_LOG_BUFFER", base.buffer_size, minimum=1, maximum=10_000_000),
+            workers=env_int("GLORYHOLE_QUERY_LOG_WORKERS", base.workers, minimum=1, maximum=64),
+            batch_size=env_int("GLORYHOLE_QUERY_LOG_BATCH", base.batch_size, minimum=1, maximum=100000),
+            flush_interval=env_float(
+                "GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL", base.flush_interval, minimum=0.01, maximum=60
+            ),
+            rollups=env_bool("GLORYHOLE_QUERY_LOG_ROLLUPS", base.rollups),
+        )
+
+
+class _Histogram:
+    """Bucket counts kept by the writers (one update per batch, under the stats lock)."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+        else:
+            self.counts[-1] += 1
+        self.total += value
+
+    def snapshot(self) -> HistogramSnapshot:
+        return HistogramSnapshot(self.bounds, list(self.counts), self.total)
+
+
+class _RateLimitedLog:
+    """At most one line per interval: several of our log lines can fire per query or per retry."""
+
+    __slots__ = ("_interval", "_lock", "_next", "_suppressed")
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next = 0.0
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, level: int, msg: str, *args: object, exc_info: bool = False) -> None:
+        now = time.monotonic()
+        if now < self._next or not self._lock.acquire(blocking=False):
+            self._suppressed += 1
+            return
+        try:
+            if now < self._next:
+                self._suppressed += 1
+                return
+            self._next = now + self._interval
+            suppressed, self._suppressed = self._suppressed, 0
+            if suppressed:
+                msg += " (%d similar lines suppressed)"
+                args = (*args, suppressed)
+            log.log(level, msg, *args, exc_info=exc_info)
+        finally:
+            self._lock.release()
+
+
+# ---------------------------------------------------------------------------------------
+# Writing a batch
+
+
+def _check_columns() -> None:
+    names = {f.name for f in QueryLog._meta.concrete_fields if not f.primary_key}
+    if names != set(COLUMNS):
+        raise ImproperlyConfigured(
+            f"QueryLog fields {sorted(names)} differ from querylog.logger.COLUMNS {sorted(COLUMNS)}: "
+            "update COLUMNS and the row builder together with the model"
+        )
+
+
+def _max_length(name: str) -> int:
+    return QueryLog._meta.get_field(name).max_length
+
+
+def _sqlite_utc_text() -> Callable[[float], str]:
+    """float epoch -> exactly the text Django stores on SQLite for that aware datetime.
+
+    Django stores ``str(naive UTC datetime)``; building that through
+    ``datetime.fromtimestamp`` + ``str`` costs ~3 us a row here, most of a row's
+    Python cost. The date-time part changes once a second, so it is cached; the
+    microseconds are rounded as ``datetime.fromtimestamp`` rounds them (modf, then
+    round-half-even), and a whole second has no fraction, as in ``str(datetime)``.
+    """
+    cache: dict[float, str] = {}
+    modf = math.modf
+
+    def to_db(ts: float) -> str:
+        frac, whole = modf(ts)
+        us = round(frac * 1e6)
+        if us >= 1000000:
+            us -= 1000000
+            whole += 1.0
+        elif us < 0:
+            us += 1000000
+            whole -= 1.0
+        prefix = cache.get(whole)
+        if prefix is None:
+            if len(cache) > 4096:
+                cache.clear()
+            prefix = cache[whole] = str(datetime.fromtimestamp(whole, UTC).replace(tzinfo=None))
+        return f"{prefix}.{us:06d}" if us else prefix
+
+    return to_db
+
+
+def timestamp_adapter(connection) -> Callable[[float], object]:
+    """float epoch -> the value Django would pass to this backend for the aware datetime."""
+    adapt = connection.ops.adapt_datetimefield_value
+    fromtimestamp = datetime.fromtimestamp
+
+    def generic(ts: float) -> object:
+        return adapt(fromtimestamp(ts, UTC))
+
+    if connection.vendor == "sqlite" and settings.USE_TZ and connection.timezone_name == "UTC":
+        fast = _sqlite_utc_text()
+        # Trust but verify: fall back to Django's own path if this Django stores
+        # datetimes differently from what the fast path was written against.
+        samples = (0.0, 1.5, 1700000000.0, 1700000000.000001, 1700000000.9999996, 1234567890.123456)
+        if all(fast(ts) == generic(ts) for ts in samples):
+            return fast
+        log.warning("query log: SQLite datetime format changed; using the slower generic conversion")
+    return generic
+
+
+class _IpCache(dict):
+    """client string -> database value via the field's own conversion, computed once per client.
+
+    GenericIPAddressField normalises IPv6 text and PostgreSQL wants an Inet object;
+    a network has few distinct clients, so a dict lookup replaces both per row.
+    """
+
+    def __init__(self, connection) -> None:
+        super().__init__()
+        self._field = QueryLog._meta.get_field("client")
+        self._connection = connection
+
+    def __missing__(self, client: str) -> object:
+        if len(self) > 10000:
+            self.clear()
+        value = self[client] = self._field.get_db_prep_save(client, self._connection)
+        return value
+
+
+def _clamp_int(value: int) -> int:
+    value = int(value)
+    return 0 if value < 0 else min(value, _MAX_INT)
+
+
+_sqlite_write_locks: dict[str, threading.Lock] = {}
+_sqlite_write_locks_guard = threading.Lock()
+
+
+def sqlite_write_lock(using: str = DEFAULT_DB_ALIAS) -> threading.Lock | None:
+    """A process-wide lock our SQLite writers take around each write transaction.
+
+    SQLite has one writer at a time; without this, a second writer thread waits in
+    SQLite's busy handler, which sleeps in steps of up to 100 ms. With it, writers
+    queue on a Python lock and the next one starts the moment the previous commits,
+    while building its rows outside the lock. None for other databases.
+    """
+    if connections[using].vendor != "sqlite":
+        return None
+    with _sqlite_write_locks_guard:
+        return _sqlite_write_locks.setdefault(using, threading.Lock())
+
+
+class BatchWriter(Protocol):
+    def __call__(self, entries: Sequence[QueryLogEntry]) -> None: ...
+
+
+class QueryLogWriter:
+    """Writes a batch of entries as QueryLog rows (and rollups) in one transaction.
+
+    ``method="executemany"`` (default) builds row tuples and runs one prepared
+    INSERT, generated from the model's fields, through Django's cursor, with values
+    converted as Django converts them for the backend. ``method="bulk_create"`` is
+    the plain ORM path, kept for comparison: on SQLite it splits a batch into
+    INSERTs of ~90 rows (999 parameters) and runs ~11 Python calls per value.
+    """
+
+    def __init__(
+        self, engine_name: str = "", *, rollups: bool = True, method: str = "executemany", using: str = DEFAULT_DB_ALIAS
+    ) -> None:
+        if method not in ("executemany", "bulk_create"):
+            raise ValueError(f"unknown write method {method!r}")
+        _check_columns()
+        self.engine_name = engine_name[: _max_length("engine")]
+        self.rollups = rollups
+        self.method = method
+        self.using = using
+        self._prepared: tuple[str, Callable[[Sequence[QueryLogEntry]], list[tuple]]] | None = None
+        self._lock = sqlite_write_lock(using)
+
+    def __call__(self, entries: Sequence[QueryLogEntry]) -> None:
+        if self.method == "bulk_create":
+            objs = [querylog_from_entry(e, self.engine_name) for e in entries]
+            rollups = rollup_rows(entries) if self.rollups else None
+            with self._locked(), transaction.atomic(using=self.using):
+                QueryLog.objects.using(self.using).bulk_create(objs)
+                if rollups is not None:
+                    rollup_write(rollups, using=self.using)
+            return
+        sql, build = self._prepare()
+        rows = build(entries)
+        rollups = rollup_rows(entries) if self.rollups else None
+        connection = connections[self.using]
+        with self._locked(), transaction.atomic(using=self.using):
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, rows)
+            if rollups is not None:
+                rollup_write(rollups, using=self.using)
+
+    def _locked(self):
+        return self._lock if self._lock is not None else _NO_LOCK
+
+    def _prepare(self) -> tuple[str, Callable[[Sequence[QueryLogEntry]], list[tuple]]]:
+        # Built on first use, not in __init__, so constructing a logger never needs
+        # the database configured; every thread shares the result (the adapters
+        # depend on the backend, not on one connection's state).
+        if self._prepared is None:
+            connection = connections[self.using]
+            qn = connection.ops.quote_name
+            table = qn(QueryLog._meta.db_table)
+            columns = ", ".join(qn(QueryLog._meta.get_field(name).column) for name in COLUMNS)
+            sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+            self._prepared = (sql, _row_builder(connection, self.engine_name))
+        return self._prepared
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
+
+
+def _row_builder(connection, engine_name: str) -> Callable[[Sequence[QueryLogEntry]], list[tuple]]:
+    ts = timestamp_adapter(connection)
+    ips = _IpCache(connection)
+    # CharFields: Django passes str through unchanged; cutting to max_length keeps
+    # PostgreSQL (which enforces it, unlike SQLite) from rejecting a whole batch.
+    lp, ld, lq, lr, ls, lru, lu = (
+        _max_length(n) for n in ("protocol", "domain", "qtype", "rcode", "status", "rule", "upstream")
+    )
+    engine = engine_name
+    max_int = _MAX_INT
+
+    def build(entries: Sequence[QueryLogEntry]) -> list[tuple]:
+        return [
+            (
+                ts(e.timestamp),
+                ips[e.client],
+                e.protocol[:lp],
+                e.domain[:ld],
+                e.qtype[:lq],
+                e.rcode[:lr],
+                e.status[:ls],
+                e.rule[:lru],
+                e.upstream[:lu],
+                d if (d := e.duration_us).__class__ is int and 0 <= d <= max_int else _clamp_int(d),
+                engine,
+            )
+            for e in entries
+        ]
+
+    return build
+
+
+def querylog_from_entry(entry: QueryLogEntry, engine_name: str = "") -> QueryLog:
+    """The model instance for an entry, with the same cuts as the fast path."""
+    return QueryLog(
+        timestamp=datetime.fromtimestamp(entry.timestamp, UTC),
+        client=entry.client,
+        protocol=entry.protocol[: _max_length("protocol")],
+        domain=entry.domain[: _max_length("domain")],
+        qtype=entry.qtype[: _max_length("qtype")],
+        rcode=entry.rcode[: _max_length("rcode")],
+        status=entry.status[: _max_length("status")],
+        rule=entry.rule[: _max_length("rule")],
+        upstream=entry.upstream[: _max_length("upstream")],
+        duration_us=_clamp_int(entry.duration_us),
+        engine=engine_name[: _max_length("engine")],
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Loggers
+
+
+class _Outcome(enum.Enum):
+    WRITTEN = 1
+    INVALID = 2  # the database refused the data itself: retrying will not help
+    ABANDONED = 3  # close() ran out of time while the database kept failing
+
+
+class _LoggerBase:
+    """Counters, retries and the give-up path shared by the pool and thread loggers."""
+
+    mode = ""
+
+    def __init__(
+        self,
+        buffer_size: int,
+        *,
+        writer: BatchWriter | None,
+        engine_name: str,
+        rollups: bool,
+        retry_initial: float,
+        retry_max: float,
+    ) -> None:
+        if buffer_size < 1:
+            raise ValueError("buffer_size must be at least 1")
+        self._capacity = buffer_size
+        # Intake limit: the capacity while open, 0 once closed, so the hot path's one
+        # length check also refuses entries after close().
+        self._limit = buffer_size
+        self._writer: BatchWriter = writer or QueryLogWriter(engine_name, rollups=rollups)
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._stats_lock = threading.Lock()
+        self._drops = 0
+        self._written = 0
+        self._write_errors = 0
+        self._unwritten = 0
+        self._inflight = 0  # entries taken off the queue and not yet settled
+        self._depth = _Histogram(QUEUE_DEPTH_BUCKETS)
+        self._batch_seconds = _Histogram(BATCH_SECONDS_BUCKETS)
+        self._rate_window: deque[tuple[float, int]] = deque()
+        self._created = time.monotonic()
+        self._abandon = threading.Event()
+        self._successor: QueryLoggerLike | None = None
+        self._report: CloseReport | None = None
+        self._close_lock = threading.Lock()
+        self._warn = _RateLimitedLog(5.0)
+        self._error_log = _RateLimitedLog(5.0)
+
+    # -- read side ---------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def drops(self) -> int:
+        return self._drops
+
+    @property
+    def written(self) -> int:
+        return self._written
+
+    @property
+    def write_errors(self) -> int:
+        return self._write_errors
+
+    @property
+    def unwritten(self) -> int:
+        return self._unwritten
+
+    @property
+    def closed(self) -> bool:
+        return self._limit == 0
+
+    @property
+    def size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def workers(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def write_rate(self) -> float:
+        with self._stats_lock:
+            return self._rate_locked(time.monotonic())
+
+    def _rate_locked(self, now: float) -> float:
+        window = self._rate_window
+        while window and window[0][0] < now - _RATE_WINDOW:
+            window.popleft()
+        span = min(_RATE_WINDOW, max(now - self._created, 1e-3))
+        return sum(n for _, n in window) / span
+
+    def stats(self) -> QueryLogStats:
+        with self._stats_lock:
+            return QueryLogStats(
+                mode=self.mode,
+                workers=self.workers,
+                size=self.size,
+                capacity=self._capacity,
+                drops=self._drops,
+                written=self._written,
+                write_errors=self._write_errors,
+                unwritten=self._unwritten,
+                write_rate=self._rate_locked(time.monotonic()),
+                queue_depth=self._depth.snapshot(),
+                batch_seconds=self._batch_seconds.snapshot(),
+            )
+
+    # -- intake refusals -----------------------------------------------------------------
+
+    def _refuse(self, entry: QueryLogEntry) -> bool:
+        if self._limit == 0:
+            successor = self._successor
+            if successor is not None:
+                # Replaced on SIGHUP: a listener that fetched our log_async just before
+                # the swap still gets its entry logged.
+                return successor.log_async(entry)
+        with self._stats_lock:
+            self._drops += 1
+        if self._limit:
+            self._warn(
+                logging.WARNING,
+                "query log buffer full (%d/%d): dropping entries, %d dropped so far",
+                self.size,
+                self._capacity,
+                self._drops,
+            )
+        return False
+
+    def _give_up(self, entries: Sequence[QueryLogEntry]) -> None:
+        """Entries accepted but not written: hand them on if replaced, else count them."""
+        successor = self._successor
+        if successor is not None:
+            for entry in entries:
+                successor.log_async(entry)
+            return
+        with self._stats_lock:
+            self._unwritten += len(entries)
+        if entries:
+            log.error("query log: %d accepted entries could not be written", len(entries))
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _deliver(self, batch: list[QueryLogEntry], depth: int) -> None:
+        """Write one batch, retrying transient failures; settle every entry in it."""
+        with self._stats_lock:
+            self._inflight += len(batch)
+        try:
+            started = time.perf_counter()
+            outcome = self._attempt(batch)
+            if outcome is _Outcome.WRITTEN:
+                self._record(len(batch), time.perf_counter() - started, depth)
+            elif outcome is _Outcome.ABANDONED:
+                self._give_up(batch)
+            else:
+                self._deliver_one_by_one(batch, depth)
+        finally:
+            with self._stats_lock:
+                self._inflight -= len(batch)
+
+    def _deliver_one_by_one(self, batch: list[QueryLogEntry], depth: int) -> None:
+        # Something in the batch is invalid for the database (say, a NUL byte on
+        # PostgreSQL): write the entries one at a time so one bad entry costs one row.
+        for i, entry in enumerate(batch):
+            started = time.perf_counter()
+            outcome = self._attempt([entry])
+            if outcome is _Outcome.WRITTEN:
+                self._record(1, time.perf_counter() - started, depth)
+            elif outcome is _Outcome.ABANDONED:
+                self._give_up(batch[i:])
+                return
+            else:
+                with self._stats_lock:
+                    self._unwritten += 1
+                self._error_log(logging.ERROR, "query log: rejected entry %r", entry)
+
+    def _attempt(self, entries: list[QueryLogEntry]) -> _Outcome:
+        delay = self._retry_initial
+        attempt = 0
+        while True:
+            attempt += 1
+            close_old_connections()
+            try:
+                self._writer(entries)
+                return _Outcome.WRITTEN
+            except (OperationalError, InterfaceError) as exc:
+                # Locked/busy SQLite, a PostgreSQL restart, a dropped connection:
+                # it can succeed later, so keep the batch and try again.
+                self._count_error()
+                self._error_log(
+                    logging.WARNING,
+                    "query log write failed (attempt %d, %d entries), retrying in %.2f s: %s",
+                    attempt,
+                    len(entries),
+                    delay,
+                    exc,
+                )
+            except Exception as exc:
+                self._count_error()
+                self._error_log(
+                    logging.ERROR,
+                    "query log write failed (%d entries), not retrying: %s: %s",
+                    len(entries),
+                    type(exc).__name__,
+                    exc,
+                    exc_info=True,
+                )
+                return _Outcome.INVALID
+            finally:
+                # Drops a connection a failure left unusable (PostgreSQL restart);
+                # for SQLite this closes the per-batch connection (CONN_MAX_AGE=0).
+                close_old_connections()
+            if self._abandon.wait(delay):
+                return _Outcome.ABANDONED
+            delay = min(delay * 2, self._retry_max)
+
+    def _count_error(self) -> None:
+        with self._stats_lock:
+            self._write_errors += 1
+
+    def _record(self, n: int, seconds: float, depth: int) -> None:
+        now = time.monotonic()
+        with self._stats_lock:
+            self._written += n
+            self._batch_seconds.observe(seconds)
+            self._depth.observe(depth)
+            self._rate_window.append((now, n))
+            if len(self._rate_window) > 4096:
+                self._rate_locked(now)
+
+
+class QueryLogger(_LoggerBase):
+    """Bounded queue drained by a fixed pool of writer threads.
+
+    ``log_async`` is the DNS hot path: a deque length check and an append (~0.1 us,
+    see ``make bench``); no lock, no condition variable. Writers are woken when a
+    batch is ready (one Event.set per batch, not per entry) and otherwise poll every
+    ``flush_interval``, so an entry waits at most about that long before its write.
+
+    With several listener threads the bound can be overshot by at most one entry per
+    thread (check and append are two steps); capacity is a memory bound, not an
+    exact contract.
+    """
+
+    mode = "pool"
+
+    def __init__(
+        self,
+        buffer_size: int,
+        workers: int,
+        batch_size: int,
+        flush_interval: float,
+        engine_name: str = "",
+        *,
+        rollups: bool = True,
+        writer: BatchWriter | None = None,
+        retry_initial: float = 0.05,
+        retry_max: float = 5.0,
+    ) -> None:
+        super().__init__(
+            buffer_size,
+            writer=writer,
+            engine_name=engine_name,
+            rollups=rollups,
+            retry_initial=retry_initial,
+            retry_max=retry_max,
+        )
+        if workers < 1 or batch_size < 1 or flush_interval <= 0:
+            raise ValueError("workers and batch_size must be at least 1 and flush_interval positive")
+        self._workers = workers
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._queue: deque[QueryLogEntry] = deque()
+        self._warn_at = max(1, int(buffer_size * 0.8))
+        # The hot path calls _nudge() only past this length: to wake writers for a
+        # full batch, to warn about the fill level, or after close() (set to 0).
+        self._nudge_at = min(batch_size, self._warn_at)
+        self._wake = threading.Event()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._sweep_lock = threading.Lock()
+        self._swept = False
+
+    @property
+    def size(self) -> int:
+        return len(self._queue)
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def start(self) -> QueryLogger:
+        with self._close_lock:
+            if self._threads or self._report is not None:
+                return self
+            for i in range(self._workers):
+                thread = threading.Thread(target=self._run, name=f"querylog-writer-{i}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        return self
+
+    def log_async(self, entry: QueryLogEntry) -> bool:
+        """Queue an entry for writing; never blocks. False when dropped (queue full)."""
+        queue = self._queue
+        if len(queue) < self._limit:
+            queue.append(entry)
+            if len(queue) >= self._nudge_at:
+                self._nudge()
+            return True
+        return self._refuse(entry)
+
+    def _nudge(self) -> None:
+        if self._limit == 0:
+            self._late_sweep()
+            return
+        n = len(self._queue)
+        if n >= self._warn_at:
+            self._warn(
+                logging.WARNING,
+                "query log buffer %d%% full (%d/%d), %d dropped so far",
+                n * 100 // self._capacity,
+                n,
+                self._capacity,
+                self._drops,
+            )
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _late_sweep(self) -> None:
+        # A listener passed the open check just before close() and appended after
+        # close()'s final sweep: nothing would ever take that entry, so settle it here.
+        with self._sweep_lock:
+            if self._swept:
+                self._give_up(self._take_all())
+
+    def _take(self, limit: int) -> list[QueryLogEntry]:
+        queue = self._queue
+        pop = queue.popleft
+        batch: list[QueryLogEntry] = []
+        append = batch.append
+        try:
+            for _ in range(min(limit, len(queue))):
+                append(pop())
+        except IndexError:  # another writer emptied it first
+            pass
+        return batch
+
+    def _take_all(self) -> list[QueryLogEntry]:
+        return self._take(len(self._queue) + 1_000_000)
+
+    def _run(self) -> None:
+        queue = self._queue
+        try:
+            while True:
+                batch: list[QueryLogEntry] = []
+                try:
+                    if len(queue) < self._batch_size and not self._stopping:
+                        self._wake.wait(self._flush_interval)
+                        self._wake.clear()
+                    depth = len(queue)
+                    batch = self._take(self._batch_size)
+                    if not batch:
+                        if self._stopping:
+                            return
+                        continue
+                    self._deliver(batch, depth)
+                except Exception:
+                    # A bug, not a database error (those are handled in _attempt).
+                    # Keep the thread: a dead writer would silently stop all logging.
+                    log.exception("query log writer %s: unexpected error", threading.current_thread().name)
+                    self._give_up(batch)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    def close(self, timeout: float = 30.0) -> CloseReport:
+        """Stop intake, write everything queued, join the writers within ``timeout`` seconds."""
+        with self._close_lock:
+            if self._report is not None:
+                return self._report
+            deadline = time.monotonic() + timeout
+            # Order matters: _nudge_at first, so an append that lands after intake
+            # closed always reaches _late_sweep.
+            self._nudge_at = 0
+            self._limit = 0
+            self._stopping = True
+            if not self._threads:  # never started: start writers just to drain
+                for i in range(self._workers):
+                    thread = threading.Thread(target=self._run, name=f"querylog-writer-{i}", daemon=True)
+                    thread.start()
+                    self._threads.append(thread)
+            self._wake.set()
+            for thread in self._threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if any(t.is_alive() for t in self._threads):
+                # Out of time (the database keeps failing): writers stop retrying and
+                # count their batches as unwritten; one blocked inside a database call
+                # cannot be interrupted and is counted through _inflight below.
+                self._abandon.set()
+                for thread in self._threads:
+                    thread.join(0.5)
+            with self._sweep_lock:
+                leftover = self._take_all()
+                self._swept = True
+            self._give_up(leftover)
+            with self._stats_lock:
+                stuck = self._inflight if any(t.is_alive() for t in self._threads) else 0
+                self._report = CloseReport(
+                    written=self._written, unwritten=self._unwritten + stuck, dropped=self._drops
+                )
+            if self._report.unwritten:
+                log.error("query log closed with %d entries unwritten", self._report.unwritten)
+            return self._report
+
+
+class ThreadPerQueryLogger(_LoggerBase):
+    """The naive baseline: one new thread per entry, each inserting one row.
+
+    Kept as the seed's rollback plan (GLORYHOLE_QUERY_LOG_MODE=thread) and as the
+    benchmark's comparison. Each thread opens its own database connection, which is
+    most of its cost. ``buffer_size`` caps the threads in flight so an overload is
+    counted drops instead of an unbounded pile of threads.
+    """
+
+    mode = "thread"
+
+    def __init__(
+        self,
+        buffer_size: int,
+        workers: int = 0,
+        batch_size: int = 1,
+        flush_interval: float = 0.0,
+        engine_name: str = "",
+        *,
+        rollups: bool = True,
+        writer: BatchWriter | None = None,
+        retry_initial: float = 0.05,
+        retry_max: float = 5.0,
+    ) -> None:
+        # workers/batch_size/flush_interval: accepted so both loggers build from the
+        # same arguments; a thread per entry has no pool and no batches.
+        super().__init__(
+            buffer_size,
+            writer=writer,
+            engine_name=engine_name,
+            rollups=rollups,
+            retry_initial=retry_initial,
+            retry_max=retry_max,
+        )
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._threads_in_flight = 0
+
+    @property
+    def size(self) -> int:
+        return self._threads_in_flight
+
+    @property
+    def workers(self) -> int:
+        return 0
+
+    def start(self) -> ThreadPerQueryLogger:
+        return self
+
+    def log_async(self, entry: QueryLogEntry) -> bool:
+        with self._lock:
+            accepted = self._threads_in_flight < self._limit
+            if accepted:
+                self._threads_in_flight += 1
+        if not accepted:
+            return self._refuse(entry)
+        try:
+            threading.Thread(target=self._run_one, args=(entry,), name="querylog-thread", daemon=True).start()
+        except RuntimeError:  # can't start new thread: the system is out of them
+            self._settle_thread()
+            with self._stats_lock:
+                self._drops += 1
+            return False
+        return True
+
+    def _run_one(self, entry: QueryLogEntry) -> None:
+        try:
+            self._deliver([entry], self._threads_in_flight)
+        except Exception:
+            log.exception("query log thread: unexpected error")
+            self._give_up([entry])
+        finally:
+            connections.close_all()
+            self._settle_thread()
+
+    def _settle_thread(self) -> None:
+        with self._lock:
+            self._threads_in_flight -= 1
+            if self._threads_in_flight == 0:
+                self._idle.notify_all()
+
+    def close(self, timeout: float = 30.0) -> CloseReport:
+        with self._close_lock:
+            if self._report is not None:
+                return self._report
+            deadline = time.monotonic() + timeout
+            with self._lock:
+                self._limit = 0
+                self._idle.wait_for(lambda: self._threads_in_flight == 0, max(0.0, deadline - time.monotonic()))
+                stuck = self._threads_in_flight
+            if stuck:
+                self._abandon.set()
+                with self._lock:
+                    self._idle.wait_for(lambda: self._threads_in_flight == 0, 0.5)
+                    stuck = self._threads_in_flight
+            with self._stats_lock:
+                self._report = CloseReport(
+                    written=self._written, unwritten=self._unwritten + stuck, dropped=self._drops
+                )
+            return self._report
+
+
+class DisabledQueryLogger:
+    """GLORYHOLE_QUERY_LOG_ENABLED=0: the same interface, keeping nothing."""
+
+    mode = "off"
+    workers = 0
+    size = 0
+    capacity = 0
+    drops = 0
+    written = 0
+    write_errors = 0
+    unwritten = 0
+    write_rate = 0.0
+    closed = False
+
+    def start(self) -> DisabledQueryLogger:
+        return self
+
+    def log_async(self, entry: QueryLogEntry) -> bool:
+        return False
+
+    def stats(self) -> QueryLogStats:
+        return QueryLogStats(
+            mode=self.mode,
+            workers=0,
+            size=0,
+            capacity=0,
+            drops=0,
+            written=0,
+            write_errors=0,
+            unwritten=0,
+            write_rate=0.0,
+            queue_depth=_Histogram(QUEUE_DEPTH_BUCKETS).snapshot(),
+            batch_seconds=_Histogram(BATCH_SECONDS_BUCKETS).snapshot(),
+        )
+
+    def close(self, timeout: float = 30.0) -> CloseReport:
+        return CloseReport(0, 0, 0)
+
+
+QueryLoggerLike = QueryLogger | ThreadPerQueryLogger | DisabledQueryLogger
+
+
+def query_logger_build(config: QueryLogConfig, engine_name: str = "", **kwargs) -> QueryLoggerLike:
+    """The logger a config describes, not started. kwargs go to the logger (writer=, retry_*)."""
+    if not config.enabled:
+        return DisabledQueryLogger()
+    cls = QueryLogger if config.mode == "pool" else ThreadPerQueryLogger
+    return cls(
+        config.buffer_size,
+        config.workers,
+        config.batch_size,
+        config.flush_interval,
+        engine_name,
+        rollups=config.rollups,
+        **kwargs,
+    )
+
+
+def query_logger_from_settings(engine_name: str = "") -> QueryLoggerLike:
+    """The logger GLORYHOLE_QUERY_LOG_* describe, not started."""
+    return query_logger_build(QueryLogConfig.from_settings(), engine_name)
+
+
+@dataclass(slots=True)
+class _Retired:
+    written: int = 0
+    unwritten: int = 0
+    dropped: int = 0
+    write_errors: int = 0
+    queue_depth: HistogramSnapshot | None = None
+    batch_seconds: HistogramSnapshot | None = None
+    reports: list[CloseReport] = field(default_factory=list)
+
+
+class SwappableQueryLogger:
+    """The logger the engine holds: SIGHUP swaps what is behind it without losing entries.
+
+    ``log_async`` is the current logger's own bound method, stored on this object and
+    replaced on reconfigure, so the hot path pays no extra call. Call
+    ``query_logger.log_async(entry)`` each time; a bound method cached before a swap
+    still works (the old logger forwards to its successor) but costs a hop.
+    """
+
+    def __init__(self, logger: QueryLoggerLike, *, engine_name: str = "", config: QueryLogConfig | None = None) -> None:
+        self._current = logger
+        self.log_async: Callable[[QueryLogEntry], bool] = logger.log_async
+        self.engine_name = engine_name
+        self.config = config
+        self._lock = threading.Lock()
+        self._retired = _Retired()
+        self._report: CloseReport | None = None
+        self.generation = 0  # how many times reconfigured
+
+    @classmethod
+    def from_settings(cls, engine_name: str = "") -> SwappableQueryLogger:
+        config = QueryLogConfig.from_settings()
+        return cls(query_logger_build(config, engine_name), engine_name=engine_name, config=config)
+
+    @property
+    def current(self) -> QueryLoggerLike:
+        return self._current
+
+    def start(self) -> SwappableQueryLogger:
+        self._current.start()
+        return self
+
+    def reconfigure(self, config: QueryLogConfig, timeout: float = 30.0, **kwargs) -> CloseReport:
+        """Start a logger for ``config``, swap it in, then close (drain) the old one.
+
+        Returns the old logger's close report. Entries the old one could not write in
+        ``timeout`` (or that reached it after the swap) are handed to the new one.
+        """
+        with self._lock:
+            if self._report is not None:
+                raise RuntimeError("query logger is closed")
+            new = query_logger_build(config, self.engine_name, **kwargs).start()
+            old = self._current
+            old._successor = new if not isinstance(new, DisabledQueryLogger) else None
+            self._current = new
+            self.log_async = new.log_async
+            self.config = config
+            self.generation += 1
+            report = old.close(timeout)
+            self._retire(old, report)
+            log.info(
+                "query log reconfigured: mode=%s workers=%d buffer=%d (previous logger wrote %d, dropped %d)",
+                new.mode,
+                new.workers,
+                new.capacity,
+                report.written,
+                report.dropped,
+            )
+            return report
+
+    def reconfigure_from_environ(self, timeout: float = 30.0) -> CloseReport | None:
+        """SIGHUP: re-read GLORYHOLE_QUERY_LOG_* and swap if anything changed."""
+        config = QueryLogConfig.from_environ()
+        if config == self.config:
+            return None
+        return self.reconfigure(config, timeout)
+
+    def _retire(self, old: QueryLoggerLike, report: CloseReport) -> None:
+        stats = old.stats()
+        r = self._retired
+        r.written += report.written
+        r.unwritten += report.unwritten
+        r.dropped += report.dropped
+        r.write_errors += stats.write_errors
+        r.queue_depth = stats.queue_depth if r.queue_depth is None else r.queue_depth.merged(stats.queue_depth)
+        r.batch_seconds = (
+            stats.batch_seconds if r.batch_seconds is None else r.batch_seconds.merged(stats.batch_seconds)
+        )
+        r.reports.append(report)
+
+    def close(self, timeout: float = 30.0) -> CloseReport:
+        """Close the current logger; the report covers every logger this one has held."""
+        with self._lock:
+            if self._report is None:
+                report = self._current.close(timeout)
+                r = self._retired
+                self._report = CloseReport(
+                    written=r.written + report.written,
+                    unwritten=r.unwritten + report.unwritten,
+                    dropped=r.dropped + report.dropped,
+                )
+            return self._report
+
+    def stats(self) -> QueryLogStats:
+        s = self._current.stats()
+        r = self._retired
+        return replace(
+            s,
+            drops=s.drops + r.dropped,
+            written=s.written + r.written,
+            write_errors=s.write_errors + r.write_errors,
+            unwritten=s.unwritten + r.unwritten,
+            queue_depth=s.queue_depth if r.queue_depth is None else s.queue_depth.merged(r.queue_depth),
+            batch_seconds=s.batch_seconds if r.batch_seconds is None else s.batch_seconds.merged(r.batch_seconds),
+        )
+
+    # The properties the heartbeat and tests read, cumulative over swaps.
+    mode = property(lambda self: self._current.mode)
+    workers = property(lambda self: self._current.workers)
+    size = property(lambda self: self._current.size)
+    capacity = property(lambda self: self._current.capacity)
+    drops = property(lambda self: self._current.drops + self._retired.dropped)
+    written = property(lambda self: self._current.written + self._retired.written)
+    write_errors = property(lambda self: self._current.write_errors + self._retired.write_errors)
+    unwritten = property(lambda self: self._current.unwritten + self._retired.unwritten)
+    write_rate = property(lambda self: self._current.write_rate)
