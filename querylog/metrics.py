@@ -1,0 +1,255 @@
+"""The engine's Prometheus metrics, served by ``rundns`` on its own port.
+
+Nothing here runs on the DNS path: the listeners and writers keep plain counters
+(``EngineStats``, the query logger's stats), and a custom collector turns a snapshot
+of them into metrics when Prometheus scrapes. prometheus_client's own metric
+objects would take a lock per update on the hot path.
+
+    server = start_metrics_server("127.0.0.1", 9153, query_logger, engine_stats)
+    ...
+    server.stop()
+
+Names (README lists them): dns_query_log_buffer_size, dns_query_log_buffer_capacity,
+dns_query_log_drops_total, dns_query_log_written_total, dns_query_log_write_errors_total,
+dns_query_log_unwritten_total, dns_query_log_workers, dns_query_log_write_rate,
+dns_query_log_worker_queue_depth (histogram), dns_query_log_batch_seconds (histogram),
+dns_queries_total{status}, dns_query_duration_seconds (histogram),
+dns_engine_events_total{event}, dns_engine_threads, dns_gc_pause_seconds{generation}
+(histogram), plus the standard process_* metrics (RSS, CPU, open fds).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from http.server import HTTPServer
+
+from django.conf import settings
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.exposition import MetricsHandler
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from dnsengine.stats import DURATION_BUCKETS_US, EngineStats
+from querylog.logger import HistogramSnapshot
+
+log = logging.getLogger(__name__)
+
+GC_PAUSE_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+
+
+class GcPauseTracker:
+    """Times each garbage collection through ``gc.callbacks`` into per-generation histograms.
+
+    The callback runs inside the collector, which holds the GIL and is never
+    re-entered, so plain list updates are safe and cost ~1 us per collection.
+    """
+
+    def __init__(self, bounds: tuple[float, ...] = GC_PAUSE_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [[0] * (len(bounds) + 1) for _ in range(3)]
+        self.sums = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        self._installed = False
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        generation = min(int(info.get("generation", 0)), 2)
+        counts = self.counts[generation]
+        for i, bound in enumerate(self.bounds):
+            if pause <= bound:
+                counts[i] += 1
+                break
+        else:
+            counts[-1] += 1
+        self.sums[generation] += pause
+
+    def install(self) -> None:
+        if not self._installed:
+            gc.callbacks.append(self._callback)
+            self._installed = True
+
+    def uninstall(self) -> None:
+        if self._installed:
+            try:
+                gc.callbacks.remove(self._callback)
+            except ValueError:
+                pass
+            self._installed = False
+
+
+def _buckets(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:
+    """Per-bucket counts (+Inf last) -> Prometheus' cumulative (le, count) pairs."""
+    out = []
+    running = 0
+    for bound, count in zip(bounds, counts, strict=False):
+        running += count
+        out.append((floatToGoString(bound), running))
+    running += counts[-1]
+    out.append(("+Inf", running))
+    return out
+
+
+def _histogram(name: str, doc: str, snap: HistogramSnapshot) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, doc, buckets=_buckets(snap.bounds, snap.counts), sum_value=snap.total)
+
+
+class EngineCollector(Collector):
+    """Reads the query logger and engine counters at scrape time."""
+
+    def __init__(self, query_logger=None, engine_stats: EngineStats | None = None, gc_tracker=None) -> None:
+        self.query_logger = query_logger
+        self.engine_stats = engine_stats
+        self.gc_tracker = gc_tracker
+
+    def collect(self) -> Iterator[Metric]:
+        if self.query_logger is not None:
+            yield from self._query_log()
+        if self.engine_stats is not None:
+            yield from self._engine()
+        yield GaugeMetricFamily("dns_engine_threads", "Threads in the engine process.", value=threading.active_count())
+        if self.gc_tracker is not None:
+            yield self._gc()
+
+    def _query_log(self) -> Iterator[Metric]:
+        s = self.query_logger.stats()
+        yield GaugeMetricFamily("dns_query_log_buffer_size", "Entries waiting to be written.", value=s.size)
+        yield GaugeMetricFamily(
+            "dns_query_log_buffer_capacity", "Entries the query log buffer holds.", value=s.capacity
+        )
+        yield CounterMetricFamily("dns_query_log_drops", "Entries refused because the buffer was full.", value=s.drops)
+        yield CounterMetricFamily("dns_query_log_written", "Query log rows written.", value=s.written)
+        yield CounterMetricFamily(
+            "dns_query_log_write_errors", "Failed query log write attempts (each retry counts).", value=s.write_errors
+        )
+        yield CounterMetricFamily(
+            "dns_query_log_unwritten",
+            "Entries accepted but given up on (rejected by the database, or left at shutdown).",
+            value=s.unwritten,
+        )
+        yield GaugeMetricFamily("dns_query_log_workers", "Query log writer threads.", value=s.workers)
+        yield GaugeMetricFamily(
+            "dns_query_log_write_rate", "Rows written per second over the last few seconds.", value=s.write_rate
+        )
+        mode = GaugeMetricFamily("dns_query_log_mode", "Query log mode in use (1 for the active one).", labels=["mode"])
+        mode.add_metric([s.mode], 1)
+        yield mode
+        yield _histogram(
+            "dns_query_log_worker_queue_depth", "Entries queued when a writer took a batch.", s.queue_depth
+        )
+        yield _histogram("dns_query_log_batch_seconds", "Time to write one batch, retries included.", s.batch_seconds)
+
+    def _engine(self) -> Iterator[Metric]:
+        snap = self.engine_stats.snapshot()
+        queries = CounterMetricFamily("dns_queries", "Answered DNS queries by outcome.", labels=["status"])
+        for status, count in sorted(snap.queries_by_status.items()):
+            queries.add_metric([status], count)
+        yield queries
+        yield HistogramMetricFamily(
+            "dns_query_duration_seconds",
+            "Time from receiving a query to sending the answer.",
+            buckets=_buckets([b / 1e6 for b in DURATION_BUCKETS_US], snap.duration_bucket_counts),
+            sum_value=snap.duration_sum_us / 1e6,
+        )
+        events = CounterMetricFamily(
+            "dns_engine_events", "Engine events: dropped packets, overflows, upstream failures.", labels=["event"]
+        )
+        for name, count in sorted(snap.counters.items()):
+            events.add_metric([name], count)
+        yield events
+
+    def _gc(self) -> Metric:
+        tracker = self.gc_tracker
+        family = HistogramMetricFamily(
+            "dns_gc_pause_seconds", "Python garbage collection pauses.", labels=["generation"]
+        )
+        for generation in range(3):
+            family.add_metric(
+                [str(generation)],
+                _buckets(tracker.bounds, list(tracker.counts[generation])),
+                tracker.sums[generation],
+            )
+        return family
+
+
+class _QuietHTTPServer(HTTPServer):
+    # One thread serves scrapes one at a time (Prometheus scrapes a target
+    # sequentially), so a scrape never adds a thread to the engine.
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        log.debug("metrics: error serving %s", client_address, exc_info=True)
+
+
+class _QuietHTTPServer6(_QuietHTTPServer):
+    address_family = socket.AF_INET6
+
+
+class MetricsServer:
+    """/metrics on its own port and thread; stop() frees the port."""
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, gc_tracker: GcPauseTracker) -> None:
+        handler = MetricsHandler.factory(registry)
+        handler.timeout = 10  # a client that stalls mid-request cannot hold the only server thread forever
+        server_cls = _QuietHTTPServer6 if ":" in host else _QuietHTTPServer
+        self._httpd = server_cls((host, port), handler)
+        self.registry = registry
+        self.gc_tracker = gc_tracker
+        self.host = host
+        self.port: int = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def start(self) -> MetricsServer:
+        self.gc_tracker.install()
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+            self._thread.join(timeout)
+        self._httpd.server_close()
+        self.gc_tracker.uninstall()
+
+
+def metrics_registry(query_logger=None, engine_stats: EngineStats | None = None, gc_tracker=None) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EngineCollector(query_logger, engine_stats, gc_tracker))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def start_metrics_server(host: str, port: int, logger=None, engine_stats: EngineStats | None = None) -> MetricsServer:
+    """Serve the engine's metrics on host:port (port 0: any free port, see ``server.port``)."""
+    tracker = GcPauseTracker()
+    server = MetricsServer(host, port, metrics_registry(logger, engine_stats, tracker), tracker)
+    return server.start()
+
+
+def metrics_server_from_settings(logger=None, engine_stats: EngineStats | None = None) -> MetricsServer | None:
+    """The server GLORYHOLE_METRICS_HOST/PORT describe, started; None when the port is 0 (disabled)."""
+    port = settings.GLORYHOLE_METRICS_PORT
+    if not port:
+        return None
+    host = getattr(settings, "GLORYHOLE_METRICS_HOST", "127.0.0.1")
+    return start_metrics_server(host, port, logger, engine_stats)
