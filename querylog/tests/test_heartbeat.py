@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+from django.db import OperationalError
+
+from dnsengine import heartbeat as heartbeat_module
+from dnsengine.heartbeat import Heartbeat, engine_status_publish
+from dnsengine.models import EngineStatus
+from dnsengine.stats import EngineStats
+from querylog.logger import QueryLogger
+from querylog.tests.helpers import RecordingWriter, make_entries
+
+
+@pytest.fixture
+def logger():
+    logger = QueryLogger(100, 2, 10, 0.01, writer=RecordingWriter())
+    for e in make_entries(30):
+        logger.log_async(e)  # not started: 30 queued
+    yield logger
+    logger.close(timeout=5)
+
+
+@pytest.mark.django_db
+def test_it_publishes_the_engine_and_query_log_state(logger):
+    stats = EngineStats()
+    for _ in range(7):
+        stats.record("forwarded", 100)
+
+    engine_status_publish("127.0.0.1:5300", 1_700_000_000.0, stats, logger, generation=4, threads=9)
+
+    row = EngineStatus.objects.get(name="127.0.0.1:5300")
+    assert (row.pid, row.queries_total, row.generation, row.threads) == (os.getpid(), 7, 4, 9)
+    assert (row.buffer_size, row.buffer_capacity, row.drops, row.written) == (30, 100, 0, 0)
+    assert (row.workers, row.mode, row.qps) == (2, "pool", 0)
+    assert row.started_at.timestamp() == 1_700_000_000.0
+
+
+@pytest.mark.django_db
+def test_it_computes_qps_and_write_rate_from_the_previous_call(logger):
+    stats = EngineStats()
+    engine_status_publish("e1", None, stats, logger, now=100.0)
+    for _ in range(50):
+        stats.record("cached", 10)
+    logger.start()
+    logger.close(timeout=5)  # writes the 30 queued entries
+
+    engine_status_publish("e1", None, stats, logger, now=102.0)
+
+    row = EngineStatus.objects.get(name="e1")
+    assert (row.qps, row.write_rate, row.written) == (25.0, 15.0, 30)
+    assert EngineStatus.objects.count() == 1  # upserted, not inserted again
+
+
+@pytest.mark.django_db(transaction=True)  # beat() closes old connections, as its thread does
+def test_a_beat_survives_a_database_error(monkeypatch):
+    beat = Heartbeat("e2", EngineStats(), None, interval=60)
+
+    def locked(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(heartbeat_module, "engine_status_publish", locked)
+    assert beat.beat() is False
+    monkeypatch.undo()
+    assert beat.beat() is True
+    assert (beat.beats, beat.failures) == (1, 1)
+    assert EngineStatus.objects.filter(name="e2", mode="off").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_thread_publishes_until_stopped(monkeypatch):
+    first = threading.Event()
+    real = heartbeat_module.engine_status_publish
+
+    def publish(*args, **kwargs):
+        row = real(*args, **kwargs)
+        first.set()
+        return row
+
+    monkeypatch.setattr(heartbeat_module, "engine_status_publish", publish)
+    beat = Heartbeat("e3", EngineStats(), None, interval=0.05).start()
+    assert first.wait(5)
+
+    beat.stop()
+
+    assert not beat._thread.is_alive()
+    assert EngineStatus.objects.filter(name="e3").exists()
+    assert beat.failures == 0
