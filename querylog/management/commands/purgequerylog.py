@@ -1,0 +1,32 @@
+"""Delete query log rows (and rollups) older than the retention window, in small batches."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from querylog.retention import querylog_purge
+
+
+class Command(BaseCommand):
+    help = "Delete query log rows and rollups older than N days (default GLORYHOLE_QUERY_LOG_RETENTION_DAYS)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=None,
+            help="keep this many days (0 deletes everything); default GLORYHOLE_QUERY_LOG_RETENTION_DAYS",
+        )
+        parser.add_argument("--batch", type=int, default=5000, help="rows per DELETE (default 5000)")
+
+    def handle(self, *args, days: int | None, batch: int, **options) -> None:
+        if days is None:
+            days = settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS
+        if days < 0:
+            raise CommandError("--days must be 0 or more")
+        if batch < 1:
+            raise CommandError("--batch must be 1 or more")
+        # A short pause between batches lets a running engine's writers in.
+        deleted = querylog_purge(days, batch, pause=0.01)
+        self.stdout.write(f"Deleted {deleted} query log rows older than {days} days.")

@@ -1,0 +1,156 @@
+"""Deleting query log rows (and rollups) older than the retention window.
+
+Deletes go in small batches, each its own short transaction: one DELETE of a
+week's rows would hold SQLite's only write lock for seconds and the query logger's
+writers would stall behind it. Between batches the purge takes a pause so a
+waiting writer gets in.
+
+The engine runs ``RetentionThread`` (hourly by default); ``manage.py purgequerylog``
+runs ``querylog_purge`` once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, transaction
+from django.db.models import Model
+from django.utils import timezone
+
+from querylog.logger import sqlite_write_lock
+from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup
+
+log = logging.getLogger(__name__)
+
+
+def _delete_older(
+    model: type[Model],
+    field: str,
+    cutoff,
+    batch: int,
+    *,
+    pause: float,
+    stop: threading.Event | None,
+    using: str,
+) -> int:
+    """Delete rows with ``field < cutoff`` in batches of at most ``batch``; return the count."""
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    pk = qn(model._meta.pk.column)
+    lock = sqlite_write_lock(using)
+    ids_query = model._default_manager.using(using).filter(**{f"{field}__lt": cutoff}).order_by()
+    stop = stop or threading.Event()
+    deleted = 0
+    while not stop.is_set():
+        # The time index finds the oldest rows; deleting by primary key keeps each
+        # DELETE short. Raw SQL rather than QuerySet.delete(): a post_delete receiver
+        # for all models (dnsengine.signals) would make Django fetch every row first.
+        ids = list(ids_query.values_list("pk", flat=True)[:batch])
+        if not ids:
+            break
+        sql = f"DELETE FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(ids))})"
+        if lock is not None:
+            with lock, transaction.atomic(using=using), connection.cursor() as cursor:
+                cursor.execute(sql, ids)
+        else:
+            with transaction.atomic(using=using), connection.cursor() as cursor:
+                cursor.execute(sql, ids)
+        deleted += len(ids)
+        if len(ids) < batch:
+            break
+        if pause and stop.wait(pause):
+            break
+    return deleted
+
+
+def querylog_purge(
+    older_than_days: int,
+    batch: int = 5000,
+    *,
+    pause: float = 0.0,
+    stop: threading.Event | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> int:
+    """Delete QueryLog rows and rollups older than ``older_than_days``; return the QueryLog rows deleted.
+
+    ``older_than_days=0`` deletes everything before now. ``stop`` ends the purge
+    between batches (engine shutdown); ``pause`` is slept between batches.
+    """
+    if older_than_days < 0 or batch < 1:
+        raise ValueError("older_than_days must be >= 0 and batch >= 1")
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    rows = _delete_older(QueryLog, "timestamp", cutoff, batch, pause=pause, stop=stop, using=using)
+    # A rollup bucket is kept while any part of it is inside the window, so totals
+    # for the oldest hour shown can include a few rows already purged.
+    minute_cutoff = cutoff.replace(second=0, microsecond=0)
+    hour_cutoff = minute_cutoff.replace(minute=0)
+    rollups = _delete_older(QueryRollup, "bucket", minute_cutoff, batch, pause=pause, stop=stop, using=using)
+    for model in (DomainRollup, ClientRollup):
+        rollups += _delete_older(model, "bucket", hour_cutoff, batch, pause=pause, stop=stop, using=using)
+    if rows or rollups:
+        log.info("query log retention: deleted %d rows and %d rollup rows before %s", rows, rollups, cutoff)
+    return rows
+
+
+class RetentionThread:
+    """Runs querylog_purge now and then every ``interval`` seconds until stopped.
+
+    ``days=0`` in settings means keep everything: ``retention_thread_from_settings``
+    returns None then.
+    """
+
+    def __init__(self, days: int, *, interval: float = 3600.0, batch: int = 5000, pause: float = 0.05) -> None:
+        self.days = days
+        self.interval = interval
+        self.batch = batch
+        self.pause = pause
+        self.runs = 0
+        self.deleted = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> int:
+        close_old_connections()
+        try:
+            deleted = querylog_purge(self.days, self.batch, pause=self.pause, stop=self._stop)
+            self.deleted += deleted
+            return deleted
+        except Exception:
+            # Database busy or restarting: the next run tries again.
+            log.exception("query log retention failed; retrying in %.0f s", self.interval)
+            return 0
+        finally:
+            self.runs += 1
+            close_old_connections()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.run_once()
+                if self._stop.wait(self.interval):
+                    return
+        finally:
+            connections.close_all()
+
+    def start(self) -> RetentionThread:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="querylog-retention", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def retention_thread_from_settings() -> RetentionThread | None:
+    """The thread GLORYHOLE_QUERY_LOG_RETENTION_DAYS describes, not started; None if 0 (keep all)."""
+    days = settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS
+    if not days:
+        return None
+    return RetentionThread(days, interval=getattr(settings, "GLORYHOLE_QUERY_LOG_PURGE_INTERVAL", 3600.0))

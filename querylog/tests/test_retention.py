@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup
+from querylog.retention import RetentionThread, querylog_purge, retention_thread_from_settings
+
+
+def add_rows(when, n: int, domain: str) -> None:
+    QueryLog.objects.bulk_create(
+        QueryLog(timestamp=when, client="192.0.2.1", protocol="udp", domain=domain, qtype="A", rcode="NOERROR",
+                 status="forwarded")
+        for _ in range(n)
+    )  # fmt: skip
+
+
+def add_rollups(bucket, tag: str) -> None:
+    QueryRollup.objects.create(bucket=bucket, status=tag, count=1)
+    DomainRollup.objects.create(bucket=bucket, domain=f"{tag}.example", status="forwarded", count=1)
+    ClientRollup.objects.create(bucket=bucket, client=tag, count=1)
+
+
+@pytest.fixture
+def old_and_new():
+    now = timezone.now()
+    add_rows(now - timedelta(days=8), 23, "old.example")
+    add_rows(now - timedelta(days=6, hours=23), 5, "new.example")
+    add_rollups((now - timedelta(days=8)).replace(minute=0, second=0, microsecond=0), "old")
+    add_rollups(now.replace(minute=0, second=0, microsecond=0), "new")
+
+
+@pytest.mark.django_db
+def test_it_deletes_rows_older_than_the_window_in_small_batches(old_and_new):
+    deleted = querylog_purge(7, batch=5)
+
+    assert deleted == 23
+    assert set(QueryLog.objects.values_list("domain", flat=True)) == {"new.example"}
+    assert QueryLog.objects.count() == 5
+
+
+@pytest.mark.django_db
+def test_each_delete_touches_at_most_one_batch(old_and_new):
+    with CaptureQueriesContext(connection) as ctx:
+        querylog_purge(7, batch=5)
+
+    deletes = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith('DELETE FROM "querylog_querylog"')]
+    assert len(deletes) == 5  # 23 rows: 5 + 5 + 5 + 5 + 3
+    assert all(d.count(",") <= 4 for d in deletes)  # at most 5 ids each
+
+
+@pytest.mark.django_db
+def test_it_purges_rollups_older_than_the_window(old_and_new):
+    querylog_purge(7)
+
+    assert list(QueryRollup.objects.values_list("status", flat=True)) == ["new"]
+    assert list(DomainRollup.objects.values_list("domain", flat=True)) == ["new.example"]
+    assert list(ClientRollup.objects.values_list("client", flat=True)) == ["new"]
+
+
+@pytest.mark.django_db
+def test_the_command_purges_with_the_given_days(old_and_new, capsys):
+    call_command("purgequerylog", "--days", "7", "--batch", "10")
+
+    assert "Deleted 23 query log rows older than 7 days." in capsys.readouterr().out
+    assert QueryLog.objects.count() == 5
+
+
+@pytest.mark.django_db
+def test_the_command_defaults_to_the_retention_setting(old_and_new, settings):
+    settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS = 30
+    call_command("purgequerylog")
+    assert QueryLog.objects.count() == 28
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_retention_thread_purges_on_start_and_stops(old_and_new):
+    thread = RetentionThread(7, interval=3600).start()
+    thread.stop()  # the first run completes before stop() returns (it joins)
+
+    assert thread.runs == 1
+    assert thread.deleted == 23
+    assert not thread._thread.is_alive()
+
+
+def test_zero_retention_days_keeps_everything(settings):
+    settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS = 0
+    assert retention_thread_from_settings() is None
+    settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS = 3
+    assert retention_thread_from_settings().days == 3
