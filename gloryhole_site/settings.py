@@ -168,3 +168,14 @@ GLORYHOLE_API_TOKEN = env_str("GLORYHOLE_API_TOKEN", "")
 GLORYHOLE_UPLOAD_MAX_BYTES = env_int("GLORYHOLE_UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
 GLORYHOLE_EXPORT_MAX_ROWS = env_int("GLORYHOLE_EXPORT_MAX_ROWS", 100_000, minimum=1, maximum=10_000_000)
 GLORYHOLE_STATUS_REFRESH_SECONDS = env_float("GLORYHOLE_STATUS_REFRESH_SECONDS", 2.0, minimum=0.5, maximum=60)
+
+# --- Query log (added) --------------------------------------------------------------
+# Rollup tables for the dashboard, written in the same transaction as each batch.
+GLORYHOLE_QUERY_LOG_ROLLUPS = env_bool("GLORYHOLE_QUERY_LOG_ROLLUPS", True)
+# How long rundns waits on stop for queued entries to be written.
+GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT = env_float("GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT", 30.0, minimum=0, maximum=3600)
+# Seconds between retention purges in the engine (GLORYHOLE_QUERY_LOG_RETENTION_DAYS=0 keeps everything).
+GLORYHOLE_QUERY_LOG_PURGE_INTERVAL = env_float("GLORYHOLE_QUERY_LOG_PURGE_INTERVAL", 3600.0, minimum=10, maximum=604800)
+GLORYHOLE_HEARTBEAT_INTERVAL = env_float("GLORYHOLE_HEARTBEAT_INTERVAL", 2.0, minimum=0.1, maximum=3600)
+# The engine's /metrics listens here on GLORYHOLE_METRICS_PORT (0 disables it).
+GLORYHOLE_METRICS_HOST = env_str("GLORYHOLE_METRICS_HOST", "127.0.0.1")
