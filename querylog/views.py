@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
@@ -51,6 +52,13 @@ def history(request: HttpRequest) -> HttpResponse:
         request,
         "querylog/history.html",
         {
+            # Computed once here rather than per row in the template: a 500-row
+            # page would otherwise spend most of its time building these links.
+            "qs_without_client": _query_without(request, "client"),
+            "qs_without_domain": _query_without(request, "domain"),
+            "here": request.get_full_path(),
+            "allow_url": reverse("dnsengine-domain-allow"),
+            "block_url": reverse("dnsengine-domain-block"),
             "form": form,
             "page": page,
             "filter": query_filter,
@@ -60,6 +68,15 @@ def history(request: HttpRequest) -> HttpResponse:
             "is_first_page": not request.GET.get("before"),
         },
     )
+
+
+def _query_without(request: HttpRequest, field: str) -> str:
+    """The current filters minus `field` and the page cursor, ready to append `&field=...` to."""
+    params = request.GET.copy()
+    for key in (field, "before"):
+        params.pop(key, None)
+    encoded = params.urlencode()
+    return encoded + "&" if encoded else ""
 
 
 class _Echo:

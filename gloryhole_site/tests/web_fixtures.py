@@ -16,6 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from querylog.models import QueryLog
+from querylog.selectors import dashboard_memo_clear
 
 _counter = itertools.count()
 
@@ -24,13 +25,15 @@ _counter = itertools.count()
 def web_settings(settings):
     """The manifest storage needs `collectstatic` first; tests render templates without it.
 
-    And a fast password hasher: the real one spends half a second per user on purpose.
+    A fast password hasher: the real one spends half a second per user on purpose.
     """
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The dashboard memoises closed hours per process; each test has its own data.
+    dashboard_memo_clear()
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from datetime import timedelta
 
 from django import template
 from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -24,18 +26,8 @@ SERIES_ORDER = ("allowed", "cached", "blocked")  # bottom to top
 
 
 @dataclass(slots=True)
-class _Rect:
-    x: float
-    y: float
-    width: float
-    height: float
-    series: str
-    title: str
-
-
-@dataclass(slots=True)
 class _Tick:
-    pos: float
+    pos: str
     label: str
 
 
@@ -61,7 +53,9 @@ def stacked_chart(points, step: timedelta) -> dict:
     slot = plot_w / count
     bar_w = max(slot * 0.85, 1.0)
     top = _nice_max(max((p.total for p in points), default=0))
-    rects: list[_Rect] = []
+    # Built here as one string: a few hundred rectangles through template
+    # variable lookups were most of the dashboard's render time.
+    rects: list[str] = []
     x_ticks: list[_Tick] = []
     label_every = max(1, count // 6)
     fmt = "%H:%M" if step < timedelta(hours=1) else "%a %H:%M"
@@ -75,16 +69,24 @@ def stacked_chart(points, step: timedelta) -> dict:
                 continue
             height = plot_h * value / top
             base -= height
-            rects.append(_Rect(x, base, bar_w, height, series, f"{local:%Y-%m-%d %H:%M}: {value:,} {series}"))
+            title = escape(f"{local:%Y-%m-%d %H:%M}: {value:,} {series}")
+            rects.append(
+                f'<rect class="s-{series}" x="{x:.2f}" y="{base:.2f}" width="{bar_w:.2f}" height="{height:.2f}">'
+                f"<title>{title}</title></rect>"
+            )
         if i % label_every == 0:
-            x_ticks.append(_Tick(x, f"{local:{fmt}}"))
-    y_ticks = [_Tick(PAD_TOP + plot_h - plot_h * frac, f"{int(top * frac):,}") for frac in (0, 0.25, 0.5, 0.75, 1.0)]
+            x_ticks.append(_Tick(f"{x:.1f}", f"{local:{fmt}}"))
+    y_ticks = [
+        _Tick(f"{PAD_TOP + plot_h - plot_h * frac:.1f}", f"{int(top * frac):,}") for frac in (0, 0.25, 0.5, 0.75, 1.0)
+    ]
     return {
         "width": CHART_WIDTH,
         "height": CHART_HEIGHT,
         "pad_left": PAD_LEFT,
+        "label_x": PAD_LEFT - 6,
         "plot_bottom": PAD_TOP + plot_h,
-        "rects": rects,
+        # Safe: numbers we formatted and escaped titles only.
+        "rects": mark_safe("".join(rects)),
         "x_ticks": x_ticks,
         "y_ticks": y_ticks,
         "empty": not any(p.total for p in points),

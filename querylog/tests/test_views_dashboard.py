@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from gloryhole_site.tests.web_fixtures import make_query, viewer_user, viewer_web, web, web_settings
 from querylog.models import ClientRollup, DomainRollup, QueryRollup
-from querylog.selectors import dashboard_stats
+from querylog.selectors import dashboard_memo_clear, dashboard_stats
 
 URL = reverse("querylog-dashboard")
 
@@ -123,3 +123,37 @@ def test_buckets_land_in_the_right_chart_slot():
     stats = dashboard_stats("24h", now=now)
     assert stats.chart[-1].start == datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
     assert (stats.chart[-1].blocked, stats.chart[-2].blocked) == (3, 2)
+
+
+@pytest.mark.django_db
+def test_memoised_closed_hours_and_days_give_the_same_figures_as_a_fresh_read():
+    now = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
+    for hours_ago in range(0, 24 * 6, 5):
+        moment = now - timedelta(hours=hours_ago, minutes=7)
+        add(moment, "forwarded", 10 + hours_ago % 7, f"site{hours_ago % 4}.example.com", f"192.0.2.{hours_ago % 3}")
+        add(moment, "blocked", 1 + hours_ago % 5, f"ads{hours_ago % 3}.example.net", "192.0.2.50")
+    first = dashboard_stats("7d", now=now)  # fills the memo with closed hours and days
+    second = dashboard_stats("7d", now=now)
+    dashboard_memo_clear()
+    fresh = dashboard_stats("7d", now=now)
+    for stats in (second, fresh):
+        assert (stats.total, stats.blocked, stats.clients) == (first.total, first.blocked, first.clients)
+        assert stats.top_domains == first.top_domains
+        assert stats.top_blocked == first.top_blocked
+        assert stats.top_clients == first.top_clients
+        assert [p.total for p in stats.chart] == [p.total for p in first.chart]
+    # And they agree with a plain sum over the rollup tables.
+    assert first.total == sum(QueryRollup.objects.filter(bucket__gte=first.start).values_list("count", flat=True))
+    expected_top = {}
+    for domain, count in DomainRollup.objects.filter(bucket__gte=first.hourly_since).values_list("domain", "count"):
+        expected_top[domain] = expected_top.get(domain, 0) + count
+    assert dict(first.top_domains) == dict(sorted(expected_top.items(), key=lambda kv: -kv[1])[:10])
+
+
+@pytest.mark.django_db
+def test_the_open_hour_is_read_fresh_on_every_view():
+    now = timezone.now()
+    add(now, "blocked", 2)
+    assert dashboard_stats("1h").blocked == 2
+    add(now, "blocked", 3)
+    assert dashboard_stats("1h").blocked == 5

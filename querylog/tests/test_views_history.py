@@ -242,3 +242,12 @@ def test_csv_export_rejects_a_bad_filter(viewer_web):
     response = viewer_web.get(reverse("querylog-export"), {"client": "nope"})
     assert response.status_code == 400
     assert b"client" in response.content
+
+
+def test_row_links_narrow_the_search_and_keep_the_other_filters(viewer_web):
+    make_query("ads.example.com", status="blocked", client="192.0.2.7")
+    cursor = cursor_encode(timezone.now() + timedelta(days=1), 10**9)
+    html = viewer_web.get(URL, {"status": "blocked", "limit": "5", "before": cursor}).content.decode()
+    # Narrowing starts a new search: the cursor of the current page is dropped.
+    assert 'href="?status=blocked&amp;limit=5&amp;client=192.0.2.7"' in html
+    assert 'href="?status=blocked&amp;limit=5&amp;domain=ads.example.com"' in html
