@@ -57,3 +57,18 @@ migrations-check: dev-venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# make loadtest: dnsperf against the engine and a dnslib baseline, on loopback only
+# (devtools/loadtest.py, docs/loadtest.md). DURATION is seconds per variant (8 variants).
+# The file-wide DURATION default (60) would make the default run ~9 minutes, so unless
+# DURATION is given on the command line or in the environment each run gets
+# LOADTEST_DURATION seconds, which keeps a default `make loadtest` under ~3 minutes.
+LOADTEST_DURATION ?= 15
+LOADTEST_VARIANTS ?= all
+LOADTEST_ARGS ?=
+loadtest: venv
+	@command -v dnsperf >/dev/null || (apt-get update && apt-get install -y dnsperf) \
+		|| { echo "dnsperf is missing and could not be installed (apt-get install dnsperf)" >&2; exit 2; }
+	$(PY) -m devtools.loadtest \
+		--duration $(if $(filter file,$(origin DURATION)),$(LOADTEST_DURATION),$(DURATION)) \
+		--variants $(LOADTEST_VARIANTS) $(LOADTEST_ARGS)
