@@ -76,20 +76,22 @@ class _ClientNormalizer(dict):
 _normalizer = _ClientNormalizer()
 
 
-def _upsert_sql(connection, model, key_fields: Sequence[str]) -> str:
+def _upsert_parts(connection, model, key_fields: Sequence[str]) -> tuple[str, str, int]:
+    """(INSERT head, ON CONFLICT tail, columns) of the upsert for one rollup model."""
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
     columns = [qn(model._meta.get_field(name).column) for name in (*key_fields, "count")]
     count = qn(model._meta.get_field("count").column)
-    keys = ", ".join(columns[:-1])
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({keys}) DO UPDATE SET {count} = {table}.{count} + excluded.{count}"
-    )
+    head = f"INSERT INTO {table} ({', '.join(columns)})"
+    tail = f" ON CONFLICT ({', '.join(columns[:-1])}) DO UPDATE SET {count} = {table}.{count} + excluded.{count}"
+    return head, tail, len(columns)
 
 
 def rollup_write(rows: RollupRows, using: str = DEFAULT_DB_ALIAS) -> None:
     """Add aggregated counts to the rollup tables. Call inside the batch's transaction."""
+    # Imported here: the logger imports this module for its writer.
+    from querylog.logger import execute_values
+
     connection = connections[using]
     field = QueryRollup._meta.get_field("bucket")
     buckets: dict[int, object] = {}
@@ -100,24 +102,21 @@ def rollup_write(rows: RollupRows, using: str = DEFAULT_DB_ALIAS) -> None:
             value = buckets[seconds] = field.get_db_prep_save(datetime.fromtimestamp(seconds, UTC), connection)
         return value
 
-    # Sorted keys: concurrent writers on PostgreSQL then lock rows in the same order
-    # and cannot deadlock on each other's upserts.
-    with connection.cursor() as cursor:
-        if rows.minutes:
-            cursor.executemany(
-                _upsert_sql(connection, QueryRollup, ("bucket", "status")),
-                [(bucket(m), s, n) for (m, s), n in sorted(rows.minutes.items())],
-            )
-        if rows.domains:
-            cursor.executemany(
-                _upsert_sql(connection, DomainRollup, ("bucket", "domain", "status")),
-                [(bucket(h), d, s, n) for (h, d, s), n in sorted(rows.domains.items())],
-            )
-        if rows.clients:
-            cursor.executemany(
-                _upsert_sql(connection, ClientRollup, ("bucket", "client")),
-                [(bucket(h), c, n) for (h, c), n in sorted(rows.clients.items())],
-            )
+    # One multi-row upsert per table (a batch never repeats a key, which PostgreSQL
+    # requires of one statement). Sorted keys: concurrent writers on PostgreSQL
+    # then lock rows in the same order and cannot deadlock on each other.
+    for model, keys, values in (
+        (QueryRollup, ("bucket", "status"), [(bucket(m), s, n) for (m, s), n in sorted(rows.minutes.items())]),
+        (
+            DomainRollup,
+            ("bucket", "domain", "status"),
+            [(bucket(h), d, s, n) for (h, d, s), n in sorted(rows.domains.items())],
+        ),
+        (ClientRollup, ("bucket", "client"), [(bucket(h), c, n) for (h, c), n in sorted(rows.clients.items())]),
+    ):
+        if values:
+            head, tail, width = _upsert_parts(connection, model, keys)
+            execute_values(connection, head, width, values, tail)
 
 
 def rollup_apply(entries: Sequence[QueryLogEntry], using: str = DEFAULT_DB_ALIAS) -> None:

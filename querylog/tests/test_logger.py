@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
 from querylog.logger import (
+    WRITE_METHODS,
     CloseReport,
     DisabledQueryLogger,
     QueryLogConfig,
@@ -277,21 +278,38 @@ def test_the_fast_insert_stores_exactly_what_bulk_create_stores():
         make_entry(4, at=at + 0.5, duration_us=-5, domain="d" * 300),
         make_entry(5, at=at + 1.000001, duration_us=2**40),
     ]
-    QueryLogWriter("fast", rollups=False)(entries)
-    QueryLogWriter("orm", rollups=False, method="bulk_create")(entries)
+    for method in WRITE_METHODS:
+        QueryLogWriter(method, rollups=False, method=method)(entries)
 
     fields = [f.name for f in QueryLog._meta.concrete_fields if f.name not in ("id", "engine")]
-    fast = list(QueryLog.objects.filter(engine="fast").order_by("id").values_list(*fields))
-    orm = list(QueryLog.objects.filter(engine="orm").order_by("id").values_list(*fields))
+    orm = list(QueryLog.objects.filter(engine="bulk_create").order_by("id").values_list(*fields))
+    fast = list(QueryLog.objects.filter(engine="values").order_by("id").values_list(*fields))
     assert fast == orm
+    assert list(QueryLog.objects.filter(engine="executemany").order_by("id").values_list(*fields)) == orm
     # And the raw text in the database, which is what indexes and range queries see.
     with connection.cursor() as cursor:
         cursor.execute("SELECT engine, timestamp, client FROM querylog_querylog ORDER BY id")
         raw = cursor.fetchall()
-    assert [r[1:] for r in raw if r[0] == "fast"] == [r[1:] for r in raw if r[0] == "orm"]
+    for method in ("values", "executemany"):
+        assert [r[1:] for r in raw if r[0] == method] == [r[1:] for r in raw if r[0] == "bulk_create"]
     assert fast[2][1] == "2001:db8::1"
     assert len(fast[3][7]) == 255 and fast[4][3] == "d" * 253
     assert (fast[4][9], fast[5][9]) == (0, 2147483647)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_over_the_sqlite_variable_limit_is_split_into_several_statements():
+    connection.ensure_connection()
+    limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    connection.connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 50)  # 4 rows of 11 columns
+    try:
+        # Unsplit, SQLite would refuse the statement: "too many SQL variables".
+        QueryLogWriter(rollups=False)(make_entries(30))
+    finally:
+        connection.connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+
+    assert QueryLog.objects.count() == 30
+    assert sorted(QueryLog.objects.values_list("duration_us", flat=True)) == [100 + i for i in range(30)]
 
 
 @pytest.mark.django_db

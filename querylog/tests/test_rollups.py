@@ -96,10 +96,12 @@ def test_a_failed_rollup_write_rolls_back_the_rows_too(monkeypatch):
     assert QueryLog.objects.count() == 0
 
 
-def test_the_upsert_names_the_table_for_the_existing_count():
+def test_the_upsert_adds_to_the_existing_count_by_table_name():
     from django.db import connection
 
-    sql = rollups._upsert_sql(connection, QueryRollup, ("bucket", "status"))
-    assert sql.endswith(
-        'ON CONFLICT ("bucket", "status") DO UPDATE SET "count" = "querylog_queryrollup"."count" + excluded."count"'
+    head, tail, width = rollups._upsert_parts(connection, QueryRollup, ("bucket", "status"))
+    assert head == 'INSERT INTO "querylog_queryrollup" ("bucket", "status", "count")'
+    assert tail == (
+        ' ON CONFLICT ("bucket", "status") DO UPDATE SET "count" = "querylog_queryrollup"."count" + excluded."count"'
     )
+    assert width == 3
