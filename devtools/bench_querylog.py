@@ -1,0 +1,385 @@
+"""Query log benchmark (``make bench``): what one log_async costs and how fast the writers write.
+
+    python -m devtools.bench_querylog [--rows 30000] [--runs 3]
+
+Runs on a throw-away SQLite file in a temporary directory (GLORYHOLE_DATA_DIR and
+DATABASE_URL are pointed there before Django starts), never on data/. Each write
+run gets a fresh copy of a migrated database, so every run starts from the same
+empty tables. Prints medians (and min-max) of --runs runs, plus the machine.
+
+Entries look like a home network's traffic: 30 clients, 5000 domains with a
+Zipf-like popularity, statuses weighted as a busy resolver sees them, timestamps
+10,000 per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import queue
+import random
+import shutil
+import socket
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+WRITE_BATCH = 2000  # GLORYHOLE_QUERY_LOG_BATCH's default
+
+
+def _setup_django(tmp: Path) -> None:
+    os.environ["GLORYHOLE_DATA_DIR"] = str(tmp)
+    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "gloryhole_site.settings"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    # The fill-level warnings are expected here: runs queue everything before writing.
+    logging.getLogger("querylog").setLevel(logging.ERROR)
+
+
+def _entries(n: int, seed: int = 7):
+    from querylog.entry import QueryLogEntry
+
+    rng = random.Random(seed)
+    domains = [f"d{i}.example.com" for i in range(5000)]
+    weights = [1 / (i + 1) for i in range(len(domains))]
+    picked = rng.choices(domains, weights=weights, k=n)
+    statuses = rng.choices(["forwarded", "cached", "blocked", "local", "error"], weights=[50, 25, 20, 3, 2], k=n)
+    start = time.time()
+    return [
+        QueryLogEntry(
+            timestamp=start + i / 10000,
+            client=f"192.168.1.{rng.randrange(2, 32)}",
+            protocol="udp",
+            domain=picked[i],
+            qtype="A",
+            rcode="NXDOMAIN" if statuses[i] == "blocked" else "NOERROR",
+            status=statuses[i],
+            rule="list:StevenBlack" if statuses[i] == "blocked" else "",
+            upstream="1.1.1.1:53" if statuses[i] == "forwarded" else "",
+            duration_us=rng.randrange(30, 30000),
+        )
+        for i in range(n)
+    ]
+
+
+class _Db:
+    """Fresh copies of one migrated database, one per run."""
+
+    def __init__(self, tmp: Path) -> None:
+        from django.db import connections
+
+        self.tmp = tmp
+        self.settings = connections["default"].settings_dict
+        self.template = Path(self.settings["NAME"])
+        connections.close_all()
+        self.n = 0
+
+    def fresh(self) -> Path:
+        from django.db import connections
+
+        connections.close_all()
+        for old in self.tmp.glob("run-*.sqlite3*"):
+            old.unlink()
+        self.n += 1
+        path = self.tmp / f"run-{self.n}.sqlite3"
+        shutil.copyfile(self.template, path)
+        # Every thread's connection is made from this one dict, so this moves them all.
+        self.settings["NAME"] = str(path)
+        return path
+
+
+class BusyListeners:
+    """Threads that load the GIL roughly as DNS listener threads do: a datagram each
+    way over a local socketpair (the GIL is released around each), then ~30 us of
+    Python per "query". A synthetic stand-in, not the engine: it shows how a write
+    path behaves when other threads want the GIL.
+    """
+
+    def __init__(self, threads: int = 2) -> None:
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        x = 0
+        with a, b:
+            while not self._stop.is_set():
+                a.send(b"q" * 40)
+                b.recv(512)
+                for i in range(300):
+                    x += i
+
+    def __enter__(self) -> BusyListeners:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
+def _median(values: list[float]) -> tuple[float, float, float]:
+    return statistics.median(values), min(values), max(values)
+
+
+# --- log_async cost ------------------------------------------------------------------
+
+
+def bench_call_cost(runs: int) -> list[tuple[str, float, float, float]]:
+    from querylog.logger import QueryLogger, SwappableQueryLogger, ThreadPerQueryLogger
+
+    def noop_writer(entries) -> None:
+        pass
+
+    n = 200_000
+    entries = _entries(n)
+    rows = []
+
+    def timed(make: Callable[[], object], calls: int, name: str, close: bool = True) -> None:
+        results = []
+        for _ in range(runs):
+            logger = make()
+            log_async = logger.log_async
+            started = time.perf_counter()
+            for e in entries[:calls]:
+                log_async(e)
+            results.append((time.perf_counter() - started) / calls * 1e9)
+            if close:
+                logger.close(timeout=60)
+        rows.append((name, *_median(results)))
+
+    # Writers not started: the pure cost of the call, as a listener thread pays it.
+    # Steady state: the queue stays under a batch (a batch size above n keeps it so).
+    big = 10 * n
+    timed(lambda: QueryLogger(big, 1, big, 0.5, writer=noop_writer), n, "pool: log_async, queue under a batch")
+    timed(
+        lambda: SwappableQueryLogger(QueryLogger(big, 1, big, 0.5, writer=noop_writer)),
+        n,
+        "pool: same, through SwappableQueryLogger",
+    )
+    # Backlog: the queue is past a batch and past 80 %, writers are behind.
+    timed(
+        lambda: QueryLogger(n + 1, 1, WRITE_BATCH, 0.5, writer=noop_writer),
+        n,
+        "pool: log_async, backlog (queue > batch, > 80 %)",
+    )
+
+    class _Q:
+        def __init__(self) -> None:
+            self.q = queue.Queue(maxsize=n + 1)
+
+        def log_async(self, entry) -> bool:
+            try:
+                self.q.put_nowait(entry)
+                return True
+            except queue.Full:
+                return False
+
+        def close(self, timeout: float) -> None:
+            pass
+
+    timed(_Q, n, "reference: queue.Queue(maxsize).put_nowait")
+    timed(
+        lambda: ThreadPerQueryLogger(n + 1, writer=noop_writer).start(),
+        2000,
+        "thread: log_async (starts a thread; no-op write)",
+    )
+    return rows
+
+
+# --- writer throughput -----------------------------------------------------------------
+
+
+def bench_raw(db: _Db, entries, runs: int) -> list[float]:
+    """sqlite3 executemany of prebuilt tuples: the ceiling for this table and its indexes."""
+    from django.db import connections
+
+    from querylog.logger import COLUMNS, QueryLogWriter
+
+    writer = QueryLogWriter(rollups=False)
+    _, build = writer._prepare()
+    rows = build(entries)
+    sql = "INSERT INTO querylog_querylog ({}) VALUES ({})".format(", ".join(COLUMNS), ", ".join("?" * len(COLUMNS)))
+    results = []
+    for _ in range(runs):
+        path = db.fresh()
+        connections.close_all()
+        raw = sqlite3.connect(path, isolation_level=None)
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("PRAGMA synchronous=NORMAL")
+        started = time.perf_counter()
+        for i in range(0, len(rows), WRITE_BATCH):
+            raw.execute("BEGIN IMMEDIATE")
+            raw.executemany(sql, rows[i : i + WRITE_BATCH])
+            raw.execute("COMMIT")
+        results.append(len(rows) / (time.perf_counter() - started))
+        raw.close()
+    return results
+
+
+def bench_pool(db: _Db, entries, runs: int, *, workers: int, method: str, rollups: bool) -> list[float]:
+    from querylog.logger import QueryLogger, QueryLogWriter
+    from querylog.models import QueryLog
+
+    results = []
+    for _ in range(runs):
+        db.fresh()
+        logger = QueryLogger(
+            len(entries) + 1, workers, WRITE_BATCH, 0.5, writer=QueryLogWriter(rollups=rollups, method=method)
+        )
+        for e in entries:  # queued before the writers start: measures sustained write capacity
+            logger.log_async(e)
+        started = time.perf_counter()
+        logger.start()
+        report = logger.close(timeout=600)
+        elapsed = time.perf_counter() - started
+        if report.written != len(entries) or QueryLog.objects.count() != len(entries):
+            raise SystemExit(f"bench: wrote {report.written} of {len(entries)}")
+        results.append(len(entries) / elapsed)
+    return results
+
+
+def bench_thread(db: _Db, entries, runs: int, *, rollups: bool) -> list[float]:
+    from querylog.logger import QueryLogWriter, ThreadPerQueryLogger
+    from querylog.models import QueryLog
+
+    results = []
+    for _ in range(runs):
+        db.fresh()
+        logger = ThreadPerQueryLogger(len(entries) + 1, writer=QueryLogWriter(rollups=rollups))
+        started = time.perf_counter()
+        for e in entries:
+            logger.log_async(e)
+        report = logger.close(timeout=600)
+        elapsed = time.perf_counter() - started
+        if report.written != len(entries) or QueryLog.objects.count() != len(entries):
+            raise SystemExit(f"bench: wrote {report.written} of {len(entries)}")
+        results.append(len(entries) / elapsed)
+    return results
+
+
+def bench_breakdown(entries, runs: int) -> list[tuple[str, float, float, float]]:
+    """Python cost per row of each step, outside the database."""
+    from querylog.logger import QueryLogWriter, querylog_from_entry
+    from querylog.rollups import rollup_rows
+
+    _, build = QueryLogWriter(rollups=False)._prepare()
+    batches = [entries[i : i + WRITE_BATCH] for i in range(0, len(entries), WRITE_BATCH)]
+    steps = [
+        ("values/executemany path: build row tuples", lambda b: build(b)),
+        ("ORM path: build QueryLog instances", lambda b: [querylog_from_entry(e) for e in b]),
+        ("rollups: aggregate in Python", lambda b: rollup_rows(b)),
+    ]
+    out = []
+    for name, step in steps:
+        results = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            for b in batches:
+                step(b)
+            results.append((time.perf_counter() - started) / len(entries) * 1e6)
+        out.append((name, *_median(results)))
+    return out
+
+
+def _print_throughput(title: str, rows: list[tuple[str, list[float]]], raw_median: float) -> None:
+    print(f"{title:<50} {'median':>10} {'min-max':>17} {'of raw':>7}")
+    for name, values in rows:
+        med, lo, hi = _median(values)
+        print(f"{name:<50} {med:>10,.0f} {f'{lo:,.0f}-{hi:,.0f}':>17} {med / raw_median:>7.0%}")
+    print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20000, help="rows per pool write run (default 20000)")
+    parser.add_argument("--thread-rows", type=int, default=300, help="rows per thread-per-query run (default 300)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is printed (default 3)")
+    args = parser.parse_args(argv)
+
+    began = time.perf_counter()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="gloryhole-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        _setup_django(tmp)
+        db = _Db(tmp)
+        entries = _entries(args.rows)
+
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        print(
+            f"machine: nproc={cpus}, Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+            f"{platform.machine()}, load average {load_before[0]:.2f}"
+        )
+        print(f"runs per figure: {args.runs} (median, min-max); write batch {WRITE_BATCH}\n")
+
+        print(f"{'log_async cost (ns per call)':<50} {'median':>10} {'min-max':>17}")
+        for name, med, lo, hi in bench_call_cost(args.runs):
+            print(f"{name:<50} {med:>10,.0f} {f'{lo:,.0f}-{hi:,.0f}':>17}")
+        print()
+
+        print(f"{'Python cost per row, outside the database (us)':<50} {'median':>10} {'min-max':>17}")
+        for name, med, lo, hi in bench_breakdown(entries, args.runs):
+            print(f"{name:<50} {med:>10.2f} {f'{lo:.2f}-{hi:.2f}':>17}")
+        print()
+
+        def pool(workers: int, method: str, rollups: bool) -> list[float]:
+            some = entries if method != "bulk_create" else entries[: max(args.rows // 2, WRITE_BATCH)]  # slow
+            return bench_pool(db, some, args.runs, workers=workers, method=method, rollups=rollups)
+
+        rows: list[tuple[str, list[float]]] = []
+        raw = bench_raw(db, entries, args.runs)
+        rows.append(("raw sqlite3 executemany, prebuilt tuples", raw))
+        for rollups in (False, True):
+            tag = "+ rollups" if rollups else "no rollups"
+            rows.append((f"pool 1 worker, bulk_create, {tag}", pool(1, "bulk_create", rollups)))
+            rows.append((f"pool 1 worker, executemany, {tag}", pool(1, "executemany", rollups)))
+            for workers in (1, 2, 4):
+                rows.append(
+                    (
+                        f"pool {workers} worker{'s' if workers > 1 else ''}, values, {tag}",
+                        pool(workers, "values", rollups),
+                    )
+                )
+            rows.append(
+                (f"thread per query, {tag}", bench_thread(db, entries[: args.thread_rows], args.runs, rollups=rollups))
+            )
+        _print_throughput("writer throughput, writer alone (rows/s)", rows, statistics.median(raw))
+
+        rows = []
+        with BusyListeners(2):
+            raw_busy = bench_raw(db, entries, args.runs)
+            rows.append(("raw sqlite3 executemany, prebuilt tuples", raw_busy))
+            rows.append(("pool 1 worker, executemany, + rollups", pool(1, "executemany", True)))
+            rows.append(("pool 1 worker, values, + rollups", pool(1, "values", True)))
+            rows.append(("pool 2 workers, values, + rollups", pool(2, "values", True)))
+        _print_throughput("... with 2 busy listener-like threads (rows/s)", rows, statistics.median(raw))
+        print(
+            f"\n{args.rows} rows per pool run ({max(args.rows // 2, WRITE_BATCH)} for bulk_create), "
+            f"{args.thread_rows} per thread-per-query run; 'of raw' is against the writer-alone raw median."
+        )
+
+    load_after = os.getloadavg()
+    print(
+        f"took {time.perf_counter() - began:.0f} s; load average {load_before[0]:.2f} before, "
+        f"{load_after[0]:.2f} after (other processes on the machine skew the figures)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
