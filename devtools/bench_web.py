@@ -271,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
             ("history, by client", f"/queries/?client={picks['client']}"),
             ("history, exact domain", f"/queries/?domain={picks['domain']}"),
             ("history, domain suffix", f"/queries/?domain=*.{picks['suffix']}"),
+            # A suffix no row has: nothing stops the scan early, so this is the worst case.
+            ("history, suffix, no match", "/queries/?domain=*.no-such-suffix.example"),
+            ("history, suffix, no match 1h", "/queries/?domain=*.no-such-suffix.example&last=1h"),
             ("history, blocked only", "/queries/?status=blocked"),
             ("history, last hour", "/queries/?last=1h"),
             ("history, substring (24 h)", "/queries/?domain=*track*"),

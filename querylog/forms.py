@@ -40,9 +40,11 @@ RCODE_CHOICES = [
 ]
 COMMON_QTYPES = ("A", "AAAA", "CNAME", "HTTPS", "MX", "NS", "PTR", "SOA", "SRV", "SVCB", "TXT", "ANY")
 
-# A substring match cannot use an index, so it scans rows; the time bound keeps
-# that scan proportional to one day of traffic, not to the whole log.
-SUBSTRING_MAX_WINDOW = timedelta(hours=24)
+# Substring and suffix matches cannot use an index, so they scan rows until a
+# page is full; for a rare name that is every row in range. The time bound keeps
+# the scan to one day of traffic (about 0.5 s at 5 million rows a week on SQLite;
+# 3 s for the whole week).
+SCAN_MAX_WINDOW = timedelta(hours=24)
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 
@@ -66,7 +68,7 @@ class HistoryFilter:
     rcode: str = ""
     limit: int = DEFAULT_PAGE_SIZE
     before: tuple[datetime, int] | None = None  # keyset cursor: (timestamp, id) of the last row shown
-    substring_window_applied: bool = False
+    scan_window_applied: bool = False
 
 
 def cursor_encode(timestamp: datetime, pk: int) -> str:
@@ -128,7 +130,7 @@ class HistoryFilterForm(forms.Form):
         required=False,
         max_length=260,
         widget=forms.TextInput(attrs={"placeholder": "example.com, *.example.com, *ads*"}),
-        help_text="exact name, *.suffix, or *substring* (substring: at most 24 hours)",
+        help_text="exact name (any time), *.suffix or *substring* (at most 24 hours)",
     )
     qtype = forms.CharField(
         required=False, max_length=10, label="Type", widget=forms.TextInput(attrs={"list": "qtypes"})
@@ -181,12 +183,12 @@ class HistoryFilterForm(forms.Form):
             self.add_error("domain", exc)
             return data
         applied = False
-        if mode == "substring":
+        if mode in ("substring", "suffix"):
             if start is None:
-                start = (end or timezone.now()) - SUBSTRING_MAX_WINDOW
+                start = (end or timezone.now()) - SCAN_MAX_WINDOW
                 applied = True
-            elif (end or timezone.now()) - start > SUBSTRING_MAX_WINDOW:
-                self.add_error("domain", "a substring search covers at most 24 hours: narrow the time range")
+            elif (end or timezone.now()) - start > SCAN_MAX_WINDOW:
+                self.add_error("domain", f"a {mode} search covers at most 24 hours: narrow the time range")
                 return data
         data["filter"] = HistoryFilter(
             start=start,
@@ -199,7 +201,7 @@ class HistoryFilterForm(forms.Form):
             rcode=data.get("rcode", ""),
             limit=data.get("limit") or DEFAULT_PAGE_SIZE,
             before=data.get("before"),
-            substring_window_applied=applied,
+            scan_window_applied=applied,
         )
         return data
 

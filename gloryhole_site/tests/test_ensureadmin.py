@@ -9,7 +9,7 @@ from django.core.management import call_command
 pytestmark = pytest.mark.django_db
 
 
-def run(**env) -> str:
+def run() -> str:
     out = StringIO()
     call_command("ensureadmin", stdout=out)
     return out.getvalue()

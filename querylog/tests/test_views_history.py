@@ -156,6 +156,15 @@ def test_a_substring_search_is_bounded_to_a_day(viewer_web):
     assert "domain" in too_wide.context["form"].errors
 
 
+def test_a_suffix_search_is_bounded_to_a_day_and_an_exact_one_is_not(viewer_web):
+    now = timezone.now()
+    make_query("a.rare.example", when=now - timedelta(hours=1))
+    make_query("b.rare.example", when=now - timedelta(hours=30))
+    assert domains_of(viewer_web.get(URL, {"domain": "*.rare.example"})) == ["a.rare.example"]
+    assert "domain" in viewer_web.get(URL, {"domain": "*.rare.example", "last": "7d"}).context["form"].errors
+    assert domains_of(viewer_web.get(URL, {"domain": "b.rare.example"})) == ["b.rare.example"]
+
+
 def test_keyset_pages_cover_every_row_once_even_with_equal_timestamps(viewer_web):
     same = timezone.now() - timedelta(minutes=1)
     for i in range(7):
