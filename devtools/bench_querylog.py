@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 WRITE_BATCH = 2000  # GLORYHOLE_QUERY_LOG_BATCH's default
@@ -205,72 +206,67 @@ def bench_call_cost(runs: int) -> list[tuple[str, float, float, float]]:
 # --- writer throughput -----------------------------------------------------------------
 
 
-def bench_raw(db: _Db, entries, runs: int) -> list[float]:
+# One run each; main() interleaves the configurations run by run, so a burst of
+# load from elsewhere on the machine lands on one run of each, not on every run of one.
+
+
+def run_raw(db: _Db, entries) -> float:
     """sqlite3 executemany of prebuilt tuples: the ceiling for this table and its indexes."""
     from django.db import connections
 
     from querylog.logger import COLUMNS, QueryLogWriter
 
-    writer = QueryLogWriter(rollups=False)
-    _, build = writer._prepare()
+    _, build = QueryLogWriter(rollups=False)._prepare()
     rows = build(entries)
     sql = "INSERT INTO querylog_querylog ({}) VALUES ({})".format(", ".join(COLUMNS), ", ".join("?" * len(COLUMNS)))
-    results = []
-    for _ in range(runs):
-        path = db.fresh()
-        connections.close_all()
-        raw = sqlite3.connect(path, isolation_level=None)
-        raw.execute("PRAGMA journal_mode=WAL")
-        raw.execute("PRAGMA synchronous=NORMAL")
-        started = time.perf_counter()
-        for i in range(0, len(rows), WRITE_BATCH):
-            raw.execute("BEGIN IMMEDIATE")
-            raw.executemany(sql, rows[i : i + WRITE_BATCH])
-            raw.execute("COMMIT")
-        results.append(len(rows) / (time.perf_counter() - started))
-        raw.close()
-    return results
+    path = db.fresh()
+    connections.close_all()
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("PRAGMA synchronous=NORMAL")
+    started = time.perf_counter()
+    for i in range(0, len(rows), WRITE_BATCH):
+        raw.execute("BEGIN IMMEDIATE")
+        raw.executemany(sql, rows[i : i + WRITE_BATCH])
+        raw.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    raw.close()
+    return len(rows) / elapsed
 
 
-def bench_pool(db: _Db, entries, runs: int, *, workers: int, method: str, rollups: bool) -> list[float]:
+def run_pool(db: _Db, entries, *, workers: int, method: str, rollups: bool) -> float:
     from querylog.logger import QueryLogger, QueryLogWriter
-    from querylog.models import QueryLog
 
-    results = []
-    for _ in range(runs):
-        db.fresh()
-        logger = QueryLogger(
-            len(entries) + 1, workers, WRITE_BATCH, 0.5, writer=QueryLogWriter(rollups=rollups, method=method)
-        )
-        for e in entries:  # queued before the writers start: measures sustained write capacity
-            logger.log_async(e)
-        started = time.perf_counter()
-        logger.start()
-        report = logger.close(timeout=600)
-        elapsed = time.perf_counter() - started
-        if report.written != len(entries) or QueryLog.objects.count() != len(entries):
-            raise SystemExit(f"bench: wrote {report.written} of {len(entries)}")
-        results.append(len(entries) / elapsed)
-    return results
+    db.fresh()
+    logger = QueryLogger(
+        len(entries) + 1, workers, WRITE_BATCH, 0.5, writer=QueryLogWriter(rollups=rollups, method=method)
+    )
+    for e in entries:  # queued before the writers start: measures sustained write capacity
+        logger.log_async(e)
+    started = time.perf_counter()
+    logger.start()
+    report = logger.close(timeout=600)
+    return _checked(report, entries, time.perf_counter() - started)
 
 
-def bench_thread(db: _Db, entries, runs: int, *, rollups: bool) -> list[float]:
+def run_thread(db: _Db, entries, *, rollups: bool) -> float:
     from querylog.logger import QueryLogWriter, ThreadPerQueryLogger
+
+    db.fresh()
+    logger = ThreadPerQueryLogger(len(entries) + 1, writer=QueryLogWriter(rollups=rollups))
+    started = time.perf_counter()
+    for e in entries:
+        logger.log_async(e)
+    report = logger.close(timeout=600)
+    return _checked(report, entries, time.perf_counter() - started)
+
+
+def _checked(report, entries, elapsed: float) -> float:
     from querylog.models import QueryLog
 
-    results = []
-    for _ in range(runs):
-        db.fresh()
-        logger = ThreadPerQueryLogger(len(entries) + 1, writer=QueryLogWriter(rollups=rollups))
-        started = time.perf_counter()
-        for e in entries:
-            logger.log_async(e)
-        report = logger.close(timeout=600)
-        elapsed = time.perf_counter() - started
-        if report.written != len(entries) or QueryLog.objects.count() != len(entries):
-            raise SystemExit(f"bench: wrote {report.written} of {len(entries)}")
-        results.append(len(entries) / elapsed)
-    return results
+    if report.written != len(entries) or QueryLog.objects.count() != len(entries):
+        raise SystemExit(f"bench: wrote {report.written} of {len(entries)}")
+    return len(entries) / elapsed
 
 
 def bench_breakdown(entries, runs: int) -> list[tuple[str, float, float, float]]:
@@ -337,40 +333,63 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<50} {med:>10.2f} {f'{lo:.2f}-{hi:.2f}':>17}")
         print()
 
-        def pool(workers: int, method: str, rollups: bool) -> list[float]:
-            some = entries if method != "bulk_create" else entries[: max(args.rows // 2, WRITE_BATCH)]  # slow
-            return bench_pool(db, some, args.runs, workers=workers, method=method, rollups=rollups)
-
-        rows: list[tuple[str, list[float]]] = []
-        raw = bench_raw(db, entries, args.runs)
-        rows.append(("raw sqlite3 executemany, prebuilt tuples", raw))
+        half = entries[: max(args.rows // 2, WRITE_BATCH)]  # bulk_create is slow: fewer rows
+        alone: list[tuple[str, Callable[[], float]]] = [
+            ("raw sqlite3 executemany, prebuilt tuples", lambda: run_raw(db, entries))
+        ]
         for rollups in (False, True):
             tag = "+ rollups" if rollups else "no rollups"
-            rows.append((f"pool 1 worker, bulk_create, {tag}", pool(1, "bulk_create", rollups)))
-            rows.append((f"pool 1 worker, executemany, {tag}", pool(1, "executemany", rollups)))
-            for workers in (1, 2, 4):
-                rows.append(
-                    (
-                        f"pool {workers} worker{'s' if workers > 1 else ''}, values, {tag}",
-                        pool(workers, "values", rollups),
-                    )
+            alone.append(
+                (
+                    f"pool 1 worker, bulk_create, {tag}",
+                    partial(run_pool, db, half, workers=1, method="bulk_create", rollups=rollups),
                 )
-            rows.append(
-                (f"thread per query, {tag}", bench_thread(db, entries[: args.thread_rows], args.runs, rollups=rollups))
             )
-        _print_throughput("writer throughput, writer alone (rows/s)", rows, statistics.median(raw))
+            alone.append(
+                (
+                    f"pool 1 worker, executemany, {tag}",
+                    partial(run_pool, db, entries, workers=1, method="executemany", rollups=rollups),
+                )
+            )
+            for workers in (1, 2, 4):
+                name = f"pool {workers} worker{'s' if workers > 1 else ''}, values, {tag}"
+                alone.append((name, partial(run_pool, db, entries, workers=workers, method="values", rollups=rollups)))
+            alone.append(
+                (f"thread per query, {tag}", partial(run_thread, db, entries[: args.thread_rows], rollups=rollups))
+            )
+        busy: list[tuple[str, Callable[[], float]]] = [
+            ("raw sqlite3 executemany, prebuilt tuples", lambda: run_raw(db, entries)),
+            (
+                "pool 1 worker, executemany, + rollups",
+                partial(run_pool, db, entries, workers=1, method="executemany", rollups=True),
+            ),
+            (
+                "pool 1 worker, values, + rollups",
+                partial(run_pool, db, entries, workers=1, method="values", rollups=True),
+            ),
+            (
+                "pool 2 workers, values, + rollups",
+                partial(run_pool, db, entries, workers=2, method="values", rollups=True),
+            ),
+        ]
+        results: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.runs):
+            for name, run in alone:
+                results.setdefault(("alone", name), []).append(run())
+            for name, run in busy:
+                with BusyListeners(2):
+                    results.setdefault(("busy", name), []).append(run())
 
-        rows = []
-        with BusyListeners(2):
-            raw_busy = bench_raw(db, entries, args.runs)
-            rows.append(("raw sqlite3 executemany, prebuilt tuples", raw_busy))
-            rows.append(("pool 1 worker, executemany, + rollups", pool(1, "executemany", True)))
-            rows.append(("pool 1 worker, values, + rollups", pool(1, "values", True)))
-            rows.append(("pool 2 workers, values, + rollups", pool(2, "values", True)))
-        _print_throughput("... with 2 busy listener-like threads (rows/s)", rows, statistics.median(raw))
+        raw_median = statistics.median(results[("alone", alone[0][0])])
+        _print_throughput(
+            "writer throughput, writer alone (rows/s)", [(n, results[("alone", n)]) for n, _ in alone], raw_median
+        )
+        _print_throughput(
+            "... with 2 busy listener-like threads (rows/s)", [(n, results[("busy", n)]) for n, _ in busy], raw_median
+        )
         print(
-            f"\n{args.rows} rows per pool run ({max(args.rows // 2, WRITE_BATCH)} for bulk_create), "
-            f"{args.thread_rows} per thread-per-query run; 'of raw' is against the writer-alone raw median."
+            f"{args.rows} rows per pool run ({len(half)} for bulk_create), {args.thread_rows} per "
+            "thread-per-query run; 'of raw' is against the writer-alone raw median."
         )
 
     load_after = os.getloadavg()

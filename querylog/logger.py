@@ -334,9 +334,10 @@ class QueryLogWriter:
     ``INSERT ... VALUES (...), (...)`` per batch, generated from the model's fields,
     with values converted as Django converts them for the backend (see
     ``execute_values``). ``"executemany"`` runs one prepared single-row INSERT per
-    row: as fast when the writer has the process to itself, but the sqlite3 module
-    releases and re-takes the GIL around every row, and with busy listener threads
-    each re-take waits (measured: ~10k rows/s against ~30k+ for "values").
+    row: about as fast when the writer has the process to itself, but the sqlite3
+    module releases and re-takes the GIL around every row, and with busy listener
+    threads each re-take waits (with two busy listener-like threads, median of 7
+    runs: ~7.5k rows/s against ~28k for "values"; ``make bench``).
     ``"bulk_create"`` is the plain ORM path, kept for comparison: on SQLite it
     splits a batch into INSERTs of ~90 rows (999 parameters) and makes ~11 Python
     calls per value.
