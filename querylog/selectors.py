@@ -112,9 +112,8 @@ CHART_STEPS = {
     "24h": (timedelta(minutes=15), 96),
     "7d": (timedelta(hours=2), 84),
 }
-# The chart's three series; everything that is neither blocked nor cached was
-# answered normally (forwarded, allowlisted, local, or failed upstream).
-SERIES = ("allowed", "blocked", "cached")
+# The chart has three series: blocked, cached, and "allowed" for everything
+# else that was answered (forwarded, allowlisted, local, or failed upstream).
 TOP_N = 10
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -191,10 +190,6 @@ _day_memo: dict[datetime, _Summary] = {}
 _memo_lock = threading.Lock()
 
 
-def _series_of(status: str) -> str:
-    return status if status in ("blocked", "cached") else "allowed"
-
-
 def _floor(moment: datetime, step: timedelta) -> datetime:
     epoch = datetime(1970, 1, 1, tzinfo=moment.tzinfo)
     return moment - (moment - epoch) % step
@@ -241,15 +236,20 @@ def _day_summary(day: datetime) -> _Summary:
         # (about 0.4 s against 0.6 s for a day of a 5-million-row week).
         summary = _summary_from_db(day, day + DAY, DAY_TOP_K)
         _day_memo[day] = summary
-        for i in range(24):
-            _hour_memo.pop(day + HOUR * i, None)
     return summary
 
 
-def _forget_before(moment: datetime) -> None:
+def _forget(now: datetime) -> None:
+    """Drop what no window can ask for again, so the memo stays a few dozen entries."""
+    horizon = _floor(now, DAY) - DAY * MEMO_DAYS
     for memo in (_hour_memo, _day_memo):
-        for key in [k for k in memo if k < moment]:
+        for key in [k for k in memo if k < horizon]:
             del memo[key]
+    # Hours of a memoised day are needed only while a 24-hour window still
+    # starts inside that day.
+    recent = now - DAY - 2 * HOUR
+    for hour in [h for h in _hour_memo if h < recent and _floor(h, DAY) in _day_memo]:
+        del _hour_memo[hour]
 
 
 def _window_summaries(since: datetime, now: datetime) -> list[_Summary]:
@@ -261,7 +261,7 @@ def _window_summaries(since: datetime, now: datetime) -> list[_Summary]:
     closed_until = _floor(now - CLOSE_GRACE, HOUR)  # hours before this one are final
     parts: list[_Summary] = []
     with _memo_lock:
-        _forget_before(_floor(now, DAY) - DAY * MEMO_DAYS)
+        _forget(now)
         moment = since
         while moment < closed_until:
             day = _floor(moment, DAY)

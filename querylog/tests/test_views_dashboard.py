@@ -157,3 +157,18 @@ def test_the_open_hour_is_read_fresh_on_every_view():
     assert dashboard_stats("1h").blocked == 2
     add(now, "blocked", 3)
     assert dashboard_stats("1h").blocked == 5
+
+
+@pytest.mark.django_db
+def test_after_the_first_view_only_the_open_hour_is_read():
+    now = timezone.now()
+    for hours_ago in range(0, 24 * 7, 3):
+        add(now - timedelta(hours=hours_ago), "forwarded", 1)
+    dashboard_stats("7d")
+    dashboard_stats("24h")
+    with CaptureQueriesContext(connection) as queries:
+        week = dashboard_stats("7d")
+        day = dashboard_stats("24h")
+    # Four reads per view (minutes, domains, blocked domains, clients), all of the open hour.
+    assert len(queries) == 8
+    assert week.total >= day.total > 0
