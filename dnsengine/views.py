@@ -49,8 +49,8 @@ def staff_required(view):
     return wrapper
 
 
-def _log_change(request: HttpRequest, obj, flag: int, message: str) -> None:
-    LogEntry.objects.log_actions(request.user.pk, [obj], flag, message, single_object=True)
+def _log_change(user, obj, flag: int, message: str) -> None:
+    LogEntry.objects.log_actions(user.pk, [obj], flag, message, single_object=True)
 
 
 def _safe_next(request: HttpRequest, target: str, fallback: str) -> str:
@@ -68,9 +68,11 @@ def _describe(check: DomainCheck) -> str:
 
 
 # --- Writes ---------------------------------------------------------------------------
+# Named and shaped as services (keyword arguments, the acting user, no request)
+# so they can move to dnsengine/services.py as they are.
 
 
-def domain_allow(request: HttpRequest, domain: str, include_subdomains: bool) -> AllowedDomain:
+def domain_allow(*, user, domain: str, include_subdomains: bool = False) -> AllowedDomain:
     """Allowlist `domain` (creating or re-enabling its entry); the engines reload on the generation bump."""
     with transaction.atomic():
         entry = AllowedDomain.objects.select_for_update().filter(domain=domain).first()
@@ -78,42 +80,42 @@ def domain_allow(request: HttpRequest, domain: str, include_subdomains: bool) ->
             entry = AllowedDomain.objects.create(
                 domain=domain,
                 include_subdomains=include_subdomains,
-                comment=f"allowed from the web by {request.user.get_username()}"[:200],
+                comment=f"allowed from the web by {user.get_username()}"[:200],
             )
-            _log_change(request, entry, ADDITION, "Allowed from the query history")
+            _log_change(user, entry, ADDITION, "Allowed from the query history")
         else:
             entry.enabled = True
             entry.include_subdomains = entry.include_subdomains or include_subdomains
             entry.save(update_fields=["enabled", "include_subdomains"])
-            _log_change(request, entry, CHANGE, "Enabled from the query history")
+            _log_change(user, entry, CHANGE, "Enabled from the query history")
     return entry
 
 
-def domain_block(request: HttpRequest, domain: str) -> Blocklist:
+def domain_block(*, user, domain: str) -> Blocklist:
     """Add `domain` to the manual list and switch off an exact allowlist entry that would override it."""
     with transaction.atomic():
         manual, created = Blocklist.objects.select_for_update().get_or_create(
             name=MANUAL_LIST, defaults={"source": "blocked from the web", "format": Blocklist.Format.DOMAINS}
         )
         if created:
-            _log_change(request, manual, ADDITION, "Created by the first 'block this domain'")
+            _log_change(user, manual, ADDITION, "Created by the first 'block this domain'")
         _, added = BlockedDomain.objects.get_or_create(blocklist=manual, domain=domain)
         if added:
             manual.domain_count = BlockedDomain.objects.filter(blocklist=manual).count()
             manual.save(update_fields=["domain_count"])
-            _log_change(request, manual, CHANGE, f"Blocked {domain} from the query history")
+            _log_change(user, manual, CHANGE, f"Blocked {domain} from the query history")
         for entry in AllowedDomain.objects.filter(domain=domain, enabled=True):
             entry.enabled = False
             entry.save(update_fields=["enabled"])
-            _log_change(request, entry, CHANGE, "Disabled by 'block this domain'")
+            _log_change(user, entry, CHANGE, "Disabled by 'block this domain'")
     return manual
 
 
-def blocklist_toggle(request: HttpRequest, blocklist: Blocklist) -> None:
+def blocklist_toggle(*, user, blocklist: Blocklist) -> None:
     with transaction.atomic():
         blocklist.enabled = not blocklist.enabled
         blocklist.save(update_fields=["enabled"])
-        _log_change(request, blocklist, CHANGE, "Enabled" if blocklist.enabled else "Disabled")
+        _log_change(user, blocklist, CHANGE, "Enabled" if blocklist.enabled else "Disabled")
 
 
 # --- Views ----------------------------------------------------------------------------
@@ -141,7 +143,7 @@ def blocklists(request: HttpRequest) -> HttpResponse:
 @staff_required
 def blocklist_toggle_view(request: HttpRequest, pk: int) -> HttpResponse:
     blocklist = get_object_or_404(Blocklist, pk=pk)
-    blocklist_toggle(request, blocklist)
+    blocklist_toggle(user=request.user, blocklist=blocklist)
     state = "enabled" if blocklist.enabled else "disabled"
     messages.success(request, f'Blocklist "{blocklist.name}" {state}; engines reload within a few seconds.')
     return redirect("dnsengine-blocklists")
@@ -217,7 +219,7 @@ def _blocklist_upload(request: HttpRequest, guard: _SizeLimitHandler) -> HttpRes
         messages.error(request, f"Upload refused: {exc}")
         return redirect("dnsengine-blocklists")
     blocklist = Blocklist.objects.get(name=name)
-    _log_change(request, blocklist, CHANGE if existed else ADDITION, f"Uploaded {upload.name}")
+    _log_change(request.user, blocklist, CHANGE if existed else ADDITION, f"Uploaded {upload.name}")
     messages.success(request, summary.describe())
     return redirect("dnsengine-blocklists")
 
@@ -242,9 +244,9 @@ def _domain_action(request: HttpRequest, action: str) -> HttpResponse:
         return HttpResponseRedirect(_safe_next(request, request.POST.get("next", ""), fallback))
     domain = form.cleaned_data["domain"]
     if action == "allow":
-        domain_allow(request, domain, form.cleaned_data["include_subdomains"])
+        domain_allow(user=request.user, domain=domain, include_subdomains=form.cleaned_data["include_subdomains"])
     else:
-        domain_block(request, domain)
+        domain_block(user=request.user, domain=domain)
     # Report what the engine will now decide, not what was asked: a parent
     # allowlist entry or a disabled list can leave the outcome different.
     check = domain_check(domain)
