@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import nullcontext
 from datetime import timedelta
 
 from django.conf import settings
@@ -42,25 +43,22 @@ def _delete_older(
     table = qn(model._meta.db_table)
     pk = qn(model._meta.pk.column)
     lock = sqlite_write_lock(using)
-    ids_query = model._default_manager.using(using).filter(**{f"{field}__lt": cutoff}).order_by()
+    # The time index finds the oldest rows; the LIMIT keeps each DELETE (and the
+    # write lock it holds) short. Raw SQL rather than QuerySet.delete(): a
+    # post_delete receiver for all models (dnsengine.signals) would make Django
+    # fetch every row into Python first. IN (subquery) with LIMIT works on SQLite
+    # and PostgreSQL and has no parameter-count limit.
+    oldest = model._default_manager.using(using).filter(**{f"{field}__lt": cutoff}).order_by().values("pk")[:batch]
+    subquery, params = oldest.query.get_compiler(using=using).as_sql()
+    sql = f"DELETE FROM {table} WHERE {pk} IN ({subquery})"
     stop = stop or threading.Event()
     deleted = 0
     while not stop.is_set():
-        # The time index finds the oldest rows; deleting by primary key keeps each
-        # DELETE short. Raw SQL rather than QuerySet.delete(): a post_delete receiver
-        # for all models (dnsengine.signals) would make Django fetch every row first.
-        ids = list(ids_query.values_list("pk", flat=True)[:batch])
-        if not ids:
-            break
-        sql = f"DELETE FROM {table} WHERE {pk} IN ({', '.join(['%s'] * len(ids))})"
-        if lock is not None:
-            with lock, transaction.atomic(using=using), connection.cursor() as cursor:
-                cursor.execute(sql, ids)
-        else:
-            with transaction.atomic(using=using), connection.cursor() as cursor:
-                cursor.execute(sql, ids)
-        deleted += len(ids)
-        if len(ids) < batch:
+        with lock or nullcontext(), transaction.atomic(using=using), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            n = cursor.rowcount
+        deleted += n
+        if n < batch:
             break
         if pause and stop.wait(pause):
             break
