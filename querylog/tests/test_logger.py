@@ -62,7 +62,7 @@ def test_it_counts_a_drop_when_the_queue_is_full(loggers):
     assert results == [True] * 10 + [False] * 5
     assert logger.drops == 5
     assert logger.size == 10
-    assert slowest < 0.05  # never waits for the stuck writer
+    assert slowest < 0.5  # never waits for the stuck writer (held for up to 20 s)
 
     writer.release.set()
     report = logger.close(timeout=5)
