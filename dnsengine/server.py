@@ -314,10 +314,17 @@ class DNSServer:
                     raise
         raise OSError("could not bind UDP and TCP on the same port")
 
+    def bind(self) -> int:
+        """Bind both sockets now (start() does it otherwise); returns the port."""
+        if self.udp_sock is None:
+            udp, tcp = self._bind()
+            self.udp_sock = udp
+            self.tcp = TcpListener(tcp, self.resolver, self.stats, self.tcp_max_connections, self.tcp_idle_timeout)
+        return self.port
+
     def start(self) -> None:
-        udp, tcp = self._bind()
-        self.udp_sock = udp
-        self.tcp = TcpListener(tcp, self.resolver, self.stats, self.tcp_max_connections, self.tcp_idle_timeout)
+        self.bind()
+        udp = self.udp_sock
         transport = UdpTransport(udp)
         for i in range(self.udp_threads):
             self._threads.append(threading.Thread(target=self._udp_loop, args=(udp, transport), name=f"dns-udp-{i}",

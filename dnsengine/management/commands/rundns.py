@@ -1,4 +1,4 @@
-"""python manage.py rundns: serve DNS until SIGTERM/SIGINT."""
+"""python manage.py rundns: serve DNS until SIGTERM/SIGINT; SIGHUP re-reads the query-log settings."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import threading
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connections
 
 from dnsengine.config import EngineConfig
-from dnsengine.engine import Engine
+from dnsengine.runner import EngineRunner
 
 
 class Command(BaseCommand):
@@ -25,25 +24,35 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         try:
-            config = EngineConfig.from_settings(options["host"], options["port"])
+            runner = EngineRunner(EngineConfig.from_settings(options["host"], options["port"]))
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
-        stop = threading.Event()
+        stop, hup = threading.Event(), threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: hup.set())
 
-        engine = Engine(config)
         try:
-            engine.start()
+            runner.start()
         except OSError as exc:
-            raise CommandError(f"cannot listen on {config.host}:{config.port}: {exc}") from None
+            raise CommandError(f"cannot listen: {exc}") from None
+        config = runner.config
+        metrics = f"; metrics {runner.metrics.url}" if runner.metrics else ""
         self.stdout.write(
-            f"listening on {config.host}:{engine.port} (udp, tcp); upstreams "
-            + ", ".join(u.label for u in config.upstreams),
+            f"listening on {config.host}:{runner.engine.port} (udp, tcp) as {runner.name}; upstreams "
+            + ", ".join(u.label for u in config.upstreams)
+            + metrics
         )
         self.stdout.flush()
-        stop.wait()
-        # Listeners first, so nothing new arrives while the rest shuts down.
-        engine.stop()
-        connections.close_all()
-        self.stdout.write(f"stopped after {engine.stats.total()} queries")
+        while not stop.wait(0.5):
+            if hup.is_set():
+                hup.clear()
+                try:
+                    runner.reload_logging()
+                except ImproperlyConfigured as exc:
+                    self.stderr.write(f"SIGHUP ignored, keeping the current query log: {exc}")
+        report = runner.stop()
+        self.stdout.write(
+            f"stopped after {runner.engine.stats.total()} queries; query log: {report.written} written, "
+            f"{report.dropped} dropped, {report.unwritten} unwritten"
+        )

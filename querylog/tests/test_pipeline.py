@@ -1,0 +1,205 @@
+"""Every answered query becomes exactly one QueryLog row, through the real engine."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import dns.message
+import pytest
+from django.db import connection
+
+from conftest import Client
+from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, LocalRecord
+from dnsengine.services import config_generation_bump
+from querylog.logger import QueryLogger
+from querylog.models import QueryLog
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def blast(port: int, names: list[str], window: int = 100, timeout: float = 10.0) -> int:
+    """Send UDP queries keeping at most `window` unanswered; returns how many were answered."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ)
+    sent = answered = 0
+    deadline = time.monotonic() + timeout
+    while answered < len(names) and time.monotonic() < deadline:
+        while sent < len(names) and sent - answered < window:
+            sock.sendto(dns.message.make_query(names[sent], "A").to_wire(), ("127.0.0.1", port))
+            sent += 1
+        if sel.select(timeout=0.2):
+            while True:
+                try:
+                    sock.recv(4096)
+                    answered += 1
+                except BlockingIOError:
+                    break
+    sock.close()
+    return answered
+
+
+@pytest.fixture
+def logged_engine(make_engine, engine_config):
+    query_logger = QueryLogger(50000, 1, 500, 0.05, "test-engine").start()
+    engine = make_engine(engine_config, query_logger=query_logger)
+    yield engine, query_logger
+    query_logger.close(timeout=10)
+
+
+def test_every_answered_query_becomes_exactly_one_row(logged_engine):
+    engine, query_logger = logged_engine
+    names = [f"n{i % 700}.example.com" for i in range(5000)]  # misses first, then cache hits
+    answered = blast(engine.port, names)
+    engine.stop()
+    report = query_logger.close(timeout=20)
+    assert answered == 5000
+    assert report.written == 5000 and report.dropped == 0
+    assert QueryLog.objects.count() == 5000
+    assert QueryLog.objects.filter(status="forwarded").count() == 700
+    assert QueryLog.objects.filter(status="cached").count() == 4300
+
+
+def test_each_decision_path_is_logged_with_its_reason(logged_engine):
+    engine, query_logger = logged_engine
+    blocklist = Blocklist.objects.create(name="ads")
+    BlockedDomain.objects.create(blocklist=blocklist, domain="ads.example.net")
+    AllowedDomain.objects.create(domain="ok.ads.example.net")
+    LocalRecord.objects.create(name="nas.home", type="A", value="192.168.1.5")
+    config_generation_bump()
+    assert engine.watcher.load_now()
+    client = Client(engine.port)
+    client.query("x.ads.example.net")
+    client.query("ok.ads.example.net", "AAAA")
+    client.query("nas.home")
+    client.query("fwd.example.com", tcp=True)
+    client.query("fwd.example.com")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # a question nobody can read
+        sock.settimeout(2)
+        bad = bytearray(dns.message.make_query("example.com", "A").to_wire())
+        bad[12:14] = b"\xc0\x0c"
+        sock.sendto(bytes(bad), ("127.0.0.1", engine.port))
+        sock.recv(512)
+    engine.stop()
+    query_logger.close(timeout=10)
+
+    rows = {r.domain: r for r in QueryLog.objects.exclude(status__in=["cached", "error"])}
+    blocked = rows["x.ads.example.net"]
+    assert (blocked.status, blocked.rule, blocked.rcode, blocked.qtype) == ("blocked", "list:ads", "NOERROR", "A")
+    allowed = rows["ok.ads.example.net"]
+    assert (allowed.status, allowed.rule, allowed.qtype) == ("allowed", "allow:ok.ads.example.net", "AAAA")
+    assert allowed.upstream.startswith("127.0.0.1:")
+    assert (rows["nas.home"].status, rows["nas.home"].rule) == ("local", "local")
+    forwarded = rows["fwd.example.com"]
+    assert (forwarded.protocol, forwarded.upstream, forwarded.client) == ("tcp", engine.config.upstreams[0].label,
+                                                                          "127.0.0.1")  # fmt: skip
+    cached = QueryLog.objects.get(status="cached")
+    assert (cached.domain, cached.protocol) == ("fwd.example.com", "udp")
+    error = QueryLog.objects.get(status="error")
+    assert (error.rcode, error.domain) == ("FORMERR", "")
+    assert all(r.engine == "test-engine" for r in QueryLog.objects.all())
+    assert all(r.duration_us > 0 for r in QueryLog.objects.exclude(status="error"))
+
+
+def test_the_thread_count_stays_fixed_under_load_with_logging(logged_engine):
+    engine, _ = logged_engine
+    blast(engine.port, [f"warm{i}.example.com" for i in range(50)])
+    before = threading.active_count()
+    assert blast(engine.port, [f"t{i % 300}.example.com" for i in range(4000)]) == 4000
+    assert threading.active_count() == before
+
+
+# --- rundns as a user runs it ----------------------------------------------------------
+
+
+def _rundns(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "rundns", "--host", "127.0.0.1", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "listening on" in line:
+            return proc, int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+    proc.wait(timeout=10)
+    raise AssertionError("rundns did not start:\n" + "".join(seen))
+
+
+def _env(upstream, tmp_path, **extra) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}",
+        GLORYHOLE_UPSTREAMS=upstream.address,
+        GLORYHOLE_METRICS_PORT="0",
+        GLORYHOLE_ENV_FILE=str(tmp_path / "gloryhole.env"),
+        GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL="0.05",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def _load_in_background(port: int, stop: threading.Event, counts: list[int]) -> threading.Thread:
+    def run():
+        i = 0
+        while not stop.is_set():
+            counts.append(blast(port, [f"load{(i + k) % 400}.example.com" for k in range(200)], window=50))
+            i += 200
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_under_load_leaves_one_row_per_answered_query(upstream, tmp_path):
+    proc, port = _rundns(_env(upstream, tmp_path))
+    stop, counts = threading.Event(), []
+    loader = _load_in_background(port, stop, counts)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)  # while queries are still arriving
+    out = proc.communicate(timeout=60)[0]
+    stop.set()
+    loader.join()
+    assert proc.returncode == 0, out
+    answered = sum(counts)
+    assert answered > 500
+    assert QueryLog.objects.count() == answered
+    assert f"query log: {answered} written, 0 dropped, 0 unwritten" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sighup_switches_mode_and_workers_without_losing_an_entry(upstream, tmp_path):
+    env_file = tmp_path / "gloryhole.env"
+    env_file.write_text("GLORYHOLE_QUERY_LOG_WORKERS=1\n")
+    proc, port = _rundns(_env(upstream, tmp_path))
+    try:
+        first = blast(port, [f"a{i}.example.com" for i in range(1000)])
+        env_file.write_text("GLORYHOLE_QUERY_LOG_WORKERS=2\nGLORYHOLE_QUERY_LOG_BUFFER=20000\n")
+        proc.send_signal(signal.SIGHUP)
+        second = blast(port, [f"b{i}.example.com" for i in range(1000)])
+        env_file.write_text("GLORYHOLE_QUERY_LOG_MODE=thread\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)  # let the second swap happen before the last batch
+        third = blast(port, [f"c{i}.example.com" for i in range(300)], window=20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out
+    assert "query log now mode=pool workers=2 buffer=20000" in out
+    assert "query log now mode=thread" in out
+    assert QueryLog.objects.count() == first + second + third == 2300
