@@ -8,6 +8,8 @@ import os
 import dns.message
 import dns.query
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client as WebClient
 
 from devtools.fake_upstream import FakeUpstream
 
@@ -75,5 +77,57 @@ class Client:
 
 
 @pytest.fixture
-def client(engine):
+def dns_client(engine):
     return Client(engine.port)
+
+
+# --- Web ----------------------------------------------------------------------------
+# `client` stays pytest-django's Django test client; these add signed-in variants.
+
+
+@pytest.fixture(autouse=True)
+def web_settings(settings):
+    """The manifest storage needs `collectstatic` first; tests render templates without it.
+
+    A fast password hasher: the real one spends half a second per user on purpose.
+    """
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The dashboard memoises closed hours per process; each test has its own data.
+    from querylog.selectors import dashboard_memo_clear
+
+    dashboard_memo_clear()
+
+
+@pytest.fixture
+def staff_user(db):
+    return get_user_model().objects.create_user("staff", password="staff-pass-123", is_staff=True)
+
+
+@pytest.fixture
+def viewer_user(db):
+    return get_user_model().objects.create_user("viewer", password="viewer-pass-123")
+
+
+@pytest.fixture
+def web(db) -> WebClient:
+    """An anonymous browser."""
+    return WebClient()
+
+
+@pytest.fixture
+def staff_web(staff_user) -> WebClient:
+    web = WebClient()
+    web.force_login(staff_user)
+    return web
+
+
+@pytest.fixture
+def viewer_web(viewer_user) -> WebClient:
+    """Signed in, not staff: may read every page, may change nothing."""
+    web = WebClient()
+    web.force_login(viewer_user)
+    return web

@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from gloryhole_site.env import database_from_url, env_bool, env_float, env_int, env_str
+from gloryhole_site.envfile import apply_env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("GLORYHOLE_DATA_DIR", str(BASE_DIR / "data")))

@@ -18,8 +18,8 @@ from dnsengine.tests.helpers import answers, rcode
 
 def test_five_hundred_slow_misses_are_all_answered_while_cached_names_stay_fast(make_engine, engine_config, upstream):
     engine = make_engine(dataclasses.replace(engine_config, upstream_timeout=2.0))
-    client = Client(engine.port)
-    client.query("hot.example.com")  # cached before the upstream turns slow
+    dns_client = Client(engine.port)
+    dns_client.query("hot.example.com")  # cached before the upstream turns slow
     upstream.behaviour.delay = 0.2
     threads_before = threading.active_count()
 
@@ -36,7 +36,7 @@ def test_five_hundred_slow_misses_are_all_answered_while_cached_names_stay_fast(
     fast = []
     for _ in range(20):
         started = time.perf_counter()
-        assert answers(client.query("hot.example.com", timeout=1)) == ["A 192.0.2.1"]
+        assert answers(dns_client.query("hot.example.com", timeout=1)) == ["A 192.0.2.1"]
         fast.append(time.perf_counter() - started)
     in_flight_seen = engine.forwarder.inflight
 
@@ -83,42 +83,42 @@ def test_beyond_the_in_flight_limit_it_answers_servfail_and_counts(make_engine, 
     assert results.count("NOERROR") >= 5
 
 
-def test_a_truncated_upstream_reply_is_retried_over_tcp(engine, client, upstream):
+def test_a_truncated_upstream_reply_is_retried_over_tcp(engine, dns_client, upstream):
     upstream.behaviour.mode = "truncate"
-    reply = client.query("big.example.com", tcp=True)
+    reply = dns_client.query("big.example.com", tcp=True)
     assert answers(reply) == ["A 192.0.2.1"]
     assert upstream.received_tcp == 1
     assert engine.stats.counters["upstream_tcp_retries"] == 1
 
 
-def test_a_client_without_edns_gets_tc_for_an_answer_over_512_bytes(engine, client, upstream):
+def test_a_client_without_edns_gets_tc_for_an_answer_over_512_bytes(engine, dns_client, upstream):
     upstream.behaviour.big_txt = 4  # four 200-byte strings: about 850 bytes
-    small = client.query("txt.example.com", "TXT")
+    small = dns_client.query("txt.example.com", "TXT")
     assert small.flags & dns.flags.TC
     assert small.answer == []
-    full = client.query("txt.example.com", "TXT", tcp=True)
+    full = dns_client.query("txt.example.com", "TXT", tcp=True)
     assert len(full.answer[0]) == 4
 
 
-def test_a_client_with_a_large_edns_buffer_gets_the_whole_answer_and_an_opt_record(engine, client, upstream):
+def test_a_client_with_a_large_edns_buffer_gets_the_whole_answer_and_an_opt_record(engine, dns_client, upstream):
     upstream.behaviour.big_txt = 4
-    reply = client.query("txt2.example.com", "TXT", use_edns=0, payload=1232)
+    reply = dns_client.query("txt2.example.com", "TXT", use_edns=0, payload=1232)
     assert not reply.flags & dns.flags.TC
     assert len(reply.answer[0]) == 4
     assert reply.edns == 0 and reply.payload == 4096
-    plain = client.query("txt3.example.com", "A")
-    assert plain.edns == -1  # no OPT for a client that sent none
+    plain = dns_client.query("txt3.example.com", "A")
+    assert plain.edns == -1  # no OPT for a dns_client that sent none
 
 
 def test_cached_answers_count_down_their_ttl(make_engine, engine_config, upstream):
     engine = make_engine(engine_config)
     now = [1000.0]
     engine.resolver.clock = lambda: now[0]
-    client = Client(engine.port)
-    assert client.query("ttl.example.com").answer[0].ttl == 300
+    dns_client = Client(engine.port)
+    assert dns_client.query("ttl.example.com").answer[0].ttl == 300
     now[0] += 100
-    reply = client.query("ttl.example.com")
+    reply = dns_client.query("ttl.example.com")
     assert reply.answer[0].ttl == 200
     now[0] += 201
-    client.query("ttl.example.com")  # expired: asked upstream again
+    dns_client.query("ttl.example.com")  # expired: asked upstream again
     assert upstream.queries.count(("ttl.example.com", "A")) == 2

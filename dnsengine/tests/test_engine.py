@@ -1,4 +1,4 @@
-"""The engine end to end: real sockets on loopback, a real DNS client, a fake upstream."""
+"""The engine end to end: real sockets on loopback, a real DNS dns_client, a fake upstream."""
 
 from __future__ import annotations
 
@@ -30,50 +30,50 @@ def reload(engine) -> None:
     assert engine.watcher.load_now()
 
 
-def test_it_forwards_unlisted_names_to_the_upstream(client, upstream):
-    reply = client.query("example.com")
+def test_it_forwards_unlisted_names_to_the_upstream(dns_client, upstream):
+    reply = dns_client.query("example.com")
     assert rcode(reply) == "NOERROR"
     assert answers(reply) == ["A 192.0.2.1"]
     assert ("example.com", "A") in upstream.queries
 
 
-def test_it_answers_a_blocked_name_with_the_null_address(engine, client, upstream):
+def test_it_answers_a_blocked_name_with_the_null_address(engine, dns_client, upstream):
     block("ads.example.com")
     reload(engine)
-    assert answers(client.query("ads.example.com")) == ["A 0.0.0.0"]
-    assert answers(client.query("ads.example.com", "AAAA")) == ["AAAA ::"]
-    mx = client.query("ads.example.com", "MX")
+    assert answers(dns_client.query("ads.example.com")) == ["A 0.0.0.0"]
+    assert answers(dns_client.query("ads.example.com", "AAAA")) == ["AAAA ::"]
+    mx = dns_client.query("ads.example.com", "MX")
     assert rcode(mx) == "NOERROR" and mx.answer == [] and mx.authority[0].rdtype == dns.rdatatype.SOA
     assert ("ads.example.com", "A") not in upstream.queries
 
 
-def test_it_blocks_subdomains_of_a_listed_domain(engine, client):
+def test_it_blocks_subdomains_of_a_listed_domain(engine, dns_client):
     block("tracker.net")
     reload(engine)
-    assert answers(client.query("a.b.tracker.net")) == ["A 0.0.0.0"]
-    assert answers(client.query("nottracker.net")) == ["A 192.0.2.1"]
+    assert answers(dns_client.query("a.b.tracker.net")) == ["A 0.0.0.0"]
+    assert answers(dns_client.query("nottracker.net")) == ["A 192.0.2.1"]
 
 
-def test_it_blocks_by_wildcard_and_regex_rules(engine, client):
+def test_it_blocks_by_wildcard_and_regex_rules(engine, dns_client):
     BlockRule.objects.create(kind="wildcard", pattern="*.doubleclick.test")
     BlockRule.objects.create(kind="regex", pattern=r"^ads?\d+\.")
     reload(engine)
-    assert answers(client.query("x.doubleclick.test")) == ["A 0.0.0.0"]
-    assert answers(client.query("doubleclick.test")) == ["A 192.0.2.1"]
-    assert answers(client.query("ad42.example.org")) == ["A 0.0.0.0"]
-    assert answers(client.query("add.example.org")) == ["A 192.0.2.1"]
+    assert answers(dns_client.query("x.doubleclick.test")) == ["A 0.0.0.0"]
+    assert answers(dns_client.query("doubleclick.test")) == ["A 192.0.2.1"]
+    assert answers(dns_client.query("ad42.example.org")) == ["A 0.0.0.0"]
+    assert answers(dns_client.query("add.example.org")) == ["A 192.0.2.1"]
 
 
-def test_the_allowlist_wins_over_every_block_rule(engine, client):
+def test_the_allowlist_wins_over_every_block_rule(engine, dns_client):
     block("example.org")
     BlockRule.objects.create(kind="regex", pattern="cdn")
     AllowedDomain.objects.create(domain="cdn.example.org")
     AllowedDomain.objects.create(domain="good.example.org", include_subdomains=True)
     reload(engine)
-    assert answers(client.query("cdn.example.org")) == ["A 192.0.2.1"]
-    assert answers(client.query("x.good.example.org")) == ["A 192.0.2.1"]
-    assert answers(client.query("other.example.org")) == ["A 0.0.0.0"]
-    assert answers(client.query("sub.cdn.example.org")) == ["A 0.0.0.0"]
+    assert answers(dns_client.query("cdn.example.org")) == ["A 192.0.2.1"]
+    assert answers(dns_client.query("x.good.example.org")) == ["A 192.0.2.1"]
+    assert answers(dns_client.query("other.example.org")) == ["A 0.0.0.0"]
+    assert answers(dns_client.query("sub.cdn.example.org")) == ["A 0.0.0.0"]
 
 
 @pytest.mark.parametrize(
@@ -97,38 +97,38 @@ def test_each_blocking_mode_answers_as_documented(make_engine, engine_config, mo
         assert answers(Client(engine.port).query("blocked.test", "AAAA")) == ["AAAA fd00::1"]
 
 
-def test_local_records_answer_without_asking_upstream(engine, client, upstream):
+def test_local_records_answer_without_asking_upstream(engine, dns_client, upstream):
     LocalRecord.objects.create(name="nas.home", type="A", value="192.168.1.10")
     LocalRecord.objects.create(name="nas.home", type="AAAA", value="fd00::10")
     LocalRecord.objects.create(name="files.home", type="CNAME", value="nas.home")
     reload(engine)
-    assert answers(client.query("nas.home")) == ["A 192.168.1.10"]
-    assert answers(client.query("files.home")) == ["A 192.168.1.10", "CNAME nas.home."]
-    assert answers(client.query("files.home", "AAAA")) == ["AAAA fd00::10", "CNAME nas.home."]
+    assert answers(dns_client.query("nas.home")) == ["A 192.168.1.10"]
+    assert answers(dns_client.query("files.home")) == ["A 192.168.1.10", "CNAME nas.home."]
+    assert answers(dns_client.query("files.home", "AAAA")) == ["AAAA fd00::10", "CNAME nas.home."]
     assert not [q for q in upstream.queries if q[0].endswith(".home")]
 
 
-def test_a_local_name_without_the_asked_type_gets_nodata_not_forwarded(engine, client, upstream):
+def test_a_local_name_without_the_asked_type_gets_nodata_not_forwarded(engine, dns_client, upstream):
     LocalRecord.objects.create(name="printer.home", type="A", value="192.168.1.20")
     reload(engine)
-    reply = client.query("printer.home", "AAAA")
+    reply = dns_client.query("printer.home", "AAAA")
     assert rcode(reply) == "NOERROR"
     assert reply.answer == []
     assert ("printer.home", "AAAA") not in upstream.queries
 
 
-def test_a_local_cname_to_an_outside_name_is_completed_from_upstream(engine, client, upstream):
+def test_a_local_cname_to_an_outside_name_is_completed_from_upstream(engine, dns_client, upstream):
     LocalRecord.objects.create(name="www.home", type="CNAME", value="cdn.example.net")
     reload(engine)
-    assert answers(client.query("www.home")) == ["A 192.0.2.1", "CNAME cdn.example.net."]
+    assert answers(dns_client.query("www.home")) == ["A 192.0.2.1", "CNAME cdn.example.net."]
     assert ("cdn.example.net", "A") in upstream.queries
 
 
-def test_a_blocked_name_wins_over_a_local_record(engine, client):
+def test_a_blocked_name_wins_over_a_local_record(engine, dns_client):
     LocalRecord.objects.create(name="ads.home.test", type="A", value="192.168.1.30")
     block("ads.home.test")
     reload(engine)
-    assert answers(client.query("ads.home.test")) == ["A 0.0.0.0"]
+    assert answers(dns_client.query("ads.home.test")) == ["A 0.0.0.0"]
 
 
 def test_it_answers_over_tcp_several_queries_on_one_connection(engine):
@@ -186,24 +186,24 @@ def test_it_ignores_upstream_replies_that_do_not_match_the_question(make_engine,
     assert engine.stats.counters.get("upstream_unmatched_reply", 0) >= 1
 
 
-def test_it_picks_up_database_changes_without_a_restart(engine, client):
-    assert answers(client.query("later.example.com")) == ["A 192.0.2.1"]
+def test_it_picks_up_database_changes_without_a_restart(engine, dns_client):
+    assert answers(dns_client.query("later.example.com")) == ["A 192.0.2.1"]
     block("later.example.com")
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        if answers(client.query("later.example.com")) == ["A 0.0.0.0"]:
+        if answers(dns_client.query("later.example.com")) == ["A 0.0.0.0"]:
             break
         time.sleep(0.05)
     else:
         pytest.fail("the block did not reach the engine within 5 seconds")
     AllowedDomain.objects.create(domain="later.example.com")
     deadline = time.monotonic() + 5
-    while answers(client.query("later.example.com")) != ["A 192.0.2.1"]:
+    while answers(dns_client.query("later.example.com")) != ["A 192.0.2.1"]:
         assert time.monotonic() < deadline, "the allowlist entry did not reach the engine within 5 seconds"
         time.sleep(0.05)
 
 
-def test_queries_keep_flowing_while_a_reload_happens(engine, client):
+def test_queries_keep_flowing_while_a_reload_happens(engine, dns_client):
     block(*[f"d{i}.bulk.test" for i in range(20000)])
     stop = threading.Event()
     failures = []
@@ -211,7 +211,7 @@ def test_queries_keep_flowing_while_a_reload_happens(engine, client):
     def ask_repeatedly():
         while not stop.is_set():
             try:
-                client.query("steady.example.com", timeout=1)
+                dns_client.query("steady.example.com", timeout=1)
             except Exception as exc:
                 failures.append(exc)
 
@@ -223,18 +223,18 @@ def test_queries_keep_flowing_while_a_reload_happens(engine, client):
         stop.set()
         asker.join()
     assert failures == []
-    assert answers(client.query("x.d5.bulk.test")) == ["A 0.0.0.0"]
+    assert answers(dns_client.query("x.d5.bulk.test")) == ["A 0.0.0.0"]
 
 
-def test_the_thread_count_does_not_grow_with_load(engine, client):
-    client.query("warmup.example.com")
+def test_the_thread_count_does_not_grow_with_load(engine, dns_client):
+    dns_client.query("warmup.example.com")
     before = threading.active_count()
     for i in range(5000):
         # Cached, blocked-free, and unique names: both the fast path and the upstream path.
-        client.query(f"n{i % 500}.example.com")
+        dns_client.query(f"n{i % 500}.example.com")
     assert threading.active_count() == before
 
 
-def test_it_refuses_non_internet_classes_and_zone_transfers(engine, client):
-    assert rcode(client.query("example.com", "A", rdclass="CH")) == "REFUSED"
-    assert rcode(client.query("example.com", "AXFR", tcp=True)) == "REFUSED"
+def test_it_refuses_non_internet_classes_and_zone_transfers(engine, dns_client):
+    assert rcode(dns_client.query("example.com", "A", rdclass="CH")) == "REFUSED"
+    assert rcode(dns_client.query("example.com", "AXFR", tcp=True)) == "REFUSED"

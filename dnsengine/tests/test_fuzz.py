@@ -51,7 +51,7 @@ def _mutations(rng: random.Random, count: int) -> list[bytes]:
     return packets
 
 
-def test_it_survives_ten_thousand_hostile_packets_over_udp_and_tcp(engine, client):
+def test_it_survives_ten_thousand_hostile_packets_over_udp_and_tcp(engine, dns_client):
     rng = random.Random(SEED)
     udp_packets = _mutations(rng, 8000)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -83,8 +83,8 @@ def test_it_survives_ten_thousand_hostile_packets_over_udp_and_tcp(engine, clien
                 pass  # the engine may close on a bad frame; that is allowed
 
     assert replies > 0  # errors were answered, not just swallowed
-    assert answers(client.query("still-alive.example.com")) == ["A 192.0.2.1"]
-    assert answers(client.query("still-alive.example.com", tcp=True)) == ["A 192.0.2.1"]
+    assert answers(dns_client.query("still-alive.example.com")) == ["A 192.0.2.1"]
+    assert answers(dns_client.query("still-alive.example.com", tcp=True)) == ["A 192.0.2.1"]
     counters = engine.stats.counters
     assert counters.get("packets_malformed", 0) + counters.get("packets_dropped", 0) > 1000
 
@@ -124,8 +124,8 @@ def test_it_drops_packets_that_are_responses(engine):
     assert engine.stats.counters.get("packets_dropped") == 1
 
 
-def test_it_answers_badvers_for_an_unknown_edns_version(engine, client):
-    reply = client.query("example.com", use_edns=1)
+def test_it_answers_badvers_for_an_unknown_edns_version(engine, dns_client):
+    reply = dns_client.query("example.com", use_edns=1)
     assert reply.rcode() == dns.rcode.BADVERS
 
 

@@ -1,6 +1,3 @@
-# Fixtures are imported from gloryhole_site.tests.web_fixtures (the root conftest.py
-# belongs to the engine tests), which ruff reads as unused imports shadowed by arguments.
-# ruff: noqa: F401, F811
 from __future__ import annotations
 
 import pytest
@@ -12,14 +9,6 @@ from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule
 from dnsengine.selectors import domain_check
 from dnsengine.services import config_generation_current
 from dnsengine.views import MANUAL_LIST
-from gloryhole_site.tests.web_fixtures import (
-    staff_user,
-    staff_web,
-    viewer_user,
-    viewer_web,
-    web,
-    web_settings,
-)
 
 URL = reverse("dnsengine-blocklists")
 

@@ -1,12 +1,9 @@
 """Who may see and change what, across every URL the site serves."""
 
-# ruff: noqa: F401, F811  (fixtures imported from web_fixtures)
 from __future__ import annotations
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
-
-from gloryhole_site.tests.web_fixtures import staff_user, staff_web, viewer_user, viewer_web, web, web_settings
 
 # Served without a login on purpose: the login page itself and Prometheus' scrape
 # target (request counts of this process, no query data).

@@ -8,7 +8,6 @@ Screenshots of the dashboard and the status page go to artifacts/ for review.
 `make test` installs chromium (apt); Playwright never downloads a browser here.
 """
 
-# ruff: noqa: F401  (fixtures imported from web_fixtures)
 from __future__ import annotations
 
 import shutil
@@ -22,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, EngineStatus
-from gloryhole_site.tests.web_fixtures import make_query, web_settings
+from gloryhole_site.tests.factories import make_query
 from querylog.models import ClientRollup, DomainRollup, QueryRollup
 
 CHROMIUM = "/usr/bin/chromium"
@@ -81,8 +80,8 @@ def seed_rollups(now) -> None:
     ClientRollup.objects.bulk_create(ClientRollup(bucket=h, client=c, count=n) for (h, c), n in clients.items())
 
 
-def a_records(client, name: str) -> list[str]:
-    reply = client.query(name, "A")
+def a_records(dns_client, name: str) -> list[str]:
+    reply = dns_client.query(name, "A")
     return [rdata.address for rrset in reply.answer for rdata in rrset]
 
 
@@ -105,7 +104,7 @@ def login(page, base: str, path: str) -> None:
     page.wait_for_url(f"{base}{path}*")
 
 
-def test_a_person_allows_a_blocked_domain_and_the_engine_answers_it(page, live_server, client, engine):
+def test_a_person_allows_a_blocked_domain_and_the_engine_answers_it(page, live_server, dns_client, engine):
     get_user_model().objects.create_user("staff", password=PASSWORD, is_staff=True)
     blocklist = Blocklist.objects.create(name="ads-list", domain_count=1)
     BlockedDomain.objects.create(blocklist=blocklist, domain=BLOCKED)  # bumps the config generation
@@ -115,7 +114,7 @@ def test_a_person_allows_a_blocked_domain_and_the_engine_answers_it(page, live_s
     make_query("cdn.example.net", status="cached", when=now - timedelta(seconds=1))
     seed_rollups(now)
     # The engine reloads on its own timer: wait until it blocks the name.
-    assert wait_for(lambda: UPSTREAM_ADDRESS not in a_records(client, BLOCKED)), "the engine never blocked it"
+    assert wait_for(lambda: UPSTREAM_ADDRESS not in a_records(dns_client, BLOCKED)), "the engine never blocked it"
 
     base = live_server.url
     login(page, base, "/queries/")
@@ -140,7 +139,7 @@ def test_a_person_allows_a_blocked_domain_and_the_engine_answers_it(page, live_s
     page.screenshot(path=str(ARTIFACTS / "history.png"), full_page=True)
 
     # The engine picks the change up from the database and answers normally.
-    assert wait_for(lambda: a_records(client, BLOCKED) == [UPSTREAM_ADDRESS]), "still blocked after allowing"
+    assert wait_for(lambda: a_records(dns_client, BLOCKED) == [UPSTREAM_ADDRESS]), "still blocked after allowing"
 
     page.goto(base + "/?window=24h")
     assert page.locator("svg.chart rect.s-blocked").count() > 0

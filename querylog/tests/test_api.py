@@ -1,15 +1,13 @@
-# ruff: noqa: F401, F811  (fixtures imported from gloryhole_site.tests.web_fixtures)
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from dnsengine.models import EngineStatus
-from gloryhole_site.tests.web_fixtures import make_query, viewer_user, viewer_web, web, web_settings
+from gloryhole_site.tests.factories import make_query
 from querylog.models import QueryRollup
 
 

@@ -1,6 +1,3 @@
-# Fixtures are imported from gloryhole_site.tests.web_fixtures (the root conftest.py
-# belongs to the engine tests), which ruff reads as unused imports shadowed by arguments.
-# ruff: noqa: F401, F811
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -11,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from gloryhole_site.tests.web_fixtures import make_query, viewer_user, viewer_web, web, web_settings
+from gloryhole_site.tests.factories import make_query
 from querylog.models import ClientRollup, DomainRollup, QueryRollup
 from querylog.selectors import dashboard_memo_clear, dashboard_stats
 

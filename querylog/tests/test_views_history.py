@@ -1,6 +1,3 @@
-# Fixtures are imported from gloryhole_site.tests.web_fixtures (the root conftest.py
-# belongs to the engine tests), which ruff reads as unused imports shadowed by arguments.
-# ruff: noqa: F401, F811
 from __future__ import annotations
 
 import csv
@@ -11,15 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from gloryhole_site.tests.web_fixtures import (
-    make_query,
-    staff_user,
-    staff_web,
-    viewer_user,
-    viewer_web,
-    web,
-    web_settings,
-)
+from gloryhole_site.tests.factories import make_query
 from querylog.forms import cursor_decode, cursor_encode
 
 URL = reverse("querylog-history")

@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811  (fixtures imported from gloryhole_site.tests.web_fixtures)
 from __future__ import annotations
 
 import socket
@@ -9,7 +8,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dnsengine.models import EngineStatus
-from gloryhole_site.tests.web_fixtures import viewer_user, viewer_web, web, web_settings
 
 URL = reverse("engine-status")
 
