@@ -1,21 +1,24 @@
 """Reading the engine's configuration from the database, and reloading it.
 
-ConfigWatcher polls the one ConfigGeneration row every few seconds; when it
-moved, it builds a new Snapshot in its own thread and swaps it into the
-resolver, so queries never wait for a reload and several engines sharing one
-database all follow the same changes.
+ConfigWatcher polls the one ConfigGeneration row (and the BlockingPause row)
+every few seconds; when it moved, it builds a new Snapshot in its own thread
+and swaps it into the resolver, so queries never wait for a reload and several
+engines sharing one database all follow the same changes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule, LocalRecord
+from dnsengine.pause import blocking_paused_until
 from dnsengine.resolver import LocalRecords, Resolver, Snapshot
 from dnsengine.rules import Matcher
 from dnsengine.services import config_generation_current
@@ -23,59 +26,146 @@ from dnsengine.services import config_generation_current
 logger = logging.getLogger(__name__)
 
 
-def snapshot_load(generation: int = 0) -> Snapshot:
-    lists = []
-    for blocklist in Blocklist.objects.filter(enabled=True).order_by("name"):
-        domains = BlockedDomain.objects.filter(blocklist=blocklist).values_list("domain", flat=True)
-        lists.append((blocklist.name, domains.iterator(chunk_size=20000)))
+# Rows per fetchmany() while streaming a list's names out of the database.
+_FETCH_ROWS = 20000
+
+
+def _list_domains(blocklist_id: int) -> Iterator[str]:
+    """Stream one list's names with a plain cursor.
+
+    A million rows through values_list().iterator() cost seconds of ORM
+    machinery per reload; the matcher only needs the strings, once.
+    """
+    quote = connection.ops.quote_name
+    meta = BlockedDomain._meta
+    sql = (
+        f"SELECT {quote(meta.get_field('domain').column)} FROM {quote(meta.db_table)} "
+        f"WHERE {quote(meta.get_field('blocklist').column)} = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [blocklist_id])
+        while rows := cursor.fetchmany(_FETCH_ROWS):
+            for (domain,) in rows:
+                yield domain
+
+
+def snapshot_load(generation: int = 0, paused_until: float = 0.0) -> Snapshot:
+    """Build what the engine serves from: the enabled lists, rules, allowlist and local records.
+
+    `paused_until` is copied into the snapshot as is: the watcher converts the
+    pause's end to the resolver's clock.
+    """
+    lists = [
+        (name, _list_domains(pk))
+        for pk, name in Blocklist.objects.filter(enabled=True).order_by("name").values_list("pk", "name")
+    ]
     matcher = Matcher.build(
         lists=lists,
         rules=BlockRule.objects.filter(enabled=True).values_list("kind", "pattern"),
         allowed=AllowedDomain.objects.filter(enabled=True).values_list("domain", "include_subdomains"),
     )
     local = LocalRecords.build(LocalRecord.objects.filter(enabled=True).values_list("name", "type", "value", "ttl"))
-    return Snapshot(matcher=matcher, local=local, generation=generation)
+    return Snapshot(matcher=matcher, local=local, generation=generation, paused_until=paused_until)
 
 
 class ConfigWatcher:
-    def __init__(self, resolver: Resolver, interval: float, on_reload: Callable[[Snapshot], None] | None = None):
+    """Keeps the resolver's snapshot in step with the database.
+
+    Two things are followed: the config generation (a change rebuilds the
+    whole snapshot) and the blocking pause (a change only swaps in a copy of
+    the snapshot with the new end, without rebuilding the matcher). Either
+    way the resolver drops its cached replies: blocked answers must not be
+    served during a pause, nor answers fetched during it once it is over.
+    """
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        interval: float,
+        on_reload: Callable[[Snapshot], None] | None = None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ):
         self.resolver = resolver
         self.interval = interval
         self.on_reload = on_reload
+        self.wall_clock = wall_clock
         self.generation: int | None = None
         self.reloads = 0
+        # The pause's end as the database has it (Unix time, math.inf, 0.0): what was last applied.
+        self.paused_until = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="config-watcher", daemon=True)
 
     def load_now(self) -> bool:
-        """Reload if the generation moved (or nothing was loaded yet); True if it reloaded."""
+        """Reload if the generation moved (or nothing was loaded yet), apply a pause that began or ended.
+
+        True if the resolver got a new snapshot.
+        """
+        changed = False
         try:
+            changed = self._end_expired_pause()
             close_old_connections()
             generation = config_generation_current()
-            if generation == self.generation:
-                return False
-            started = time.monotonic()
-            snapshot = snapshot_load(generation)
-            self.resolver.apply_snapshot(snapshot)
-            self.generation = generation
-            self.reloads += 1
-            logger.info(
-                "configuration generation %s loaded in %.2fs: %d blocked names, %d rules, %d local names",
-                generation,
-                time.monotonic() - started,
-                snapshot.matcher.size,
-                len(snapshot.matcher.rules),
-                len(snapshot.local.records),
-            )
-            if self.on_reload is not None:
-                self.on_reload(snapshot)
-            return True
+            paused_until = blocking_paused_until(self.wall_clock())
+            if generation != self.generation:
+                self._reload(generation, paused_until)
+                return True
+            if paused_until != self.paused_until:
+                self._apply_pause(paused_until)
+                return True
+            return changed
         except Exception:
             # The database may be restarting: keep serving the old snapshot, try again.
             logger.exception("reloading the configuration failed; still serving the previous one")
-            return False
+            return changed
         finally:
             close_old_connections()
+
+    def _reload(self, generation: int, paused_until: float) -> None:
+        started = time.monotonic()
+        snapshot = snapshot_load(generation, self._resolver_time(paused_until))
+        self.resolver.apply_snapshot(snapshot)
+        self.generation = generation
+        self.paused_until = paused_until
+        self.reloads += 1
+        logger.info(
+            "configuration generation %s loaded in %.2fs: %d blocked names, %d rules, %d local names",
+            generation,
+            time.monotonic() - started,
+            snapshot.matcher.size,
+            len(snapshot.matcher.rules),
+            len(snapshot.local.records),
+        )
+        if self.on_reload is not None:
+            self.on_reload(snapshot)
+
+    def _apply_pause(self, paused_until: float) -> None:
+        snapshot = dataclasses.replace(self.resolver.snapshot, paused_until=self._resolver_time(paused_until))
+        self.resolver.apply_snapshot(snapshot)
+        self.paused_until = paused_until
+        if snapshot.paused_until:
+            left = snapshot.paused_until - self.resolver.clock()
+            logger.info("blocking paused %s", "until resumed" if left == math.inf else f"for {left:.0f} s")
+        else:
+            logger.info("blocking on again")
+        if self.on_reload is not None:
+            self.on_reload(snapshot)
+
+    def _end_expired_pause(self) -> bool:
+        """Drop what was cached during a pause that just ran out; needs no database."""
+        until = self.resolver.snapshot.paused_until
+        if until and until <= self.resolver.clock():
+            self._apply_pause(0.0)
+            return True
+        return False
+
+    def _resolver_time(self, paused_until: float) -> float:
+        """The pause's end (Unix time) on the resolver's clock, which need not be the wall clock."""
+        if paused_until in (0.0, math.inf):
+            return paused_until
+        left = paused_until - self.wall_clock()
+        return self.resolver.clock() + left if left > 0 else 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -85,6 +175,12 @@ class ConfigWatcher:
         if self._thread.is_alive():
             self._thread.join(timeout=30)
 
+    def _next_wait(self) -> float:
+        # Wake when a pause ends, not up to `interval` later: the replies cached
+        # during it are to go at once.
+        left = self.resolver.snapshot.paused_until - self.resolver.clock()
+        return min(self.interval, left + 0.005) if left > 0 else self.interval
+
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self._next_wait()):
             self.load_now()

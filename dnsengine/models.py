@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
 from django.utils import timezone
 
@@ -45,6 +46,18 @@ class Blocklist(models.Model):
     domain_count = models.PositiveIntegerField(default=0)
     last_loaded = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # A subscription: `manage.py updateblocklists` and the engine's updater fetch it.
+    url = models.URLField(
+        max_length=1000,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
+        help_text="http(s) address to download the list from; empty for a list loaded by hand",
+    )
+    # What the server said about the contents we hold, for conditional requests.
+    etag = models.CharField(max_length=500, blank=True)
+    last_modified = models.CharField(max_length=100, blank=True)
+    last_checked = models.DateTimeField(null=True, blank=True, help_text="last download attempt, successful or not")
+    next_update = models.DateTimeField(null=True, blank=True, help_text="when the updater fetches it next; empty: soon")
 
     class Meta:
         ordering = ["name"]
@@ -158,6 +171,24 @@ class LocalRecord(models.Model):
             if target == name:
                 raise ValidationError({"value": "a CNAME cannot point at itself"})
             self.value = target
+
+
+class BlockingPause(models.Model):
+    """One row (pk=1): blocking is off for everyone while it is active and not past `until`.
+
+    Not part of the config generation: pausing must not make the engines rebuild
+    a million-name matcher, so they poll this row on its own (loader.ConfigWatcher).
+    """
+
+    active = models.BooleanField(default=False)
+    until = models.DateTimeField(null=True, blank=True, help_text="empty while active: until someone resumes")
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.CharField(max_length=150, blank=True)
+
+    def __str__(self) -> str:
+        if not self.active:
+            return "blocking on"
+        return f"blocking paused until {self.until:%Y-%m-%d %H:%M:%S}" if self.until else "blocking paused"
 
 
 class EngineStatus(models.Model):

@@ -84,6 +84,8 @@ class Snapshot:
     matcher: Matcher = field(default_factory=Matcher)
     local: LocalRecords = field(default_factory=LocalRecords)
     generation: int = 0
+    # Blocking is paused until this time of the resolver's clock (math.inf: until resumed; 0: not paused).
+    paused_until: float = 0.0
 
 
 @dataclass(slots=True)
@@ -201,13 +203,18 @@ class Resolver:
             self._forward(ex, name, STATUS_FORWARDED, "")
             return
         decision = snapshot.matcher.match(name)
+        paused_rule = ""
         if decision is not None and decision.action == "block":
-            entry = self._cache_built(query, self._blocked_reply(name, query.qtype), now, self.block_ttl, name,
-                                      STATUS_BLOCKED, decision.rule)  # fmt: skip
-            ex.send(entry.render(query, now, ex.limit))
-            self._log(ex, name, entry.rcode, STATUS_BLOCKED, decision.rule)
-            return
-        rule = decision.rule if decision is not None else ""
+            if now >= snapshot.paused_until:
+                entry = self._cache_built(query, self._blocked_reply(name, query.qtype), now, self.block_ttl, name,
+                                          STATUS_BLOCKED, decision.rule)  # fmt: skip
+                ex.send(entry.render(query, now, ex.limit))
+                self._log(ex, name, entry.rcode, STATUS_BLOCKED, decision.rule)
+                return
+            # Blocking is paused: carry on as if nothing listed the name; the log says what would have.
+            paused_rule = f"paused:{decision.rule}"
+            decision = None
+        rule = decision.rule if decision is not None else paused_rule
         if name in snapshot.local.records:
             self._answer_local(ex, name, snapshot.local, now)
             return
