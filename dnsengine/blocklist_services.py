@@ -1,19 +1,29 @@
-"""Writes for blocklists: load a parsed list into the database, record a failed load.
+"""Writes for blocklists: load a parsed list into the database, record a failed load,
+refresh subscriptions from their URL.
 
-Shared by `manage.py importblocklist` and, later, a web upload.
+Shared by `manage.py importblocklist`, the web upload, `manage.py updateblocklists`
+and the engine's scheduled updater (dnsengine.updater).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import random
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from dnsengine.blocklist import BlocklistError, ParseResult, describe_skipped
+from dnsengine.blocklist import BlocklistError, ParseResult, describe_skipped, iter_binary_lines, parse_blocklist
+from dnsengine.fetch import Progress, fetch_blocklist
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist
 from dnsengine.services import config_generation_bump
 
@@ -65,9 +75,10 @@ def blocklist_import(
 
     One transaction: engines see the old list or the new one, never a mix. Only
     the difference is written, so refreshing a mostly unchanged list keeps the
-    write lock (on SQLite: the whole database) short. `enabled=None` keeps the
-    current setting (True for a new list). Adblock @@ exceptions become
-    AllowedDomain rows unless one already exists for that name.
+    write lock (on SQLite: the whole database) short, and the engines are told
+    to reload only when something changed. `enabled=None` keeps the current
+    setting (True for a new list). Adblock @@ exceptions become AllowedDomain
+    rows unless one already exists for that name.
 
     Raises BlocklistError, touching nothing, when `result` holds no domain: an
     empty download must never replace a good list.
@@ -112,8 +123,10 @@ def blocklist_import(
             fields["enabled"] = enabled
         # update(), not save(): one explicit bump below instead of one per signal.
         Blocklist.objects.filter(pk=blocklist.pk).update(**fields)
-        # Raw inserts and deletes fire no signals, so the engines learn of it here.
-        config_generation_bump()
+        # Raw inserts and deletes fire no signals, so the engines learn of it here;
+        # a daily refresh that changed nothing must not make them rebuild a million names.
+        if created or added or removed or allowed_added or (enabled is not None and enabled != blocklist.enabled):
+            config_generation_bump()
     summary = ImportSummary(
         name=name,
         created=created,
@@ -207,3 +220,190 @@ def _allow_exceptions(domains: list[str], list_name: str) -> int:
         ignore_conflicts=True,
     )
     return len(missing)
+
+
+# --- Subscriptions: refreshing lists from their URL ----------------------------------
+
+# The list shipped in the package (dnsengine/data/), loaded by migration 0003 so a
+# fresh install blocks before it has downloaded anything. Refreshed from the file
+# when a new release changes it.
+BUNDLED_SOURCE = "bundled:bundled-blocklist.txt"
+BUNDLED_PATH = Path(__file__).resolve().parent / "data" / "bundled-blocklist.txt"
+
+# After a failed download, try again this soon (never later than the usual interval):
+# the first fetch of a fresh install often fails only because the network was not up yet.
+RETRY_AFTER = timedelta(hours=1)
+# Next updates are spread by up to this share of the interval either way, so lists (and
+# installs) do not all hit their servers at the same minute every day.
+JITTER = 0.05
+# How long an engine may take over a due list before another may try it.
+CLAIM_FOR = timedelta(hours=1)
+
+UPDATED, UNCHANGED, FAILED, SKIPPED = "updated", "unchanged", "failed", "skipped"
+
+
+@dataclass(slots=True)
+class UpdateOutcome:
+    name: str
+    status: str  # UPDATED | UNCHANGED | FAILED | SKIPPED
+    entries: int  # domains the list holds now (the old count after a failure)
+    detail: str = ""  # why it failed, was skipped or is unchanged
+    summary: ImportSummary | None = None
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        """One line for a person: entries, added, removed, skipped lines, time."""
+        took = f"{self.seconds:.1f} s"
+        if self.status == UPDATED and self.summary is not None:
+            s = self.summary
+            skipped = sum(s.skipped.values())
+            text = f"{self.name}: updated, {s.domains:,} entries (+{s.added:,} / -{s.removed:,}), {skipped:,} skipped"
+            if skipped:
+                text += f" ({describe_skipped(s.skipped)})"
+            return f"{text}, {took}"
+        if self.status == UNCHANGED:
+            return f"{self.name}: unchanged ({self.detail}), {self.entries:,} entries, {took}"
+        if self.status == FAILED:
+            return f"{self.name}: FAILED, keeps its {self.entries:,} entries: {self.detail} ({took})"
+        return f"{self.name}: skipped, {self.detail}"
+
+
+def blocklist_next_update(now: datetime, *, failed: bool = False) -> datetime | None:
+    """When a list checked at `now` is due again; None when the engine does not schedule updates."""
+    hours = settings.GLORYHOLE_BLOCKLIST_UPDATE_HOURS
+    if not hours:
+        return None
+    interval = timedelta(hours=hours)
+    if failed:
+        interval = min(interval, RETRY_AFTER)
+    return now + interval * random.uniform(1 - JITTER, 1 + JITTER)
+
+
+def blocklist_is_updatable(blocklist: Blocklist) -> bool:
+    return bool(blocklist.url) or blocklist.source == BUNDLED_SOURCE
+
+
+def blocklist_update(
+    blocklist: Blocklist, *, force: bool = False, on_progress: Progress | None = None
+) -> UpdateOutcome:
+    """Refresh one list from its URL (or the bundled file); never raises for a bad download.
+
+    A conditional request first (unless `force`): a 304 costs one round trip and
+    no write. Any failure (network, HTTP, size, HTML, nothing usable in it) keeps
+    the list as it is and stores the reason in last_error, for the web page.
+    """
+    started = time.monotonic()
+    now = timezone.now()
+    name = blocklist.name
+    if not blocklist_is_updatable(blocklist):
+        return UpdateOutcome(name, SKIPPED, blocklist.domain_count, "no URL to update from")
+    try:
+        with tempfile.TemporaryFile(prefix="gloryhole-list-") as body:
+            if blocklist.url:
+                fetched = fetch_blocklist(
+                    blocklist.url,
+                    body,
+                    # Validators only for contents we hold: a 304 for an empty list would keep it empty.
+                    etag="" if force or not blocklist.domain_count else blocklist.etag,
+                    last_modified="" if force or not blocklist.domain_count else blocklist.last_modified,
+                    max_bytes=settings.GLORYHOLE_BLOCKLIST_MAX_BYTES,
+                    timeout=settings.GLORYHOLE_BLOCKLIST_FETCH_TIMEOUT,
+                    max_seconds=settings.GLORYHOLE_BLOCKLIST_FETCH_MAX_SECONDS,
+                    max_redirects=settings.GLORYHOLE_BLOCKLIST_MAX_REDIRECTS,
+                    on_progress=on_progress,
+                )
+                source, etag, last_modified = fetched.url, fetched.etag, fetched.last_modified
+                unchanged = "HTTP 304 not modified" if fetched.not_modified else ""
+            else:
+                etag = _copy_bundled(body)
+                source, last_modified = BUNDLED_SOURCE, ""
+                unchanged = "same file" if etag == blocklist.etag and blocklist.domain_count and not force else ""
+            if unchanged:
+                _record_check(blocklist, now, failed=False)
+                return UpdateOutcome(
+                    name, UNCHANGED, blocklist.domain_count, unchanged, None, time.monotonic() - started
+                )
+            body.seek(0)
+            # The Adblock parser also reads hosts and plain lines; any other list is
+            # re-detected each time, since publishers do change formats.
+            fmt = "adblock" if blocklist.format == Blocklist.Format.ADBLOCK else "auto"
+            result = parse_blocklist(iter_binary_lines(body), fmt)
+        summary = blocklist_import(name, result, source=source)
+    except BlocklistError as exc:
+        # FetchError included: the message is already written for a person.
+        blocklist_record_error(name, str(exc))
+        _record_check(blocklist, now, failed=True)
+        return UpdateOutcome(name, FAILED, blocklist.domain_count, str(exc), None, time.monotonic() - started)
+    Blocklist.objects.filter(pk=blocklist.pk).update(
+        etag=etag[:500],
+        last_modified=last_modified[:100],
+        last_checked=now,
+        next_update=blocklist_next_update(now),
+    )
+    return UpdateOutcome(name, UPDATED, summary.domains, "", summary, time.monotonic() - started)
+
+
+def blocklists_update(
+    names: list[str] | None = None,
+    *,
+    force: bool = False,
+    due_only: bool = False,
+    progress_for: Callable[[Blocklist], Progress | None] | None = None,
+    on_outcome: Callable[[UpdateOutcome], None] | None = None,
+) -> list[UpdateOutcome]:
+    """Refresh several lists, one after the other; a failing one does not stop the rest.
+
+    names: those lists (enabled or not); None: every enabled list that has a URL
+    (or is the bundled one). due_only: only those whose next_update has come,
+    each claimed first so two engines on one database do not both fetch it.
+    on_outcome is called after each list (unknown names come only in the result).
+    """
+    if names:
+        found = {b.name: b for b in Blocklist.objects.filter(name__in=names)}
+        outcomes = [UpdateOutcome(n, SKIPPED, 0, "no such list") for n in names if n not in found]
+        lists = [found[n] for n in dict.fromkeys(names) if n in found]
+    else:
+        outcomes = []
+        lists = [b for b in Blocklist.objects.filter(enabled=True).order_by("name") if blocklist_is_updatable(b)]
+    for blocklist in lists:
+        if due_only and not _claim(blocklist):
+            continue
+        progress = progress_for(blocklist) if progress_for is not None else None
+        outcome = blocklist_update(blocklist, force=force, on_progress=progress)
+        logger.log(logging.WARNING if outcome.status == FAILED else logging.INFO, "%s", outcome.describe())
+        outcomes.append(outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)
+    return outcomes
+
+
+def _claim(blocklist: Blocklist) -> bool:
+    """Take a due list for this process: True if it is due and nobody took it first."""
+    now = timezone.now()
+    if blocklist.next_update is not None and blocklist.next_update > now:
+        return False
+    claimed = Blocklist.objects.filter(pk=blocklist.pk, next_update=blocklist.next_update).update(
+        next_update=now + CLAIM_FOR
+    )
+    # Nothing got updated: another engine got there first.
+    return bool(claimed)
+
+
+def _record_check(blocklist: Blocklist, now: datetime, *, failed: bool) -> None:
+    fields = {"last_checked": now, "next_update": blocklist_next_update(now, failed=failed)}
+    if not failed:
+        fields["last_error"] = ""
+    Blocklist.objects.filter(pk=blocklist.pk).update(**fields)
+
+
+def _copy_bundled(dest) -> str:
+    """Copy the bundled list into `dest`; its "sha256:..." stands in for an ETag."""
+    digest = hashlib.sha256()
+    try:
+        with open(BUNDLED_PATH, "rb") as fp:
+            while chunk := fp.read(1 << 16):
+                digest.update(chunk)
+                dest.write(chunk)
+    except OSError as exc:
+        raise BlocklistError(f"cannot read the bundled list {BUNDLED_PATH}: {exc.strerror or exc}") from exc
+    return f"sha256:{digest.hexdigest()}"

@@ -180,3 +180,16 @@ GLORYHOLE_QUERY_LOG_PURGE_INTERVAL = env_float("GLORYHOLE_QUERY_LOG_PURGE_INTERV
 GLORYHOLE_HEARTBEAT_INTERVAL = env_float("GLORYHOLE_HEARTBEAT_INTERVAL", 2.0, minimum=0.1, maximum=3600)
 # The engine's /metrics listens here on GLORYHOLE_METRICS_PORT (0 disables it).
 GLORYHOLE_METRICS_HOST = env_str("GLORYHOLE_METRICS_HOST", "127.0.0.1")
+
+# --- Blocklists (added) -------------------------------------------------------------
+# The engine refreshes URL subscriptions this often (with a few % of jitter); 0 leaves it
+# to `manage.py updateblocklists` from cron or a systemd timer.
+GLORYHOLE_BLOCKLIST_UPDATE_HOURS = env_float("GLORYHOLE_BLOCKLIST_UPDATE_HOURS", 24.0, minimum=0, maximum=24 * 30)
+# A download is refused past this many bytes (after gzip decompression) and stopped after
+# FETCH_MAX_SECONDS in all; FETCH_TIMEOUT bounds each connect and read.
+GLORYHOLE_BLOCKLIST_MAX_BYTES = env_int("GLORYHOLE_BLOCKLIST_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
+GLORYHOLE_BLOCKLIST_FETCH_TIMEOUT = env_float("GLORYHOLE_BLOCKLIST_FETCH_TIMEOUT", 30.0, minimum=0.1, maximum=600)
+GLORYHOLE_BLOCKLIST_FETCH_MAX_SECONDS = env_float(
+    "GLORYHOLE_BLOCKLIST_FETCH_MAX_SECONDS", 600.0, minimum=1, maximum=24 * 3600
+)
+GLORYHOLE_BLOCKLIST_MAX_REDIRECTS = env_int("GLORYHOLE_BLOCKLIST_MAX_REDIRECTS", 5, minimum=0, maximum=30)
