@@ -1,9 +1,11 @@
-"""The engine assembled: listeners, resolver, cache, forwarder, config watcher."""
+"""The engine assembled: listeners, resolver, cache, forwarder, config watcher, blocklist updater."""
 
 from __future__ import annotations
 
 import logging
 import threading
+
+from django.conf import settings
 
 from dnsengine.cache import ReplyCache, TtlPolicy
 from dnsengine.config import EngineConfig
@@ -11,13 +13,20 @@ from dnsengine.loader import ConfigWatcher
 from dnsengine.resolver import QueryLogSink, Resolver
 from dnsengine.server import DNSServer
 from dnsengine.stats import EngineStats
+from dnsengine.updater import BlocklistUpdater
 from dnsengine.upstream import UpstreamForwarder
 
 logger = logging.getLogger(__name__)
 
 
 class Engine:
-    def __init__(self, config: EngineConfig, query_logger: QueryLogSink | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        query_logger: QueryLogSink | None = None,
+        *,
+        blocklist_updater: BlocklistUpdater | None = None,
+    ) -> None:
         self.config = config
         self.stats = EngineStats()
         self.cache = ReplyCache(config.cache_size)
@@ -40,6 +49,10 @@ class Engine:
             tcp_idle_timeout=config.tcp_idle_timeout,
         )
         self.watcher = ConfigWatcher(self.resolver, config.reload_interval)
+        # Scheduled list updates, unless GLORYHOLE_BLOCKLIST_UPDATE_HOURS=0 leaves them to cron.
+        if blocklist_updater is None and settings.GLORYHOLE_BLOCKLIST_UPDATE_HOURS > 0:
+            blocklist_updater = BlocklistUpdater()
+        self.updater = blocklist_updater
 
     @property
     def port(self) -> int:
@@ -52,10 +65,23 @@ class Engine:
         self.forwarder.start()
         self.server.start()
         self.watcher.start()
+        if self.updater is not None:
+            self.updater.start()
 
     def stop(self) -> None:
-        """Stop answering; the query logger is the caller's to close afterwards."""
-        self.server.stop()
+        """Stop answering; the query logger is the caller's to close afterwards.
+
+        Reading stops first; queries already waiting on an upstream still get their
+        reply (bounded by the failover time) before the sockets close, so a clean
+        stop does not leave clients without an answer that the log says was sent.
+        """
+        self.server.stop_receiving()
+        drain = min(10.0, self.config.upstream_timeout * len(self.config.upstreams) + 0.5)
+        if not self.forwarder.drain(drain):
+            logger.warning("stopping with %d queries still waiting on upstreams", self.forwarder.inflight)
+        self.server.close()
+        if self.updater is not None:
+            self.updater.stop()
         self.watcher.stop()
         self.forwarder.stop()
 
