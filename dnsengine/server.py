@@ -351,20 +351,28 @@ class DNSServer:
             except Exception:
                 logger.exception("error handling a UDP query from %s", addr[0])
 
-    def stop(self) -> None:
-        """Stop accepting queries; returns when the listener threads have ended."""
+    def stop_receiving(self) -> None:
+        """Stop reading queries; UDP replies can still be sent until close()."""
         self._stop.set()
         if self.udp_sock is not None:
             try:
-                # Wakes threads blocked in recvfrom (Linux returns at once).
-                self.udp_sock.shutdown(socket.SHUT_RDWR)
+                # Wakes threads blocked in recvfrom. Linux does that even though it
+                # answers ENOTCONN for an unconnected UDP socket, and sending still works.
+                self.udp_sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass
         if self.tcp is not None:
             self.tcp.stop()
         for thread in self._threads:
             thread.join(timeout=5)
+
+    def close(self) -> None:
         if self.udp_sock is not None:
             self.udp_sock.close()
         if self.tcp is not None:
             self.tcp.sock.close()
+
+    def stop(self) -> None:
+        """Stop accepting queries and close the sockets."""
+        self.stop_receiving()
+        self.close()

@@ -132,6 +132,15 @@ class UpstreamForwarder:
     def inflight(self) -> int:
         return len(self._pending)
 
+    def drain(self, timeout: float) -> bool:
+        """Wait until no query is pending upstream (or `timeout`); True when drained."""
+        deadline = time.monotonic() + timeout
+        while self._pending or self._tcp_queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     # -- sending ----------------------------------------------------------------------
 
     def forward(self, qname_wire: bytes, qtype: int, qclass: int, do: bool, callback: ReplyCallback) -> bool:
@@ -333,14 +342,17 @@ class UpstreamForwarder:
     def _tcp_loop(self) -> None:
         while True:
             pending = self._tcp_queue.get()
-            if pending is None or self._stop.is_set():
-                return
             try:
-                reply, label = self._tcp_query(pending)
-            except Exception:
-                logger.exception("TCP retry failed unexpectedly")
-                reply, label = None, ""
-            self._safe_callback(pending.callback, reply, label)
+                if pending is None or self._stop.is_set():
+                    return
+                try:
+                    reply, label = self._tcp_query(pending)
+                except Exception:
+                    logger.exception("TCP retry failed unexpectedly")
+                    reply, label = None, ""
+                self._safe_callback(pending.callback, reply, label)
+            finally:
+                self._tcp_queue.task_done()
 
     def _tcp_query(self, pending: _Pending) -> tuple[bytes | None, str]:
         """Ask over TCP, the truncating upstream first, then the others."""

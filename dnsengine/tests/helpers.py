@@ -1,7 +1,16 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
 import dns.message
 import dns.rcode
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def answers(reply: dns.message.Message) -> list[str]:
@@ -11,3 +20,48 @@ def answers(reply: dns.message.Message) -> list[str]:
 
 def rcode(reply: dns.message.Message) -> str:
     return dns.rcode.to_text(reply.rcode())
+
+
+def test_database_url() -> str:
+    """DATABASE_URL of the database this test runs on, for a subprocess that must share it."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    user = quote(db["USER"] or "", safe="")
+    if db["PASSWORD"]:
+        user += ":" + quote(db["PASSWORD"], safe="")
+    host = db["HOST"] or "localhost"
+    port = f":{db['PORT']}" if db["PORT"] else ""
+    return f"postgres://{user}{'@' if user else ''}{host}{port}/{quote(db['NAME'], safe='')}"
+
+
+def rundns_env(upstream_address: str, **extra: str) -> dict[str, str]:
+    """The environment for a rundns subprocess on the test database, forwarding to a fake upstream."""
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=test_database_url(),
+        GLORYHOLE_UPSTREAMS=upstream_address,
+        GLORYHOLE_METRICS_PORT="0",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def start_rundns(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    """Start `manage.py rundns` on a free loopback port; returns the process and the port."""
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "rundns", "--host", "127.0.0.1", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "listening on" in line:
+            return proc, int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+    proc.wait(timeout=10)
+    raise AssertionError(f"rundns exited with {proc.returncode} before listening:\n{''.join(seen)}")

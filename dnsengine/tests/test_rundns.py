@@ -2,50 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from conftest import Client
-from dnsengine.tests.helpers import answers
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def rundns_env(upstream_address: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}",
-        GLORYHOLE_UPSTREAMS=upstream_address,
-        GLORYHOLE_METRICS_PORT="0",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(extra)
-    return env
-
-
-def start_rundns(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "rundns", "--host", "127.0.0.1", "--port", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if "listening on" in line:
-            port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
-            return proc, port
-    proc.wait(timeout=10)
-    raise AssertionError(f"rundns exited with {proc.returncode} before listening:\n{''.join(seen)}")
+from dnsengine.tests.helpers import ROOT, answers, rundns_env, start_rundns
 
 
 @pytest.mark.django_db(transaction=True)

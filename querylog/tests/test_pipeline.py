@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import selectors
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import dns.message
 import pytest
-from django.db import connection
 
 from conftest import Client
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, LocalRecord
 from dnsengine.services import config_generation_bump
+from dnsengine.tests.helpers import rundns_env, start_rundns
 from querylog.logger import QueryLogger
 from querylog.models import QueryLog
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def blast(port: int, names: list[str], window: int = 100, timeout: float = 10.0) -> int:
@@ -121,36 +115,12 @@ def test_the_thread_count_stays_fixed_under_load_with_logging(logged_engine):
 # --- rundns as a user runs it ----------------------------------------------------------
 
 
-def _rundns(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "rundns", "--host", "127.0.0.1", "--port", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if "listening on" in line:
-            return proc, int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
-    proc.wait(timeout=10)
-    raise AssertionError("rundns did not start:\n" + "".join(seen))
-
-
-def _env(upstream, tmp_path, **extra) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}",
-        GLORYHOLE_UPSTREAMS=upstream.address,
-        GLORYHOLE_METRICS_PORT="0",
+def _env(upstream, tmp_path) -> dict[str, str]:
+    return rundns_env(
+        upstream.address,
         GLORYHOLE_ENV_FILE=str(tmp_path / "gloryhole.env"),
         GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL="0.05",
-        PYTHONUNBUFFERED="1",
     )
-    env.update(extra)
-    return env
 
 
 def _load_in_background(port: int, stop: threading.Event, counts: list[int]) -> threading.Thread:
@@ -167,7 +137,7 @@ def _load_in_background(port: int, stop: threading.Event, counts: list[int]) -> 
 
 @pytest.mark.django_db(transaction=True)
 def test_sigterm_under_load_leaves_one_row_per_answered_query(upstream, tmp_path):
-    proc, port = _rundns(_env(upstream, tmp_path))
+    proc, port = start_rundns(_env(upstream, tmp_path))
     stop, counts = threading.Event(), []
     loader = _load_in_background(port, stop, counts)
     time.sleep(1.5)
@@ -186,7 +156,7 @@ def test_sigterm_under_load_leaves_one_row_per_answered_query(upstream, tmp_path
 def test_sighup_switches_mode_and_workers_without_losing_an_entry(upstream, tmp_path):
     env_file = tmp_path / "gloryhole.env"
     env_file.write_text("GLORYHOLE_QUERY_LOG_WORKERS=1\n")
-    proc, port = _rundns(_env(upstream, tmp_path))
+    proc, port = start_rundns(_env(upstream, tmp_path))
     try:
         first = blast(port, [f"a{i}.example.com" for i in range(1000)])
         env_file.write_text("GLORYHOLE_QUERY_LOG_WORKERS=2\nGLORYHOLE_QUERY_LOG_BUFFER=20000\n")
