@@ -17,6 +17,18 @@ from devtools.fake_upstream import FakeUpstream
 # resolvers, so replace it before settings are read.
 os.environ["GLORYHOLE_UPSTREAMS"] = "127.0.0.1:9"
 os.environ.setdefault("GLORYHOLE_METRICS_PORT", "0")
+# Nor a real blocklist server: rundns subprocesses inherit this environment.
+os.environ["GLORYHOLE_BLOCKLIST_UPDATE_HOURS"] = "0"
+
+
+@pytest.fixture(autouse=True)
+def no_scheduled_blocklist_updates(settings):
+    """Engines started in-process never schedule downloads of the default subscription.
+
+    Settings were read before this file was imported, so the environment line above
+    only reaches subprocesses; tests of the updater build one explicitly.
+    """
+    settings.GLORYHOLE_BLOCKLIST_UPDATE_HOURS = 0
 
 
 @pytest.fixture

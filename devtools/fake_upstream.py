@@ -38,13 +38,22 @@ class FakeUpstream:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, behaviour: Behaviour | None = None) -> None:
         self.behaviour = behaviour or Behaviour()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.udp = socket.socket(family, socket.SOCK_DGRAM)
-        self.udp.bind((host, port))
-        self.port = self.udp.getsockname()[1]
         self.host = host
-        self.tcp = socket.socket(family, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind((host, self.port))
+        # With port 0 the kernel picks a free UDP port whose TCP twin may be taken: retry.
+        for attempt in range(20):
+            self.udp = socket.socket(family, socket.SOCK_DGRAM)
+            self.tcp = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                self.udp.bind((host, port))
+                self.port = self.udp.getsockname()[1]
+                self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                self.tcp.bind((host, self.port))
+                break
+            except OSError:
+                self.udp.close()
+                self.tcp.close()
+                if port or attempt == 19:
+                    raise
         self.tcp.listen(64)
         self.received = 0
         self.received_tcp = 0
@@ -102,7 +111,9 @@ class FakeUpstream:
             reply.header.rcode = 2
         elif b.mode == "nxdomain" or qname.startswith("nx."):
             reply.header.rcode = 3
-            reply.add_auth(RR(request.q.qname, QTYPE.SOA, rdata=SOA("ns.test.", "h.test.", (1, 60, 60, 60, 30)), ttl=60))
+            reply.add_auth(
+                RR(request.q.qname, QTYPE.SOA, rdata=SOA("ns.test.", "h.test.", (1, 60, 60, 60, 30)), ttl=60)
+            )
         elif request.q.qtype == QTYPE.A:
             reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(b.names.get(qname, b.address)), ttl=b.ttl))
         elif request.q.qtype == QTYPE.AAAA:
@@ -111,7 +122,9 @@ class FakeUpstream:
             for i in range(b.big_txt):
                 reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(f"{i:03d}" + "x" * 197), ttl=b.ttl))
         else:
-            reply.add_auth(RR(request.q.qname, QTYPE.SOA, rdata=SOA("ns.test.", "h.test.", (1, 60, 60, 60, 30)), ttl=60))
+            reply.add_auth(
+                RR(request.q.qname, QTYPE.SOA, rdata=SOA("ns.test.", "h.test.", (1, 60, 60, 60, 30)), ttl=60)
+            )
         if b.mode == "wrongid":
             reply.header.id = (request.header.id + 1) & 0xFFFF
         if b.mode == "wrongname":
