@@ -11,7 +11,7 @@ import re
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import islice
 
 from xxhash import xxh3_64_intdigest
 
@@ -87,36 +87,38 @@ class _DomainTable:
     @classmethod
     def build(cls, lists: Iterable[Iterable[str]]) -> _DomainTable:
         """Index the names of each list in turn; a name listed again keeps its first list."""
-        keys = array("Q")  # 10 bytes a name while gathering, so the table is sized once
-        owners = array("I")
+        keys = array("Q")  # 8 bytes a name while gathering, so the table is sized once
+        ends: list[int] = []  # where each list's keys end in `keys`
         single_labels = False
         hash64 = xxh3_64_intdigest
         append = keys.append
-        list_count = 0
-        for index, domains in enumerate(lists):
-            list_count += 1
+        for domains in lists:
             for domain in domains:
                 raw = domain.encode("utf-8", "surrogatepass")
                 append(hash64(raw) or 1)
                 if b"." not in raw:
                     single_labels = True
-            owners.extend(repeat(index, len(keys) - len(owners)))
-        table = cls(len(keys), list_count)
+            ends.append(len(keys))
+        table = cls(len(keys), len(ends))
         table.single_labels = single_labels
-        slots, table_lists, mask = table.keys, table.lists, table.mask
+        slots, owners, mask = table.keys, table.lists, table.mask
         size = 0
-        for key, owner in zip(keys, owners, strict=True):
-            i = key & mask
-            while True:
-                present = slots[i]
-                if not present:
-                    slots[i] = key
-                    table_lists[i] = owner
-                    size += 1
-                    break
-                if present == key:
-                    break  # listed before: the earlier list keeps the attribution
-                i = (i + 1) & mask
+        pending = iter(keys)
+        start = 0
+        for owner, end in enumerate(ends):
+            for key in islice(pending, end - start):
+                i = key & mask
+                while True:
+                    present = slots[i]
+                    if not present:
+                        slots[i] = key
+                        owners[i] = owner
+                        size += 1
+                        break
+                    if present == key:
+                        break  # listed before: the earlier list keeps the attribution
+                    i = (i + 1) & mask
+            start = end
         table.size = size
         return table
 
