@@ -79,3 +79,11 @@ loadtest: venv
 	$(PY) -m devtools.loadtest \
 		--duration $(if $(filter file,$(origin DURATION)),$(LOADTEST_DURATION),$(DURATION)) \
 		--variants $(LOADTEST_VARIANTS) $(LOADTEST_ARGS)
+
+# Blocklist matcher designs on 1,000,000 generated names: build time, RSS, lookups/s for
+# hits, subdomain hits and misses, then the engine's full reload from SQLite. Not a test;
+# docs/blocklists.md has the figures. BENCH_BLOCKLIST_ARGS="--domains 200000 --no-reload" for a quick run.
+BENCH_BLOCKLIST_ARGS ?=
+.PHONY: bench-blocklist
+bench-blocklist: dev-venv
+	$(PY) -m devtools.bench_blocklist $(BENCH_BLOCKLIST_ARGS)
