@@ -308,12 +308,6 @@ def test_a_running_engine_stops_blocking_during_a_short_pause_and_resumes_by_its
 
 
 @pytest.fixture
-def web():
-    """A browser (the root conftest's `client` is a DNS client)."""
-    return WebClient()
-
-
-@pytest.fixture
 def staff(db):
     return User.objects.create_user("staff", password="pw", is_staff=True)
 
