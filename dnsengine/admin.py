@@ -2,16 +2,25 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule, EngineStatus, LocalRecord
+from dnsengine.models import (
+    AllowedDomain,
+    BlockedDomain,
+    BlockingPause,
+    Blocklist,
+    BlockRule,
+    EngineStatus,
+    LocalRecord,
+)
 
 
 @admin.register(Blocklist)
 class BlocklistAdmin(admin.ModelAdmin):
-    list_display = ["name", "enabled", "format", "domain_count", "last_loaded", "last_error"]
+    list_display = ["name", "enabled", "url", "format", "domain_count", "last_loaded", "next_update", "last_error"]
     list_filter = ["enabled", "format"]
     list_editable = ["enabled"]
-    search_fields = ["name", "source"]
-    readonly_fields = ["domain_count", "last_loaded", "last_error"]
+    search_fields = ["name", "source", "url"]
+    # Written by imports and the updater: editing them by hand would only confuse the next fetch.
+    readonly_fields = ["domain_count", "last_loaded", "last_error", "etag", "last_modified", "last_checked"]
 
 
 @admin.register(BlockedDomain)
@@ -53,3 +62,10 @@ class LocalRecordAdmin(admin.ModelAdmin):
 class EngineStatusAdmin(admin.ModelAdmin):
     list_display = ["name", "heartbeat_at", "qps", "buffer_size", "buffer_capacity", "drops", "written"]
     readonly_fields = [f.name for f in EngineStatus._meta.fields]
+
+
+@admin.register(BlockingPause)
+class BlockingPauseAdmin(admin.ModelAdmin):
+    """The engines poll this row: blocking is off while active and not past `until`."""
+
+    list_display = ["active", "until", "changed_at", "changed_by"]
