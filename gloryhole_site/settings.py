@@ -11,6 +11,8 @@ from gloryhole_site.envfile import apply_env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("GLORYHOLE_DATA_DIR", str(BASE_DIR / "data")))
+ENV_FILE = Path(env_str("GLORYHOLE_ENV_FILE", str(DATA_DIR / "gloryhole.env")))
+apply_env_file(ENV_FILE, override=False)
 
 
 def _secret_key() -> str:
