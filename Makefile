@@ -44,11 +44,12 @@ BENCH_ROWS ?= 5000000
 bench-web: dev-venv
 	$(PY) -m devtools.bench_web --rows $(BENCH_ROWS)
 
-# Query log costs (not a test): one log_async call, writer rows/s for pool vs
+# The DNS hot path in-process, then query log costs (not a test): one log_async call, writer rows/s for pool vs
 # thread-per-query, bulk_create vs multi-row INSERT, with and without rollups, on a
 # temporary SQLite file. Medians of 3 runs; about a minute on an idle 2-core machine.
 QUERYLOG_BENCH_ARGS ?=
 bench: dev-venv
+	$(PY) -m devtools.bench_engine
 	$(PY) -m devtools.bench_querylog $(QUERYLOG_BENCH_ARGS)
 
 lint: dev-venv
