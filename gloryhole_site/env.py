@@ -8,7 +8,7 @@ with a surprise.
 from __future__ import annotations
 
 import os
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -66,7 +66,11 @@ def _check_range(name: str, value: float, minimum: float | None, maximum: float 
 
 
 def database_from_url(name: str, url: str, base_dir) -> dict:
-    """Turn DATABASE_URL into a Django DATABASES entry (sqlite:/// or postgres://)."""
+    """Turn DATABASE_URL into a Django DATABASES entry (sqlite:/// or postgres://).
+
+    A postgres:// URL may end in libpq parameters (``?sslmode=require``) and
+    ``conn_max_age=SECONDS`` (default 60; 0 closes the connection after each request).
+    """
     parsed = urlparse(url)
     shown = _redact(url)
     if parsed.scheme == "sqlite":
@@ -94,6 +98,23 @@ def database_from_url(name: str, url: str, base_dir) -> dict:
             port = parsed.port
         except ValueError as exc:
             raise ImproperlyConfigured(f"{name}={shown!r}: {exc}") from None
+        # A host that is down must fail a connection attempt in seconds, not after the
+        # kernel's TCP timeout: the engine's writers, heartbeat and reload poller retry.
+        options: dict[str, object] = {"connect_timeout": 5}
+        conn_max_age = 60
+        for key, value in parse_qsl(parsed.query, keep_blank_values=True):
+            if key == "conn_max_age":
+                # Django's, not libpq's: seconds a web worker keeps its connection.
+                try:
+                    conn_max_age = int(value)
+                except ValueError:
+                    raise ImproperlyConfigured(f"{name}={shown!r}: conn_max_age must be whole seconds") from None
+                if conn_max_age < 0:
+                    raise ImproperlyConfigured(f"{name}={shown!r}: conn_max_age must be 0 or more")
+            else:
+                # Passed to libpq as they are (sslmode, connect_timeout, application_name, ...);
+                # libpq names a misspelt one when it connects.
+                options[key] = value
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parsed.path.lstrip("/")),
@@ -101,7 +122,12 @@ def database_from_url(name: str, url: str, base_dir) -> dict:
             "PASSWORD": unquote(parsed.password or ""),
             "HOST": parsed.hostname or "",
             "PORT": str(port or ""),
-            "CONN_MAX_AGE": 60,
+            # Web workers keep a connection between requests; the health check makes a
+            # worker whose connection died with a database restart open a new one instead
+            # of failing one request.
+            "CONN_MAX_AGE": conn_max_age,
+            "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": options,
         }
     raise ImproperlyConfigured(f"{name}={shown!r}: the scheme must be sqlite:// or postgres://")
 

@@ -174,7 +174,28 @@ def test_a_postgres_url_gives_every_connection_part():
         "HOST": "db.example.org",
         "PORT": "5433",
         "CONN_MAX_AGE": 60,
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {"connect_timeout": 5},
     }
+
+
+def test_postgres_url_parameters_go_to_libpq_and_conn_max_age_to_django():
+    url = "postgres://db.example.org/gloryhole?sslmode=require&connect_timeout=2&conn_max_age=0"
+
+    db = database_from_url("DATABASE_URL", url, BASE)
+
+    assert db["OPTIONS"] == {"sslmode": "require", "connect_timeout": "2"}
+    assert db["CONN_MAX_AGE"] == 0
+
+
+@pytest.mark.parametrize("value", ["soon", "-1"])
+def test_a_bad_conn_max_age_is_refused(value):
+    url = f"postgres://u:secret@db.example.org/gloryhole?conn_max_age={value}"
+
+    with pytest.raises(ImproperlyConfigured) as info:
+        database_from_url("DATABASE_URL", url, BASE)
+
+    assert "conn_max_age" in str(info.value) and "secret" not in str(info.value)
 
 
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql", "pgsql"])
