@@ -324,13 +324,23 @@ class BatchWriter(Protocol):
     def __call__(self, entries: Sequence[QueryLogEntry]) -> None: ...
 
 
-WRITE_METHODS = ("values", "executemany", "bulk_create")
+WRITE_METHODS = ("values", "executemany", "bulk_create", "copy")
+
+
+def default_write_method(vendor: str) -> str:
+    """The write method a backend gets unless one is asked for (figures: docs/scale-out.md)."""
+    # PostgreSQL: COPY streams the rows with no statement to parse or plan per batch
+    # and no bind-parameter limit. SQLite has no COPY.
+    return "copy" if vendor == "postgresql" else "values"
 
 
 class QueryLogWriter:
     """Writes a batch of entries as QueryLog rows (and rollups) in one transaction.
 
-    ``method="values"`` (default) builds row tuples and runs one multi-row
+    The method defaults per backend (``default_write_method``): ``"copy"`` on
+    PostgreSQL, ``"values"`` elsewhere. ``"copy"`` streams the batch's row tuples
+    with ``COPY ... FROM STDIN`` (psycopg 3; PostgreSQL only). ``"values"`` builds
+    the same row tuples and runs one multi-row
     ``INSERT ... VALUES (...), (...)`` per batch, generated from the model's fields,
     with values converted as Django converts them for the backend (see
     ``execute_values``). ``"executemany"`` runs one prepared single-row INSERT per
@@ -344,16 +354,26 @@ class QueryLogWriter:
     """
 
     def __init__(
-        self, engine_name: str = "", *, rollups: bool = True, method: str = "values", using: str = DEFAULT_DB_ALIAS
+        self,
+        engine_name: str = "",
+        *,
+        rollups: bool = True,
+        method: str | None = None,
+        using: str = DEFAULT_DB_ALIAS,
     ) -> None:
+        vendor = connections[using].vendor
+        method = method or default_write_method(vendor)
         if method not in WRITE_METHODS:
             raise ValueError(f"unknown write method {method!r}")
+        if method == "copy" and vendor != "postgresql":
+            raise ValueError(f"write method 'copy' needs PostgreSQL, not {vendor}")
         _check_columns()
         self.engine_name = engine_name[: _max_length("engine")]
         self.rollups = rollups
         self.method = method
         self.using = using
         self._prepared: tuple[str, Callable[[Sequence[QueryLogEntry]], list[tuple]]] | None = None
+        self._copy_target = ""
         self._lock = sqlite_write_lock(using)
 
     def __call__(self, entries: Sequence[QueryLogEntry]) -> None:
@@ -371,7 +391,9 @@ class QueryLogWriter:
         # Rows and rollups are built above, outside the lock and the transaction:
         # the write lock is held only while the database works.
         with self._locked(), transaction.atomic(using=self.using):
-            if self.method == "values":
+            if self.method == "copy":
+                execute_copy(connection, self._copy_target, rows)
+            elif self.method == "values":
                 execute_values(connection, head, len(COLUMNS), rows)
             else:
                 with connection.cursor() as cursor:
@@ -391,6 +413,7 @@ class QueryLogWriter:
             qn = connection.ops.quote_name
             table = qn(QueryLog._meta.db_table)
             columns = ", ".join(qn(QueryLog._meta.get_field(name).column) for name in COLUMNS)
+            self._copy_target = f"{table} ({columns})"
             self._prepared = (f"INSERT INTO {table} ({columns})", _row_builder(connection, self.engine_name))
         return self._prepared
 
@@ -433,6 +456,23 @@ def execute_values(connection, head: str, width: int, rows: Sequence[Sequence], 
         for i in range(0, len(rows), per):
             chunk = rows[i : i + per]
             cursor.execute(f"{head} VALUES {', '.join([one] * len(chunk))}{tail}", list(_flatten(chunk)))
+
+
+def execute_copy(connection, target: str, rows: Sequence[Sequence]) -> None:
+    """``COPY {target} FROM STDIN`` with ``rows``: PostgreSQL (psycopg 3) only.
+
+    psycopg adapts each value as a parameter of the same type would be (datetime,
+    ip_address, int, str), so the row tuples are those ``execute_values`` takes.
+    The raw psycopg cursor is used because Django's cursor has no ``copy``;
+    errors still come out as django.db exceptions.
+    """
+    if not rows:
+        return
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        with cursor.cursor.copy(f"COPY {target} FROM STDIN") as copy:
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
 
 
 class _NoLock:
@@ -946,6 +986,10 @@ class QueryLogger(_LoggerBase):
             return self._report
 
 
+# Thread mode on a database server: threads holding a connection at once.
+THREAD_MODE_MAX_CONNECTIONS = 10
+
+
 class ThreadPerQueryLogger(_LoggerBase):
     """The naive baseline: one new thread per entry, each inserting one row.
 
@@ -983,6 +1027,15 @@ class ThreadPerQueryLogger(_LoggerBase):
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._threads_in_flight = 0
+        # Each thread opens its own connection. On SQLite they then queue on
+        # sqlite_write_lock; on PostgreSQL nothing would cap them, and a burst would
+        # take every connection the server allows (max_connections, 100 by default)
+        # from the web process and the other engines.
+        self._connection_slots = (
+            threading.BoundedSemaphore(THREAD_MODE_MAX_CONNECTIONS)
+            if connections[DEFAULT_DB_ALIAS].vendor != "sqlite"
+            else _NO_LOCK
+        )
 
     @property
     def size(self) -> int:
@@ -1013,12 +1066,15 @@ class ThreadPerQueryLogger(_LoggerBase):
 
     def _run_one(self, entry: QueryLogEntry) -> None:
         try:
-            self._deliver([entry], self._threads_in_flight)
+            with self._connection_slots:
+                try:
+                    self._deliver([entry], self._threads_in_flight)
+                finally:
+                    connections.close_all()
         except Exception:
             log.exception("query log thread: unexpected error")
             self._give_up([entry])
         finally:
-            connections.close_all()
             self._settle_thread()
 
     def _settle_thread(self) -> None:

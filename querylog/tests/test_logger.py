@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
+from django.db.utils import ConnectionHandler
 
 from querylog.logger import (
+    THREAD_MODE_MAX_CONNECTIONS,
     WRITE_METHODS,
     CloseReport,
     DisabledQueryLogger,
@@ -202,6 +204,11 @@ def test_close_reports_unwritten_entries_when_the_database_stays_down(loggers):
     assert report == CloseReport(written=0, unwritten=25, dropped=0)
 
 
+SQLITE_ONLY = "SQLite-only: the PostgreSQL run has its own test for this, next to this one"
+POSTGRES_ONLY = "PostgreSQL-only: the SQLite run has its own test for this, next to this one"
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason=SQLITE_ONLY)
 @pytest.mark.django_db(transaction=True)
 def test_it_retries_while_the_database_is_locked_and_writes_everything_after(loggers, monkeypatch):
     # Writers connect with a 0.1 s busy timeout so the lock surfaces as errors and
@@ -220,6 +227,34 @@ def test_it_retries_while_the_database_is_locked_and_writes_everything_after(log
         time.sleep(max(0.0, 2.0 - (time.monotonic() - locked_at)))
     finally:
         locker.execute("COMMIT")
+        locker.close()
+
+    report = logger.close(timeout=20)
+
+    assert report == CloseReport(written=500, unwritten=0, dropped=0)
+    assert logger.write_errors >= 3
+    assert QueryLog.objects.count() == 500
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason=POSTGRES_ONLY)
+@pytest.mark.django_db(transaction=True)
+def test_it_retries_while_the_table_is_locked_on_postgresql_and_writes_everything_after(loggers, monkeypatch):
+    # PostgreSQL would make a writer wait on the lock for ever; a 100 ms lock_timeout
+    # on the writers' connections turns the wait into errors and retries, as a
+    # long migration or VACUUM FULL on the web side would.
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "options", "-c lock_timeout=100")
+    locker = connection.get_new_connection(connection.get_connection_params())
+    locker.execute("LOCK TABLE querylog_querylog IN ACCESS EXCLUSIVE MODE")  # held until commit
+    locked_at = time.monotonic()
+    writer = SignallingWriter(QueryLogWriter("test"), after=3)
+    logger = pool(loggers, batch=100, writer=writer, retry_initial=0.05, retry_max=0.2).start()
+    try:
+        for e in make_entries(500):
+            assert logger.log_async(e)
+        assert writer.failed.wait(10)
+        time.sleep(max(0.0, 2.0 - (time.monotonic() - locked_at)))
+    finally:
+        locker.commit()
         locker.close()
 
     report = logger.close(timeout=20)
@@ -267,6 +302,42 @@ def test_thread_mode_writes_one_row_per_entry(loggers):
     assert QueryLog.objects.filter(engine="naive").count() == 30
 
 
+class _ConcurrencyProbe:
+    """A batch writer that holds every caller until released and counts how many are inside at once."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.most = 0
+        self.changed = threading.Condition()
+        self.release = threading.Event()
+
+    def __call__(self, entries) -> None:
+        with self.changed:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            self.changed.notify_all()
+        self.release.wait(20)
+        with self.changed:
+            self.inside -= 1
+
+
+def test_thread_mode_holds_at_most_ten_connections_on_a_database_server(loggers):
+    probe = _ConcurrencyProbe()
+    logger = ThreadPerQueryLogger(1000, writer=probe)
+    loggers.append(logger)
+    for e in make_entries(30):
+        assert logger.log_async(e)
+    # SQLite: the real writer's sqlite_write_lock serialises the writes instead.
+    expected = 30 if connection.vendor == "sqlite" else THREAD_MODE_MAX_CONNECTIONS
+    with probe.changed:
+        assert probe.changed.wait_for(lambda: probe.inside == expected, timeout=10)
+        probe.changed.wait(0.3)  # room for one thread too many to show up
+    probe.release.set()
+
+    assert logger.close(timeout=20) == CloseReport(written=30, unwritten=0, dropped=0)
+    assert probe.most == expected
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_fast_insert_stores_exactly_what_bulk_create_stores():
     at = 1_700_000_000.0
@@ -278,25 +349,48 @@ def test_the_fast_insert_stores_exactly_what_bulk_create_stores():
         make_entry(4, at=at + 0.5, duration_us=-5, domain="d" * 300),
         make_entry(5, at=at + 1.000001, duration_us=2**40),
     ]
-    for method in WRITE_METHODS:
+    fast_methods = [
+        m for m in WRITE_METHODS if m != "bulk_create" and (m != "copy" or connection.vendor == "postgresql")
+    ]
+    for method in ["bulk_create", *fast_methods]:
         QueryLogWriter(method, rollups=False, method=method)(entries)
 
     fields = [f.name for f in QueryLog._meta.concrete_fields if f.name not in ("id", "engine")]
     orm = list(QueryLog.objects.filter(engine="bulk_create").order_by("id").values_list(*fields))
     fast = list(QueryLog.objects.filter(engine="values").order_by("id").values_list(*fields))
-    assert fast == orm
-    assert list(QueryLog.objects.filter(engine="executemany").order_by("id").values_list(*fields)) == orm
-    # And the raw text in the database, which is what indexes and range queries see.
+    for method in fast_methods:
+        assert list(QueryLog.objects.filter(engine=method).order_by("id").values_list(*fields)) == orm, method
+    # And the raw values in the database (text on SQLite), which indexes and range queries see.
     with connection.cursor() as cursor:
         cursor.execute("SELECT engine, timestamp, client FROM querylog_querylog ORDER BY id")
         raw = cursor.fetchall()
-    for method in ("values", "executemany"):
-        assert [r[1:] for r in raw if r[0] == method] == [r[1:] for r in raw if r[0] == "bulk_create"]
+    for method in fast_methods:
+        assert [r[1:] for r in raw if r[0] == method] == [r[1:] for r in raw if r[0] == "bulk_create"], method
     assert fast[2][1] == "2001:db8::1"
     assert len(fast[3][7]) == 255 and fast[4][3] == "d" * 253
     assert (fast[4][9], fast[5][9]) == (0, 2147483647)
 
 
+def test_each_backend_gets_its_fastest_write_method_by_default():
+    assert QueryLogWriter().method == ("copy" if connection.vendor == "postgresql" else "values")
+
+
+@pytest.mark.skipif(connection.vendor == "postgresql", reason="COPY is there on PostgreSQL")
+def test_copy_is_refused_on_a_database_without_it():
+    with pytest.raises(ValueError, match="needs PostgreSQL"):
+        QueryLogWriter(method="copy")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason=POSTGRES_ONLY)
+@pytest.mark.django_db(transaction=True)
+def test_a_values_batch_over_postgresqls_parameter_limit_is_split_into_several_statements():
+    # 6000 rows of 11 columns: 66,000 parameters, over the protocol's 65,535.
+    QueryLogWriter(rollups=True, method="values")(make_entries(6000))
+
+    assert QueryLog.objects.count() == 6000
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason=SQLITE_ONLY)
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_over_the_sqlite_variable_limit_is_split_into_several_statements():
     connection.ensure_connection()
@@ -312,14 +406,15 @@ def test_a_batch_over_the_sqlite_variable_limit_is_split_into_several_statements
     assert sorted(QueryLog.objects.values_list("duration_us", flat=True)) == [100 + i for i in range(30)]
 
 
-@pytest.mark.django_db
 def test_the_sqlite_timestamp_text_matches_djangos_for_many_values():
+    # Django's SQLite conversion, whatever the test database is: needs no connection.
+    sqlite = ConnectionHandler({"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}})["default"]
     fast = _sqlite_utc_text()
     rng = random.Random(4)
     values = [rng.uniform(0, 4e9) for _ in range(20000)]
     values += [k + d for k in (0, 1_700_000_000, 2_000_000_000) for d in (0, 1e-7, 4.9e-7, 5e-7, 0.9999995, 0.9999996)]
     values += [math.floor(v) for v in values[:1000]]
-    adapt = connection.ops.adapt_datetimefield_value
+    adapt = sqlite.ops.adapt_datetimefield_value
     mismatches = [v for v in values if fast(v) != adapt(datetime.fromtimestamp(v, UTC))]
     assert mismatches == []
 
