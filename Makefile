@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5300
 DURATION ?= 60
 
-.PHONY: run test lint format bench bench-web loadtest migrations-check migrate venv dev-venv clean chromium
+.PHONY: run test test-sqlite test-postgres bench-pg faults soak lint format bench bench-web loadtest migrations-check migrate venv dev-venv clean chromium
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,17 @@ WEB ?= 127.0.0.1:8000
 run: venv
 	$(PY) -m devtools.run --dns-host $(HOST) --dns-port $(PORT) --web $(WEB)
 
-test: dev-venv chromium
-	$(PY) -m pytest
+# The whole suite on SQLite, then again on a throw-away PostgreSQL server that
+# devtools/pgtest.sh starts on loopback (installing Debian's postgresql if missing)
+# and removes afterwards, even on failure. `make test-sqlite` needs no PostgreSQL.
+PYTEST_ARGS ?=
+test: test-sqlite test-postgres
+
+test-sqlite: dev-venv chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: dev-venv chromium
+	devtools/pgtest.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 # The browser test drives Debian's chromium through Playwright; never a browser
 # build downloaded by `playwright install`.
@@ -71,7 +80,7 @@ clean:
 # The file-wide DURATION default (60) would make the default run ~9 minutes, so unless
 # DURATION is given on the command line or in the environment each run gets
 # LOADTEST_DURATION seconds, which keeps a default `make loadtest` under ~3 minutes.
-LOADTEST_DURATION ?= 15
+LOADTEST_DURATION ?= 12
 LOADTEST_VARIANTS ?= all
 LOADTEST_ARGS ?=
 loadtest: venv
@@ -88,3 +97,27 @@ BENCH_BLOCKLIST_ARGS ?=
 .PHONY: bench-blocklist
 bench-blocklist: dev-venv
 	$(PY) -m devtools.bench_blocklist $(BENCH_BLOCKLIST_ARGS)
+
+# The query log on PostgreSQL (not a test): writer rows/s for INSERT ... VALUES, COPY and
+# bulk_create with 1, 2 and 4 writers, and retention's cost, on a throw-away server with
+# fsync on. docs/scale-out.md has the figures.
+QUERYLOG_BENCH_PG_ARGS ?=
+bench-pg: dev-venv
+	PGTEST_DURABLE=1 devtools/pgtest.sh $(PY) -m devtools.bench_querylog_pg $(QUERYLOG_BENCH_PG_ARGS)
+
+# Hard faults under dnsperf load on loopback, each bounded in time (devtools/faults.py,
+# docs/scale-out.md): PostgreSQL stopped for 30 s, kill -9, SIGTERM, web restart.
+# By hand, not in CI. FAULTS="pg-down kill9" runs a few.
+FAULTS ?= all
+faults: dev-venv
+	@command -v dnsperf >/dev/null || (apt-get update && apt-get install -y dnsperf)
+	PGTEST_DURABLE=1 devtools/pgtest.sh $(PY) -m devtools.faults $(FAULTS)
+
+# Soak (by hand): SOAK_QPS queries/s for DURATION seconds (30 minutes unless DURATION is
+# given), RSS, threads and queue depth printed each minute. SOAK_DB=sqlite for the default backend.
+SOAK_QPS ?= 10000
+SOAK_DB ?= postgres
+soak: dev-venv
+	@command -v dnsperf >/dev/null || (apt-get update && apt-get install -y dnsperf)
+	$(if $(filter postgres,$(SOAK_DB)),PGTEST_DURABLE=1 devtools/pgtest.sh) $(PY) -m devtools.faults soak \
+		--qps $(SOAK_QPS) --duration $(if $(filter file,$(origin DURATION)),1800,$(DURATION))
