@@ -1,0 +1,510 @@
+"""Hard faults under load, each a bounded scripted check on loopback (``make faults``, ``make soak``).
+
+    devtools/pgtest.sh .venv/bin/python -m devtools.faults [all | pg-down kill9 sigterm web-restart]
+    devtools/pgtest.sh .venv/bin/python -m devtools.faults soak --qps 10000 --duration 1800
+
+DATABASE_URL names the database the engines use (``make faults`` starts a throw-away
+PostgreSQL with devtools/pgtest.sh, which also tells this script how to stop and
+start it; unset, a temporary SQLite file); the script migrates it and empties the
+query log before each check. Load
+is dnsperf (Debian's package) at --qps against ``manage.py rundns`` on 127.0.0.1,
+forwarding to devtools/fast_upstream.py on 127.0.0.1. Every process started here is
+stopped by PID; every load run has a fixed length.
+
+Checks (docs/scale-out.md has the measured results):
+
+- pg-down: PostgreSQL stopped for 30 s while the engine answers --qps. DNS must keep
+  answering; afterwards rows lost (answered - rows) must equal
+  dns_query_log_drops_total from the engine's /metrics.
+- kill9: SIGKILL under load; how many answered queries have no row, what the buffer
+  held just before; then a restart on the same port must answer within 2 s.
+- sigterm: SIGTERM under load loses no entry, on PostgreSQL and on SQLite.
+- web-restart: gunicorn (gloryhole_site.wsgi) on the same database stopped and started
+  under load: the engine's answers, drops and rows are as without it.
+- soak (only when named): RSS, threads, queue depth and drops once a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.query
+
+from devtools.loadtest import (
+    LOOPBACK,
+    Processes,
+    free_port,
+    parse_dnsperf,
+    scrape_metrics,
+    start_upstream,
+    tail,
+    wait_for_line,
+    write_blocklist,
+    write_queries,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+CHECKS = ("pg-down", "kill9", "sigterm", "web-restart")
+BLOCKLIST_SIZE = 10_000
+OUTAGE_SECONDS = 30
+
+
+# --- the database ------------------------------------------------------------------------
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgres://", "postgresql://", "pgsql://"))
+
+
+def sql(url: str, statement: str) -> list[tuple]:
+    """Run one statement on the engines' database from outside Django."""
+    if is_postgres(url):
+        import psycopg
+
+        with psycopg.connect(url.replace("pgsql://", "postgres://", 1), connect_timeout=5, autocommit=True) as conn:
+            cur = conn.execute(statement)
+            return cur.fetchall() if cur.description else []
+    path = url[len("sqlite:///") :]
+    with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+        rows = conn.execute(statement).fetchall()
+        conn.commit()
+        return rows
+
+
+def count_rows(url: str) -> int:
+    return sql(url, "SELECT count(*) FROM querylog_querylog")[0][0]
+
+
+def clear_log(url: str) -> None:
+    if is_postgres(url):
+        sql(url, "TRUNCATE querylog_querylog, querylog_queryrollup, querylog_domainrollup, querylog_clientrollup")
+    else:
+        for table in ("querylog_querylog", "querylog_queryrollup", "querylog_domainrollup", "querylog_clientrollup"):
+            sql(url, f"DELETE FROM {table}")
+
+
+class Server:
+    """The PostgreSQL server devtools/pgtest.sh started (PGTEST_* variables)."""
+
+    def __init__(self) -> None:
+        self.bin = os.environ.get("PGTEST_BIN", "")
+        self.data = os.environ.get("PGTEST_DATA", "")
+        self.log = os.environ.get("PGTEST_LOG", "")
+        self.options = os.environ.get("PGTEST_OPTIONS", "")
+        self.as_user = os.environ.get("PGTEST_AS", "").split()
+
+    @property
+    def available(self) -> bool:
+        return bool(self.bin and self.data)
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run([*self.as_user, f"{self.bin}/pg_ctl", "-D", self.data, *args], check=True,
+                       stdout=subprocess.DEVNULL, timeout=120)  # fmt: skip
+
+    def stop(self) -> None:
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def start(self) -> None:
+        self._pg_ctl("-l", self.log, "-o", self.options, "-w", "start")
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Engine:
+    proc: subprocess.Popen
+    port: int
+    metrics_port: int
+    stdout: Path
+    stderr: Path
+    started: float  # monotonic, just before Popen
+    name: str
+
+
+class Harness:
+    def __init__(self, work: Path, url: str) -> None:
+        self.work = work
+        self.url = url
+        self.procs = Processes()
+        self.upstream = ""
+        self.queries = work / "queries.txt"
+        self.n = 0
+
+    def env(self, url: str | None = None, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=url or self.url,
+            GLORYHOLE_DATA_DIR=str(self.work / "data"),
+            GLORYHOLE_ENV_FILE=str(self.work / "none.env"),
+            GLORYHOLE_UPSTREAMS=self.upstream,
+            GLORYHOLE_BLOCKLIST_UPDATE_HOURS="0",  # nothing beyond loopback
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    def manage(self, *args: str, url: str | None = None) -> str:
+        done = subprocess.run([PY, "manage.py", *args], cwd=REPO, env=self.env(url), capture_output=True, text=True,
+                              timeout=600, stdin=subprocess.DEVNULL)  # fmt: skip
+        if done.returncode:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+        return done.stdout
+
+    def prepare(self, url: str | None = None) -> None:
+        """Migrate, import a generated blocklist and enable only it."""
+        url = url or self.url
+        self.manage("migrate", "--noinput", url=url)
+        blocklist = self.work / "blocklist.txt"
+        if not blocklist.exists():
+            write_blocklist(blocklist, BLOCKLIST_SIZE)
+        self.manage("importblocklist", "faults", str(blocklist), url=url)
+        code = (
+            "from dnsengine.models import Blocklist; from dnsengine.services import config_generation_bump; "
+            "Blocklist.objects.exclude(name='faults').update(enabled=False); config_generation_bump()"
+        )
+        self.manage("shell", "-c", code, url=url)
+
+    def start_engine(self, *, url: str | None = None, port: int | None = None, **extra: str) -> Engine:
+        self.n += 1
+        port = port or free_port()
+        metrics_port = free_port()
+        name = f"faults-{self.n}"
+        out, err = self.work / f"{name}.out", self.work / f"{name}.err"
+        env = self.env(url, GLORYHOLE_METRICS_PORT=str(metrics_port), GLORYHOLE_ENGINE_NAME=name, **extra)
+        started = time.monotonic()
+        proc = self.procs.start(name, [PY, "manage.py", "rundns", "--host", LOOPBACK, "--port", str(port)],
+                                stdout=out, stderr=err, env=env)  # fmt: skip
+        if not wait_for_line(proc, out, re.compile("listening on"), timeout=60):
+            raise RuntimeError(f"rundns did not start: {tail(err)}")
+        return Engine(proc, port, metrics_port, out, err, started, name)
+
+    def stop_engine(self, engine: Engine, timeout: float = 120) -> str:
+        code, _ = self.procs.stop(engine.proc, timeout=timeout)
+        if code != 0:
+            raise RuntimeError(f"rundns exited with {code}: {tail(engine.stderr)}")
+        return engine.stdout.read_text(errors="replace").strip().splitlines()[-1]
+
+    def dnsperf(self, port: int, qps: int, seconds: int, *, stats_every: int = 0) -> tuple[subprocess.Popen, Path]:
+        self.n += 1
+        out = self.work / f"dnsperf-{self.n}.out"
+        argv = ["dnsperf", "-s", LOOPBACK, "-p", str(port), "-d", str(self.queries), "-l", str(seconds),
+                "-Q", str(qps), "-q", "2000", "-c", "4", "-t", "2"]  # fmt: skip
+        if stats_every:
+            argv += ["-S", str(stats_every)]
+        return self.procs.start("dnsperf", argv, stdout=out, stderr=self.work / f"dnsperf-{self.n}.err",
+                                guard=False), out  # fmt: skip
+
+    def wait(self, proc: subprocess.Popen, seconds: float) -> None:
+        try:
+            proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            self.procs.stop(proc)
+            raise RuntimeError("a load run did not end in time") from None
+
+
+def answers_within(port: int, limit: float) -> float | None:
+    """Seconds until a query to the port is answered, polling every 10 ms; None after limit."""
+    started = time.monotonic()
+    query = dns.message.make_query("probe.example", "A")
+    while time.monotonic() - started < limit:
+        with contextlib.suppress(dns.exception.Timeout, OSError):
+            dns.query.udp(query, LOOPBACK, port=port, timeout=0.01)
+            return time.monotonic() - started
+    return None
+
+
+def metrics(engine: Engine) -> dict[str, float]:
+    return scrape_metrics(engine.metrics_port) or {}
+
+
+def drained(engine: Engine, timeout: float) -> dict[str, float]:
+    """Wait until the engine's query log buffer is empty; returns the last metrics."""
+    deadline = time.monotonic() + timeout
+    m = metrics(engine)
+    while m.get("dns_query_log_buffer_size", 1) > 0 and time.monotonic() < deadline:
+        time.sleep(0.25)
+        m = metrics(engine)
+    return m
+
+
+_SUMMARY = re.compile(r"(\d+) written, (\d+) dropped, (\d+) unwritten")
+
+
+def per_second_answers(dnsperf_out: Path) -> list[float]:
+    """dnsperf -S 1 lines ("<epoch>: <qps>"): completed queries per second."""
+    rates = []
+    for line in dnsperf_out.read_text(errors="replace").splitlines():
+        match = re.fullmatch(r"\d+\.\d+: ([\d.]+)", line.strip())
+        if match:
+            rates.append(float(match.group(1)))
+    return rates
+
+
+# --- checks ------------------------------------------------------------------------------
+
+
+def check_pg_down(h: Harness, qps: int) -> list[str]:
+    server = Server()
+    if not is_postgres(h.url) or not server.available:
+        return ["pg-down: skipped (needs PostgreSQL started by devtools/pgtest.sh)"]
+    clear_log(h.url)
+    engine = h.start_engine(GLORYHOLE_QUERY_LOG_BUFFER="50000")
+    before_outage, outage = 10, OUTAGE_SECONDS
+    length = before_outage + outage + 15
+    perf, out = h.dnsperf(engine.port, qps, length, stats_every=1)
+    time.sleep(before_outage)
+    server.stop()
+    stopped_at = time.monotonic()
+    time.sleep(outage)
+    server.start()
+    restarted_after = time.monotonic() - stopped_at
+    h.wait(perf, length + 30)
+    m = drained(engine, 120)
+    summary = h.stop_engine(engine)
+    result = parse_dnsperf(out)
+    rows = count_rows(h.url)
+    written, dropped, unwritten = (int(x) for x in _SUMMARY.search(summary).groups())
+    rates = per_second_answers(out)
+    during = rates[before_outage : before_outage + outage] or [0.0]
+    lost_rows = result.completed - rows
+    ok = lost_rows == int(m.get("dns_query_log_drops_total", -1)) == dropped and result.lost == 0
+    return [
+        f"pg-down: PostgreSQL stopped {restarted_after:.1f} s under {qps} QPS for {length} s",
+        f"  dnsperf: {result.completed} answered, {result.lost} lost, "
+        f"answers/s while the database was down: min {min(during):,.0f}, max {max(during):,.0f}",
+        f"  rows {rows}, answered - rows = {lost_rows}; "
+        f"dns_query_log_drops_total {m.get('dns_query_log_drops_total')}; "
+        f"write errors (retries) {m.get('dns_query_log_write_errors_total')}; rundns: {summary}",
+        "  answers/s, second by second (database down from second "
+        f"{before_outage + 1} to {before_outage + outage}): " + " ".join(f"{r:.0f}" for r in rates),
+        f"  {'OK' if ok else 'FAILED'}: rows lost == drops, DNS never stopped"
+        + ("" if written == rows and unwritten == 0 else f" (written {written} vs rows {rows}, unwritten {unwritten})"),
+    ]
+
+
+def check_kill9(h: Harness, qps: int) -> list[str]:
+    clear_log(h.url)
+    engine = h.start_engine()
+    perf, out = h.dnsperf(engine.port, qps, 12)
+    time.sleep(10)
+    m = metrics(engine)
+    os.kill(engine.proc.pid, signal.SIGKILL)
+    engine.proc.wait(10)
+    h.procs.procs = [(n, p) for n, p in h.procs.procs if p is not engine.proc]
+    h.wait(perf, 40)
+    result = parse_dnsperf(out)
+    rows = count_rows(h.url)
+    # The restart, on the same port, timed from the exec to the first answer.
+    again = h.start_engine(port=engine.port)
+    ready = time.monotonic() - again.started
+    probe = answers_within(again.port, 2.0)
+    serve_after = ready + (probe or 0.0) if probe is not None else None
+    perf2, out2 = h.dnsperf(again.port, qps, 5)
+    h.wait(perf2, 40)
+    after = parse_dnsperf(out2)
+    h.stop_engine(again)
+    lost = result.completed - rows
+    return [
+        f"kill9: SIGKILL after 10 s of {qps} QPS",
+        f"  answered before the kill {result.completed}, rows {rows}: {lost} entries lost; just before the kill "
+        f"the buffer held {m.get('dns_query_log_buffer_size', 0):.0f} "
+        f"(capacity {m.get('dns_query_log_buffer_capacity', 0):.0f}, batch 2000)",
+        f"  restart on the same port: 'listening' after {ready:.2f} s, first answer after "
+        + (f"{serve_after:.2f} s" if serve_after is not None else "more than 2 s")
+        + f"; then {after.completed} answered / {after.lost} lost in 5 s at {qps} QPS",
+        f"  {'OK' if serve_after is not None and serve_after <= 2.0 else 'FAILED'}: serves within 2 s",
+    ]
+
+
+def check_sigterm(h: Harness, qps: int, url: str, label: str) -> list[str]:
+    clear_log(url)
+    engine = h.start_engine(url=url)
+    perf, out = h.dnsperf(engine.port, qps, 12)
+    time.sleep(8)
+    summary = h.stop_engine(engine)
+    h.wait(perf, 40)
+    result = parse_dnsperf(out)
+    rows = count_rows(url)
+    answered = int(re.search(r"stopped after (\d+) queries", summary).group(1))
+    ok = rows == answered == result.completed and " 0 dropped, 0 unwritten" in summary
+    return [
+        f"sigterm ({label}): SIGTERM after 8 s of {qps} QPS",
+        f"  dnsperf answered {result.completed}; rundns: {summary}; rows {rows}",
+        f"  {'OK' if ok else 'FAILED'}: zero lost",
+    ]
+
+
+def check_web_restart(h: Harness, qps: int) -> list[str]:
+    clear_log(h.url)
+    engine = h.start_engine()
+    web_port = free_port()
+    argv = [str(Path(PY).parent / "gunicorn"), "gloryhole_site.wsgi", "-b", f"{LOOPBACK}:{web_port}", "-w", "2"]
+    env = h.env(ALLOWED_HOSTS="127.0.0.1")
+
+    def start_web() -> subprocess.Popen:
+        h.n += 1
+        web = h.procs.start("gunicorn", argv, stdout=h.work / f"web-{h.n}.out", stderr=h.work / f"web-{h.n}.err",
+                            env=env)  # fmt: skip
+        return web
+
+    def web_up(limit: float) -> float | None:
+        started = time.monotonic()
+        while time.monotonic() - started < limit:
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://{LOOPBACK}:{web_port}/accounts/login/", timeout=1) as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - started
+            time.sleep(0.1)
+        return None
+
+    web = start_web()
+    if web_up(30) is None:
+        raise RuntimeError(f"gunicorn did not serve /accounts/login/: {tail(h.work / f'web-{h.n}.err')}")
+    perf, out = h.dnsperf(engine.port, qps, 20, stats_every=1)
+    time.sleep(8)
+    h.procs.stop(web, timeout=30)
+    down_at = time.monotonic()
+    web = start_web()
+    back = web_up(30)
+    web_gap = time.monotonic() - down_at if back is not None else None
+    h.wait(perf, 60)
+    m = drained(engine, 60)
+    summary = h.stop_engine(engine)
+    h.procs.stop(web, timeout=30)
+    result = parse_dnsperf(out)
+    rows = count_rows(h.url)
+    rates = per_second_answers(out)
+    warnings = [
+        ln for ln in engine.stderr.read_text(errors="replace").splitlines() if " WARNING " in ln or " ERROR " in ln
+    ]
+    ok = result.lost == 0 and rows == result.completed and not m.get("dns_query_log_drops_total") and not warnings
+    return [
+        f"web-restart: gunicorn stopped and started after 8 s of {qps} QPS (web back in "
+        + (f"{web_gap:.1f} s)" if web_gap is not None else "- never)"),
+        f"  dnsperf: {result.completed} answered, {result.lost} lost, avg latency {result.avg_s * 1000:.2f} ms, "
+        f"answers/s min {min(rates or [0]):,.0f} max {max(rates or [0]):,.0f}",
+        f"  rows {rows}, drops {m.get('dns_query_log_drops_total')}, engine warnings {len(warnings)}; "
+        f"rundns: {summary}",
+        f"  {'OK' if ok else 'FAILED'}: the engine did not notice",
+    ]
+
+
+def soak(h: Harness, qps: int, duration: int) -> list[str]:
+    clear_log(h.url)
+    engine = h.start_engine()
+    perf, out = h.dnsperf(engine.port, qps, duration)
+    print(f"soak: {qps} QPS for {duration} s on {'PostgreSQL' if is_postgres(h.url) else 'SQLite'}", flush=True)
+    print(
+        f"{'minute':>6} {'RSS MiB':>8} {'threads':>8} {'queue':>7} {'drops':>7} {'written':>11} {'qps':>8}", flush=True
+    )
+    samples = []
+    started = time.monotonic()
+    last_q, last_t = 0.0, started
+    minute = 0
+    while perf.poll() is None:
+        minute += 1
+        deadline = started + 60 * minute
+        while perf.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if perf.poll() is not None and time.monotonic() < deadline - 5:
+            break
+        status = dict(
+            line.split(":", 1)
+            for line in Path(f"/proc/{engine.proc.pid}/status").read_text().splitlines()
+            if ":" in line
+        )
+        m = metrics(engine)
+        rss = int(status["VmRSS"].split()[0]) / 1024
+        threads = int(status["Threads"])
+        now = time.monotonic()
+        q = m.get("dns_queries_total", 0.0)
+        rate = (q - last_q) / (now - last_t)
+        last_q, last_t = q, now
+        samples.append(
+            (minute, rss, threads, m.get("dns_query_log_buffer_size", 0), m.get("dns_query_log_drops_total", 0))
+        )
+        print(f"{minute:>6} {rss:>8.1f} {threads:>8} {m.get('dns_query_log_buffer_size', 0):>7.0f} "
+              f"{m.get('dns_query_log_drops_total', 0):>7.0f} {m.get('dns_query_log_written_total', 0):>11,.0f} "
+              f"{rate:>8,.0f}", flush=True)  # fmt: skip
+    h.wait(perf, 60)
+    m = drained(engine, 120)
+    summary = h.stop_engine(engine)
+    result = parse_dnsperf(out)
+    rows = count_rows(h.url)
+    rss = [s[1] for s in samples] or [0.0]
+    threads = sorted({s[2] for s in samples})
+    queue = max((s[3] for s in samples), default=0)
+    return [
+        f"soak: {result.completed} answered ({result.qps:,.0f} QPS), {result.lost} lost; rows {rows}; "
+        f"rundns: {summary}",
+        f"  RSS {min(rss):.1f}-{max(rss):.1f} MiB, threads {threads}, max queue {queue:.0f}, "
+        f"drops {m.get('dns_query_log_drops_total')}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checks", nargs="*", default=["all"], help=f"all, soak or any of {', '.join(CHECKS)}")
+    parser.add_argument("--qps", type=int, default=5000, help="dnsperf rate (default 5000)")
+    parser.add_argument("--duration", type=int, default=1800, help="soak seconds (default 1800)")
+    args = parser.parse_args(argv)
+    names = list(CHECKS) if "all" in args.checks else args.checks
+    unknown = [n for n in names if n not in (*CHECKS, "soak")]
+    if unknown:
+        parser.error(f"unknown check {unknown[0]!r}")
+    url = os.environ.get("DATABASE_URL", "")
+    began = time.monotonic()
+    lines = [
+        f"machine: nproc={os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; "
+        f"database {'PostgreSQL' if is_postgres(url) else 'SQLite (temporary file)'}; {' '.join(names)}"
+    ]
+    print(lines[0], flush=True)
+    with tempfile.TemporaryDirectory(prefix="gloryhole-faults-") as tmp:
+        # Without DATABASE_URL: a throw-away SQLite file, never data/.
+        url = url or f"sqlite:///{Path(tmp) / 'faults.sqlite3'}"
+        h = Harness(Path(tmp), url)
+        try:
+            _, h.upstream = start_upstream(PY, h.work, h.procs)
+            write_queries(h.queries, 60 * max(args.qps, 1000) * 2, BLOCKLIST_SIZE)
+            h.prepare()
+            for name in names:
+                if name == "pg-down":
+                    part = check_pg_down(h, args.qps)
+                elif name == "kill9":
+                    part = check_kill9(h, args.qps)
+                elif name == "sigterm":
+                    part = check_sigterm(h, args.qps, url, "PostgreSQL" if is_postgres(url) else "SQLite")
+                    if is_postgres(url):
+                        lite = f"sqlite:///{h.work / 'sigterm.sqlite3'}"
+                        h.prepare(lite)
+                        part += check_sigterm(h, args.qps, lite, "SQLite")
+                elif name == "web-restart":
+                    part = check_web_restart(h, args.qps)
+                else:
+                    part = soak(h, args.qps, args.duration)
+                print("\n".join(part), flush=True)
+                lines += part
+        finally:
+            h.procs.stop_all()
+    print(f"took {time.monotonic() - began:.0f} s; load average {os.getloadavg()[0]:.2f}")
+    return 1 if any("FAILED" in line for line in lines) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
