@@ -80,7 +80,7 @@ clean:
 # The file-wide DURATION default (60) would make the default run ~9 minutes, so unless
 # DURATION is given on the command line or in the environment each run gets
 # LOADTEST_DURATION seconds, which keeps a default `make loadtest` under ~3 minutes.
-LOADTEST_DURATION ?= 15
+LOADTEST_DURATION ?= 10
 LOADTEST_VARIANTS ?= all
 LOADTEST_ARGS ?=
 loadtest: venv

@@ -29,6 +29,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shlex
 import shutil
 import signal
@@ -115,21 +116,32 @@ def write_blocklist(path: Path, count: int) -> None:
         f.writelines(blocked_name(i) + "\n" for i in range(count))
 
 
-def write_queries(path: Path, lines: int, blocklist_size: int, seed: int = 42) -> dict[str, int]:
-    """The dnsperf input file ("name TYPE" per line); returns how many lines of each kind."""
+MIX_KINDS = ("blocked", "repeated", "unique")
+
+
+def write_queries(path: Path, lines: int, blocklist_size: int, only: str = "", seed: int = 42) -> dict[str, int]:
+    """The dnsperf input file ("name TYPE" per line); returns how many lines of each kind.
+
+    `only` restricts the file to one kind, to time one path of the server on its own.
+    """
     rnd = random.Random(seed)  # the same file for every run with the same arguments
-    counts = {"blocked": 0, "repeated": 0, "unique": 0}
+    counts = {kind: 0 for kind in MIX_KINDS}
     unique = 0
+    # Thresholds on one uniform draw: [0, blocked) blocked, [blocked, repeated) repeated, rest unique.
+    blocked_below, repeated_below = MIX_BLOCKED, MIX_BLOCKED + MIX_REPEATED
+    if only:
+        blocked_below = 1.0 if only == "blocked" else 0.0
+        repeated_below = 1.0 if only in ("blocked", "repeated") else 0.0
     with path.open("w", encoding="ascii") as f:
         for _ in range(lines):
             qtype = "AAAA" if rnd.random() < SHARE_AAAA else "A"
             r = rnd.random()
-            if r < MIX_BLOCKED:
+            if r < blocked_below:
                 name = blocked_name(rnd.randrange(blocklist_size))
                 if rnd.random() < 0.5:
                     name = "cdn." + name
                 counts["blocked"] += 1
-            elif r < MIX_BLOCKED + MIX_REPEATED:
+            elif r < repeated_below:
                 name = f"www.site{rnd.randrange(REPEATED_POOL)}.example"
                 counts["repeated"] += 1
             else:
@@ -235,8 +247,10 @@ def tail(path: Path, lines: int = 15) -> str:
 class ProcSample:
     threads_start: int = 0
     threads_peak: int = 0
+    rss_start_kb: int = 0
     rss_peak_kb: int = 0
     cpu_seconds: float = 0.0
+    other_cpu_seconds: float | None = None  # CPU used by processes that are not part of the test
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -255,6 +269,28 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+_BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system irq softirq steal (not idle, iowait)
+
+
+def _test_cpu(upstream_pid: int) -> tuple[float, float] | None:
+    """(CPU seconds all CPUs were busy, CPU seconds of this process, its reaped children and the upstream).
+
+    dnsperf is a reaped child by the time of the second reading, so RUSAGE_CHILDREN covers it.
+    """
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        busy = sum(fields[i] for i in _BUSY_FIELDS if i < len(fields)) / os.sysconf("SC_CLK_TCK")
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        ours = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+        if upstream_pid:
+            ours += _cpu_seconds(upstream_pid)
+        return busy, ours
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class Sampler:
     """Polls /proc/PID every `interval` s during a dnsperf run: peak threads, peak RSS, CPU used."""
 
@@ -268,7 +304,9 @@ class Sampler:
 
     def __enter__(self) -> Sampler:
         self._cpu0 = _cpu_seconds(self.pid)
-        self.sample.threads_start = int(_status(self.pid)["Threads"])
+        status = _status(self.pid)
+        self.sample.threads_start = int(status["Threads"])
+        self.sample.rss_start_kb = int(status.get("VmRSS", "0 kB").split()[0])
         self._thread.start()
         return self
 
@@ -404,6 +442,10 @@ class RunResult:
     exit_code: int | None = None
     problems: list[str] = field(default_factory=list)
     log_warnings: list[str] = field(default_factory=list)
+    qps_runs: list[float] = field(default_factory=list)  # every repeat's QPS, on the median run
+    # Queries the engine says it answered: more than dnsperf's "completed" when replies came
+    # after dnsperf's timeout (those count as lost for dnsperf, but are logged all the same).
+    answered: int | None = None
 
 
 @dataclass(slots=True)
@@ -416,6 +458,7 @@ class Setup:
     queries: Path
     template_data: Path | None
     procs: Processes
+    upstream_pid: int = 0
 
 
 def dnsperf_argv(args: argparse.Namespace, queries: Path, port: int, rate: int | None) -> list[str]:
@@ -432,6 +475,7 @@ def dnsperf_argv(args: argparse.Namespace, queries: Path, port: int, rate: int |
 def run_dnsperf(setup: Setup, result: RunResult, server: subprocess.Popen, port: int, out_dir: Path) -> None:
     argv = dnsperf_argv(setup.args, setup.queries, port, result.variant.rate)
     out, err = out_dir / "dnsperf.out", out_dir / "dnsperf.err"
+    before = _test_cpu(setup.upstream_pid)
     with Sampler(server.pid) as sampler:
         # No preexec_fn here: the sampler thread is running (fork + preexec with threads can deadlock).
         perf = setup.procs.start("dnsperf", argv, stdout=out, stderr=err, guard=False)
@@ -439,8 +483,15 @@ def run_dnsperf(setup: Setup, result: RunResult, server: subprocess.Popen, port:
             perf.wait(setup.args.duration + setup.args.timeout + 30)
         except subprocess.TimeoutExpired:
             result.problems.append("dnsperf did not finish in time and was stopped")
-        setup.procs.stop(perf)
+        finally:
+            # The load first, then (in the caller) the server: a server under load stops slower.
+            setup.procs.stop(perf)
+    after = _test_cpu(setup.upstream_pid)
     result.proc = sampler.sample
+    if before and after:
+        # The machine is shared: whatever else ran during the window took CPU from the server or dnsperf.
+        busy, ours = after[0] - before[0], after[1] - before[1]
+        result.proc.other_cpu_seconds = max(0.0, busy - ours - result.proc.cpu_seconds)
     result.perf = parse_dnsperf(out)
     if not result.perf.ok:
         result.problems.append(f"dnsperf produced no statistics: {tail(err, 5) or tail(out, 5)}")
@@ -450,8 +501,7 @@ def run_dnsperf(setup: Setup, result: RunResult, server: subprocess.Popen, port:
 
 def run_baseline(setup: Setup, variant: Variant) -> RunResult:
     result = RunResult(variant, variant.label(setup.args.rate))
-    out_dir = setup.work / variant.key
-    out_dir.mkdir()
+    out_dir = Path(tempfile.mkdtemp(prefix=f"{variant.key}-", dir=setup.work))
     argv = [setup.python, "-m", "devtools.baseline_server", "--host", LOOPBACK, "--port", "0"]
     argv += ["--upstream", setup.upstream, "--blocklist", str(setup.blocklist)]
     stdout, stderr = out_dir / "server.out", out_dir / "server.err"
@@ -467,18 +517,27 @@ def run_baseline(setup: Setup, variant: Variant) -> RunResult:
     return result
 
 
-def engine_env(setup: Setup, data_dir: Path, metrics_port: int, extra: dict[str, str]) -> dict[str, str]:
+def base_env(data_dir: Path, upstream: str) -> dict[str, str]:
+    """The environment of every manage.py the load test runs: a temp database, loopback only."""
     env = dict(os.environ)
-    # The load test must never touch a real database: no URL, only the temp data dir.
+    # Never a real database: no URL, only the temp data dir.
     env.pop("DATABASE_URL", None)
     env.update(
         {
             "GLORYHOLE_DATA_DIR": str(data_dir),
-            "GLORYHOLE_UPSTREAMS": setup.upstream,
-            "GLORYHOLE_METRICS_PORT": str(metrics_port),
+            "GLORYHOLE_UPSTREAMS": upstream,
+            # The engine would otherwise fetch URL subscriptions (a fresh database subscribes to
+            # StevenBlack): the load test sends nothing beyond loopback.
+            "GLORYHOLE_BLOCKLIST_UPDATE_HOURS": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )
+    return env
+
+
+def engine_env(setup: Setup, data_dir: Path, metrics_port: int, extra: dict[str, str]) -> dict[str, str]:
+    env = base_env(data_dir, setup.upstream)
+    env["GLORYHOLE_METRICS_PORT"] = str(metrics_port)
     env.update(extra)
     return env
 
@@ -486,7 +545,7 @@ def engine_env(setup: Setup, data_dir: Path, metrics_port: int, extra: dict[str,
 def run_engine(setup: Setup, variant: Variant) -> RunResult:
     result = RunResult(variant, variant.label(setup.args.rate))
     assert setup.template_data is not None
-    out_dir = setup.work / variant.key
+    out_dir = Path(tempfile.mkdtemp(prefix=f"{variant.key}-", dir=setup.work))
     data_dir = out_dir / "data"
     # A fresh copy of the migrated database per run: rows are counted per variant.
     shutil.copytree(setup.template_data, data_dir)
@@ -510,6 +569,8 @@ def run_engine(setup: Setup, variant: Variant) -> RunResult:
         result.problems.append(f"rundns exited with code {result.exit_code}")
     lines = stdout.read_text(errors="replace").splitlines()
     result.summary_line = lines[-1].strip() if len(lines) > 1 else ""
+    said = re.search(r"stopped after (\d+) queries", result.summary_line)
+    result.answered = int(said.group(1)) if said else None
     result.rows = count_rows(data_dir / "gloryhole.sqlite3")
     result.log_warnings = [ln for ln in stderr.read_text(errors="replace").splitlines() if _is_warning(ln)]
     return result
@@ -547,13 +608,23 @@ config_generation_bump()
 """
 
 
+# Only the generated list is enabled, so the engine blocks exactly what the baseline blocks;
+# URL subscriptions a fresh database starts with stay disabled (and are never fetched).
+_ONLY_OUR_LIST = """
+from dnsengine.models import Blocklist
+from dnsengine.services import config_generation_bump
+Blocklist.objects.exclude(name={name!r}).update(enabled=False)
+config_generation_bump()
+for name, count in Blocklist.objects.filter(enabled=True).values_list("name", "domain_count"):
+    print(f"enabled list {{name}}: {{count}} names")
+"""
+
+
 def prepare_engine_db(python: str, work: Path, blocklist: Path, upstream: str) -> tuple[Path, str]:
     """Migrate a template data dir and import the blocklist into it; returns (dir, how it was imported)."""
     data = work / "template-data"
     data.mkdir()
-    env = dict(os.environ)
-    env.pop("DATABASE_URL", None)
-    env.update({"GLORYHOLE_DATA_DIR": str(data), "GLORYHOLE_UPSTREAMS": upstream})
+    env = base_env(data, upstream)
     done = manage(python, ["migrate", "--noinput"], env, timeout=300)
     if done.returncode:
         raise RuntimeError(f"migrate failed:\n{done.stderr[-2000:]}")
@@ -567,11 +638,15 @@ def prepare_engine_db(python: str, work: Path, blocklist: Path, upstream: str) -
         how = "ORM bulk_create (importblocklist not written yet)"
     if done.returncode:
         raise RuntimeError(f"blocklist import failed ({how}):\n{done.stderr[-2000:]}")
+    took = time.monotonic() - started
+    done = manage(python, ["shell", "-c", _ONLY_OUR_LIST.format(name=BLOCKLIST_NAME)], env, timeout=120)
+    if done.returncode:
+        raise RuntimeError(f"could not disable the other blocklists:\n{done.stderr[-2000:]}")
+    enabled = "; ".join(line for line in done.stdout.splitlines() if line.startswith("enabled list"))
     with contextlib.closing(sqlite3.connect(data / "gloryhole.sqlite3")) as conn:
-        count = conn.execute("SELECT COUNT(*) FROM dnsengine_blockeddomain").fetchone()[0]
         # Fold the WAL into the main file so that copying the directory copies everything.
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return data, f"{how}: {count} names in {time.monotonic() - started:.1f}s"
+    return data, f"{how} in {took:.1f}s ({enabled}; every other list disabled)"
 
 
 def start_upstream(python: str, work: Path, procs: Processes) -> tuple[subprocess.Popen, str]:
@@ -595,27 +670,61 @@ def _num(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f}"
 
 
+def answered(r: RunResult) -> int | None:
+    """The engine's own count of answered queries, else dnsperf's completed ones."""
+    if r.answered is not None:
+        return r.answered
+    return r.perf.completed if r.perf else None
+
+
+def pick_medians(results: list[RunResult]) -> list[RunResult]:
+    """One row per variant: the run with the median QPS (a real run, so its figures belong together)."""
+    groups: dict[str, list[RunResult]] = {}
+    for r in results:
+        groups.setdefault(r.variant.key, []).append(r)
+    picked = []
+    for runs in groups.values():
+        ok = sorted((r for r in runs if r.perf and r.perf.ok), key=lambda r: r.perf.qps if r.perf else 0.0)
+        chosen = ok[(len(ok) - 1) // 2] if ok else runs[0]
+        chosen.qps_runs = [r.perf.qps for r in ok if r.perf]
+        for r in runs:
+            if r is not chosen:
+                chosen.problems += [f"(another run) {p}" for p in r.problems]
+        picked.append(chosen)
+    return picked
+
+
+def _qps_cell(r: RunResult) -> str:
+    assert r.perf is not None
+    if len(r.qps_runs) > 1:
+        return f"{r.perf.qps:,.0f} ({min(r.qps_runs):,.0f}..{max(r.qps_runs):,.0f})"
+    return f"{r.perf.qps:,.0f}"
+
+
 def render_table(results: list[RunResult]) -> str:
     head = (
         "| variant | QPS | avg ms | p50 ms | p95 ms | p99 ms | max ms | lost | drops | rows / answered "
-        "| threads start→peak | peak RSS MB | CPU % | GC pause s |"
+        "| threads start→peak | RSS start→peak MB | server CPU % | others' CPU % | GC pause s |"
     )
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in results:
         p, s, m = r.perf, r.proc, r.metrics or {}
         if p is None or not p.ok:
-            lines.append(f"| {r.label} | failed: {'; '.join(r.problems)[:200]} |" + " |" * 12)
+            lines.append(f"| {r.label} | failed: {'; '.join(r.problems)[:200]} |" + " |" * 13)
             continue
         logging_on = r.variant.env.get("GLORYHOLE_QUERY_LOG_ENABLED") == "1"
         drops = m.get("dns_query_log_drops_total") if logging_on else None
-        rows = f"{_num(r.rows)} / {_num(p.completed)}" if logging_on else "—"
+        rows = f"{_num(r.rows)} / {_num(answered(r))}" if logging_on else "—"
         cpu = f"{100 * s.cpu_seconds / p.run_time_s:.0f}" if s and p.run_time_s else "—"
+        other = s.other_cpu_seconds if s else None
+        others = f"{100 * other / p.run_time_s:.0f}" if other is not None and p.run_time_s else "—"
         gc = gc_pause_seconds(m)
         lines.append(
-            f"| {r.label} | {_num(p.qps)} | {_ms(p.avg_s)} | {_ms(p.percentiles_s.get(50))} "
+            f"| {r.label} | {_qps_cell(r)} | {_ms(p.avg_s)} | {_ms(p.percentiles_s.get(50))} "
             f"| {_ms(p.percentiles_s.get(95))} | {_ms(p.percentiles_s.get(99))} | {_ms(p.max_s)} | {_num(p.lost)} "
-            f"| {_num(drops)} | {rows} | {s.threads_start}→{s.threads_peak} | {s.rss_peak_kb / 1024:.0f} "
-            f"| {cpu} | {'—' if gc is None else f'{gc:.3f}'} |"
+            f"| {_num(drops)} | {rows} | {s.threads_start}→{s.threads_peak} "
+            f"| {s.rss_start_kb / 1024:.0f}→{s.rss_peak_kb / 1024:.0f} "
+            f"| {cpu} | {others} | {'—' if gc is None else f'{gc:.3f}'} |"
         )
     return "\n".join(lines)
 
@@ -682,7 +791,7 @@ def target_checks(results: list[RunResult], rate: int) -> list[str]:
         if logging_on:
             drops = (r.metrics or {}).get("dns_query_log_drops_total")
             checks.append((f"drops {_num(drops)}", drops == 0))
-            checks.append((f"rows {_num(r.rows)} vs answered {p.completed:,}", r.rows == p.completed))
+            checks.append((f"rows {_num(r.rows)} vs answered {_num(answered(r))}", r.rows == answered(r)))
         verdict = "met" if all(ok for _, ok in checks) else "NOT met"
         detail = ", ".join(f"{text} {'ok' if ok else 'FAIL'}" for text, ok in checks)
         out.append(f"- target at {rate:,} QPS ({r.label}): {verdict}: {detail}")
@@ -697,7 +806,8 @@ def target_checks(results: list[RunResult], rate: int) -> list[str]:
 def report(setup: Setup, results: list[RunResult], notes: list[str]) -> str:
     args = setup.args
     parts = [
-        f"### Load test: {args.duration}s per run, dnsperf fixed rate {args.rate} QPS and full speed",
+        f"### Load test: {args.duration}s per run, {args.repeat} run(s) per variant (median shown, QPS range in "
+        f"brackets), dnsperf at {args.rate:,} QPS and at full speed",
         "",
         render_table(results),
         "",
@@ -714,7 +824,8 @@ def report(setup: Setup, results: list[RunResult], notes: list[str]) -> str:
         + str(args.outstanding)
         + "`); dnsperf shares the CPUs with the server",
         "- latency percentiles: nearest rank over dnsperf -v per-query latencies; lost = no reply within "
-        f"{args.timeout}s; rows = `querylog_querylog` rows after SIGTERM; answered = dnsperf's completed",
+        f"{args.timeout}s; rows = `querylog_querylog` rows after SIGTERM; answered = the engine's count in its "
+        "stop line (it includes replies that reached dnsperf after its timeout)",
     ]
     parts += [f"- {n}" for n in notes]
     for r in results:
@@ -745,12 +856,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--blocklist-size", type=int, default=100_000)
     parser.add_argument("--variants", default="all", help="comma-separated keys (default all): " + ", ".join(
         v.key for v in all_variants(10_000)).replace("10k", "<rate>"))  # fmt: skip
+    parser.add_argument("--only", choices=MIX_KINDS, default="", help="query only one kind of name (default: the mix)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per variant; the table shows the median run")
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     parser.add_argument("--stop-timeout", type=float, default=60.0, help="seconds rundns gets to drain after SIGTERM")
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, dnsperf output, databases)")
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 3600:
         parser.error("--duration must be 1..3600 seconds")
+    if not 1 <= args.repeat <= 20:
+        parser.error("--repeat must be 1..20")
     if args.rate < 1:
         parser.error("--rate must be positive")
     return args
@@ -770,16 +885,19 @@ def select_variants(args: argparse.Namespace) -> list[Variant]:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """A SIGTERM to the load test unwinds like Ctrl-C, so the finally block stops the servers."""
+    """SIGTERM and SIGINT unwind like Ctrl-C, so the finally blocks stop the servers."""
 
     def _raise(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _raise)
+    # SIGINT too: Python leaves it ignored when started in the background by a shell without
+    # job control, and a load test must still stop cleanly on kill -INT.
+    previous = {signum: signal.signal(signum, _raise) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -806,7 +924,7 @@ def main(argv: list[str] | None = None) -> int:
             blocklist, queries = work / "blocklist.txt", work / "queries.txt"
             write_blocklist(blocklist, args.blocklist_size)
             lines = min(FILE_MAX_LINES, max(200_000, FILE_QPS_ALLOWANCE * args.duration, args.rate * args.duration))
-            mix = write_queries(queries, lines, args.blocklist_size)
+            mix = write_queries(queries, lines, args.blocklist_size, args.only)
             notes.append(
                 f"query file: {lines:,} lines, {mix['blocked']:,} blocked (half as subdomains of a listed name), "
                 f"{mix['repeated']:,} from a pool of {REPEATED_POOL} names (cache hits), {mix['unique']:,} unique "
@@ -817,18 +935,21 @@ def main(argv: list[str] | None = None) -> int:
             if any(v.server == "engine" for v in variants):
                 template, how = prepare_engine_db(python, work, blocklist, upstream)
                 notes.append(f"blocklist import via {how}")
-            setup = Setup(args, work, python, upstream, blocklist, queries, template, procs)
-            for variant in variants:
-                print(f"[loadtest] {variant.label(args.rate)} for {args.duration}s ...", file=sys.stderr, flush=True)
-                run = run_engine if variant.server == "engine" else run_baseline
-                result = run(setup, variant)
-                results.append(result)
-                if result.perf and result.perf.ok and result.perf.sent > lines:
-                    notes.append(f"{result.label}: dnsperf wrapped around the query file ({result.perf.sent:,} sent)")
+            setup = Setup(args, work, python, upstream, blocklist, queries, template, procs, upstream_proc.pid)
+            # Repeats go round-robin so that a burst of load from elsewhere hits every variant alike.
+            for round_no in range(1, args.repeat + 1):
+                for variant in variants:
+                    print(f"[loadtest] {variant.label(args.rate)} for {args.duration}s (run {round_no}/{args.repeat})"
+                          " ...", file=sys.stderr, flush=True)  # fmt: skip
+                    run = run_engine if variant.server == "engine" else run_baseline
+                    result = run(setup, variant)
+                    results.append(result)
+                    if result.perf and result.perf.ok and result.perf.sent > lines:
+                        notes.append(f"{result.label}: dnsperf wrapped around the query file ({result.perf.sent:,})")
             procs.stop(upstream_proc)
             notes.append(f"fake upstream: {tail(work / 'upstream.out', 1)}")
             notes.append(f"whole run took {time.monotonic() - started:.0f}s")
-            print(report(setup, results, notes))
+            print(report(setup, pick_medians(results), notes))
     except KeyboardInterrupt:
         print("[loadtest] interrupted; stopping what it started", file=sys.stderr)
         return 130
