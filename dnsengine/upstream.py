@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import queue
-import secrets
 import selectors
 import socket
 import struct
@@ -75,6 +75,10 @@ class UpstreamForwarder:
         self._deadlines: list[tuple[float, int, int]] = []  # (deadline, fileno, qid)
         self._lock = threading.Lock()
         self._failures = [0] * len(upstreams)
+        self._order: tuple[int, ...] = tuple(range(len(upstreams)))
+        self._random_lock = threading.Lock()
+        self._random_pool = b""
+        self._random_pos = 0
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._stop = threading.Event()
@@ -154,27 +158,47 @@ class UpstreamForwarder:
         if len(self._pending) >= self.max_inflight:
             self.stats.count("upstream_overflow")
             return False
-        order = self._upstream_order()
+        order = list(self._order)
         first = order.pop(0)
         pending = _Pending(question, packet, callback, order, first, 0.0, self._sockets[first][0])
         self._send(pending)
         return True
 
-    def _upstream_order(self) -> list[int]:
+    def _reorder(self) -> None:
         # Configured order, but upstreams that keep failing go last, so one dead
-        # upstream does not cost every query a timeout.
+        # upstream does not cost every query a timeout. Recomputed only when an
+        # upstream's health changes, not per query.
         healthy = [i for i, f in enumerate(self._failures) if f < FAILURES_BEFORE_DEMOTION]
         failing = [i for i, f in enumerate(self._failures) if f >= FAILURES_BEFORE_DEMOTION]
-        return healthy + failing
+        self._order = tuple(healthy + failing)
+
+    def _note_success(self, index: int) -> None:
+        if self._failures[index]:
+            self._failures[index] = 0
+            self._reorder()
+
+    def _random16(self) -> int:
+        """A query ID from the OS's CSPRNG, taken from a pool to save a syscall per query.
+
+        IDs (with the random source ports and the question check) are what keep an
+        off-path attacker from forging replies, so not the `random` module.
+        """
+        with self._random_lock:
+            if self._random_pos >= len(self._random_pool):
+                self._random_pool = os.urandom(4096)
+                self._random_pos = 0
+            pos = self._random_pos
+            self._random_pos = pos + 2
+            return (self._random_pool[pos] << 8) | self._random_pool[pos + 1]
 
     def _send(self, pending: _Pending) -> None:
         """Send `pending` to pending.upstream; on a send error fail over at once."""
         while True:
             socks = self._sockets[pending.upstream]
-            sock = socks[secrets.randbelow(len(socks))]
+            sock = socks[self._random16() % len(socks)]
             with self._lock:
                 for _ in range(8):
-                    qid = secrets.randbits(16)
+                    qid = self._random16()
                     key = (sock.fileno(), qid)
                     if key not in self._pending:
                         break
@@ -212,6 +236,8 @@ class UpstreamForwarder:
 
     def _note_failure(self, index: int, why: str) -> None:
         self._failures[index] += 1
+        if self._failures[index] == FAILURES_BEFORE_DEMOTION:
+            self._reorder()
         self.stats.count("upstream_errors")
         _warn.warning("upstream %s: %s", self.upstreams[index].label, why)
 
@@ -281,7 +307,7 @@ class UpstreamForwarder:
             return
         rcode = data[3] & 0x0F
         if data[2] & (wire.FLAG_TC >> 8):
-            self._failures[pending.upstream] = 0
+            self._note_success(pending.upstream)
             try:
                 self._tcp_queue.put_nowait(pending)
             except queue.Full:
@@ -295,7 +321,7 @@ class UpstreamForwarder:
                     self._send(pending)
                 return
         else:
-            self._failures[pending.upstream] = 0
+            self._note_success(pending.upstream)
         self._safe_callback(pending.callback, data, self.upstreams[pending.upstream].label)
 
     @staticmethod
@@ -358,7 +384,7 @@ class UpstreamForwarder:
         """Ask over TCP, the truncating upstream first, then the others."""
         for index in [pending.upstream, *pending.order]:
             upstream = self.upstreams[index]
-            qid = secrets.randbits(16)
+            qid = self._random16()
             message = struct.pack("!H", qid) + pending.packet
             try:
                 with socket.create_connection((upstream.host, upstream.port), timeout=self.timeout) as conn:
