@@ -7,7 +7,8 @@ one upsert per table adds the counts:
 
     INSERT ... ON CONFLICT (key) DO UPDATE SET count = <table>.count + excluded.count
 
-which SQLite (>= 3.24) and PostgreSQL both accept.
+which SQLite (>= 3.24) and PostgreSQL both accept. On PostgreSQL the rows go in
+as one array per column (``INSERT ... SELECT * FROM unnest(...)``).
 """
 
 from __future__ import annotations
@@ -114,9 +115,25 @@ def rollup_write(rows: RollupRows, using: str = DEFAULT_DB_ALIAS) -> None:
         ),
         (ClientRollup, ("bucket", "client"), [(bucket(h), c, n) for (h, c), n in sorted(rows.clients.items())]),
     ):
-        if values:
-            head, tail, width = _upsert_parts(connection, model, keys)
+        if not values:
+            continue
+        head, tail, width = _upsert_parts(connection, model, keys)
+        if connection.vendor == "postgresql":
+            # One array per column instead of one parameter per value: Django's psycopg
+            # cursor binds parameters on the client, ~10 us each, which made the rollups
+            # most of a batch's cost on PostgreSQL (docs/scale-out.md).
+            execute_unnest(connection, head, model, (*keys, "count"), values, tail)
+        else:
             execute_values(connection, head, width, values, tail)
+
+
+def execute_unnest(connection, head: str, model, fields: Sequence[str], rows: Sequence[tuple], tail: str) -> None:
+    """``{head} SELECT * FROM unnest(%s::type[], ...){tail}`` with one array per column (PostgreSQL)."""
+    types = [model._meta.get_field(name).db_type(connection) for name in fields]
+    arrays = ", ".join(f"%s::{t}[]" for t in types)
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{head} SELECT * FROM unnest({arrays}){tail}", columns)
 
 
 def rollup_apply(entries: Sequence[QueryLogEntry], using: str = DEFAULT_DB_ALIAS) -> None:
