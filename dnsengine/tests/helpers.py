@@ -22,7 +22,7 @@ def rcode(reply: dns.message.Message) -> str:
     return dns.rcode.to_text(reply.rcode())
 
 
-def test_database_url() -> str:
+def shared_database_url() -> str:
     """DATABASE_URL of the database this test runs on, for a subprocess that must share it."""
     db = connection.settings_dict
     if connection.vendor == "sqlite":
@@ -39,7 +39,7 @@ def rundns_env(upstream_address: str, **extra: str) -> dict[str, str]:
     """The environment for a rundns subprocess on the test database, forwarding to a fake upstream."""
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=test_database_url(),
+        DATABASE_URL=shared_database_url(),
         GLORYHOLE_UPSTREAMS=upstream_address,
         GLORYHOLE_METRICS_PORT="0",
         PYTHONUNBUFFERED="1",

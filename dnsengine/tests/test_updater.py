@@ -7,14 +7,13 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from conftest import Client
 from dnsengine.blocklist_services import _claim
 from dnsengine.engine import Engine
 from dnsengine.models import BlockedDomain, Blocklist
-from dnsengine.tests.helpers import answers
+from dnsengine.tests.helpers import answers, shared_database_url
 from dnsengine.updater import BlocklistUpdater, blocklists_due, update_in_process, update_in_subprocess
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_lists")]
@@ -131,7 +130,7 @@ def test_a_check_that_fails_is_logged_and_the_updater_carries_on(caplog):
 @pytest.fixture
 def child_env(monkeypatch):
     """The child process reads the test database and short limits from its environment."""
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{connection.settings_dict['NAME']}")
+    monkeypatch.setenv("DATABASE_URL", shared_database_url())
     monkeypatch.setenv("GLORYHOLE_BLOCKLIST_FETCH_TIMEOUT", "10")
     monkeypatch.setenv("GLORYHOLE_BLOCKLIST_UPDATE_HOURS", "24")
 
