@@ -1,4 +1,4 @@
-"""Log lines that could fire once per packet, at most once per interval."""
+"""Log lines that could fire once per packet, query or retry: at most one per interval."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import time
 
 
 class RateLimitedLog:
-    """At most one line per `interval` seconds; the next line says how many were held back."""
+    """At most one line per `interval` seconds; the next line says how many were held back.
+
+    Never waits: a caller that finds another thread logging counts its line as
+    suppressed, so a DNS or writer thread cannot block on a slow log handler.
+    """
+
+    __slots__ = ("_lock", "_next", "_suppressed", "interval", "logger")
 
     def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
         self.logger = logger
@@ -17,20 +23,26 @@ class RateLimitedLog:
         self._suppressed = 0
         self._lock = threading.Lock()
 
-    def _log(self, level: int, msg: str, *args) -> None:
+    def log(self, level: int, msg: str, *args: object, exc_info: bool = False) -> None:
         now = time.monotonic()
-        with self._lock:
+        if now < self._next or not self._lock.acquire(blocking=False):
+            self._suppressed += 1
+            return
+        try:
             if now < self._next:
                 self._suppressed += 1
                 return
-            suppressed, self._suppressed = self._suppressed, 0
             self._next = now + self.interval
-        if suppressed:
-            msg = f"{msg} ({suppressed} similar messages suppressed)"
-        self.logger.log(level, msg, *args)
+            suppressed, self._suppressed = self._suppressed, 0
+            if suppressed:
+                msg += " (%d similar lines suppressed)"
+                args = (*args, suppressed)
+            self.logger.log(level, msg, *args, exc_info=exc_info)
+        finally:
+            self._lock.release()
 
-    def warning(self, msg: str, *args) -> None:
-        self._log(logging.WARNING, msg, *args)
+    def warning(self, msg: str, *args: object) -> None:
+        self.log(logging.WARNING, msg, *args)
 
-    def info(self, msg: str, *args) -> None:
-        self._log(logging.INFO, msg, *args)
+    def info(self, msg: str, *args: object) -> None:
+        self.log(logging.INFO, msg, *args)

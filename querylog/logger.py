@@ -42,6 +42,7 @@ from django.db import (
     transaction,
 )
 
+from dnsengine.throttle import RateLimitedLog
 from gloryhole_site.env import env_bool, env_float, env_int, env_str
 from querylog.entry import QueryLogEntry
 from querylog.models import QueryLog
@@ -179,36 +180,6 @@ class _Histogram:
 
     def snapshot(self) -> HistogramSnapshot:
         return HistogramSnapshot(self.bounds, list(self.counts), self.total)
-
-
-class _RateLimitedLog:
-    """At most one line per interval: several of our log lines can fire per query or per retry."""
-
-    __slots__ = ("_interval", "_lock", "_next", "_suppressed")
-
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
-        self._next = 0.0
-        self._suppressed = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, level: int, msg: str, *args: object, exc_info: bool = False) -> None:
-        now = time.monotonic()
-        if now < self._next or not self._lock.acquire(blocking=False):
-            self._suppressed += 1
-            return
-        try:
-            if now < self._next:
-                self._suppressed += 1
-                return
-            self._next = now + self._interval
-            suppressed, self._suppressed = self._suppressed, 0
-            if suppressed:
-                msg += " (%d similar lines suppressed)"
-                args = (*args, suppressed)
-            log.log(level, msg, *args, exc_info=exc_info)
-        finally:
-            self._lock.release()
 
 
 # ---------------------------------------------------------------------------------------
@@ -599,8 +570,8 @@ class _LoggerBase:
         self._successor: QueryLoggerLike | None = None
         self._report: CloseReport | None = None
         self._close_lock = threading.Lock()
-        self._warn = _RateLimitedLog(5.0)
-        self._error_log = _RateLimitedLog(5.0)
+        self._warn = RateLimitedLog(log, 5.0)
+        self._error_log = RateLimitedLog(log, 5.0)
 
     # -- read side ---------------------------------------------------------------------
 
@@ -676,7 +647,7 @@ class _LoggerBase:
         with self._stats_lock:
             self._drops += 1
         if self._limit:
-            self._warn(
+            self._warn.log(
                 logging.WARNING,
                 "query log buffer full (%d/%d): dropping entries, %d dropped so far",
                 self.size,
@@ -730,7 +701,7 @@ class _LoggerBase:
             else:
                 with self._stats_lock:
                     self._unwritten += 1
-                self._error_log(logging.ERROR, "query log: rejected entry %r", entry)
+                self._error_log.log(logging.ERROR, "query log: rejected entry %r", entry)
 
     def _attempt(self, entries: list[QueryLogEntry]) -> _Outcome:
         delay = self._retry_initial
@@ -744,7 +715,7 @@ class _LoggerBase:
                 # Locked/busy SQLite, a PostgreSQL restart, a dropped connection:
                 # it can succeed later, so keep the batch and try again.
                 self._count_error()
-                self._error_log(
+                self._error_log.log(
                     logging.WARNING,
                     "query log write failed (attempt %d, %d entries), retrying in %.2f s: %s",
                     attempt,
@@ -754,7 +725,7 @@ class _LoggerBase:
                 )
             except Exception as exc:
                 self._count_error()
-                self._error_log(
+                self._error_log.log(
                     logging.ERROR,
                     "query log write failed (%d entries), not retrying: %s: %s",
                     len(entries),
@@ -876,7 +847,7 @@ class QueryLogger(_LoggerBase):
             return
         n = len(self._queue)
         if n >= self._warn_at:
-            self._warn(
+            self._warn.log(
                 logging.WARNING,
                 "query log buffer %d%% full (%d/%d), %d dropped so far",
                 n * 100 // self._capacity,
