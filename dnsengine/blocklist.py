@@ -1,4 +1,4 @@
-"""Parsing of blocklist files: hosts files, plain domain lists and Adblock-style DNS lists.
+"""Parsing of blocklist files: hosts files, plain domain lists, Adblock-style DNS lists and regex lists.
 
 Everything here is pure (no database) and streams: lines are handled one at a
 time, so a 100 MB list never sits in memory as one string. Blocklists come from
@@ -19,10 +19,17 @@ from functools import lru_cache
 from typing import BinaryIO
 
 from dnsengine.names import normalize_domain
+from dnsengine.rules import compile_rule
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("auto", "hosts", "domains", "adblock")
+# "regex" is never detected: a plain domain list read as regexes would block far
+# too much (each dot matches any character), so only a list marked so is read as one.
+FORMATS = ("auto", "hosts", "domains", "adblock", "regex")
+
+# Every regex rule is tried, one after the other, on each name no list blocks: a
+# domain list mistaken for a regex list must not turn each query into a million searches.
+MAX_REGEX_RULES = 1000
 
 # No domain rule needs more; longer lines are skipped unread, so a hostile
 # multi-megabyte line costs one length check instead of a regex scan.
@@ -98,6 +105,13 @@ _MEANINGFUL_MODIFIERS = frozenset(
 # "##", "#@#", "#?#", "#$#", "#%#", "#@$?#", ... and HTML filters "$$", "$@$".
 _COSMETIC = re.compile(r"#@?[$?%]{0,2}#|\$@?\$")
 
+# Pi-hole's own additions to a regex (";querytype=AAAA", ";invert", ";reply=nxdomain")
+# change what the rule means; read as plain regex they would block the wrong names.
+_PIHOLE_REGEX_EXTENSION = re.compile(r";(querytype|invert|reply)\b")
+# An inline comment: whitespace, then "#". A name holds no whitespace, so a pattern
+# cannot need a literal space before a "#".
+_INLINE_COMMENT = re.compile(r"\s+#")
+
 
 class BlocklistError(Exception):
     """A blocklist file that cannot be used at all; the message says why, for a person."""
@@ -106,6 +120,7 @@ class BlocklistError(Exception):
 @dataclass(slots=True)
 class ParseResult:
     domains: list[str] = field(default_factory=list)  # normalised, unique, in file order
+    rules: list[str] = field(default_factory=list)  # regex patterns (regex lists only), valid, unique, in file order
     allowed: list[str] = field(default_factory=list)  # from Adblock @@||domain^ exceptions
     # reason -> number of entries; a hosts line naming several hosts counts once per name.
     skipped: Counter[str] = field(default_factory=Counter)
@@ -163,6 +178,89 @@ def detect_format(sample: Iterable[str]) -> str:
     if hosts and hosts >= domains:
         return "hosts"
     return "domains"
+
+
+_BRACES = re.compile(r"\{(\d*)(,?)(\d*)\}")
+# One label and its dot, `([a-z0-9-]+\.)` or `(?:[^.]+\.)`: safe to repeat, since the
+# dot ends each repetition and the class cannot take it, so a name splits one way only.
+_LABEL_GROUP = re.compile(r"\((?:\?:)?\[(\^?)([^\]\\]*)\][+*]\\\.\)")
+# POSIX classes such as [:space:] (Pi-hole's regexes are POSIX): Python reads
+# `[^.[:space:]]` as a set followed by a literal "]", which no name holds.
+_POSIX_CLASS = re.compile(r"\[:[a-z]+:\]")
+
+
+def _label_group(m: re.Match) -> str:
+    negated, members = m.groups()
+    return "x" if ("." in members) == bool(negated) else m.group()
+
+
+def _braces_repeat(braces: re.Match) -> bool:
+    """Whether a {m}, {m,} or {m,n} quantifier allows more than one repetition."""
+    low, comma, high = braces.groups()
+    if comma:
+        return not high or int(high) > 1
+    return bool(low) and int(low) > 1
+
+
+def has_nested_quantifier(pattern: str) -> bool:
+    r"""True if a repeated group holds a repetition, as in `(a+)+`, `(\w*\.?)*` or `(x+){2,}`.
+
+    Python's `re` backtracks without a time limit, and such a pattern can take
+    exponential time on a name that almost matches: one query would hold a DNS
+    thread (and the GIL) for minutes. This is a plain scan of the text, not a
+    proof: a repeated label, `([a-z0-9-]+\.)*` or `([^.]+\.)+`, is let through, but
+    other harmless patterns are refused (`(ads?-)+`), and overlapping
+    alternatives (`(a|a)+`) are missed.
+    """
+    pattern = _LABEL_GROUP.sub(_label_group, pattern)
+    # One flag per open group: does it hold a quantifier so far?
+    stack: list[bool] = [False]
+    i, n = 0, len(pattern)
+    closed_group_has_quantifier = False  # the group that closed just before position i
+    while i < n:
+        c = pattern[i]
+        after_group = closed_group_has_quantifier
+        closed_group_has_quantifier = False
+        if c == "\\":
+            i += 2
+            continue
+        if c == "[":
+            # A character class: skip to its end; "]" first in it is literal.
+            i += 1
+            if i < n and pattern[i] == "^":
+                i += 1
+            if i < n and pattern[i] == "]":
+                i += 1
+            while i < n and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+            i += 1
+            continue
+        if c == "(":
+            stack.append(False)
+            i += 1
+            if i < n and pattern[i] == "?":
+                i += 1  # group syntax ((?:, (?P<name>, (?=, ...), not a quantifier
+            continue
+        if c == ")":
+            if len(stack) > 1:
+                inner = stack.pop()
+                closed_group_has_quantifier = inner
+                stack[-1] = stack[-1] or inner
+            i += 1
+            continue
+        braces = _BRACES.match(pattern, i) if c == "{" else None
+        if c in "*+?" or braces is not None:
+            # A repeated group that holds a repetition; "?" or {0,1} only make it optional.
+            repeats = c in "*+" or (braces is not None and _braces_repeat(braces))
+            if after_group and repeats:
+                return True
+            stack[-1] = True
+            i = braces.end() if braces is not None else i + 1
+            if i < n and pattern[i] in "?+":
+                i += 1  # lazy or possessive: still the same quantifier
+            continue
+        i += 1
+    return False
 
 
 def _why_rejected(raw: str, name: str | None, invalid_reason: str) -> str:
@@ -283,6 +381,39 @@ class _Parser:
         else:
             self.add(body, invalid_reason="not a DNS rule")
 
+    def regex_line(self, line: str) -> None:
+        """One line of a regex list: a Python-compatible regular expression, or a # comment."""
+        result = self.result
+        if line[0] == "#":
+            result.comments += 1
+            return
+        comment = _INLINE_COMMENT.search(line)
+        if comment is not None:
+            line = line[: comment.start()]
+        skipped = result.skipped
+        if _PIHOLE_REGEX_EXTENSION.search(line):
+            skipped["Pi-hole regex extension"] += 1
+            return
+        if _POSIX_CLASS.search(line):
+            skipped["POSIX character class"] += 1
+            return
+        try:
+            compile_rule("regex", line)
+        except ValueError as exc:
+            skipped["regex too long" if "longer than" in str(exc) else "invalid regex"] += 1
+            return
+        if has_nested_quantifier(line):
+            skipped["nested quantifier"] += 1
+            return
+        if line in self._seen:
+            skipped["duplicate"] += 1
+            return
+        if len(result.rules) >= MAX_REGEX_RULES:
+            skipped[f"over the {MAX_REGEX_RULES:,}-regex limit"] += 1
+            return
+        self._seen.add(line)
+        result.rules.append(line)
+
     def _adblock_domain_rule(self, rule: str, allow: bool) -> None:
         skipped = self.result.skipped
         modifiers = False
@@ -337,7 +468,10 @@ def parse_blocklist(lines: Iterable[str] | Iterable[bytes], fmt: str = "auto") -
                 break
         fmt = detect_format(buffered)
     parser.result.format = fmt
-    handle = parser.adblock_line if fmt == "adblock" else parser.hosts_line
+    if fmt == "regex":
+        handle = parser.regex_line
+    else:
+        handle = parser.adblock_line if fmt == "adblock" else parser.hosts_line
     for line in buffered:
         handle(line)
     del buffered
@@ -345,11 +479,12 @@ def parse_blocklist(lines: Iterable[str] | Iterable[bytes], fmt: str = "auto") -
         handle(line)
     result = parser.result
     logger.debug(
-        "parsed %s lines as %s: %s domains, %s allowed, skipped %s",
+        "parsed %s lines as %s: %s domains, %s allowed, %s regexes, skipped %s",
         result.lines,
         result.format,
         len(result.domains),
         len(result.allowed),
+        len(result.rules),
         describe_skipped(result.skipped),
     )
     return result
@@ -400,9 +535,10 @@ def read_blocklist_file(path: str | os.PathLike[str], fmt: str = "auto") -> Pars
             result = parse_blocklist(iter_binary_lines(fp, head), fmt)
     except OSError as exc:
         raise BlocklistError(f"cannot read {display}: {exc.strerror or exc}") from exc
-    if not result.domains:
+    if not result.domains and not result.rules:
+        what = "regex" if result.format == "regex" else "domain"
         raise BlocklistError(
-            f"no valid domain in {display} (read as {result.format}): {result.lines:,} lines, "
+            f"no valid {what} in {display} (read as {result.format}): {result.lines:,} lines, "
             f"skipped {describe_skipped(result.skipped)}"
         )
     return result

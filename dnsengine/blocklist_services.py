@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from dnsengine.blocklist import BlocklistError, ParseResult, describe_skipped, iter_binary_lines, parse_blocklist
 from dnsengine.fetch import Progress, fetch_blocklist
-from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist
+from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule
 from dnsengine.services import config_generation_bump
 
 logger = logging.getLogger(__name__)
@@ -48,12 +48,31 @@ class ImportSummary:
     ignored_modifiers: int
     skipped: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0  # database work only; parsing is timed by the caller
+    # Regex lists: their patterns, stored as BlockRule rows of the list.
+    rules: int = 0
+    rules_added: int = 0
+    rules_removed: int = 0
+
+    @property
+    def entries(self) -> int:
+        return self.domains + self.rules
+
+    @property
+    def entries_added(self) -> int:
+        return self.added + self.rules_added
+
+    @property
+    def entries_removed(self) -> int:
+        return self.removed + self.rules_removed
 
     def describe(self) -> str:
         verb = "created" if self.created else "updated"
+        if self.format == "regex":
+            held = f"{self.rules:,} regex rules (+{self.rules_added:,} / -{self.rules_removed:,})"
+        else:
+            held = f"{self.domains:,} domains (+{self.added:,} / -{self.removed:,})"
         text = (
-            f'Blocklist "{self.name}" {verb}: {self.domains:,} domains '
-            f"(+{self.added:,} / -{self.removed:,}), format {self.format}; "
+            f'Blocklist "{self.name}" {verb}: {held}, format {self.format}; '
             f"{self.lines:,} lines read, {self.comments:,} comment or blank, "
             f"skipped {describe_skipped(self.skipped)}"
         )
@@ -71,7 +90,7 @@ def blocklist_import(
     *,
     enabled: bool | None = None,
 ) -> ImportSummary:
-    """Create or update the Blocklist `name` so that it holds exactly `result.domains`.
+    """Create or update the Blocklist `name` so that it holds exactly `result.domains` and `result.rules`.
 
     One transaction: engines see the old list or the new one, never a mix. Only
     the difference is written, so refreshing a mostly unchanged list keeps the
@@ -80,13 +99,21 @@ def blocklist_import(
     setting (True for a new list). Adblock @@ exceptions become AllowedDomain
     rows unless one already exists for that name.
 
-    Raises BlocklistError, touching nothing, when `result` holds no domain: an
-    empty download must never replace a good list.
+    A regex list's patterns become BlockRule rows attached to the list (so they
+    follow its `enabled`); any other list ends up with none.
+
+    Raises BlocklistError, touching nothing, when `result` holds no domain (no
+    regex, for a regex list): an empty download must never replace a good list.
     """
     name = name.strip()
     if not name or len(name) > Blocklist._meta.get_field("name").max_length:
         raise BlocklistError(f"{name!r} is not a usable list name (1 to 100 characters)")
-    if not result.domains:
+    if result.format == "regex" and not result.rules:
+        raise BlocklistError(
+            f'no valid regex for blocklist "{name}" ({result.lines:,} lines, '
+            f"skipped {describe_skipped(result.skipped)}); its previous contents are kept"
+        )
+    if result.format != "regex" and not result.domains:
         raise BlocklistError(
             f'no valid domain for blocklist "{name}" ({result.lines:,} lines, '
             f"skipped {describe_skipped(result.skipped)}); its previous contents are kept"
@@ -112,10 +139,12 @@ def blocklist_import(
         del old, new_set
         _insert_domains(blocklist.pk, added)
         allowed_added = _allow_exceptions(result.allowed, name)
+        rules_added, rules_removed = _replace_rules(blocklist, result.rules)
         fields = {
             "source": source[: Blocklist._meta.get_field("source").max_length],
             "format": result.format,
-            "domain_count": len(new_domains),
+            # Entries, whatever their kind: the updater reads 0 as "holds nothing yet".
+            "domain_count": len(new_domains) + len(result.rules),
             "last_loaded": now,
             "last_error": "",
         }
@@ -125,7 +154,8 @@ def blocklist_import(
         Blocklist.objects.filter(pk=blocklist.pk).update(**fields)
         # Raw inserts and deletes fire no signals, so the engines learn of it here;
         # a daily refresh that changed nothing must not make them rebuild a million names.
-        if created or added or removed or allowed_added or (enabled is not None and enabled != blocklist.enabled):
+        changed = added or removed or allowed_added or rules_added or rules_removed
+        if created or changed or (enabled is not None and enabled != blocklist.enabled):
             config_generation_bump()
     summary = ImportSummary(
         name=name,
@@ -140,6 +170,9 @@ def blocklist_import(
         ignored_modifiers=result.ignored_modifiers,
         skipped=Counter(result.skipped),
         seconds=time.monotonic() - started,
+        rules=len(result.rules),
+        rules_added=rules_added,
+        rules_removed=rules_removed,
     )
     logger.info("%s in %.1f s", summary.describe(), summary.seconds)
     return summary
@@ -202,6 +235,37 @@ def _insert_domains(blocklist_id: int, domains: list[str]) -> None:
             cursor.executemany(sql, [(blocklist_id, d) for d in ordered[start : start + BATCH_SIZE]])
 
 
+def _replace_rules(blocklist: Blocklist, patterns: list[str]) -> tuple[int, int]:
+    """Make the list's regex rules exactly `patterns`; (added, removed).
+
+    In SQL and bulk_create, not save()/delete(): signals.py would bump the
+    generation once per row, where the caller bumps once for the whole import.
+    """
+    old = dict(BlockRule.objects.filter(blocklist=blocklist).values_list("pattern", "pk"))
+    wanted = set(patterns)
+    gone = [pk for pattern, pk in old.items() if pattern not in wanted]
+    if gone:
+        quote = connection.ops.quote_name
+        table, pk_column = quote(BlockRule._meta.db_table), quote(BlockRule._meta.pk.column)
+        with connection.cursor() as cursor:
+            for start in range(0, len(gone), _DELETE_CHUNK):
+                chunk = gone[start : start + _DELETE_CHUNK]
+                marks = ", ".join(["%s"] * len(chunk))
+                cursor.execute(f"DELETE FROM {table} WHERE {pk_column} IN ({marks})", chunk)
+    new = [
+        BlockRule(
+            kind=BlockRule.Kind.REGEX,
+            pattern=p,
+            blocklist=blocklist,
+            comment=f"from list {blocklist.name}"[: BlockRule._meta.get_field("comment").max_length],
+        )
+        for p in patterns
+        if p not in old
+    ]
+    BlockRule.objects.bulk_create(new, batch_size=BATCH_SIZE)
+    return len(new), len(gone)
+
+
 def _allow_exceptions(domains: list[str], list_name: str) -> int:
     """Create AllowedDomain rows for the list's @@ exceptions that have none yet; how many were created.
 
@@ -257,7 +321,10 @@ class UpdateOutcome:
         if self.status == UPDATED and self.summary is not None:
             s = self.summary
             skipped = sum(s.skipped.values())
-            text = f"{self.name}: updated, {s.domains:,} entries (+{s.added:,} / -{s.removed:,}), {skipped:,} skipped"
+            text = (
+                f"{self.name}: updated, {s.entries:,} entries (+{s.entries_added:,} / -{s.entries_removed:,}), "
+                f"{skipped:,} skipped"
+            )
             if skipped:
                 text += f" ({describe_skipped(s.skipped)})"
             return f"{text}, {took}"
@@ -325,8 +392,9 @@ def blocklist_update(
                 )
             body.seek(0)
             # The Adblock parser also reads hosts and plain lines; any other list is
-            # re-detected each time, since publishers do change formats.
-            fmt = "adblock" if blocklist.format == Blocklist.Format.ADBLOCK else "auto"
+            # re-detected each time, since publishers do change formats. A regex
+            # list is never detected, so it stays one.
+            fmt = blocklist.format if blocklist.format in (Blocklist.Format.ADBLOCK, Blocklist.Format.REGEX) else "auto"
             result = parse_blocklist(iter_binary_lines(body), fmt)
         summary = blocklist_import(name, result, source=source)
     except BlocklistError as exc:
@@ -340,7 +408,7 @@ def blocklist_update(
         last_checked=now,
         next_update=blocklist_next_update(now),
     )
-    return UpdateOutcome(name, UPDATED, summary.domains, "", summary, time.monotonic() - started)
+    return UpdateOutcome(name, UPDATED, summary.entries, "", summary, time.monotonic() - started)
 
 
 def blocklists_update(

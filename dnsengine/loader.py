@@ -61,8 +61,12 @@ def snapshot_load(generation: int = 0, paused_until: float = 0.0) -> Snapshot:
     ]
     matcher = Matcher.build(
         lists=lists,
-        rules=BlockRule.objects.filter(enabled=True).values_list("kind", "pattern"),
+        rules=BlockRule.objects.filter(enabled=True, blocklist__isnull=True).values_list("kind", "pattern"),
         allowed=AllowedDomain.objects.filter(enabled=True).values_list("domain", "include_subdomains"),
+        # The rules of regex lists are in force while their list is.
+        list_rules=BlockRule.objects.filter(enabled=True, blocklist__enabled=True)
+        .order_by("blocklist__name", "pk")
+        .values_list("blocklist__name", "kind", "pattern"),
     )
     local = LocalRecords.build(LocalRecord.objects.filter(enabled=True).values_list("name", "type", "value", "ttl"))
     return Snapshot(matcher=matcher, local=local, generation=generation, paused_until=paused_until)

@@ -38,6 +38,8 @@ class Blocklist(models.Model):
         HOSTS = "hosts", "Hosts file"
         DOMAINS = "domains", "Plain domains"
         ADBLOCK = "adblock", "Adblock (||domain^)"
+        # Never auto-detected: see dnsengine.blocklist.FORMATS.
+        REGEX = "regex", "Regex list (one per line)"
 
     name = models.CharField(max_length=100, unique=True)
     source = models.CharField(max_length=1000, blank=True, help_text="URL or file path it was loaded from")
@@ -111,10 +113,25 @@ class BlockRule(models.Model):
     enabled = models.BooleanField(default=True)
     comment = models.CharField(max_length=200, blank=True)
     created = models.DateTimeField(default=timezone.now)
+    # Set for the rules of a regex list: written by its imports, in force while the list is enabled.
+    blocklist = models.ForeignKey(
+        Blocklist,
+        on_delete=models.CASCADE,
+        related_name="rules",
+        null=True,
+        blank=True,
+        help_text="the regex list this rule came from; empty for a rule added by hand",
+    )
 
     class Meta:
         ordering = ["kind", "pattern"]
-        constraints = [models.UniqueConstraint(fields=["kind", "pattern"], name="uniq_blockrule")]
+        constraints = [
+            # A pattern may be both a hand-made rule and in any number of lists.
+            models.UniqueConstraint(
+                fields=["kind", "pattern"], condition=models.Q(blocklist__isnull=True), name="uniq_blockrule"
+            ),
+            models.UniqueConstraint(fields=["blocklist", "kind", "pattern"], name="uniq_blocklist_rule"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.pattern}"

@@ -51,7 +51,9 @@ def compile_rule(kind: str, pattern: str) -> re.Pattern:
 @dataclass(frozen=True, slots=True)
 class Decision:
     action: str  # "allow" | "block"
-    rule: str  # what decided it, for the query log: "list:NAME", "allow:DOMAIN", "regex:..."
+    # What decided it, for the query log: "list:NAME", "allow:DOMAIN", "regex:...",
+    # "list:NAME regex:..." (a rule of a regex list).
+    rule: str
 
 
 class _DomainTable:
@@ -162,8 +164,10 @@ class Matcher:
         lists: Iterable[tuple[str, Iterable[str]]] = (),
         rules: Iterable[tuple[str, str]] = (),
         allowed: Iterable[tuple[str, bool]] = (),
+        list_rules: Iterable[tuple[str, str, str]] = (),
     ) -> Matcher:
-        """lists: (list name, domains); rules: (kind, pattern); allowed: (domain, include_subdomains).
+        """lists: (list name, domains); rules: (kind, pattern); allowed: (domain, include_subdomains);
+        list_rules: (list name, kind, pattern), the rules of regex lists, tried after `rules`.
 
         Invalid names and rules are skipped here: they were validated on the way
         into the database, and a bad row must not stop a reload. Lists are read
@@ -181,6 +185,11 @@ class Matcher:
         for kind, pattern in rules:
             try:
                 m.rules.append((compile_rule(kind, pattern), f"{kind}:{pattern}"))
+            except ValueError:
+                continue
+        for list_name, kind, pattern in list_rules:
+            try:
+                m.rules.append((compile_rule(kind, pattern), f"list:{list_name} {kind}:{pattern}"))
             except ValueError:
                 continue
         for domain, include_subdomains in allowed:
