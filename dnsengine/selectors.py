@@ -6,7 +6,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule, EngineStatus
@@ -66,16 +66,23 @@ def domain_check(name: str) -> DomainCheck:
     )
     list_matches = [ListMatch(r.blocklist.name, r.domain, r.blocklist.enabled) for r in rows]
 
+    # The same rules the engine loads (loader.snapshot_load): hand-made ones, and
+    # those of enabled regex lists, labelled as the query log labels them.
     rule_matches: list[str] = []
     enabled_rules: list[tuple[str, str]] = []
-    for rule in BlockRule.objects.filter(enabled=True).only("kind", "pattern"):
+    list_rules: list[tuple[str, str, str]] = []
+    rules = BlockRule.objects.filter(enabled=True).filter(Q(blocklist__isnull=True) | Q(blocklist__enabled=True))
+    for kind, pattern, list_name in rules.values_list("kind", "pattern", "blocklist__name"):
         try:
-            regex = compile_rule(rule.kind, rule.pattern)
+            regex = compile_rule(kind, pattern)
         except ValueError:
             continue
-        enabled_rules.append((rule.kind, rule.pattern))
-        if regex.match(name):
-            rule_matches.append(f"{rule.kind}:{rule.pattern}")
+        if list_name is None:
+            enabled_rules.append((kind, pattern))
+        else:
+            list_rules.append((list_name, kind, pattern))
+        if regex.search(name):
+            rule_matches.append(f"{kind}:{pattern}" if list_name is None else f"list:{list_name} {kind}:{pattern}")
 
     allowed_rows = list(
         AllowedDomain.objects.filter(enabled=True, domain__in=suffixes).values_list("domain", "include_subdomains")
@@ -88,7 +95,9 @@ def domain_check(name: str) -> DomainCheck:
     for m in list_matches:
         if m.list_enabled:
             by_list.setdefault(m.list_name, []).append(m.entry)
-    matcher = Matcher.build(lists=sorted(by_list.items()), rules=enabled_rules, allowed=allowed_rows)
+    matcher = Matcher.build(
+        lists=sorted(by_list.items()), rules=enabled_rules, allowed=allowed_rows, list_rules=list_rules
+    )
     decision = matcher.match(name)
     return DomainCheck(
         name=name,

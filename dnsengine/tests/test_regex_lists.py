@@ -243,3 +243,18 @@ def test_a_running_engine_blocks_by_a_regex_list_until_it_is_disabled(make_engin
     # A name not asked before the change: the reply cache cannot answer for the old snapshot.
     assert answers(dns_client.query("ad7.example.org")) == ["A 192.0.2.1"]
     assert answers(dns_client.query("mine.example.org")) == ["A 0.0.0.0"]
+
+
+@pytest.mark.django_db
+def test_the_domain_check_box_sees_list_rules_only_while_their_list_is_enabled():
+    from dnsengine.selectors import domain_check
+
+    regex_list = Blocklist.objects.create(name="regexes", format="regex")
+    BlockRule.objects.create(kind="regex", pattern=r"(\.|^)telemetry\.", blocklist=regex_list)
+    check = domain_check("eu.telemetry.vendor.test")
+    assert (check.action, check.decided_by) == ("block", r"list:regexes regex:(\.|^)telemetry\.")
+    assert check.rule_matches == [r"list:regexes regex:(\.|^)telemetry\."]
+    regex_list.enabled = False
+    regex_list.save()
+    check = domain_check("eu.telemetry.vendor.test")
+    assert (check.action, check.rule_matches) == ("none", [])
