@@ -12,7 +12,7 @@ import dns.message
 import pytest
 
 from conftest import Client
-from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, LocalRecord
+from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, EngineStatus, LocalRecord
 from dnsengine.services import config_generation_bump
 from dnsengine.tests.helpers import rundns_env, start_rundns
 from querylog.logger import QueryLogger
@@ -156,15 +156,28 @@ def test_sigterm_under_load_leaves_one_row_per_answered_query(upstream, tmp_path
 def test_sighup_switches_mode_and_workers_without_losing_an_entry(upstream, tmp_path):
     env_file = tmp_path / "gloryhole.env"
     env_file.write_text("GLORYHOLE_QUERY_LOG_WORKERS=1\n")
-    proc, port = start_rundns(_env(upstream, tmp_path))
+    env = _env(upstream, tmp_path)
+    env["GLORYHOLE_HEARTBEAT_INTERVAL"] = "0.2"
+    proc, port = start_rundns(env)
+
+    def engine_reports(**fields) -> bool:
+        # Signals coalesce: wait until the engine's heartbeat shows one swap before the next.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if EngineStatus.objects.filter(pid=proc.pid, **fields).exists():
+                return True
+            time.sleep(0.05)
+        return False
+
     try:
         first = blast(port, [f"a{i}.example.com" for i in range(1000)])
         env_file.write_text("GLORYHOLE_QUERY_LOG_WORKERS=2\nGLORYHOLE_QUERY_LOG_BUFFER=20000\n")
         proc.send_signal(signal.SIGHUP)
         second = blast(port, [f"b{i}.example.com" for i in range(1000)])
+        assert engine_reports(mode="pool", workers=2, buffer_capacity=20000)
         env_file.write_text("GLORYHOLE_QUERY_LOG_MODE=thread\n")
         proc.send_signal(signal.SIGHUP)
-        time.sleep(1)  # let the second swap happen before the last batch
+        assert engine_reports(mode="thread")
         third = blast(port, [f"c{i}.example.com" for i in range(300)], window=20)
     finally:
         proc.send_signal(signal.SIGTERM)
