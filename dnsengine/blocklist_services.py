@@ -225,12 +225,19 @@ def _insert_domains(blocklist_id: int, domains: list[str]) -> None:
         return
     quote = connection.ops.quote_name
     meta = BlockedDomain._meta
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} "
-        f"({quote(meta.get_field('blocklist').column)}, {quote(meta.get_field('domain').column)}) VALUES (%s, %s)"
-    )
+    columns = f"{quote(meta.get_field('blocklist').column)}, {quote(meta.get_field('domain').column)}"
+    target = f"{quote(meta.db_table)} ({columns})"
+    sql = f"INSERT INTO {target} VALUES (%s, %s)"
     ordered = sorted(domains)
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # COPY: Django's psycopg cursor binds parameters on the client and executemany
+            # sends one statement per row; 200k new names took 11.2 s that way against
+            # 1.0 s on SQLite. SQLite has no COPY.
+            with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {target} FROM STDIN") as copy:
+                for domain in ordered:
+                    copy.write_row((blocklist_id, domain))
+            return
         for start in range(0, len(ordered), BATCH_SIZE):
             cursor.executemany(sql, [(blocklist_id, d) for d in ordered[start : start + BATCH_SIZE]])
 
