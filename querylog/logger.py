@@ -486,7 +486,28 @@ def _row_builder(connection, engine_name: str) -> Callable[[Sequence[QueryLogEnt
             for e in entries
         ]
 
-    return build
+    if connection.vendor != "postgresql":
+        return build
+    domain_at = COLUMNS.index("domain")
+
+    def build_without_nul(entries: Sequence[QueryLogEntry]) -> list[tuple]:
+        # PostgreSQL text cannot hold a NUL byte, and a query name can carry one (a label
+        # is any bytes): one such entry would push its whole batch into row-at-a-time
+        # writes. Written as DNS presentation format writes it; SQLite stores NUL as is.
+        rows = build(entries)
+        for i, e in enumerate(entries):
+            if "\x00" in e.domain:
+                row = list(rows[i])
+                row[domain_at] = without_nul(e.domain)[:ld]
+                rows[i] = tuple(row)
+        return rows
+
+    return build_without_nul
+
+
+def without_nul(text: str) -> str:
+    """``text`` with each NUL written ``\\000``, as in a DNS name's presentation format."""
+    return text.replace("\x00", "\\000")
 
 
 def querylog_from_entry(entry: QueryLogEntry, engine_name: str = "") -> QueryLog:

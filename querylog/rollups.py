@@ -129,6 +129,8 @@ def rollup_write(rows: RollupRows, using: str = DEFAULT_DB_ALIAS) -> None:
 
 def execute_unnest(connection, head: str, model, fields: Sequence[str], rows: Sequence[tuple], tail: str) -> None:
     """``{head} SELECT * FROM unnest(%s::type[], ...){tail}`` with one array per column (PostgreSQL)."""
+    if any("\x00" in v for row in rows for v in row if isinstance(v, str)):
+        rows = _merged_without_nul(rows)
     types = [model._meta.get_field(name).db_type(connection) for name in fields]
     arrays = ", ".join(f"%s::{t}[]" for t in types)
     columns = [list(column) for column in zip(*rows, strict=True)]
@@ -141,3 +143,20 @@ def rollup_apply(entries: Sequence[QueryLogEntry], using: str = DEFAULT_DB_ALIAS
     rows = rollup_rows(entries)
     with transaction.atomic(using=using):
         rollup_write(rows, using=using)
+
+
+def _merged_without_nul(rows: Sequence[tuple]) -> list[tuple]:
+    """Rows (key..., count) with NUL written as the logger's row builder writes it, counts of equal keys added.
+
+    A query name may hold a NUL byte, which PostgreSQL text cannot. Once rewritten, two
+    names of one batch can become one key, and PostgreSQL refuses an upsert that meets
+    the same row twice; merging keeps the batch a single statement. Sorted again for the
+    lock order (see rollup_write).
+    """
+    from querylog.logger import without_nul
+
+    merged: dict[tuple, int] = {}
+    for *key, count in rows:
+        clean = tuple(without_nul(k) if isinstance(k, str) else k for k in key)
+        merged[clean] = merged.get(clean, 0) + count
+    return [(*key, count) for key, count in sorted(merged.items())]

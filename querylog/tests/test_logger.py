@@ -26,7 +26,7 @@ from querylog.logger import (
     _sqlite_utc_text,
     query_logger_from_settings,
 )
-from querylog.models import QueryLog
+from querylog.models import DomainRollup, QueryLog
 from querylog.tests.helpers import RecordingWriter, SignallingWriter, make_entries, make_entry
 
 
@@ -336,6 +336,25 @@ def test_thread_mode_holds_at_most_ten_connections_on_a_database_server(loggers)
 
     assert logger.close(timeout=20) == CloseReport(written=30, unwritten=0, dropped=0)
     assert probe.most == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_query_name_with_a_nul_byte_is_written_with_its_batch(loggers):
+    # A label is any bytes; PostgreSQL text cannot hold NUL, SQLite can.
+    logger = pool(loggers, batch=50).start()
+    # The second spells out what PostgreSQL gets for the first: one rollup key for both.
+    names = ["a\x00b.example.com", "a\\000b.example.com"]
+    for e in [*make_entries(48), *(make_entry(48 + i, domain=n, status="blocked") for i, n in enumerate(names))]:
+        assert logger.log_async(e)
+
+    assert logger.close(timeout=20) == CloseReport(written=50, unwritten=0, dropped=0)
+    assert logger.write_errors == 0  # the batch was never split into one-row writes
+    if connection.vendor == "sqlite":
+        assert sorted(QueryLog.objects.filter(domain__startswith="a").values_list("domain", flat=True)) == names
+        assert DomainRollup.objects.filter(domain=names[0]).get().count == 1
+    else:
+        assert QueryLog.objects.filter(domain=names[1]).count() == 2
+        assert DomainRollup.objects.filter(domain=names[1]).get().count == 2
 
 
 @pytest.mark.django_db(transaction=True)
