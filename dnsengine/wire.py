@@ -111,7 +111,13 @@ def name_to_text(qname_wire: bytes) -> str:
         n = qname_wire[i]
         if n == 0:
             break
-        labels.append(qname_wire[i + 1 : i + 1 + n].decode("ascii", "backslashreplace"))
+        label = qname_wire[i + 1 : i + 1 + n].decode("ascii", "backslashreplace")
+        if not label.isprintable() or "." in label:
+            # A label is any bytes: write control bytes and dots inside a label as
+            # \DDD, as dig does, so the logged name is readable text (PostgreSQL
+            # text cannot even hold a NUL) and cannot pass for another name.
+            label = "".join(c if c.isprintable() and c != "." else f"\\{ord(c):03d}" for c in label)
+        labels.append(label)
         i += 1 + n
     return ".".join(labels).lower()
 

@@ -610,3 +610,10 @@ def test_it_builds_a_truncated_reply_from_header_and_question():
     assert data == struct.pack("!HHHHHH", 99, wire.FLAG_QR | wire.FLAG_RA | wire.FLAG_TC, 1, 0, 0, 1) + (
         EXAMPLE_COM + A_IN + opt_rr
     )
+
+
+def test_name_to_text_escapes_control_bytes_and_dots_inside_a_label():
+    from dnsengine.wire import name_to_text
+
+    assert name_to_text(b"\x03a\x00b\x03a.c\x03com\x00") == "a\\000b.a\\046c.com"
+    assert name_to_text(b"\x07Example\x03COM\x00") == "example.com"
