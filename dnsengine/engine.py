@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 from django.conf import settings
 
@@ -84,7 +83,3 @@ class Engine:
             self.updater.stop()
         self.watcher.stop()
         self.forwarder.stop()
-
-    @staticmethod
-    def thread_count() -> int:
-        return threading.active_count()
