@@ -41,6 +41,8 @@ TCP_RETRY_THREADS = 2
 TCP_RETRY_QUEUE = 256
 # An upstream that failed this many times in a row is tried last until it answers again.
 FAILURES_BEFORE_DEMOTION = 3
+# ...and gets one query again after this long, so a recovered primary wins its place back.
+REPROBE_AFTER = 30.0
 
 
 @dataclass(slots=True)
@@ -62,6 +64,7 @@ class UpstreamForwarder:
         max_inflight: int,
         stats: EngineStats,
         sockets_per_upstream: int = SOCKETS_PER_UPSTREAM,
+        reprobe_after: float = REPROBE_AFTER,
     ) -> None:
         if not upstreams:
             raise ValueError("at least one upstream is needed")
@@ -85,6 +88,8 @@ class UpstreamForwarder:
         self._tcp_queue: queue.Queue = queue.Queue(maxsize=TCP_RETRY_QUEUE)
         self._threads: list[threading.Thread] = []
         self._sockets_per_upstream = sockets_per_upstream
+        self.reprobe_after = reprobe_after
+        self._demoted_at = [0.0] * len(upstreams)
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -172,6 +177,17 @@ class UpstreamForwarder:
         failing = [i for i, f in enumerate(self._failures) if f >= FAILURES_BEFORE_DEMOTION]
         self._order = tuple(healthy + failing)
 
+    def _reprobe(self, now: float) -> None:
+        """Give an upstream demoted long enough ago its place back, one failure short of
+        demotion: if it still fails it drops back at once, costing one query a timeout."""
+        changed = False
+        for index, failures in enumerate(self._failures):
+            if failures >= FAILURES_BEFORE_DEMOTION and now - self._demoted_at[index] >= self.reprobe_after:
+                self._failures[index] = FAILURES_BEFORE_DEMOTION - 1
+                changed = True
+        if changed:
+            self._reorder()
+
     def _note_success(self, index: int) -> None:
         if self._failures[index]:
             self._failures[index] = 0
@@ -237,6 +253,7 @@ class UpstreamForwarder:
     def _note_failure(self, index: int, why: str) -> None:
         self._failures[index] += 1
         if self._failures[index] == FAILURES_BEFORE_DEMOTION:
+            self._demoted_at[index] = time.monotonic()
             self._reorder()
         self.stats.count("upstream_errors")
         _warn.warning("upstream %s: %s", self.upstreams[index].label, why)
@@ -267,7 +284,9 @@ class UpstreamForwarder:
                         pass
                     continue
                 self._drain(sock)
-            self._expire(time.monotonic())
+            now = time.monotonic()
+            self._expire(now)
+            self._reprobe(now)
 
     def _drain(self, sock: socket.socket) -> None:
         fileno = sock.fileno()

@@ -238,3 +238,26 @@ def test_the_thread_count_does_not_grow_with_load(engine, dns_client):
 def test_it_refuses_non_internet_classes_and_zone_transfers(engine, dns_client):
     assert rcode(dns_client.query("example.com", "A", rdclass="CH")) == "REFUSED"
     assert rcode(dns_client.query("example.com", "AXFR", tcp=True)) == "REFUSED"
+
+
+def test_a_demoted_upstream_gets_its_place_back_once_it_answers_again(make_engine, engine_config):
+    with FakeUpstream() as primary, FakeUpstream() as secondary:
+        primary.behaviour.mode = "silent"
+        primary.behaviour.address = "192.0.2.10"
+        secondary.behaviour.address = "192.0.2.20"
+        config = dataclasses.replace(
+            engine_config, upstreams=parse_upstreams(f"{primary.address},{secondary.address}"), upstream_timeout=0.2
+        )
+        engine = make_engine(config)
+        engine.forwarder.reprobe_after = 0.5
+        client = Client(engine.port)
+        for i in range(3):  # three timeouts demote the primary
+            assert answers(client.query(f"down{i}.example.com")) == ["A 192.0.2.20"]
+        asked = primary.received
+        assert answers(client.query("demoted.example.com")) == ["A 192.0.2.20"]
+        assert primary.received == asked  # demoted: not even tried first
+        primary.behaviour.mode = "answer"
+        deadline = time.monotonic() + 5
+        while answers(client.query(f"back{time.monotonic()}.example.com")) != ["A 192.0.2.10"]:
+            assert time.monotonic() < deadline, "the recovered primary never got its place back"
+            time.sleep(0.1)
