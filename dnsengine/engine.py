@@ -8,6 +8,7 @@ from django.conf import settings
 
 from dnsengine.cache import ReplyCache, TtlPolicy
 from dnsengine.config import EngineConfig
+from dnsengine.ioloop import IoLoop
 from dnsengine.loader import ConfigWatcher
 from dnsengine.resolver import QueryLogSink, Resolver
 from dnsengine.server import DNSServer
@@ -29,7 +30,10 @@ class Engine:
         self.config = config
         self.stats = EngineStats()
         self.cache = ReplyCache(config.cache_size)
-        self.forwarder = UpstreamForwarder(config.upstreams, config.upstream_timeout, config.max_inflight, self.stats)
+        # One thread reads the clients' UDP queries and the upstreams' replies (see dnsengine.ioloop).
+        self.loop = IoLoop("dns-io")
+        self.forwarder = UpstreamForwarder(config.upstreams, config.upstream_timeout, config.max_inflight, self.stats,
+                                           loop=self.loop)  # fmt: skip
         self.resolver = Resolver(
             forwarder=self.forwarder,
             blocking=config.blocking,
@@ -44,6 +48,7 @@ class Engine:
             self.stats,
             config.host,
             config.port,
+            loop=self.loop,
             tcp_max_connections=config.tcp_max_connections,
             tcp_idle_timeout=config.tcp_idle_timeout,
         )
@@ -63,6 +68,7 @@ class Engine:
         self.watcher.load_now()
         self.forwarder.start()
         self.server.start()
+        self.loop.start()
         self.watcher.start()
         if self.updater is not None:
             self.updater.start()
@@ -83,3 +89,4 @@ class Engine:
             self.updater.stop()
         self.watcher.stop()
         self.forwarder.stop()
+        self.loop.stop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import struct
 import time
 from collections.abc import Callable
@@ -112,6 +113,7 @@ class Exchange:
     started: float  # perf_counter() at arrival, for the duration
     arrived: float  # time.time() at arrival, for the log
     limit: int  # largest reply that fits the transport
+    packet: bytes  # the query as received
 
     def send(self, reply: bytes) -> None:
         self.transport.send(reply, self.addr)
@@ -144,7 +146,7 @@ class Resolver:
         # case on a network, is then answered with one dict lookup and no parsing.
         self._rendered: dict[bytes, _Rendered] = {}
         self.rendered_max = max(1024, cache.max_size)
-        self._block_templates: dict[int, wire.ScannedReply] = {}
+        self._blocked_entries: dict[int, CacheEntry] = {}
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         # One attribute assignment: a query sees either the old or the new one.
@@ -172,7 +174,7 @@ class Resolver:
             logger.exception("unexpected error parsing a query from %s", client)
             return
         ex = Exchange(query, client, transport, addr, started, arrived,
-                      query.payload if transport.proto == "udp" else 65535)  # fmt: skip
+                      query.payload if transport.proto == "udp" else 65535, data)  # fmt: skip
         if query.edns and query.edns_version != 0:
             self._finish_error(ex, wire.BADVERS)
             return
@@ -186,7 +188,10 @@ class Resolver:
             ex.send(reply)
             self._log(ex, entry.domain, entry.rcode, entry.status, entry.rule)
             if transport.proto == "udp":
-                self._remember_rendered(data, reply, entry, query, now)
+                # The TTLs in `reply` are right until the entry's age reaches its next whole second.
+                valid_until = min(entry.expires, entry.stored + int(now - entry.stored) + 1)
+                self._remember_rendered(data, reply, query, valid_until, entry.domain, entry.rcode, entry.status,
+                                        entry.rule)  # fmt: skip
             return
         try:
             self._resolve_miss(ex, now)
@@ -209,11 +214,16 @@ class Resolver:
         paused_rule = ""
         if decision is not None and decision.action == "block":
             if now >= snapshot.paused_until:
-                entry = entry_from_reply(self._blocked_template(query.qtype), now=now, lifetime=self.block_ttl,
-                                         domain=name, status=STATUS_BLOCKED, rule=decision.rule)  # fmt: skip
-                self.cache.put(query.key, entry)
-                ex.send(entry.render(query, now, ex.limit))
+                # Not put in the cache: rendering the per-type entry costs less than a
+                # cache entry per name would. An exact repeat over UDP is served from
+                # the rendered replies, until the next reload or pause clears them.
+                entry = self._blocked_entry(query.qtype)
+                reply = entry.render(query, now, ex.limit)
+                ex.send(reply)
                 self._log(ex, name, entry.rcode, STATUS_BLOCKED, decision.rule)
+                if ex.transport.proto == "udp":
+                    self._remember_rendered(ex.packet, reply, query, math.inf, name, entry.rcode, STATUS_BLOCKED,
+                                            decision.rule)  # fmt: skip
                 return
             # Blocking is paused: carry on as if nothing listed the name; the log says what would have.
             paused_rule = f"paused:{decision.rule}"
@@ -263,19 +273,23 @@ class Resolver:
 
     # -- blocked answers --------------------------------------------------------------
 
-    def _blocked_template(self, qtype: int) -> wire.ScannedReply:
-        """The record sections of a blocked answer for `qtype`, built once per type.
+    def _blocked_entry(self, qtype: int) -> CacheEntry:
+        """The blocked answer for `qtype`, built once per type, for any name.
 
         Every owner name is a pointer to the question (offset 12), so the same bytes
         serve any blocked name: a first query for a never-seen blocked name costs a
-        dict lookup instead of building a reply with dnslib (~200 us).
+        dict lookup instead of building a reply with dnslib (~200 us). Its TTLs are
+        always the full block TTL (no TTL offsets to age).
         """
-        template = self._block_templates.get(qtype)
-        if template is None:
+        entry = self._blocked_entries.get(qtype)
+        if entry is None:
             template = _blocked_records(self.blocking, self.block_ttl, qtype)
-            if len(self._block_templates) < 1024:  # qtype is a client's choice: bound it
-                self._block_templates[qtype] = template
-        return template
+            entry = CacheEntry(rcode=template.rcode, ad=False, ancount=template.ancount, nscount=template.nscount,
+                               arcount=template.arcount, body=template.body, ttl_offsets=(), ttls=(), stored=0.0,
+                               expires=math.inf, domain="", status=STATUS_BLOCKED)  # fmt: skip
+            if len(self._blocked_entries) < 1024:  # qtype is a client's choice: bound it
+                self._blocked_entries[qtype] = entry
+        return entry
 
     # -- local records ----------------------------------------------------------------
 
@@ -363,21 +377,15 @@ class Resolver:
         ex.send(wire.error_reply(query.qid, query.flags, rcode, query))
         self._log(ex, query.name if name is None else name, rcode, STATUS_ERROR, rule)
 
-    def _remember_rendered(self, data: bytes, reply: bytes, entry: CacheEntry, query: Query, now: float) -> None:
+    def _remember_rendered(self, data: bytes, reply: bytes, query: Query, valid_until: float, domain: str,
+                           rcode: int, status: str, rule: str) -> None:  # fmt: skip
         rendered = self._rendered
         if len(rendered) >= self.rendered_max:
             rendered.clear()  # crude, but bounded and rare; the cache still has everything
-        # The TTLs in `reply` are right until the entry's age reaches its next whole second.
-        valid_until = min(entry.expires, entry.stored + int(now - entry.stored) + 1)
         rendered[data[2:]] = _Rendered(
-            reply[2:],
-            valid_until,
-            entry.domain,
-            wire.qtype_name(query.qtype),
-            wire.RCODE_NAMES.get(entry.rcode, str(entry.rcode)),
-            entry.status,
-            entry.rule,
-        )
+            reply[2:], valid_until, domain, wire.qtype_name(query.qtype), wire.RCODE_NAMES.get(rcode, str(rcode)),
+            status, rule,
+        )  # fmt: skip
 
     def _record_rendered(self, hit: _Rendered, client: str, started: float, arrived: float) -> None:
         duration_us = int((time.perf_counter() - started) * 1e6)

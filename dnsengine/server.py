@@ -1,15 +1,16 @@
 """UDP and TCP listeners on a fixed set of threads.
 
-- UDP: `udp_threads` threads (default 1) blocking in recvfrom on one socket.
-  With the GIL a second thread rarely adds throughput; the socket's large
-  receive buffer absorbs bursts instead.
+- UDP: a reader on the engine's I/O loop (`dnsengine.ioloop`), the thread that
+  also reads the upstreams' replies, so a forwarded query never crosses threads.
+  It reads up to `UDP_BATCH` datagrams per pass; the socket's large receive
+  buffer absorbs bursts.
 - TCP: one thread multiplexing every connection with `selectors`: bounded
   connection count, an idle timeout, several queries per connection (answered
   as they complete, possibly out of order, as RFC 7766 allows), a bounded
   output buffer per connection.
 
 Neither ever waits for an upstream: the resolver answers from memory or hands
-the query to the forwarder, whose thread sends the reply later.
+the query to the forwarder, and the reply is sent when the upstream's comes in.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import threading
 import time
 from collections import deque
 
+from dnsengine.ioloop import IoLoop
 from dnsengine.resolver import Resolver
 from dnsengine.stats import EngineStats
 from dnsengine.throttle import RateLimitedLog
@@ -30,6 +32,8 @@ logger = logging.getLogger(__name__)
 _warn = RateLimitedLog(logger, interval=10.0)
 
 UDP_RCVBUF = 4 << 20
+# Datagrams read per pass of the I/O loop before it looks at the other sockets again.
+UDP_BATCH = 64
 MAX_TCP_OUTBUF = 256 * 1024
 
 
@@ -274,13 +278,14 @@ class TcpListener:
 class DNSServer:
     """Binds UDP and TCP on one address and port; start() and stop()."""
 
-    def __init__(self, resolver: Resolver, stats: EngineStats, host: str, port: int, *, udp_threads: int = 1,
+    def __init__(self, resolver: Resolver, stats: EngineStats, host: str, port: int, *, loop: IoLoop,
                  tcp_max_connections: int = 256, tcp_idle_timeout: float = 10.0) -> None:  # fmt: skip
         self.resolver = resolver
         self.stats = stats
         self.host = host
         self.port = port
-        self.udp_threads = udp_threads
+        self.loop = loop
+        self._udp_transport: UdpTransport | None = None
         self.tcp_max_connections = tcp_max_connections
         self.tcp_idle_timeout = tcp_idle_timeout
         self._threads: list[threading.Thread] = []
@@ -325,25 +330,26 @@ class DNSServer:
     def start(self) -> None:
         self.bind()
         udp = self.udp_sock
-        transport = UdpTransport(udp)
-        for i in range(self.udp_threads):
-            self._threads.append(threading.Thread(target=self._udp_loop, args=(udp, transport), name=f"dns-udp-{i}",
-                                                  daemon=True))  # fmt: skip
+        udp.setblocking(False)
+        self._udp_transport = UdpTransport(udp)
+        self.loop.add_reader(udp, self._on_udp_readable)
         self._threads.append(threading.Thread(target=self.tcp.run, name="dns-tcp", daemon=True))
         for thread in self._threads:
             thread.start()
 
-    def _udp_loop(self, sock: socket.socket, transport: UdpTransport) -> None:
+    def _on_udp_readable(self, sock: socket.socket) -> None:
         handle = self.resolver.handle
         recvfrom = sock.recvfrom
-        while not self._stop.is_set():
+        transport = self._udp_transport
+        for _ in range(UDP_BATCH):
             try:
                 data, addr = recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError as exc:
-                if self._stop.is_set():
-                    return
+                # ICMP errors from earlier replies surface here (ECONNREFUSED); keep reading.
                 _warn.warning("UDP receive failed: %s", exc)
-                continue
+                return
             if not data:
                 continue
             try:
@@ -354,13 +360,8 @@ class DNSServer:
     def stop_receiving(self) -> None:
         """Stop reading queries; UDP replies can still be sent until close()."""
         self._stop.set()
-        if self.udp_sock is not None:
-            try:
-                # Wakes threads blocked in recvfrom. Linux does that even though it
-                # answers ENOTCONN for an unconnected UDP socket, and sending still works.
-                self.udp_sock.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
+        if self._udp_transport is not None:
+            self.loop.remove_reader(self.udp_sock)
         if self.tcp is not None:
             self.tcp.stop()
         for thread in self._threads:

@@ -1,11 +1,12 @@
 """Forwarding to upstream resolvers without a thread per query.
 
 The classic design (dnsmasq's): queries go out on a few non-blocking UDP
-sockets, each with a random ID, and wait in a table of pending queries; one
-receiver thread reads every reply, matches it to its pending query by socket
-and ID, checks that it answers the question we asked, and hands it to the
-query's callback. The same thread expires queries whose upstream stayed silent
-and fails them over to the next upstream. A truncated reply is retried over TCP
+sockets, each with a random ID, and wait in a table of pending queries; the
+I/O loop (`dnsengine.ioloop`, the same thread that reads the clients' UDP
+queries in the engine) reads every reply, matches it to its pending query by
+socket and ID, checks that it answers the question we asked, and hands it to
+the query's callback. The same thread expires queries whose upstream stayed
+silent and fails them over to the next upstream. A truncated reply is retried over TCP
 by a small fixed pool of threads. Everything is bounded: pending queries by
 `max_inflight` (beyond it: refused at once, and counted), TCP retries by a
 queue.
@@ -13,20 +14,20 @@ queue.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import os
 import queue
-import selectors
 import socket
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from dnsengine import wire
 from dnsengine.config import Upstream
+from dnsengine.ioloop import IoLoop
 from dnsengine.stats import EngineStats
 from dnsengine.throttle import RateLimitedLog
 
@@ -43,6 +44,12 @@ TCP_RETRY_QUEUE = 256
 FAILURES_BEFORE_DEMOTION = 3
 # ...and gets one query again after this long, so a recovered primary wins its place back.
 REPROBE_AFTER = 30.0
+
+
+_TYPE_CLASS = struct.Struct("!HH")
+_QUERY_FLAGS_COUNTS = wire.build_query(0, b"\x00", 0, 0, False)[2:12]
+_OPT_NO_DO = wire.opt_record(1232, False)
+_OPT_DO = wire.opt_record(1232, True)
 
 
 @dataclass(slots=True)
@@ -65,6 +72,7 @@ class UpstreamForwarder:
         stats: EngineStats,
         sockets_per_upstream: int = SOCKETS_PER_UPSTREAM,
         reprobe_after: float = REPROBE_AFTER,
+        loop: IoLoop | None = None,
     ) -> None:
         if not upstreams:
             raise ValueError("at least one upstream is needed")
@@ -74,16 +82,21 @@ class UpstreamForwarder:
         self.stats = stats
         self._sockets: list[list[socket.socket]] = []
         self._sock_upstream: dict[int, int] = {}
-        self._pending: dict[tuple[int, int], _Pending] = {}
-        self._deadlines: list[tuple[float, int, int]] = []  # (deadline, fileno, qid)
+        # Keyed by socket and query ID as one int: fileno << 16 | qid.
+        self._pending: dict[int, _Pending] = {}
+        # (deadline, key) in sending order. Every attempt gets the same timeout, so
+        # deadlines only grow: a deque, not a heap. Entries of answered queries stay
+        # until their deadline and are skipped then.
+        self._deadlines: deque[tuple[float, int]] = deque()
         self._lock = threading.Lock()
         self._failures = [0] * len(upstreams)
         self._order: tuple[int, ...] = tuple(range(len(upstreams)))
         self._random_lock = threading.Lock()
         self._random_pool = b""
         self._random_pos = 0
-        self._selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = socket.socketpair()
+        # The engine passes the loop its UDP listener runs on; alone, the forwarder runs its own.
+        self._own_loop = loop is None
+        self._loop = loop if loop is not None else IoLoop("upstream-recv")
         self._stop = threading.Event()
         self._tcp_queue: queue.Queue = queue.Queue(maxsize=TCP_RETRY_QUEUE)
         self._threads: list[threading.Thread] = []
@@ -103,13 +116,13 @@ class UpstreamForwarder:
                 # to the socket, and each socket gets its own random source port.
                 sock.connect((upstream.host, upstream.port))
                 sock.setblocking(False)
-                self._selector.register(sock, selectors.EVENT_READ)
+                self._loop.add_reader(sock, self._drain)
                 self._sock_upstream[sock.fileno()] = index
                 socks.append(sock)
             self._sockets.append(socks)
-        self._wake_r.setblocking(False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ)
-        self._threads.append(threading.Thread(target=self._receive_loop, name="upstream-recv", daemon=True))
+        self._loop.add_ticker(self._tick)
+        if self._own_loop:
+            self._loop.start()
         for i in range(TCP_RETRY_THREADS):
             self._threads.append(threading.Thread(target=self._tcp_loop, name=f"upstream-tcp-{i}", daemon=True))
         for thread in self._threads:
@@ -117,7 +130,6 @@ class UpstreamForwarder:
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake()
         for _ in range(TCP_RETRY_THREADS):
             try:
                 self._tcp_queue.put_nowait(None)
@@ -125,6 +137,12 @@ class UpstreamForwarder:
                 pass
         for thread in self._threads:
             thread.join(timeout=self.timeout + 1)
+        if self._own_loop:
+            self._loop.stop()
+        else:
+            for socks in self._sockets:
+                for sock in socks:
+                    self._loop.remove_reader(sock)
         with self._lock:
             pending = list(self._pending.values())
             self._pending.clear()
@@ -133,9 +151,6 @@ class UpstreamForwarder:
         for socks in self._sockets:
             for sock in socks:
                 sock.close()
-        self._selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
 
     @property
     def inflight(self) -> int:
@@ -153,16 +168,17 @@ class UpstreamForwarder:
     # -- sending ----------------------------------------------------------------------
 
     def forward(self, qname_wire: bytes, qtype: int, qclass: int, do: bool, callback: ReplyCallback) -> bool:
-        """Send a query upstream; `callback` gets the reply later, from another thread.
+        """Send a query upstream; `callback` gets the reply later, on the I/O loop's thread.
 
         Returns False, without calling back, when max_inflight queries are already
         pending: the caller answers SERVFAIL.
         """
-        question = qname_wire.lower() + struct.pack("!HH", qtype, qclass)
-        packet = wire.build_query(0, qname_wire.lower(), qtype, qclass, do)[2:]
         if len(self._pending) >= self.max_inflight:
             self.stats.count("upstream_overflow")
             return False
+        question = qname_wire.lower() + _TYPE_CLASS.pack(qtype, qclass)
+        # wire.build_query's packet minus its ID, in one concatenation.
+        packet = _QUERY_FLAGS_COUNTS + question + (_OPT_DO if do else _OPT_NO_DO)
         order = list(self._order)
         first = order.pop(0)
         pending = _Pending(question, packet, callback, order, first, 0.0, self._sockets[first][0])
@@ -193,29 +209,34 @@ class UpstreamForwarder:
             self._failures[index] = 0
             self._reorder()
 
-    def _random16(self) -> int:
-        """A query ID from the OS's CSPRNG, taken from a pool to save a syscall per query.
+    def _random32(self) -> int:
+        """32 bits from the OS's CSPRNG, taken from a pool to save a syscall per query.
 
-        IDs (with the random source ports and the question check) are what keep an
-        off-path attacker from forging replies, so not the `random` module.
+        Query IDs and the choice of source socket (port) are what keep an off-path
+        attacker from forging replies (with the question check), so not the
+        `random` module.
         """
         with self._random_lock:
-            if self._random_pos >= len(self._random_pool):
-                self._random_pool = os.urandom(4096)
-                self._random_pos = 0
             pos = self._random_pos
-            self._random_pos = pos + 2
-            return (self._random_pool[pos] << 8) | self._random_pool[pos + 1]
+            if pos >= len(self._random_pool):
+                self._random_pool = os.urandom(4096)
+                pos = 0
+            self._random_pos = pos + 4
+            return int.from_bytes(self._random_pool[pos : pos + 4], "big")
+
+    def _random16(self) -> int:
+        return self._random32() & 0xFFFF
 
     def _send(self, pending: _Pending) -> None:
         """Send `pending` to pending.upstream; on a send error fail over at once."""
         while True:
             socks = self._sockets[pending.upstream]
-            sock = socks[self._random16() % len(socks)]
             with self._lock:
                 for _ in range(8):
-                    qid = self._random16()
-                    key = (sock.fileno(), qid)
+                    bits = self._random32()
+                    qid = bits & 0xFFFF
+                    sock = socks[(bits >> 16) % len(socks)]
+                    key = sock.fileno() << 16 | qid
                     if key not in self._pending:
                         break
                 else:  # pragma: no cover - 8 collisions in a row means a full table
@@ -224,7 +245,7 @@ class UpstreamForwarder:
                     pending.sock = sock
                     pending.deadline = time.monotonic() + self.timeout
                     self._pending[key] = pending
-                    heapq.heappush(self._deadlines, (pending.deadline, key[0], key[1]))
+                    self._deadlines.append((pending.deadline, key))
             if key is None:
                 self.stats.count("upstream_overflow")
                 self._safe_callback(pending.callback, None, "")
@@ -260,33 +281,17 @@ class UpstreamForwarder:
 
     # -- receiving --------------------------------------------------------------------
 
-    def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except OSError:
-            pass
-
-    def _receive_loop(self) -> None:
-        while not self._stop.is_set():
-            timeout = 0.1
-            if self._deadlines:
-                timeout = min(timeout, max(0.0, self._deadlines[0][0] - time.monotonic()))
-            try:
-                events = self._selector.select(timeout)
-            except OSError:  # pragma: no cover - selector closed during stop
-                return
-            for key, _ in events:
-                sock = key.fileobj
-                if sock is self._wake_r:
-                    try:
-                        self._wake_r.recv(4096)
-                    except OSError:
-                        pass
-                    continue
-                self._drain(sock)
-            now = time.monotonic()
-            self._expire(now)
-            self._reprobe(now)
+    def _tick(self, now: float) -> float:
+        """Run by the I/O loop after every pass: time out silent upstreams; seconds until the next deadline."""
+        if self._stop.is_set():
+            return 0.1
+        self._expire(now)
+        self._reprobe(now)
+        # Often enough that a query times out close to its deadline, even with a short timeout.
+        wanted = min(0.1, self.timeout / 4)
+        if self._deadlines:
+            return min(wanted, self._deadlines[0][0] - now)
+        return wanted
 
     def _drain(self, sock: socket.socket) -> None:
         fileno = sock.fileno()
@@ -312,8 +317,7 @@ class UpstreamForwarder:
         if len(data) < 12:
             self.stats.count("upstream_bad_reply")
             return
-        qid = (data[0] << 8) | data[1]
-        key = (fileno, qid)
+        key = fileno << 16 | data[0] << 8 | data[1]
         with self._lock:
             pending = self._pending.get(key)
             if pending is None or not self._answers(pending, data):
@@ -360,11 +364,12 @@ class UpstreamForwarder:
     def _expire(self, now: float) -> None:
         retry: list[_Pending] = []
         with self._lock:
-            while self._deadlines and self._deadlines[0][0] <= now:
-                deadline, fileno, qid = heapq.heappop(self._deadlines)
-                pending = self._pending.get((fileno, qid))
+            deadlines = self._deadlines
+            while deadlines and deadlines[0][0] <= now:
+                deadline, key = deadlines.popleft()
+                pending = self._pending.get(key)
                 if pending is not None and pending.deadline == deadline:
-                    del self._pending[(fileno, qid)]
+                    del self._pending[key]
                     retry.append(pending)
         for pending in retry:
             self._note_failure(pending.upstream, f"no answer within {self.timeout}s")
@@ -373,7 +378,7 @@ class UpstreamForwarder:
 
     def _fail_socket(self, fileno: int, why: str) -> None:
         with self._lock:
-            keys = [k for k in self._pending if k[0] == fileno]
+            keys = [k for k in self._pending if k >> 16 == fileno]
             failed = [self._pending.pop(k) for k in keys]
         if not failed:
             return
