@@ -91,15 +91,10 @@ class Snapshot:
     paused_until: float = 0.0
 
 
-@dataclass(slots=True)
-class _Rendered:
-    tail: bytes  # the reply without its 2-byte ID
-    valid_until: float
-    domain: str
-    qtype: str
-    rcode: str
-    status: str
-    rule: str
+# A rendered reply, as a plain tuple (untracked by the garbage collector, as
+# ReplyCache's entries are): (reply without its 2-byte ID, valid until, domain,
+# qtype, rcode, status, rule); the last five are what the query log gets.
+_Rendered = tuple[bytes, float, str, str, str, str, str]
 
 
 @dataclass(slots=True)
@@ -161,8 +156,8 @@ class Resolver:
         arrived = time.time()
         if transport.proto == "udp":
             hit = self._rendered.get(data[2:])
-            if hit is not None and self.clock() < hit.valid_until:
-                transport.send(data[:2] + hit.tail, addr)
+            if hit is not None and self.clock() < hit[1]:
+                transport.send(data[:2] + hit[0], addr)
                 self._record_rendered(hit, client, started, arrived)
                 return
         try:
@@ -382,21 +377,18 @@ class Resolver:
         rendered = self._rendered
         if len(rendered) >= self.rendered_max:
             rendered.clear()  # crude, but bounded and rare; the cache still has everything
-        rendered[data[2:]] = _Rendered(
+        rendered[data[2:]] = (
             reply[2:], valid_until, domain, wire.qtype_name(query.qtype), wire.RCODE_NAMES.get(rcode, str(rcode)),
             status, rule,
         )  # fmt: skip
 
     def _record_rendered(self, hit: _Rendered, client: str, started: float, arrived: float) -> None:
         duration_us = int((time.perf_counter() - started) * 1e6)
-        self.stats.record(hit.status, duration_us)
+        _, _, domain, qtype, rcode, status, rule = hit
+        self.stats.record(status, duration_us)
         sink = self.query_logger
         if sink is not None:
-            sink.log_async(
-                QueryLogEntry(
-                    arrived, client, "udp", hit.domain, hit.qtype, hit.rcode, hit.status, hit.rule, "", duration_us
-                )
-            )
+            sink.log_async(QueryLogEntry(arrived, client, "udp", domain, qtype, rcode, status, rule, "", duration_us))
 
     def _log(self, ex: Exchange, name: str, rcode: int, status: str, rule: str, upstream: str = "") -> None:
         self._record(ex.query, name, rcode, status, rule, upstream, ex.client, ex.transport.proto, ex.started,
