@@ -338,6 +338,8 @@ class DnsperfResult:
     max_s: float = 0.0
     run_time_s: float = 0.0
     percentiles_s: dict[int, float] = field(default_factory=dict)
+    # p50/p99 per kind of name (blocked, repeated, unique): where the tail comes from
+    kind_percentiles_s: dict[str, dict[int, float]] = field(default_factory=dict)
     rcodes: str = ""
     ok: bool = False
 
@@ -370,12 +372,16 @@ def parse_dnsperf(path: Path) -> DnsperfResult:
     """
     result = DnsperfResult()
     latencies = array("d")
+    by_kind: dict[str, array] = {kind: array("d") for kind in MIX_KINDS}
     summary: list[str] = []
     with path.open(errors="replace") as f:
         for line in f:
             if line.startswith("> "):
-                with contextlib.suppress(ValueError):
-                    latencies.append(float(line.rsplit(" ", 1)[1]))
+                parts = line.split()
+                with contextlib.suppress(ValueError, IndexError):
+                    latency = float(parts[-1])
+                    latencies.append(latency)
+                    by_kind[kind_of(parts[2])].append(latency)
             elif not line.startswith("["):
                 summary.append(line)
     text = "".join(summary)
@@ -387,7 +393,20 @@ def parse_dnsperf(path: Path) -> DnsperfResult:
     result.ok = bool(_STAT["completed"].search(text))
     values = sorted(latencies)
     result.percentiles_s = {p: percentile(values, p) for p in (50, 95, 99)}
+    for kind, kind_values in by_kind.items():
+        if kind_values:
+            ordered = sorted(kind_values)
+            result.kind_percentiles_s[kind] = {p: percentile(ordered, p) for p in (50, 99)}
     return result
+
+
+def kind_of(name: str) -> str:
+    """Which part of the mix a query name of write_queries() belongs to."""
+    if name.startswith("www.site"):
+        return "repeated"
+    if ".miss" in name:
+        return "unique"
+    return "blocked"
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -828,6 +847,12 @@ def report(setup: Setup, results: list[RunResult], notes: list[str]) -> str:
         "stop line (it includes replies that reached dnsperf after its timeout)",
     ]
     parts += [f"- {n}" for n in notes]
+    for r in results:
+        if r.perf and r.perf.kind_percentiles_s:
+            split = ", ".join(
+                f"{kind} {_ms(pcts[50])} / {_ms(pcts[99])}" for kind, pcts in r.perf.kind_percentiles_s.items()
+            )
+            parts.append(f"- {r.label}: p50 / p99 ms by kind of name: {split}")
     for r in results:
         extra = []
         if r.summary_line:
