@@ -61,6 +61,13 @@ bench: dev-venv
 	$(PY) -m devtools.bench_engine
 	$(PY) -m devtools.bench_querylog $(QUERYLOG_BENCH_ARGS)
 
+# SQLite page cache and checkpoint interval for the query log: CPU per row as the table
+# grows, SQLite's defaults against ours (devtools/bench_sqlite.py, docs/querylog.md).
+BENCH_SQLITE_ARGS ?=
+.PHONY: bench-sqlite
+bench-sqlite: dev-venv
+	$(PY) -m devtools.bench_sqlite $(BENCH_SQLITE_ARGS)
+
 lint: dev-venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
