@@ -7,8 +7,9 @@ to the query logger. Order: cache, then allowlist > block rules > local records
 > upstream. Replies built here (blocked, local) are cached as bytes too, so
 only the first query for a name pays for dnslib.
 
-Forwarded queries finish on the upstream receiver thread, through a callback:
-the listener thread that read the query never waits for the network.
+Forwarded queries finish when the upstream's reply is read, through a callback
+on the engine's I/O loop thread (dnsengine.ioloop): the thread that read the
+query never waits for the network.
 """
 
 from __future__ import annotations

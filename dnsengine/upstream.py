@@ -310,7 +310,7 @@ class UpstreamForwarder:
                 return
             try:
                 self._handle_reply(fileno, data)
-            except Exception:  # a bug must not kill the receiver thread
+            except Exception:  # a bug must not kill the I/O loop thread
                 logger.exception("failed to handle an upstream reply")
 
     def _handle_reply(self, fileno: int, data: bytes) -> None:
