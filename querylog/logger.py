@@ -305,6 +305,9 @@ def default_write_method(vendor: str) -> str:
     return "copy" if vendor == "postgresql" else "values"
 
 
+WRITER_BUSY_TIMEOUT_MS = 1000
+
+
 class QueryLogWriter:
     """Writes a batch of entries as QueryLog rows (and rollups) in one transaction.
 
@@ -331,6 +334,7 @@ class QueryLogWriter:
         rollups: bool = True,
         method: str | None = None,
         using: str = DEFAULT_DB_ALIAS,
+        abandon: threading.Event | None = None,
     ) -> None:
         vendor = connections[using].vendor
         method = method or default_write_method(vendor)
@@ -346,31 +350,54 @@ class QueryLogWriter:
         self._prepared: tuple[str, Callable[[Sequence[QueryLogEntry]], list[tuple]]] | None = None
         self._copy_target = ""
         self._lock = sqlite_write_lock(using)
+        # Set by the logger's close() when it runs out of time: a write that was still
+        # waiting for the lock must not land after close() has counted it as unwritten.
+        self._abandon = abandon
+
+    def _start_write(self) -> None:
+        """Under the write lock, before the transaction: may this write go ahead?"""
+        if self._abandon is not None and self._abandon.is_set():
+            raise WriteAbandoned
+        connection = connections[self.using]
+        if connection.vendor == "sqlite":
+            # A locked database makes SQLite wait inside the call, where close() cannot
+            # interrupt it (sqlite3's interrupt() does not cut a busy wait short). So the
+            # writers wait at most WRITER_BUSY_TIMEOUT_MS there; the retry loop does the
+            # rest of the waiting, and checks between tries whether to give up.
+            # (A shorter configured timeout, as in the tests, stays.)
+            configured_ms = int(float(connection.settings_dict["OPTIONS"].get("timeout", 5)) * 1000)
+            with connection.wrap_database_errors:
+                connection.ensure_connection()
+                connection.connection.execute(f"PRAGMA busy_timeout = {min(configured_ms, WRITER_BUSY_TIMEOUT_MS)}")
 
     def __call__(self, entries: Sequence[QueryLogEntry]) -> None:
         rollups = rollup_rows(entries) if self.rollups else None
         if self.method == "bulk_create":
             objs = [querylog_from_entry(e, self.engine_name) for e in entries]
-            with self._locked(), transaction.atomic(using=self.using):
-                QueryLog.objects.using(self.using).bulk_create(objs)
-                if rollups is not None:
-                    rollup_write(rollups, using=self.using)
+            with self._locked():
+                self._start_write()
+                with transaction.atomic(using=self.using):
+                    QueryLog.objects.using(self.using).bulk_create(objs)
+                    if rollups is not None:
+                        rollup_write(rollups, using=self.using)
             return
         head, build = self._prepare()
         rows = build(entries)
         connection = connections[self.using]
         # Rows and rollups are built above, outside the lock and the transaction:
         # the write lock is held only while the database works.
-        with self._locked(), transaction.atomic(using=self.using):
-            if self.method == "copy":
-                execute_copy(connection, self._copy_target, rows)
-            elif self.method == "values":
-                execute_values(connection, head, len(COLUMNS), rows)
-            else:
-                with connection.cursor() as cursor:
-                    cursor.executemany(f"{head} VALUES ({', '.join(['%s'] * len(COLUMNS))})", rows)
-            if rollups is not None:
-                rollup_write(rollups, using=self.using)
+        with self._locked():
+            self._start_write()
+            with transaction.atomic(using=self.using):
+                if self.method == "copy":
+                    execute_copy(connection, self._copy_target, rows)
+                elif self.method == "values":
+                    execute_values(connection, head, len(COLUMNS), rows)
+                else:
+                    with connection.cursor() as cursor:
+                        cursor.executemany(f"{head} VALUES ({', '.join(['%s'] * len(COLUMNS))})", rows)
+                if rollups is not None:
+                    rollup_write(rollups, using=self.using)
 
     def _locked(self):
         return self._lock if self._lock is not None else _NO_LOCK
@@ -547,6 +574,38 @@ def _reset_connections() -> None:
         log.debug("query log: error closing a connection", exc_info=True)
 
 
+class WriteAbandoned(Exception):
+    """The logger gave up on its writes (close() ran out of time) before this one began."""
+
+
+def _interrupt(connection) -> None:
+    """Abort the statement `connection` (a Django connection of another thread) is running.
+
+    Both drivers allow this from another thread: sqlite3's interrupt() and psycopg's
+    cancel_safe(). The statement fails, its transaction rolls back, and the writer counts
+    the batch as unwritten; so close()'s report stays exact.
+    """
+    raw = connection.connection
+    if raw is None:
+        return
+    try:
+        if connection.vendor == "sqlite":
+            raw.interrupt()
+        elif connection.vendor == "postgresql":
+            cancel_safe = getattr(raw, "cancel_safe", None)  # psycopg >= 3.2; cancel() before
+            if cancel_safe is not None:
+                cancel_safe(timeout=_ABANDON_GRACE)
+            else:
+                raw.cancel()
+    except Exception:  # the connection is closing or broken: nothing runs on it
+        log.debug("query log: could not interrupt a write", exc_info=True)
+
+
+# Seconds close() waits, after abandoning, for writers to notice and settle their entries
+# (longer than a writer's SQLite busy wait, WRITER_BUSY_TIMEOUT_MS).
+_ABANDON_GRACE = 2.0
+
+
 class _Outcome(enum.Enum):
     WRITTEN = 1
     INVALID = 2  # the database refused the data itself: retrying will not help
@@ -574,7 +633,10 @@ class _LoggerBase:
         # Intake limit: the capacity while open, 0 once closed, so the hot path's one
         # length check also refuses entries after close().
         self._limit = buffer_size
-        self._writer: BatchWriter = writer or QueryLogWriter(engine_name, rollups=rollups)
+        self._abandon = threading.Event()
+        self._writer: BatchWriter = writer or QueryLogWriter(engine_name, rollups=rollups, abandon=self._abandon)
+        # Django connection of each thread inside a write, so close() can interrupt them.
+        self._writing: dict[int, object] = {}
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._stats_lock = threading.Lock()
@@ -587,7 +649,6 @@ class _LoggerBase:
         self._batch_seconds = _Histogram(BATCH_SECONDS_BUCKETS)
         self._rate_window: deque[tuple[float, int]] = deque()
         self._created = time.monotonic()
-        self._abandon = threading.Event()
         self._successor: QueryLoggerLike | None = None
         self._report: CloseReport | None = None
         self._close_lock = threading.Lock()
@@ -727,12 +788,22 @@ class _LoggerBase:
     def _attempt(self, entries: list[QueryLogEntry]) -> _Outcome:
         delay = self._retry_initial
         attempt = 0
+        using = getattr(self._writer, "using", None)
         while True:
             attempt += 1
+            if self._abandon.is_set():
+                return _Outcome.ABANDONED
+            if using is not None:
+                with self._stats_lock:
+                    self._writing[threading.get_ident()] = connections[using]
             try:
                 self._writer(entries)
                 return _Outcome.WRITTEN
+            except WriteAbandoned:
+                return _Outcome.ABANDONED
             except (OperationalError, InterfaceError) as exc:
+                if self._abandon.is_set():
+                    return _Outcome.ABANDONED  # interrupted by close(), or failing anyway
                 # Locked/busy SQLite, a PostgreSQL restart, a dropped connection:
                 # it can succeed later, so keep the batch and try again.
                 self._count_error()
@@ -756,12 +827,24 @@ class _LoggerBase:
                 )
                 _reset_connections()
                 return _Outcome.INVALID
+            finally:
+                if using is not None:
+                    with self._stats_lock:
+                        self._writing.pop(threading.get_ident(), None)
             # The next attempt starts on a new connection: the old one may be dead
             # (PostgreSQL restart) or stuck in a failed transaction.
             _reset_connections()
             if self._abandon.wait(delay):
                 return _Outcome.ABANDONED
             delay = min(delay * 2, self._retry_max)
+
+    def _abandon_writes(self) -> None:
+        """close() is out of time: no write may begin from now on, and those running are aborted."""
+        self._abandon.set()
+        with self._stats_lock:
+            running = list(self._writing.values())
+        for connection in running:
+            _interrupt(connection)
 
     def _count_error(self) -> None:
         with self._stats_lock:
@@ -958,12 +1041,13 @@ class QueryLogger(_LoggerBase):
             for thread in self._threads:
                 thread.join(max(0.0, deadline - time.monotonic()))
             if any(t.is_alive() for t in self._threads):
-                # Out of time (the database keeps failing): writers stop retrying and
-                # count their batches as unwritten; one blocked inside a database call
-                # cannot be interrupted and is counted through _inflight below.
-                self._abandon.set()
+                # Out of time (the database keeps failing or stays locked): writers stop
+                # retrying, a write inside the database is interrupted, and their batches
+                # count as unwritten. A writer that still does not return (a driver that
+                # ignores the interrupt) is counted through _inflight below.
+                self._abandon_writes()
                 for thread in self._threads:
-                    thread.join(0.5)
+                    thread.join(_ABANDON_GRACE)
             with self._sweep_lock:
                 leftover = self._take_all()
                 self._swept = True
@@ -1085,9 +1169,9 @@ class ThreadPerQueryLogger(_LoggerBase):
                 self._idle.wait_for(lambda: self._threads_in_flight == 0, max(0.0, deadline - time.monotonic()))
                 stuck = self._threads_in_flight
             if stuck:
-                self._abandon.set()
+                self._abandon_writes()
                 with self._lock:
-                    self._idle.wait_for(lambda: self._threads_in_flight == 0, 0.5)
+                    self._idle.wait_for(lambda: self._threads_in_flight == 0, _ABANDON_GRACE)
                     stuck = self._threads_in_flight
             with self._stats_lock:
                 self._report = CloseReport(

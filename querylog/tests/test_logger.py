@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -234,6 +235,49 @@ def test_it_retries_while_the_database_is_locked_and_writes_everything_after(log
     assert report == CloseReport(written=500, unwritten=0, dropped=0)
     assert logger.write_errors >= 3
     assert QueryLog.objects.count() == 500
+
+
+@contextlib.contextmanager
+def database_locked():
+    """Another connection holds the query-log table locked until the block ends."""
+    if connection.vendor == "sqlite":
+        locker = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+    else:  # PostgreSQL: writers wait on the lock inside the server, for ever
+        locker = connection.get_new_connection(connection.get_connection_params())
+        locker.execute("LOCK TABLE querylog_querylog IN ACCESS EXCLUSIVE MODE")
+    try:
+        yield
+    finally:
+        locker.rollback()
+        locker.close()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("mode", ["pool", "thread"])
+def test_close_out_of_time_reports_exactly_what_was_written(loggers, mode):
+    # The database stays locked past close()'s timeout: every accepted entry is then
+    # counted as unwritten, and none of them may land after close() has said so (the
+    # writers waiting for the lock used to write once it was released; on PostgreSQL
+    # the waiting statements are cancelled).
+    with database_locked():
+        if mode == "pool":
+            logger = pool(loggers, batch=10, retry_initial=0.05, retry_max=0.2).start()
+        else:
+            logger = ThreadPerQueryLogger(1000, retry_initial=0.05, retry_max=0.2)
+            loggers.append(logger)
+        for e in make_entries(30):
+            assert logger.log_async(e)
+        time.sleep(0.3)  # the writers are waiting on the lock now
+
+        started = time.monotonic()
+        report = logger.close(timeout=0.5)
+        took = time.monotonic() - started
+    time.sleep(1.5)  # time for a straggler to write, were there one
+
+    assert report == CloseReport(written=0, unwritten=30, dropped=0)
+    assert QueryLog.objects.count() == 0
+    assert took < 4
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason=POSTGRES_ONLY)
