@@ -33,7 +33,7 @@ class Engine:
         # One thread reads the clients' UDP queries and the upstreams' replies (see dnsengine.ioloop).
         self.loop = IoLoop("dns-io")
         self.forwarder = UpstreamForwarder(config.upstreams, config.upstream_timeout, config.max_inflight, self.stats,
-                                           loop=self.loop)  # fmt: skip
+                                           self.loop)  # fmt: skip
         self.resolver = Resolver(
             forwarder=self.forwarder,
             blocking=config.blocking,

@@ -289,7 +289,6 @@ class DNSServer:
         self.tcp_max_connections = tcp_max_connections
         self.tcp_idle_timeout = tcp_idle_timeout
         self._threads: list[threading.Thread] = []
-        self._stop = threading.Event()
         self.udp_sock: socket.socket | None = None
         self.tcp: TcpListener | None = None
 
@@ -347,7 +346,8 @@ class DNSServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                # ICMP errors from earlier replies surface here (ECONNREFUSED); keep reading.
+                # An error queued on the socket (an ICMP error for an earlier reply, say):
+                # log it and let the loop come back while the socket stays readable.
                 _warn.warning("UDP receive failed: %s", exc)
                 return
             if not data:
@@ -359,7 +359,6 @@ class DNSServer:
 
     def stop_receiving(self) -> None:
         """Stop reading queries; UDP replies can still be sent until close()."""
-        self._stop.set()
         if self._udp_transport is not None:
             self.loop.remove_reader(self.udp_sock)
         if self.tcp is not None:

@@ -70,9 +70,9 @@ class UpstreamForwarder:
         timeout: float,
         max_inflight: int,
         stats: EngineStats,
+        loop: IoLoop,
         sockets_per_upstream: int = SOCKETS_PER_UPSTREAM,
         reprobe_after: float = REPROBE_AFTER,
-        loop: IoLoop | None = None,
     ) -> None:
         if not upstreams:
             raise ValueError("at least one upstream is needed")
@@ -94,9 +94,8 @@ class UpstreamForwarder:
         self._random_lock = threading.Lock()
         self._random_pool = b""
         self._random_pos = 0
-        # The engine passes the loop its UDP listener runs on; alone, the forwarder runs its own.
-        self._own_loop = loop is None
-        self._loop = loop if loop is not None else IoLoop("upstream-recv")
+        # The loop the engine's UDP listener runs on; its owner starts and stops it.
+        self._loop = loop
         self._stop = threading.Event()
         self._tcp_queue: queue.Queue = queue.Queue(maxsize=TCP_RETRY_QUEUE)
         self._threads: list[threading.Thread] = []
@@ -121,8 +120,6 @@ class UpstreamForwarder:
                 socks.append(sock)
             self._sockets.append(socks)
         self._loop.add_ticker(self._tick)
-        if self._own_loop:
-            self._loop.start()
         for i in range(TCP_RETRY_THREADS):
             self._threads.append(threading.Thread(target=self._tcp_loop, name=f"upstream-tcp-{i}", daemon=True))
         for thread in self._threads:
@@ -137,12 +134,9 @@ class UpstreamForwarder:
                 pass
         for thread in self._threads:
             thread.join(timeout=self.timeout + 1)
-        if self._own_loop:
-            self._loop.stop()
-        else:
-            for socks in self._sockets:
-                for sock in socks:
-                    self._loop.remove_reader(sock)
+        for socks in self._sockets:
+            for sock in socks:
+                self._loop.remove_reader(sock)
         with self._lock:
             pending = list(self._pending.values())
             self._pending.clear()
