@@ -108,6 +108,10 @@ def web_settings(settings):
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # WhiteNoise warns once per handler when STATIC_ROOT does not exist (no collectstatic
+    # in tests): ~140 identical warnings that would hide a real one. An empty directory
+    # serves nothing either way; it is git-ignored and `make run` fills it.
+    os.makedirs(settings.STATIC_ROOT, exist_ok=True)
     # The dashboard memoises closed hours per process; each test has its own data.
     from querylog.selectors import dashboard_memo_clear
 
