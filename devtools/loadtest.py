@@ -71,7 +71,7 @@ FILE_MAX_LINES = 3_300_000
 @dataclass(frozen=True, slots=True)
 class Variant:
     key: str  # what --variants selects
-    server: str  # "baseline" | "engine"
+    server: str  # "baseline" | "floor" | "engine"
     rate: int | None  # dnsperf -Q; None = full speed
     env: dict[str, str] = field(default_factory=dict)
 
@@ -79,6 +79,7 @@ class Variant:
         speed = f"{self.rate // 1000}k QPS" if self.rate else "full speed"
         what = {
             "baseline": "baseline (dnslib DNSServer)",
+            "floor": "floor (plain recvfrom/sendto loop)",
             "nolog": "engine, query log off",
             "pool": "engine, log pool",
             "thread": "engine, log thread-per-query",
@@ -101,6 +102,17 @@ def all_variants(rate: int) -> list[Variant]:
         out.append(Variant(f"{key}-{tag}", server, rate, env))
         out.append(Variant(f"{key}-max", server, None, env))
     return out
+
+
+def extra_variants(rate: int) -> list[Variant]:
+    """Selectable by name, not part of `all`: the floor of any Python server on this machine.
+
+    devtools.plain_server answers from a dict with one recvfrom and one sendto per query and
+    does nothing else, so its latency at a rate is what the machine (kernel, scheduler,
+    dnsperf) adds on its own: no engine can have a lower p99 on the same run.
+    """
+    tag = f"{rate // 1000}k" if rate % 1000 == 0 else str(rate)
+    return [Variant(f"floor-{tag}", "floor", rate), Variant("floor-max", "floor", None)]
 
 
 # --- inputs --------------------------------------------------------------------------
@@ -491,13 +503,21 @@ def dnsperf_argv(args: argparse.Namespace, queries: Path, port: int, rate: int |
     return argv
 
 
+def pinned(cpus: str, argv: list[str]) -> list[str]:
+    """`argv` run on the CPUs listed in `cpus` (taskset -c syntax; empty: anywhere).
+
+    taskset sets the mask and execs, so the PID is the program's and every thread it starts inherits the mask.
+    """
+    return ["taskset", "-c", cpus, *argv] if cpus else argv
+
+
 def run_dnsperf(setup: Setup, result: RunResult, server: subprocess.Popen, port: int, out_dir: Path) -> None:
     argv = dnsperf_argv(setup.args, setup.queries, port, result.variant.rate)
     out, err = out_dir / "dnsperf.out", out_dir / "dnsperf.err"
     before = _test_cpu(setup.upstream_pid)
     with Sampler(server.pid) as sampler:
         # No preexec_fn here: the sampler thread is running (fork + preexec with threads can deadlock).
-        perf = setup.procs.start("dnsperf", argv, stdout=out, stderr=err, guard=False)
+        perf = setup.procs.start("dnsperf", pinned(setup.args.pin_load, argv), stdout=out, stderr=err, guard=False)
         try:
             perf.wait(setup.args.duration + setup.args.timeout + 30)
         except subprocess.TimeoutExpired:
@@ -519,16 +539,22 @@ def run_dnsperf(setup: Setup, result: RunResult, server: subprocess.Popen, port:
 
 
 def run_baseline(setup: Setup, variant: Variant) -> RunResult:
+    """The dnslib baseline, or the floor (devtools.plain_server): a server that is not the engine."""
     result = RunResult(variant, variant.label(setup.args.rate))
     out_dir = Path(tempfile.mkdtemp(prefix=f"{variant.key}-", dir=setup.work))
-    argv = [setup.python, "-m", "devtools.baseline_server", "--host", LOOPBACK, "--port", "0"]
-    argv += ["--upstream", setup.upstream, "--blocklist", str(setup.blocklist)]
+    if variant.server == "floor":
+        argv = [setup.python, "-m", "devtools.plain_server", "--host", LOOPBACK, "--port", "0"]
+        ready_line = re.compile(r"plain server on [\d.]+:(\d+)")
+    else:
+        argv = [setup.python, "-m", "devtools.baseline_server", "--host", LOOPBACK, "--port", "0"]
+        argv += ["--upstream", setup.upstream, "--blocklist", str(setup.blocklist)]
+        ready_line = re.compile(r"listening on [\d.]+:(\d+)")
     stdout, stderr = out_dir / "server.out", out_dir / "server.err"
-    server = setup.procs.start("baseline", argv, stdout=stdout, stderr=stderr)
+    server = setup.procs.start(variant.server, pinned(setup.args.pin_server, argv), stdout=stdout, stderr=stderr)
     try:
-        ready = wait_for_line(server, stdout, re.compile(r"listening on [\d.]+:(\d+)"), timeout=60)
+        ready = wait_for_line(server, stdout, ready_line, timeout=60)
         if not ready:
-            result.problems.append(f"baseline did not start: {tail(stderr)}")
+            result.problems.append(f"{variant.server} did not start: {tail(stderr)}")
             return result
         run_dnsperf(setup, result, server, int(ready.group(1)), out_dir)
     finally:
@@ -572,7 +598,7 @@ def run_engine(setup: Setup, variant: Variant) -> RunResult:
     env = engine_env(setup, data_dir, metrics_port, variant.env)
     argv = [setup.python, "manage.py", "rundns", "--host", LOOPBACK, "--port", str(port)]
     stdout, stderr = out_dir / "server.out", out_dir / "server.err"
-    server = setup.procs.start("rundns", argv, stdout=stdout, stderr=stderr, env=env)
+    server = setup.procs.start("rundns", pinned(setup.args.pin_server, argv), stdout=stdout, stderr=stderr, env=env)
     try:
         if not wait_for_line(server, stdout, re.compile(r"listening on"), timeout=setup.args.startup_timeout):
             result.problems.append(f"rundns did not print 'listening on': {tail(stderr) or tail(stdout)}")
@@ -668,10 +694,10 @@ def prepare_engine_db(python: str, work: Path, blocklist: Path, upstream: str) -
     return data, f"{how} in {took:.1f}s ({enabled}; every other list disabled)"
 
 
-def start_upstream(python: str, work: Path, procs: Processes) -> tuple[subprocess.Popen, str]:
+def start_upstream(python: str, work: Path, procs: Processes, cpus: str = "") -> tuple[subprocess.Popen, str]:
     stdout, stderr = work / "upstream.out", work / "upstream.err"
-    proc = procs.start("fast_upstream", [python, "-m", "devtools.fast_upstream", "--port", "0"], stdout=stdout,
-                       stderr=stderr)  # fmt: skip
+    argv = pinned(cpus, [python, "-m", "devtools.fast_upstream", "--port", "0"])
+    proc = procs.start("fast_upstream", argv, stdout=stdout, stderr=stderr)
     ready = wait_for_line(proc, stdout, re.compile(r"fast upstream on ([\d.]+:\d+)"), timeout=30)
     if not ready:
         raise RuntimeError(f"the fake upstream did not start: {tail(stderr)}")
@@ -880,11 +906,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=int, default=2, help="dnsperf -t: a reply later than this is lost")
     parser.add_argument("--blocklist-size", type=int, default=100_000)
     parser.add_argument("--variants", default="all", help="comma-separated keys (default all): " + ", ".join(
-        v.key for v in all_variants(10_000)).replace("10k", "<rate>"))  # fmt: skip
+        v.key for v in all_variants(10_000)).replace("10k", "<rate>")
+        + "; also selectable by name: floor-<rate>, floor-max (devtools.plain_server)")  # fmt: skip
     parser.add_argument("--only", choices=MIX_KINDS, default="", help="query only one kind of name (default: the mix)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per variant; the table shows the median run")
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     parser.add_argument("--stop-timeout", type=float, default=60.0, help="seconds rundns gets to drain after SIGTERM")
+    parser.add_argument(
+        "--pin-server",
+        default="",
+        metavar="CPUS",
+        help="run the server on these CPUs only (taskset -c list, e.g. 1); default: anywhere",
+    )
+    parser.add_argument(
+        "--pin-load",
+        default="",
+        metavar="CPUS",
+        help="run dnsperf and the fake upstream on these CPUs only (e.g. 0); default: anywhere",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, dnsperf output, databases)")
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 3600:
@@ -900,6 +939,7 @@ def select_variants(args: argparse.Namespace) -> list[Variant]:
     variants = all_variants(args.rate)
     if args.variants == "all":
         return variants
+    variants += extra_variants(args.rate)
     wanted = [k.strip() for k in args.variants.split(",") if k.strip()]
     known = {v.key for v in variants}
     unknown = [k for k in wanted if k not in known]
@@ -955,7 +995,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{mix['repeated']:,} from a pool of {REPEATED_POOL} names (cache hits), {mix['unique']:,} unique "
                 f"(cache misses), {SHARE_AAAA:.0%} AAAA; blocklist of {args.blocklist_size:,} names"
             )
-            upstream_proc, upstream = start_upstream(python, work, procs)
+            upstream_proc, upstream = start_upstream(python, work, procs, args.pin_load)
             template = None
             if any(v.server == "engine" for v in variants):
                 template, how = prepare_engine_db(python, work, blocklist, upstream)
