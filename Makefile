@@ -68,6 +68,12 @@ BENCH_SQLITE_ARGS ?=
 bench-sqlite: dev-venv
 	$(PY) -m devtools.bench_sqlite $(BENCH_SQLITE_ARGS)
 
+# Query-log writes on SQLite with batches of every size: one statement per batch
+# vs reused power-of-two pieces (CPU, rows/s, SQLite's heap).
+.PHONY: bench-statements
+bench-statements: dev-venv
+	$(PY) -m devtools.bench_statements $(BENCH_STATEMENTS_ARGS)
+
 lint: dev-venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .

@@ -410,8 +410,12 @@ def soak(h: Harness, qps: int, duration: int) -> list[str]:
     engine = h.start_engine()
     perf, out = h.dnsperf(engine.port, qps, duration)
     print(f"soak: {qps} QPS for {duration} s on {'PostgreSQL' if is_postgres(h.url) else 'SQLite'}", flush=True)
+    # RSS, and what it is made of (querylog/memory.py): SQLite's heap, bytes malloc hands out,
+    # bytes freed but kept by malloc, and Python's live small objects (thousands of blocks).
     print(
-        f"{'minute':>6} {'RSS MiB':>8} {'threads':>8} {'queue':>7} {'drops':>7} {'written':>11} {'qps':>8}", flush=True
+        f"{'minute':>6} {'RSS MiB':>8} {'sqlite':>7} {'malloc':>7} {'m.free':>7} {'py kblk':>8} {'threads':>8} "
+        f"{'queue':>7} {'drops':>7} {'written':>11} {'qps':>8}",
+        flush=True,
     )
     samples = []
     started = time.monotonic()
@@ -439,7 +443,11 @@ def soak(h: Harness, qps: int, duration: int) -> list[str]:
         samples.append(
             (minute, rss, threads, m.get("dns_query_log_buffer_size", 0), m.get("dns_query_log_drops_total", 0))
         )
-        print(f"{minute:>6} {rss:>8.1f} {threads:>8} {m.get('dns_query_log_buffer_size', 0):>7.0f} "
+        mib = {kind: m.get(f'dns_engine_memory_bytes{{kind="{kind}"}}', 0.0) / 2**20
+               for kind in ("sqlite", "malloc_in_use", "malloc_free")}  # fmt: skip
+        blocks = m.get("dns_engine_python_allocated_blocks", 0.0) / 1000
+        print(f"{minute:>6} {rss:>8.1f} {mib['sqlite']:>7.1f} {mib['malloc_in_use']:>7.1f} {mib['malloc_free']:>7.1f} "
+              f"{blocks:>8.0f} {threads:>8} {m.get('dns_query_log_buffer_size', 0):>7.0f} "
               f"{m.get('dns_query_log_drops_total', 0):>7.0f} {m.get('dns_query_log_written_total', 0):>11,.0f} "
               f"{rate:>8,.0f}", flush=True)  # fmt: skip
     h.wait(perf, 60)

@@ -422,15 +422,21 @@ def kind_of(name: str) -> str:
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text format, summed over labels: {"dns_queries_total": 1234.0, ...}."""
+    """Prometheus text format, summed over labels: {"dns_queries_total": 1234.0, ...}.
+
+    Each labelled sample is there too, as written: {'dns_engine_memory_bytes{kind="sqlite"}': ...}.
+    """
     totals: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
         name_part, _, value = line.rpartition(" ")
-        name = name_part.split("{", 1)[0].strip()
+        name_part = name_part.strip()
+        name = name_part.split("{", 1)[0]
         with contextlib.suppress(ValueError):
             totals[name] = totals.get(name, 0.0) + float(value)
+            if name_part != name:
+                totals[name_part] = float(value)
     return totals
 
 

@@ -20,6 +20,7 @@ or buffer without losing queued entries.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import math
 import sqlite3
@@ -420,6 +421,39 @@ _PG_MAX_PARAMS = 65535  # bind parameters per statement in PostgreSQL's protocol
 _flatten = chain.from_iterable
 
 
+# SQLite statements are cut into power-of-two row counts (at most SQLITE_CHUNK_ROWS):
+# sqlite3 keeps the last 128 prepared statements of a connection, and a statement
+# per distinct row count made every batch a new one, compiled afresh and cached. At
+# 10k QPS, with batches of every size, those cached multi-thousand-row statements
+# held ~100 MiB of SQLite's heap and churned malloc (`make soak` prints it). With
+# power-of-two pieces a table has at most log2(SQLITE_CHUNK_ROWS) + 1 statements,
+# each compiled once per connection (`make bench-statements`).
+SQLITE_CHUNK_ROWS = 256
+_REUSE_SQLITE_STATEMENTS = True  # False: one statement per batch, as before (benchmark only)
+
+
+def _sqlite_chunk_sizes(n: int, most: int) -> list[int]:
+    """Row counts that add up to `n`: powers of two, none above `most` or SQLITE_CHUNK_ROWS."""
+    if not _REUSE_SQLITE_STATEMENTS:
+        return [min(most, n - i) for i in range(0, n, most)]
+    top = 1 << (min(most, SQLITE_CHUNK_ROWS).bit_length() - 1)
+    sizes = [top] * (n // top)
+    rest = n % top
+    while rest:
+        size = 1 << (rest.bit_length() - 1)
+        sizes.append(size)
+        rest -= size
+    return sizes
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_values_sql(head: str, width: int, rows: int, tail: str) -> str:
+    # The same str object each time: its hash is computed once, and sqlite3 finds its
+    # cached statement without building a ~20 kB string per piece.
+    one = "(" + ", ".join("?" * width) + ")"
+    return f"{head} VALUES {', '.join([one] * rows)}{tail}"
+
+
 def execute_values(connection, head: str, width: int, rows: Sequence[Sequence], tail: str = "") -> None:
     """Run ``{head} VALUES (...), (...), ...{tail}`` for ``rows``, in as few statements as the backend allows.
 
@@ -436,14 +470,14 @@ def execute_values(connection, head: str, width: int, rows: Sequence[Sequence], 
         connection.ensure_connection()
         raw = connection.connection
         limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if hasattr(raw, "getlimit") else 999
-        one = "(" + ", ".join("?" * width) + ")"
-        per = max(1, min(len(rows), limit // width))
         with connection.wrap_database_errors:
             cursor = raw.cursor()
             try:
-                for i in range(0, len(rows), per):
-                    chunk = rows[i : i + per]
-                    cursor.execute(f"{head} VALUES {', '.join([one] * len(chunk))}{tail}", list(_flatten(chunk)))
+                i = 0
+                for size in _sqlite_chunk_sizes(len(rows), max(1, limit // width)):
+                    chunk = rows[i : i + size]
+                    i += size
+                    cursor.execute(_sqlite_values_sql(head, width, size, tail), list(_flatten(chunk)))
             finally:
                 cursor.close()
         return

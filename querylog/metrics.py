@@ -15,7 +15,8 @@ dns_query_log_unwritten_total, dns_query_log_workers, dns_query_log_write_rate,
 dns_query_log_worker_queue_depth (histogram), dns_query_log_batch_seconds (histogram),
 dns_queries_total{status}, dns_query_duration_seconds (histogram),
 dns_engine_events_total{event}, dns_engine_threads, dns_gc_pause_seconds{generation}
-(histogram), plus the standard process_* metrics (RSS, CPU, open fds).
+(histogram), dns_engine_memory_bytes{kind} and dns_engine_python_allocated_blocks
+(querylog/memory.py), plus the standard process_* metrics (RSS, CPU, open fds).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from prometheus_client.utils import floatToGoString
 
 from dnsengine.stats import DURATION_BUCKETS_US, EngineStats
 from querylog.logger import HistogramSnapshot
+from querylog.memory import read_memory
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +125,31 @@ class EngineCollector(Collector):
         if self.engine_stats is not None:
             yield from self._engine()
         yield GaugeMetricFamily("dns_engine_threads", "Threads in the engine process.", value=threading.active_count())
+        yield from self._memory()
         if self.gc_tracker is not None:
             yield self._gc()
+
+    def _memory(self) -> Iterator[Metric]:
+        reading = read_memory()
+        memory = GaugeMetricFamily(
+            "dns_engine_memory_bytes",
+            "Where the process's memory is: sqlite (SQLite's heap, all connections), malloc_in_use, "
+            "malloc_free (freed but kept by the C allocator), malloc_mmap (part of malloc_in_use).",
+            labels=["kind"],
+        )
+        for kind, value in (
+            ("sqlite", reading.sqlite_bytes),
+            ("malloc_in_use", reading.malloc_in_use_bytes),
+            ("malloc_free", reading.malloc_free_bytes),
+            ("malloc_mmap", reading.malloc_mmap_bytes),
+        ):
+            if value is not None:
+                memory.add_metric([kind], value)
+        yield memory
+        yield GaugeMetricFamily(
+            "dns_engine_python_allocated_blocks", "Live blocks of Python's small-object allocator.",
+            value=reading.python_blocks,
+        )  # fmt: skip
 
     def _query_log(self) -> Iterator[Metric]:
         s = self.query_logger.stats()

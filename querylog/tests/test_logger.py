@@ -15,6 +15,7 @@ from django.db import connection
 from django.db.utils import ConnectionHandler
 
 from querylog.logger import (
+    SQLITE_CHUNK_ROWS,
     THREAD_MODE_MAX_CONNECTIONS,
     WRITE_METHODS,
     CloseReport,
@@ -24,9 +25,11 @@ from querylog.logger import (
     QueryLogWriter,
     SwappableQueryLogger,
     ThreadPerQueryLogger,
+    _sqlite_chunk_sizes,
     _sqlite_utc_text,
     query_logger_from_settings,
 )
+from querylog.memory import read_memory
 from querylog.models import DomainRollup, QueryLog
 from querylog.tests.helpers import RecordingWriter, SignallingWriter, make_entries, make_entry
 
@@ -570,3 +573,36 @@ def test_sighup_rereads_the_environment(monkeypatch):
         assert swappable.mode == "thread"  # a bad value leaves the running logger alone
     finally:
         swappable.close(timeout=5)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 255, 256, 257, 1000, 2000, 2047])
+def test_sqlite_pieces_are_powers_of_two_that_add_up(n):
+    sizes = _sqlite_chunk_sizes(n, 2978)
+
+    assert sum(sizes) == n
+    assert all(s & (s - 1) == 0 and s <= SQLITE_CHUNK_ROWS for s in sizes)
+    assert sorted(sizes, reverse=True) == sizes
+    assert max(1, n // SQLITE_CHUNK_ROWS) <= len(sizes) <= n // SQLITE_CHUNK_ROWS + 8
+    # The variable limit caps a piece too: 999 // 11 columns = 90 rows, so 64.
+    assert max(_sqlite_chunk_sizes(n, 90)) <= 64
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's statement cache")
+@pytest.mark.django_db(transaction=True)
+def test_batches_of_every_size_do_not_fill_sqlites_heap_with_statements():
+    # At 10k QPS a writer takes whatever is queued, so every batch has a different size.
+    # One statement per size was compiled afresh and kept in sqlite3's 128-statement
+    # cache: ~100 MiB of SQLite's heap in `make soak`.
+    writer = QueryLogWriter(rollups=True)
+    entries = make_entries(1120)
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA cache_size = -1024")  # 1 MiB: what grows is not the page cache
+    writer(entries[:1000])  # the schema and the largest pieces are in memory from here on
+    before = read_memory().sqlite_bytes
+
+    for size in range(1000, 1120, 2):  # 60 distinct batch sizes
+        writer(entries[:size])
+
+    grown = read_memory().sqlite_bytes - before
+    assert QueryLog.objects.count() == 1000 + sum(range(1000, 1120, 2))
+    assert grown < 8 * 2**20, f"SQLite's heap grew by {grown / 2**20:.1f} MiB"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import sqlite3
 import urllib.error
 import urllib.request
 
@@ -119,3 +120,22 @@ def test_stop_frees_the_port(logger, engine_stats):
 def test_port_zero_in_settings_disables_the_server(settings):
     settings.GLORYHOLE_METRICS_PORT = 0
     assert metrics_server_from_settings() is None
+
+
+def test_it_says_where_the_memory_is(server):
+    before = scrape(server.url)["dns_engine_memory_bytes"][frozenset({("kind", "sqlite")})]
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute("PRAGMA cache_size = -16384")
+        db.execute("CREATE TABLE t (x TEXT)")
+        db.executemany("INSERT INTO t VALUES (?)", (("x" * 100,) for _ in range(20_000)))  # ~2.5 MB of pages
+
+        m = scrape(server.url)
+    finally:
+        db.close()
+
+    memory = {dict(labels)["kind"]: value for labels, value in m["dns_engine_memory_bytes"].items()}
+    assert memory["sqlite"] - before > 2_000_000
+    assert memory["malloc_in_use"] > memory["sqlite"]  # SQLite allocates through malloc
+    assert memory["malloc_free"] >= 0 and 0 <= memory["malloc_mmap"] <= memory["malloc_in_use"]
+    assert m["dns_engine_python_allocated_blocks"][frozenset()] > 10_000

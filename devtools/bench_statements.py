@@ -1,0 +1,146 @@
+"""Query-log writes on SQLite with batches of every size (``make bench-statements``).
+
+    python -m devtools.bench_statements [--rows 200000] [--runs 3]
+
+At 10k QPS a writer takes whatever is queued when it wakes, so batch sizes vary
+from one batch to the next. This writes --rows QueryLog rows (with the dashboard
+rollups, as the engine does) through the engine's own QueryLogWriter into a fresh
+migrated SQLite file, in batches of random sizes from 1 to 2,000 (seeded: every
+variant gets the same sizes), two ways:
+
+- one multi-row INSERT per batch (up to SQLite's variable limit), the statement
+  text different for every size: what the writer did before;
+- power-of-two pieces (querylog.logger.SQLITE_CHUNK_ROWS), so a table has a
+  handful of statements, each compiled once per connection.
+
+Prints, per variant, the median of --runs runs (run order interleaved): CPU
+seconds of this process (SQLite runs in it), rows/s, and SQLite's heap at the end
+(sqlite3_memory_used: page cache plus the connection's cached statements).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def _setup_django(tmp: Path) -> Path:
+    os.environ["GLORYHOLE_DATA_DIR"] = str(tmp)
+    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'template.sqlite3'}"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "gloryhole_site.settings"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections
+
+    call_command("migrate", verbosity=0)
+    connections.close_all()
+    return tmp / "template.sqlite3"
+
+
+def _entries(n: int):
+    from querylog.entry import QueryLogEntry
+
+    rng = random.Random(11)
+    start = time.time()
+    out = []
+    for i in range(n):
+        blocked = rng.random() < 0.3
+        out.append(
+            QueryLogEntry(
+                timestamp=start + i / 10000,
+                client=f"192.168.1.{rng.randrange(2, 40)}",
+                protocol="udp",
+                # Most names new, as in `make loadtest`: rows land all over the domain index.
+                domain=f"u{rng.randrange(10**7)}.miss{rng.randrange(101)}.example",
+                qtype="A",
+                rcode="NXDOMAIN" if blocked else "NOERROR",
+                status="blocked" if blocked else "forwarded",
+                rule="list:loadtest" if blocked else "",
+                upstream="" if blocked else "127.0.0.1:5300",
+                duration_us=rng.randrange(30, 30000),
+            )
+        )
+    return out
+
+
+def _sizes(total: int) -> list[int]:
+    rng = random.Random(5)
+    sizes = []
+    while total > 0:
+        size = min(total, rng.randint(1, 2000))
+        sizes.append(size)
+        total -= size
+    return sizes
+
+
+def run(template: Path, tmp: Path, entries, sizes: list[int], reuse: bool) -> tuple[float, float, float]:
+    from django.db import connections
+
+    import querylog.logger as ql
+    from querylog.memory import read_memory
+
+    connections.close_all()
+    path = tmp / "run.sqlite3"
+    for old in tmp.glob("run.sqlite3*"):
+        old.unlink()
+    shutil.copyfile(template, path)
+    connections["default"].settings_dict["NAME"] = str(path)
+    ql._REUSE_SQLITE_STATEMENTS = reuse
+    ql._sqlite_values_sql.cache_clear()
+    writer = ql.QueryLogWriter(rollups=True)
+    cpu, wall = time.process_time(), time.perf_counter()
+    i = 0
+    for size in sizes:
+        writer(entries[i : i + size])
+        i += size
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    heap = read_memory().sqlite_bytes or 0
+    connections.close_all()
+    return cpu, len(entries) / wall, heap / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gloryhole-bench-statements-") as tmp_name:
+        tmp = Path(tmp_name)
+        template = _setup_django(tmp)
+        entries = _entries(args.rows)
+        sizes = _sizes(args.rows)
+        variants = {
+            "one statement per batch (before)": False,
+            "power-of-two pieces, reused": True,
+        }
+        results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in variants}
+        for _ in range(args.runs):
+            for name, reuse in variants.items():
+                results[name].append(run(template, tmp, entries, sizes, reuse))
+    print(
+        f"### {args.rows:,} rows with rollups, {len(sizes)} batches of 1-2,000 rows, "
+        f"median of {args.runs} runs (interleaved)\n"
+    )
+    print("| variant | CPU s | rows/s | SQLite heap at the end, MiB |")
+    print("| --- | --- | --- | --- |")
+    for name, runs in results.items():
+        cpu, rate, heap = (statistics.median(r[k] for r in runs) for k in range(3))
+        print(f"| {name} | {cpu:.1f} | {rate:,.0f} | {heap:.0f} |")
+    print(
+        f"\n- machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}"
+        f"\n- command: `python -m devtools.bench_statements --rows {args.rows} --runs {args.runs}`"
+    )
+
+
+if __name__ == "__main__":
+    main()
