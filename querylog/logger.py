@@ -455,14 +455,15 @@ def _sqlite_values_sql(head: str, width: int, rows: int, tail: str) -> str:
 
 
 def execute_values(connection, head: str, width: int, rows: Sequence[Sequence], tail: str = "") -> None:
-    """Run ``{head} VALUES (...), (...), ...{tail}`` for ``rows``, in as few statements as the backend allows.
+    """Run ``{head} VALUES (...), (...), ...{tail}`` for ``rows`` in a few multi-row statements.
 
-    One statement for a whole batch means one trip into the database driver, so one
-    GIL release and re-take per batch instead of one per row. On SQLite the
-    statement goes to the DB-API cursor with ``?`` marks, skipping Django's
-    per-execute ``%s`` -> ``?`` regex over a ~50 kB statement; errors still come
-    out as django.db exceptions (``wrap_database_errors``). Other backends take
-    the statement through Django's cursor unchanged.
+    A few statements per batch means a few trips into the database driver, so a
+    few GIL releases and re-takes per batch instead of one per row. On SQLite the
+    batch goes in power-of-two pieces (see SQLITE_CHUNK_ROWS) to the DB-API cursor
+    with ``?`` marks, skipping Django's per-execute ``%s`` -> ``?`` regex over a
+    large statement; errors still come out as django.db exceptions
+    (``wrap_database_errors``). Other backends take as few statements as their
+    parameter limit allows, through Django's cursor unchanged.
     """
     if not rows:
         return
