@@ -1,12 +1,12 @@
 """Query-log writes on SQLite with batches of every size (``make bench-statements``).
 
-    python -m devtools.bench_statements [--rows 200000] [--runs 3]
+    python -m devtools.bench_statements [--rows 200000] [--runs 3] [--batch N]
 
 At 10k QPS a writer takes whatever is queued when it wakes, so batch sizes vary
 from one batch to the next. This writes --rows QueryLog rows (with the dashboard
 rollups, as the engine does) through the engine's own QueryLogWriter into a fresh
 migrated SQLite file, in batches of random sizes from 1 to 2,000 (seeded: every
-variant gets the same sizes), two ways:
+variant gets the same sizes; --batch N makes every batch N rows), two ways:
 
 - one multi-row INSERT per batch (up to SQLite's variable limit), the statement
   text different for every size: what the writer did before;
@@ -73,11 +73,11 @@ def _entries(n: int):
     return out
 
 
-def _sizes(total: int) -> list[int]:
+def _sizes(total: int, fixed: int = 0) -> list[int]:
     rng = random.Random(5)
     sizes = []
     while total > 0:
-        size = min(total, rng.randint(1, 2000))
+        size = min(total, fixed or rng.randint(1, 2000))
         sizes.append(size)
         total -= size
     return sizes
@@ -113,12 +113,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=0, help="every batch this size (default: random, 1-2,000)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gloryhole-bench-statements-") as tmp_name:
         tmp = Path(tmp_name)
         template = _setup_django(tmp)
         entries = _entries(args.rows)
-        sizes = _sizes(args.rows)
+        sizes = _sizes(args.rows, args.batch)
         variants = {
             "one statement per batch (before)": False,
             "power-of-two pieces, reused": True,
@@ -127,8 +128,9 @@ def main() -> None:
         for _ in range(args.runs):
             for name, reuse in variants.items():
                 results[name].append(run(template, tmp, entries, sizes, reuse))
+    what = f"{args.batch:,} rows" if args.batch else "1-2,000 rows"
     print(
-        f"### {args.rows:,} rows with rollups, {len(sizes)} batches of 1-2,000 rows, "
+        f"### {args.rows:,} rows with rollups, {len(sizes)} batches of {what}, "
         f"median of {args.runs} runs (interleaved)\n"
     )
     print("| variant | CPU s | rows/s | SQLite heap at the end, MiB |")
@@ -138,7 +140,8 @@ def main() -> None:
         print(f"| {name} | {cpu:.1f} | {rate:,.0f} | {heap:.0f} |")
     print(
         f"\n- machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}"
-        f"\n- command: `python -m devtools.bench_statements --rows {args.rows} --runs {args.runs}`"
+        f"\n- command: `python -m devtools.bench_statements --rows {args.rows} --runs {args.runs}"
+        f"{f' --batch {args.batch}' if args.batch else ''}`"
     )
 
 
