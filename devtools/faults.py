@@ -410,8 +410,9 @@ def soak(h: Harness, qps: int, duration: int) -> list[str]:
     engine = h.start_engine()
     perf, out = h.dnsperf(engine.port, qps, duration)
     print(f"soak: {qps} QPS for {duration} s on {'PostgreSQL' if is_postgres(h.url) else 'SQLite'}", flush=True)
-    # RSS, and what it is made of (querylog/memory.py): SQLite's heap, bytes malloc hands out,
-    # bytes freed but kept by malloc, and Python's live small objects (thousands of blocks).
+    # RSS, and what it is made of (querylog/memory.py; 0 where the platform has no reading):
+    # SQLite's heap, bytes malloc hands out, bytes freed but kept by malloc, and Python's
+    # live small objects (thousands of blocks).
     print(
         f"{'minute':>6} {'RSS MiB':>8} {'sqlite':>7} {'malloc':>7} {'m.free':>7} {'py kblk':>8} {'threads':>8} "
         f"{'queue':>7} {'drops':>7} {'written':>11} {'qps':>8}",
@@ -443,8 +444,11 @@ def soak(h: Harness, qps: int, duration: int) -> list[str]:
         samples.append(
             (minute, rss, threads, m.get("dns_query_log_buffer_size", 0), m.get("dns_query_log_drops_total", 0))
         )
-        mib = {kind: m.get(f'dns_engine_memory_bytes{{kind="{kind}"}}', 0.0) / 2**20
-               for kind in ("sqlite", "malloc_in_use", "malloc_free")}  # fmt: skip
+        mib = {
+            "sqlite": m.get("dns_engine_sqlite_heap_bytes", 0.0) / 2**20,
+            "malloc_in_use": m.get('dns_engine_malloc_bytes{state="in_use"}', 0.0) / 2**20,
+            "malloc_free": m.get('dns_engine_malloc_bytes{state="free"}', 0.0) / 2**20,
+        }
         blocks = m.get("dns_engine_python_allocated_blocks", 0.0) / 1000
         print(f"{minute:>6} {rss:>8.1f} {mib['sqlite']:>7.1f} {mib['malloc_in_use']:>7.1f} {mib['malloc_free']:>7.1f} "
               f"{blocks:>8.0f} {threads:>8} {m.get('dns_query_log_buffer_size', 0):>7.0f} "

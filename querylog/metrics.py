@@ -15,8 +15,8 @@ dns_query_log_unwritten_total, dns_query_log_workers, dns_query_log_write_rate,
 dns_query_log_worker_queue_depth (histogram), dns_query_log_batch_seconds (histogram),
 dns_queries_total{status}, dns_query_duration_seconds (histogram),
 dns_engine_events_total{event}, dns_engine_threads, dns_gc_pause_seconds{generation}
-(histogram), dns_engine_memory_bytes{kind} and dns_engine_python_allocated_blocks
-(querylog/memory.py), plus the standard process_* metrics (RSS, CPU, open fds).
+(histogram), dns_engine_sqlite_heap_bytes, dns_engine_malloc_bytes{state} and
+dns_engine_python_allocated_blocks (querylog/memory.py), plus the standard process_* metrics (RSS, CPU, open fds).
 """
 
 from __future__ import annotations
@@ -131,21 +131,22 @@ class EngineCollector(Collector):
 
     def _memory(self) -> Iterator[Metric]:
         reading = read_memory()
-        memory = GaugeMetricFamily(
-            "dns_engine_memory_bytes",
-            "Where the process's memory is: sqlite (SQLite's heap, all connections), malloc_in_use, "
-            "malloc_free (freed but kept by the C allocator), malloc_mmap (part of malloc_in_use).",
-            labels=["kind"],
-        )
-        for kind, value in (
-            ("sqlite", reading.sqlite_bytes),
-            ("malloc_in_use", reading.malloc_in_use_bytes),
-            ("malloc_free", reading.malloc_free_bytes),
-            ("malloc_mmap", reading.malloc_mmap_bytes),
-        ):
-            if value is not None:
-                memory.add_metric([kind], value)
-        yield memory
+        if reading.sqlite_bytes is not None:
+            yield GaugeMetricFamily(
+                "dns_engine_sqlite_heap_bytes",
+                "SQLite's heap, all connections of the process: page caches, statements.",
+                value=reading.sqlite_bytes,
+            )
+        if reading.malloc_in_use_bytes is not None:
+            malloc = GaugeMetricFamily(
+                "dns_engine_malloc_bytes",
+                "The C allocator's memory: in_use (handed out; SQLite's heap is part of it) "
+                "and free (freed, kept for reuse).",
+                labels=["state"],
+            )
+            malloc.add_metric(["in_use"], reading.malloc_in_use_bytes)
+            malloc.add_metric(["free"], reading.malloc_free_bytes or 0)
+            yield malloc
         yield GaugeMetricFamily(
             "dns_engine_python_allocated_blocks", "Live blocks of Python's small-object allocator.",
             value=reading.python_blocks,
