@@ -30,21 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _setup_django(tmp: Path) -> Path:
-    os.environ["GLORYHOLE_DATA_DIR"] = str(tmp)
-    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'template.sqlite3'}"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "gloryhole_site.settings"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connections
-
-    call_command("migrate", verbosity=0)
-    connections.close_all()
-    return tmp / "template.sqlite3"
+from devtools.bench_querylog import _setup_django
 
 
 def _entries(n: int):
@@ -117,7 +103,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gloryhole-bench-statements-") as tmp_name:
         tmp = Path(tmp_name)
-        template = _setup_django(tmp)
+        _setup_django(tmp)  # migrated into tmp/bench.sqlite3, copied for each run
+        template = tmp / "bench.sqlite3"
         entries = _entries(args.rows)
         sizes = _sizes(args.rows, args.batch)
         variants = {
