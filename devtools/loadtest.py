@@ -109,7 +109,7 @@ def extra_variants(rate: int) -> list[Variant]:
 
     devtools.plain_server answers from a dict with one recvfrom and one sendto per query and
     does nothing else, so its latency at a rate is what the machine (kernel, scheduler,
-    dnsperf) adds on its own: no engine can have a lower p99 on the same run.
+    dnsperf) adds on its own, the bound for a Python engine's p99 in the same run.
     """
     tag = f"{rate // 1000}k" if rate % 1000 == 0 else str(rate)
     return [Variant(f"floor-{tag}", "floor", rate), Variant("floor-max", "floor", None)]
@@ -424,7 +424,7 @@ def kind_of(name: str) -> str:
 def parse_metrics(text: str) -> dict[str, float]:
     """Prometheus text format, summed over labels: {"dns_queries_total": 1234.0, ...}.
 
-    Each labelled sample is there too, as written: {'dns_engine_memory_bytes{kind="sqlite"}': ...}.
+    Each labelled sample is there too, as written: {'dns_engine_malloc_bytes{state="free"}': ...}.
     """
     totals: dict[str, float] = {}
     for line in text.splitlines():
