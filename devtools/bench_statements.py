@@ -10,8 +10,9 @@ variant gets the same sizes; --batch N makes every batch N rows), two ways:
 
 - one multi-row INSERT per batch (up to SQLite's variable limit), the statement
   text different for every size: what the writer did before;
-- power-of-two pieces (querylog.logger.SQLITE_CHUNK_ROWS), so a table has a
-  handful of statements, each compiled once per connection.
+- pieces of querylog.logger.SQLITE_CHUNK_ROWS rows and a rest in power-of-two
+  pieces, so a table has about a dozen statements, each compiled once per
+  connection (what the writer does now; a full batch is still one statement).
 
 Prints, per variant, the median of --runs runs (run order interleaved): CPU
 seconds of this process (SQLite runs in it), rows/s, and SQLite's heap at the end
@@ -109,7 +110,7 @@ def main() -> None:
         sizes = _sizes(args.rows, args.batch)
         variants = {
             "one statement per batch (before)": False,
-            "power-of-two pieces, reused": True,
+            "reused pieces (now)": True,
         }
         results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in variants}
         for _ in range(args.runs):

@@ -421,22 +421,25 @@ _PG_MAX_PARAMS = 65535  # bind parameters per statement in PostgreSQL's protocol
 _flatten = chain.from_iterable
 
 
-# SQLite statements are cut into power-of-two row counts (at most SQLITE_CHUNK_ROWS):
-# sqlite3 keeps the last 128 prepared statements of a connection, and a statement
-# per distinct row count made every batch a new one, compiled afresh and cached. At
-# 10k QPS, with batches of every size, those cached multi-thousand-row statements
-# held ~100 MiB of SQLite's heap and churned malloc (`make soak` prints it). With
-# power-of-two pieces a table has at most log2(SQLITE_CHUNK_ROWS) + 1 statements,
-# each compiled once per connection (`make bench-statements`).
-SQLITE_CHUNK_ROWS = 256
+# SQLite statements: a batch goes as pieces of SQLITE_CHUNK_ROWS rows (the default
+# batch, so a full batch is one statement) and a rest cut into power-of-two row counts.
+# sqlite3 keeps the last 128 prepared statements of a connection, and a statement per
+# distinct row count made every batch a new one, compiled afresh and cached: at 10k
+# QPS, with batches of every size, those cached multi-thousand-row statements held
+# ~100 MiB of SQLite's heap and churned malloc (`make soak` prints it). Now a table
+# has at most a dozen statements, each compiled once per connection
+# (`make bench-statements`). Pieces of at most 256 rows, tried first, made every full
+# batch ten statements, and the pool lost full-speed QPS in `make loadtest`: each
+# statement is one more GIL release and re-take for the DNS thread to wait through.
+SQLITE_CHUNK_ROWS = 2000
 _REUSE_SQLITE_STATEMENTS = True  # False: one statement per batch, as before (benchmark only)
 
 
 def _sqlite_chunk_sizes(n: int, most: int) -> list[int]:
-    """Row counts that add up to `n`: powers of two, none above `most` or SQLITE_CHUNK_ROWS."""
+    """Row counts that add up to `n`: pieces of min(most, SQLITE_CHUNK_ROWS), then powers of two."""
     if not _REUSE_SQLITE_STATEMENTS:
         return [min(most, n - i) for i in range(0, n, most)]
-    top = 1 << (min(most, SQLITE_CHUNK_ROWS).bit_length() - 1)
+    top = min(most, SQLITE_CHUNK_ROWS)
     sizes = [top] * (n // top)
     rest = n % top
     while rest:

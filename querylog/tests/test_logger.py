@@ -575,16 +575,22 @@ def test_sighup_rereads_the_environment(monkeypatch):
         swappable.close(timeout=5)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 255, 256, 257, 1000, 2000, 2047])
-def test_sqlite_pieces_are_powers_of_two_that_add_up(n):
-    sizes = _sqlite_chunk_sizes(n, 2978)
+@pytest.mark.parametrize("n", [1, 2, 3, 255, 256, 257, 1000, 1999, 2000, 2001, 4100])
+@pytest.mark.parametrize("most", [2978, 90, 1])
+def test_sqlite_pieces_are_full_pieces_then_powers_of_two_that_add_up(n, most):
+    sizes = _sqlite_chunk_sizes(n, most)
 
+    top = min(most, SQLITE_CHUNK_ROWS)
+    full = n // top
     assert sum(sizes) == n
-    assert all(s & (s - 1) == 0 and s <= SQLITE_CHUNK_ROWS for s in sizes)
-    assert sorted(sizes, reverse=True) == sizes
-    assert max(1, n // SQLITE_CHUNK_ROWS) <= len(sizes) <= n // SQLITE_CHUNK_ROWS + 8
-    # The variable limit caps a piece too: 999 // 11 columns = 90 rows, so 64.
-    assert max(_sqlite_chunk_sizes(n, 90)) <= 64
+    assert sizes[:full] == [top] * full
+    rest = sizes[full:]
+    assert all(s & (s - 1) == 0 and s < top for s in rest)
+    assert sorted(set(rest), reverse=True) == rest  # each power at most once: popcount pieces
+
+
+def test_a_full_default_batch_is_one_statement():
+    assert _sqlite_chunk_sizes(2000, 2978) == [2000]
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's statement cache")
