@@ -462,7 +462,7 @@ def execute_values(connection, head: str, width: int, rows: Sequence[Sequence], 
 
     A few statements per batch means a few trips into the database driver, so a
     few GIL releases and re-takes per batch instead of one per row. On SQLite the
-    batch goes in power-of-two pieces (see SQLITE_CHUNK_ROWS) to the DB-API cursor
+    batch goes in reusable pieces (see SQLITE_CHUNK_ROWS) to the DB-API cursor
     with ``?`` marks, skipping Django's per-execute ``%s`` -> ``?`` regex over a
     large statement; errors still come out as django.db exceptions
     (``wrap_database_errors``). Other backends take as few statements as their
