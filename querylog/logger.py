@@ -19,6 +19,7 @@ or buffer without losing queued entries.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import logging
@@ -27,7 +28,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import chain
@@ -375,33 +376,34 @@ class QueryLogWriter:
         rollups = rollup_rows(entries) if self.rollups else None
         if self.method == "bulk_create":
             objs = [querylog_from_entry(e, self.engine_name) for e in entries]
-            with self._locked():
-                self._start_write()
-                with transaction.atomic(using=self.using):
-                    QueryLog.objects.using(self.using).bulk_create(objs)
-                    if rollups is not None:
-                        rollup_write(rollups, using=self.using)
+            with self._write_transaction():
+                QueryLog.objects.using(self.using).bulk_create(objs)
+                if rollups is not None:
+                    rollup_write(rollups, using=self.using)
             return
         head, build = self._prepare()
         rows = build(entries)
         connection = connections[self.using]
         # Rows and rollups are built above, outside the lock and the transaction:
         # the write lock is held only while the database works.
-        with self._locked():
+        with self._write_transaction():
+            if self.method == "copy":
+                execute_copy(connection, self._copy_target, rows)
+            elif self.method == "values":
+                execute_values(connection, head, len(COLUMNS), rows)
+            else:
+                with connection.cursor() as cursor:
+                    cursor.executemany(f"{head} VALUES ({', '.join(['%s'] * len(COLUMNS))})", rows)
+            if rollups is not None:
+                rollup_write(rollups, using=self.using)
+
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[None]:
+        """The write lock (SQLite), the go-ahead check, then one transaction."""
+        with self._lock if self._lock is not None else _NO_LOCK:
             self._start_write()
             with transaction.atomic(using=self.using):
-                if self.method == "copy":
-                    execute_copy(connection, self._copy_target, rows)
-                elif self.method == "values":
-                    execute_values(connection, head, len(COLUMNS), rows)
-                else:
-                    with connection.cursor() as cursor:
-                        cursor.executemany(f"{head} VALUES ({', '.join(['%s'] * len(COLUMNS))})", rows)
-                if rollups is not None:
-                    rollup_write(rollups, using=self.using)
-
-    def _locked(self):
-        return self._lock if self._lock is not None else _NO_LOCK
+                yield
 
     def _prepare(self) -> tuple[str, Callable[[Sequence[QueryLogEntry]], list[tuple]]]:
         # Built on first use, not in __init__, so constructing a logger never needs
