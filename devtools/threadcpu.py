@@ -19,6 +19,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from devtools.loadtest import _BUSY_FIELDS  # the fields of /proc/stat that count as busy
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -30,7 +32,7 @@ def _times(stat_path: Path) -> tuple[float, float]:
 def _machine_busy() -> float:
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
-    return sum(fields[i] for i in (0, 1, 2, 5, 6, 7) if i < len(fields)) / TICK
+    return sum(fields[i] for i in _BUSY_FIELDS if i < len(fields)) / TICK
 
 
 def _thread_names(pid: int) -> dict[str, str]:
