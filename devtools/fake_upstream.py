@@ -43,6 +43,9 @@ class FakeUpstream:
         for attempt in range(20):
             self.udp = socket.socket(family, socket.SOCK_DGRAM)
             self.tcp = socket.socket(family, socket.SOCK_STREAM)
+            # Room for a burst: a test may forward hundreds of queries at once, and
+            # the default buffer (~200 KiB) drops some while answers are being built.
+            self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             try:
                 self.udp.bind((host, port))
                 self.port = self.udp.getsockname()[1]
