@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 
 import dns.message
 import dns.query
@@ -29,6 +30,38 @@ def no_scheduled_blocklist_updates(settings):
     only reaches subprocesses; tests of the updater build one explicitly.
     """
     settings.GLORYHOLE_BLOCKLIST_UPDATE_HOURS = 0
+
+
+@pytest.fixture(autouse=True)
+def no_database_session_left_behind(request, django_db_blocker):
+    """On PostgreSQL, a test that used the database leaves no other session open on it.
+
+    Every thread that touches the ORM (config watcher, updater, writers, heartbeat)
+    closes its connections when it ends; one that does not leaves an idle session,
+    and at the end of the run DROP DATABASE fails with "being accessed by other users".
+    Checked after the test's other fixtures (engines, servers) are torn down.
+    """
+    yield
+    if "django_db_setup" not in request.fixturenames:
+        return
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    query = (
+        "SELECT pid, state, left(query, 100), backend_start FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    with django_db_blocker.unblock():
+        deadline = time.monotonic() + 3  # a closed session takes a moment to leave the view
+        while True:
+            with connection.cursor() as cursor:
+                cursor.execute(query)
+                others = cursor.fetchall()
+            if not others or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert not others, f"sessions left open on the test database: {others}"
 
 
 @pytest.fixture

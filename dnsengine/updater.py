@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.db.models import Q
 from django.utils import timezone
 
@@ -151,6 +151,9 @@ class BlocklistUpdater:
 
     def _loop(self) -> None:
         wait = self.first_check_after
-        while not self._stop.wait(wait):
-            self.check_now()
-            wait = self.check_every
+        try:
+            while not self._stop.wait(wait):
+                self.check_now()
+                wait = self.check_every
+        finally:
+            connections.close_all()  # this thread's: no idle session left behind on the server

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.db import connections
 from django.utils import timezone
 
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, EngineStatus
@@ -56,6 +57,10 @@ def page(monkeypatch):
         context = browser.new_context(viewport={"width": 1400, "height": 900}, reduced_motion="reduce")
         context.set_default_timeout(10_000)
         yield context.new_page()
+        # With the loop running, Django keeps this thread's connections apart from the
+        # plain thread-local ones (asgiref's thread-critical Local): close them here, or
+        # an idle PostgreSQL session outlives the test and blocks DROP DATABASE at the end.
+        connections.close_all()
         context.close()
         browser.close()
 
