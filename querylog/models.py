@@ -91,3 +91,28 @@ class ClientRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bucket:%Y-%m-%d %H:00} {self.client} {self.count}"
+
+
+class RollupSummary(models.Model):
+    """One closed UTC hour or day of rollups, reduced to what the dashboard needs.
+
+    Built once from the rollups (a busy day takes about half a second to group)
+    and shared by every web worker and engine through the database, so a fresh
+    process's first dashboard view reads a few dozen rows instead of grouping a
+    million hourly domain rollups. Written only once the period is well past (see
+    querylog.selectors.SUMMARY_AFTER); deleted by retention with the rollups.
+    """
+
+    start = models.DateTimeField()  # UTC, on the hour (and at midnight for a day)
+    hours = models.PositiveSmallIntegerField()  # 1 or 24
+    minutes = models.JSONField()  # [[seconds since start, status, count], ...] from QueryRollup
+    domains = models.JSONField()  # {domain: count}: the period's busiest (HOUR_TOP_K or DAY_TOP_K)
+    blocked = models.JSONField()  # {domain: count}: the same among blocked queries
+    clients = models.JSONField()  # {client: count}: the busiest CLIENT_TOP_K
+    built_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["start", "hours"], name="rsummary_start_hours")]
+
+    def __str__(self) -> str:
+        return f"{self.start:%Y-%m-%d %H:00} +{self.hours}h summary"

@@ -22,7 +22,8 @@ from django.db.models import Model
 from django.utils import timezone
 
 from querylog.logger import sqlite_write_lock
-from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup
+from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
+from querylog.selectors import summaries_build
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,9 @@ def _delete_older(
     pause: float,
     stop: threading.Event | None,
     using: str,
+    where: dict | None = None,
 ) -> int:
-    """Delete rows with ``field < cutoff`` in batches of at most ``batch``; return the count."""
+    """Delete rows with ``field < cutoff`` (and ``where``) in batches of at most ``batch``; return the count."""
     connection = connections[using]
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
@@ -48,7 +50,8 @@ def _delete_older(
     # post_delete receiver for all models (dnsengine.signals) would make Django
     # fetch every row into Python first. IN (subquery) with LIMIT works on SQLite
     # and PostgreSQL and has no parameter-count limit.
-    oldest = model._default_manager.using(using).filter(**{f"{field}__lt": cutoff}).order_by().values("pk")[:batch]
+    rows = model._default_manager.using(using).filter(**{f"{field}__lt": cutoff}, **(where or {}))
+    oldest = rows.order_by().values("pk")[:batch]
     subquery, params = oldest.query.get_compiler(using=using).as_sql()
     sql = f"DELETE FROM {table} WHERE {pk} IN ({subquery})"
     stop = stop or threading.Event()
@@ -89,6 +92,11 @@ def querylog_purge(
     rollups = _delete_older(QueryRollup, "bucket", minute_cutoff, batch, pause=pause, stop=stop, using=using)
     for model in (DomainRollup, ClientRollup):
         rollups += _delete_older(model, "bucket", hour_cutoff, batch, pause=pause, stop=stop, using=using)
+    # A stored dashboard summary goes once its whole hour or day is before the cutoff.
+    for hours, period_cutoff in ((1, hour_cutoff), (24, hour_cutoff.replace(hour=0))):
+        rollups += _delete_older(
+            RollupSummary, "start", period_cutoff, batch, pause=pause, stop=stop, using=using, where={"hours": hours}
+        )
     if rows or rollups:
         log.info("query log retention: deleted %d rows and %d rollup rows before %s", rows, rollups, cutoff)
     return rows
@@ -108,6 +116,7 @@ class RetentionThread:
         self.pause = pause
         self.runs = 0
         self.deleted = 0
+        self.summaries = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -116,6 +125,9 @@ class RetentionThread:
         try:
             deleted = querylog_purge(self.days, self.batch, pause=self.pause, stop=self._stop)
             self.deleted += deleted
+            # Summaries of the hours and days just closed, so no web worker has to build one on a page view.
+            if not self._stop.is_set():
+                self.summaries += summaries_build()
             return deleted
         except Exception:
             # Database busy or restarting: the next run tries again.

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup
+from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
 from querylog.retention import RetentionThread, querylog_purge, retention_thread_from_settings
 
 
@@ -93,3 +93,49 @@ def test_zero_retention_days_keeps_everything(settings):
     assert retention_thread_from_settings() is None
     settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS = 3
     assert retention_thread_from_settings().days == 3
+
+
+@pytest.mark.django_db(transaction=True)  # run_once closes the thread's connections, as the engine's thread does
+def test_the_retention_thread_stores_closed_periods_summaries_and_drops_them_with_the_rollups():
+    now = timezone.now()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for days_ago in range(1, 12):
+        add_rollups(today - timedelta(days=days_ago) + timedelta(hours=12), f"d{days_ago}")
+    retention = RetentionThread(5)
+    retention.run_once()
+    # Rollups of the last 5 days stay; the days among them that are over (and over
+    # for an hour) get a stored summary, and so do yesterday's busy hour.
+    kept = sorted(QueryRollup.objects.values_list("bucket", flat=True))
+    assert kept[0] >= now - timedelta(days=5, minutes=1)
+    days = {bucket.replace(hour=0) for bucket in kept}
+    final = {day for day in days if day + timedelta(days=1, hours=1) <= now}
+    assert len(final) >= 3
+    stored = set(RollupSummary.objects.values_list("start", "hours"))
+    assert {start for start, hours in stored if hours == 24} == final
+    assert (today - timedelta(hours=12), 1) in stored
+    assert retention.summaries == len(stored)
+
+    # Days later: retention removes the summaries whose rollups are gone.
+    old = today - timedelta(days=9)
+    RollupSummary.objects.create(start=old, hours=24, minutes=[], domains={}, blocked={}, clients={})
+    querylog_purge(5)
+    assert set(RollupSummary.objects.values_list("start", "hours")) == stored
+
+
+@pytest.mark.django_db
+def test_a_summary_is_purged_once_its_whole_period_is_before_the_cutoff():
+    cutoff = timezone.now() - timedelta(days=5)
+    cutoff_hour = cutoff.replace(minute=0, second=0, microsecond=0)
+    cutoff_day = cutoff_hour.replace(hour=0)
+    periods = {
+        (cutoff_day, 24): "kept: the cutoff falls inside it",
+        (cutoff_day - timedelta(days=1), 24): "gone",
+        (cutoff_hour, 1): "kept: the cutoff falls inside it",
+        (cutoff_hour - timedelta(hours=1), 1): "gone",
+        (cutoff_hour + timedelta(hours=1), 1): "kept",
+    }
+    for start, hours in periods:
+        RollupSummary.objects.create(start=start, hours=hours, minutes=[], domains={}, blocked={}, clients={})
+    querylog_purge(5)
+    left = set(RollupSummary.objects.values_list("start", "hours"))
+    assert left == {period for period, fate in periods.items() if fate.startswith("kept")}

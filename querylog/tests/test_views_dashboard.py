@@ -3,14 +3,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from gloryhole_site.tests.factories import make_query
-from querylog.models import ClientRollup, DomainRollup, QueryRollup
-from querylog.selectors import dashboard_memo_clear, dashboard_stats
+from querylog.models import ClientRollup, DomainRollup, QueryRollup, RollupSummary
+from querylog.selectors import HOUR, dashboard_memo_clear, dashboard_stats, summaries_build
 
 URL = reverse("querylog-dashboard")
 
@@ -169,3 +169,96 @@ def test_after_the_first_view_only_the_open_hour_is_read():
     # Four reads per view (minutes, domains, blocked domains, clients), all of the open hour.
     assert len(queries) == 8
     assert week.total >= day.total > 0
+
+
+def seed_week(now: datetime) -> None:
+    for hours_ago in range(0, 24 * 7, 5):
+        moment = now - timedelta(hours=hours_ago, minutes=7)
+        add(moment, "forwarded", 10 + hours_ago % 7, f"site{hours_ago % 4}.example.com", f"192.0.2.{hours_ago % 3}")
+        add(moment, "blocked", 1 + hours_ago % 5, f"ads{hours_ago % 3}.example.net", "192.0.2.50")
+
+
+def same_figures(a, b) -> bool:
+    return (
+        (a.total, a.blocked, a.cached, a.clients, a.by_status) == (b.total, b.blocked, b.cached, b.clients, b.by_status)
+        and (a.top_domains, a.top_blocked, a.top_clients) == (b.top_domains, b.top_blocked, b.top_clients)
+        and [(p.allowed, p.cached, p.blocked) for p in a.chart] == [(p.allowed, p.cached, p.blocked) for p in b.chart]
+    )
+
+
+def stored_periods() -> set[tuple[datetime, int]]:
+    return set(RollupSummary.objects.values_list("start", "hours"))
+
+
+@pytest.mark.django_db
+def test_a_fresh_process_reads_final_hours_and_days_from_their_stored_summaries():
+    now = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
+    seed_week(now)
+    first = dashboard_stats("7d", now=now)
+    # The window starts on 3 March at 10:00: the rest of that day in hours, 4 to 9
+    # March as days, then 10 March in hours. All are stored but 08:00, which ended
+    # less than SUMMARY_AFTER ago, and the open hour.
+    hours = [datetime(2026, 3, 3, h, tzinfo=UTC) for h in range(10, 24)]
+    hours += [datetime(2026, 3, 10, h, tzinfo=UTC) for h in range(8)]
+    days = [datetime(2026, 3, d, tzinfo=UTC) for d in range(4, 10)]
+    assert stored_periods() == {(h, 1) for h in hours} | {(d, 24) for d in days}
+
+    # A new web worker: nothing memoised, and the stored periods' rollups are not
+    # read again (deleted here, so reading them would change every figure).
+    dashboard_memo_clear()
+    for model in (QueryRollup, DomainRollup, ClientRollup):
+        model.objects.filter(bucket__gte=hours[0], bucket__lt=datetime(2026, 3, 10, 8, tzinfo=UTC)).delete()
+    with CaptureQueriesContext(connection) as queries:
+        fresh = dashboard_stats("7d", now=now)
+    assert fresh.total == first.total > 0
+    assert same_figures(fresh, first)
+    # One read of all stored summaries, four of the 08:00 hour, four of the open hour.
+    assert len(queries) == 9
+
+
+@pytest.mark.django_db
+def test_a_period_is_stored_only_an_hour_after_it_ended():
+    now = datetime(2026, 3, 10, 0, 30, tzinfo=UTC)  # 9 March ended half an hour ago
+    seed_week(now)
+    first = dashboard_stats("7d", now=now)
+    assert (datetime(2026, 3, 9, tzinfo=UTC), 24) not in stored_periods()
+    assert (datetime(2026, 3, 8, tzinfo=UTC), 24) in stored_periods()
+    # A late write to 9 March (a writer retrying after an outage) still shows.
+    add(datetime(2026, 3, 9, 23, 59, tzinfo=UTC), "blocked", 7, "late.example.net")
+    dashboard_memo_clear()
+    assert dashboard_stats("7d", now=now).blocked == first.blocked + 7
+
+
+@pytest.mark.django_db
+def test_building_the_summaries_stores_each_final_period_with_queries_once():
+    now = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
+    seed_week(now)  # from 3 March 09:23 on, every 5 hours
+    buckets = set(QueryRollup.objects.values_list("bucket", flat=True))
+    # Hours: the last BUILD_HOURS_BACK that ended at least SUMMARY_AFTER ago (to 07:00).
+    last_hour = datetime(2026, 3, 10, 7, tzinfo=UTC)
+    hours = {b.replace(minute=0) for b in buckets if last_hour - timedelta(hours=47) <= b < last_hour + HOUR}
+    days = {datetime(2026, 3, d, tzinfo=UTC) for d in range(3, 10)}  # 10 March is not over
+    assert summaries_build(now) == len(hours) + len(days)
+    assert summaries_build(now) == 0
+    assert stored_periods() == {(h, 1) for h in hours} | {(d, 24) for d in days}
+    stored = dashboard_stats("7d", now=now)
+    RollupSummary.objects.all().delete()
+    dashboard_memo_clear()
+    assert same_figures(dashboard_stats("7d", now=now), stored)
+
+
+@pytest.mark.django_db
+def test_when_a_summary_cannot_be_stored_the_page_is_still_right(monkeypatch, caplog):
+    now = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
+    seed_week(now)
+    expected = dashboard_stats("7d", now=now)
+    RollupSummary.objects.all().delete()
+    dashboard_memo_clear()
+
+    def locked(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(RollupSummary.objects, "bulk_create", locked)
+    assert same_figures(dashboard_stats("7d", now=now), expected)
+    assert RollupSummary.objects.count() == 0
+    assert "could not store the dashboard summary of 2026-03-04 00:00:00+00:00 +24h: database is locked" in caplog.text
