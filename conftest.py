@@ -50,7 +50,7 @@ def no_database_session_left_behind(request, django_db_blocker):
         return
     query = (
         "SELECT pid, state, left(query, 100), backend_start FROM pg_stat_activity"
-        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
     )
     with django_db_blocker.unblock():
         deadline = time.monotonic() + 3  # a closed session takes a moment to leave the view

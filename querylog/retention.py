@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import nullcontext
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, transaction
@@ -75,6 +75,7 @@ def querylog_purge(
     pause: float = 0.0,
     stop: threading.Event | None = None,
     using: str = DEFAULT_DB_ALIAS,
+    now: datetime | None = None,
 ) -> int:
     """Delete QueryLog rows and rollups older than ``older_than_days``; return the QueryLog rows deleted.
 
@@ -83,7 +84,7 @@ def querylog_purge(
     """
     if older_than_days < 0 or batch < 1:
         raise ValueError("older_than_days must be >= 0 and batch >= 1")
-    cutoff = timezone.now() - timedelta(days=older_than_days)
+    cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
     rows = _delete_older(QueryLog, "timestamp", cutoff, batch, pause=pause, stop=stop, using=using)
     # A rollup bucket is kept while any part of it is inside the window, so totals
     # for the oldest hour shown can include a few rows already purged.
@@ -120,14 +121,18 @@ class RetentionThread:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def run_once(self) -> int:
+    def run_once(self, now: datetime | None = None) -> int:
+        """Purge, then store the dashboard summaries of the hours and days that closed since the last run.
+
+        `now`: the clock, for tests.
+        """
         close_old_connections()
         try:
-            deleted = querylog_purge(self.days, self.batch, pause=self.pause, stop=self._stop)
+            deleted = querylog_purge(self.days, self.batch, pause=self.pause, stop=self._stop, now=now)
             self.deleted += deleted
-            # Summaries of the hours and days just closed, so no web worker has to build one on a page view.
+            # So that no web worker has to group rollups on a page view.
             if not self._stop.is_set():
-                self.summaries += summaries_build()
+                self.summaries += summaries_build(now)
             return deleted
         except Exception:
             # Database busy or restarting: the next run tries again.

@@ -13,14 +13,21 @@ as one array per column (``INSERT ... SELECT * FROM unnest(...)``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import Q
 
 from querylog.entry import QueryLogEntry
-from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup
+from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
+
+# The dashboard stores a summary of an hour or day once it is this far past
+# (querylog.selectors). A batch that still adds to such a period deletes its
+# summaries in the same transaction, so they are rebuilt with the late rows.
+SUMMARY_AFTER = timedelta(hours=1)
 
 # datetime.fromtimestamp rounds to the microsecond: an entry less than half a
 # microsecond before a second boundary is stored in the next second, so its bucket
@@ -125,6 +132,25 @@ def rollup_write(rows: RollupRows, using: str = DEFAULT_DB_ALIAS) -> None:
             execute_unnest(connection, head, model, (*keys, "count"), values, tail)
         else:
             execute_values(connection, head, width, values, tail)
+    _forget_stale_summaries(rows, using)
+
+
+def _forget_stale_summaries(rows: RollupRows, using: str) -> None:
+    """Delete stored summaries of the hours (and their days) this batch adds to, if any is already stored.
+
+    Only late rows (after an outage, a backlog) reach a period that old: normally
+    this is one comparison per batch.
+    """
+    final_before = time.time() - SUMMARY_AFTER.total_seconds() - 3600  # hours starting before this are final
+    # The minute keys: a dozen or so per batch (a minute or two times the statuses).
+    late = {hour for hour in {m - m % 3600 for m, _ in rows.minutes} if hour < final_before}
+    if not late:
+        return
+    hours = [datetime.fromtimestamp(h, UTC) for h in sorted(late)]
+    days = sorted({h.replace(hour=0) for h in hours})
+    stale = RollupSummary.objects.using(using).filter(Q(hours=1, start__in=hours) | Q(hours=24, start__in=days))
+    # only("id"): a post_delete receiver (dnsengine.signals) makes Django fetch the rows first.
+    stale.only("id").delete()
 
 
 def execute_unnest(connection, head: str, model, fields: Sequence[str], rows: Sequence[tuple], tail: str) -> None:

@@ -10,17 +10,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from querylog.forms import HistoryFilter, cursor_encode
 from querylog.logger import sqlite_write_lock
 from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
+from querylog.rollups import SUMMARY_AFTER
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +134,12 @@ HOUR_TOP_K = 500
 DAY_TOP_K = 2000
 CLIENT_TOP_K = 5000
 MEMO_DAYS = 8
-# A closed hour's or day's summary is stored in the database (RollupSummary) only
-# once no late write can still change its rollups. While the database is away the
-# writers keep retrying a batch, so allow an hour, not CLOSE_GRACE's minute.
-SUMMARY_AFTER = timedelta(hours=1)
-# How far back summaries_build() fills in missing hours (an engine that was down
+LONGEST_WINDOW = max(step * buckets for step, buckets in CHART_STEPS.values())
+# How long a page view waits for SQLite's write lock to store a summary.
+STORE_WAIT = 0.2
+# A closed hour's or day's summary is stored in the database (RollupSummary) once
+# it is SUMMARY_AFTER (an hour) past; a later write to it deletes the row
+# (querylog.rollups.rollup_write). How far back summaries_build() fills in missing hours (an engine that was down
 # for a while catches up on its next run).
 BUILD_HOURS_BACK = 48
 
@@ -234,23 +236,23 @@ def _add(into: dict[str, int], more: dict[str, int]) -> None:
         into[key] = get(key, 0) + value
 
 
-def _period_summary(start: datetime, length: timedelta, now: datetime, stored: dict) -> _Summary:
+def _period_summary(start: datetime, length: timedelta, stored: dict) -> tuple[_Summary, bool]:
     """A closed hour or day: memo, else its stored row (from `stored`), else the rollups.
 
-    Read from the rollups, a period that is final is stored for every other process.
+    The flag says it was just grouped from the rollups (worth storing, if final).
     """
     memo = _day_memo if length == DAY else _hour_memo
     summary = memo.get(start)
+    grouped = False
     if summary is None:
         row = stored.get((start, length))
         if row is not None:
             summary = _summary_from_row(row)
         else:
             summary = _period_from_db(start, length)
-            if start + length + SUMMARY_AFTER <= now:
-                _store_summary(start, length, summary)
+            grouped = True
         memo[start] = summary
-    return summary
+    return summary, grouped
 
 
 def _period_from_db(start: datetime, length: timedelta) -> _Summary:
@@ -279,8 +281,13 @@ def _summary_from_row(row: RollupSummary) -> _Summary:
     )
 
 
-def _store_summary(start: datetime, length: timedelta, summary: _Summary) -> bool:
-    """Save a final period's summary for every process; False if the database would not take it now."""
+def _store_summary(start: datetime, length: timedelta, summary: _Summary, *, wait: bool = True) -> bool:
+    """Save a final period's summary for every process; False if the database would not take it now.
+
+    wait=False (a page view): on SQLite, give up after STORE_WAIT rather than the
+    connection's busy timeout when another process holds the write lock (a long
+    blocklist import), so the page does not hang; a later view or the engine stores it.
+    """
     row = RollupSummary(
         start=start,
         hours=int(length / HOUR),
@@ -291,7 +298,7 @@ def _store_summary(start: datetime, length: timedelta, summary: _Summary) -> boo
     )
     try:
         # The engine's writer threads queue on this lock in the engine process (None off SQLite).
-        with sqlite_write_lock() or nullcontext(), transaction.atomic():
+        with sqlite_write_lock() or nullcontext(), _busy_timeout(None if wait else STORE_WAIT), transaction.atomic():
             # Another web worker or engine may store the same period at the same time.
             RollupSummary.objects.bulk_create([row], ignore_conflicts=True)
         return True
@@ -302,17 +309,35 @@ def _store_summary(start: datetime, length: timedelta, summary: _Summary) -> boo
         return False
 
 
+@contextmanager
+def _busy_timeout(seconds: float | None) -> Iterator[None]:
+    """SQLite's busy timeout set to `seconds` for the block (nothing for None or other databases)."""
+    if seconds is None or connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout")
+        before = cursor.fetchone()[0]
+        cursor.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA busy_timeout = {int(before)}")
+
+
 def summaries_build(now: datetime | None = None) -> int:
     """Store the summaries of final hours and days that have queries and none yet; how many were new.
 
-    Covers the days a 7-day window can show and the last BUILD_HOURS_BACK hours.
-    The engine's retention thread calls this, so a dashboard view rarely has to
-    group rollups itself.
+    Covers the whole days the longest window can show and the last BUILD_HOURS_BACK
+    hours. The engine's retention thread calls this, so a dashboard view rarely has
+    to group rollups itself.
     """
     now = now or timezone.now()
     last_day = _floor(now - SUMMARY_AFTER, DAY) - DAY  # the newest day that is final
+    first_day = _floor(now - LONGEST_WINDOW, DAY) + DAY  # the oldest day a window shows whole
     last_hour = _floor(now - SUMMARY_AFTER, HOUR) - HOUR
-    periods = [(last_day - DAY * i, DAY) for i in range(MEMO_DAYS)]
+    periods = [(day, DAY) for day in _steps(first_day, last_day, DAY)]
     periods += [(last_hour - HOUR * i, HOUR) for i in range(BUILD_HOURS_BACK)]
     have = _stored_summaries(periods)
     built = 0
@@ -323,6 +348,15 @@ def summaries_build(now: datetime | None = None) -> int:
             continue
         built += _store_summary(start, length, _period_from_db(start, length))
     return built
+
+
+def _steps(first: datetime, last: datetime, step: timedelta) -> list[datetime]:
+    """first, first + step, ... up to and including last."""
+    out = []
+    while first <= last:
+        out.append(first)
+        first += step
+    return out
 
 
 def _forget(now: datetime) -> None:
@@ -353,11 +387,21 @@ def _window_summaries(since: datetime, now: datetime) -> list[_Summary]:
         length = DAY if moment == day and day + DAY <= closed_until else HOUR
         periods.append((moment, length))
         moment += length
+    parts: list[_Summary] = []
+    grouped: list[tuple[datetime, timedelta, _Summary]] = []
     with _memo_lock:
         _forget(now)
         missing = [p for p in periods if p[0] not in (_day_memo if p[1] == DAY else _hour_memo)]
         stored = _stored_summaries(missing)
-        parts = [_period_summary(start, length, now, stored) for start, length in periods]
+        for start, length in periods:
+            summary, fresh = _period_summary(start, length, stored)
+            parts.append(summary)
+            if fresh and start + length + SUMMARY_AFTER <= now:
+                grouped.append((start, length, summary))
+    # Stored outside the lock, so other views in this process need not wait on a write.
+    for start, length, summary in grouped:
+        if not _store_summary(start, length, summary, wait=False):
+            break  # the database is busy: a later view, or the engine, stores the rest
     # Still being written: read fresh on every view (at most about an hour of rows).
     parts.append(_summary_from_db(closed_until, now + timedelta(seconds=1), HOUR_TOP_K))
     return parts
@@ -366,7 +410,8 @@ def _window_summaries(since: datetime, now: datetime) -> list[_Summary]:
 def dashboard_memo_clear() -> None:
     """Forget this process's memoised summaries (tests; after rewriting old rollup rows).
 
-    Stored RollupSummary rows stay: delete those too when old rollups were rewritten.
+    Stored RollupSummary rows stay: delete those too (RollupSummary.objects.all().delete())
+    after rewriting old rollups.
     """
     with _memo_lock:
         _hour_memo.clear()

@@ -96,35 +96,44 @@ def test_zero_retention_days_keeps_everything(settings):
 
 
 @pytest.mark.django_db(transaction=True)  # run_once closes the thread's connections, as the engine's thread does
-def test_the_retention_thread_stores_closed_periods_summaries_and_drops_them_with_the_rollups():
-    now = timezone.now()
-    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+@pytest.mark.parametrize(
+    ("time_of_day", "summarised_days_ago"),
+    [
+        # Yesterday ended under an hour ago; noon 5 days ago is still inside the window.
+        (timedelta(minutes=30), {2, 3, 4, 5}),
+        # Yesterday is final; noon 5 days ago is purged.
+        (timedelta(hours=13, minutes=5), {1, 2, 3, 4}),
+    ],
+)
+def test_the_retention_thread_stores_closed_periods_summaries_and_drops_them_with_the_rollups(
+    time_of_day, summarised_days_ago
+):
+    today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    now = today + time_of_day
     for days_ago in range(1, 12):
         add_rollups(today - timedelta(days=days_ago) + timedelta(hours=12), f"d{days_ago}")
     retention = RetentionThread(5)
-    retention.run_once()
+    retention.run_once(now)
     # Rollups of the last 5 days stay; the days among them that are over (and over
     # for an hour) get a stored summary, and so do yesterday's busy hour.
     kept = sorted(QueryRollup.objects.values_list("bucket", flat=True))
     assert kept[0] >= now - timedelta(days=5, minutes=1)
-    days = {bucket.replace(hour=0) for bucket in kept}
-    final = {day for day in days if day + timedelta(days=1, hours=1) <= now}
-    assert len(final) >= 3
     stored = set(RollupSummary.objects.values_list("start", "hours"))
-    assert {start for start, hours in stored if hours == 24} == final
+    assert {start for start, hours in stored if hours == 24} == {today - timedelta(days=d) for d in summarised_days_ago}
     assert (today - timedelta(hours=12), 1) in stored
     assert retention.summaries == len(stored)
 
     # Days later: retention removes the summaries whose rollups are gone.
     old = today - timedelta(days=9)
     RollupSummary.objects.create(start=old, hours=24, minutes=[], domains={}, blocked={}, clients={})
-    querylog_purge(5)
+    querylog_purge(5, now=now)
     assert set(RollupSummary.objects.values_list("start", "hours")) == stored
 
 
 @pytest.mark.django_db
 def test_a_summary_is_purged_once_its_whole_period_is_before_the_cutoff():
-    cutoff = timezone.now() - timedelta(days=5)
+    now = timezone.now()
+    cutoff = now - timedelta(days=5)
     cutoff_hour = cutoff.replace(minute=0, second=0, microsecond=0)
     cutoff_day = cutoff_hour.replace(hour=0)
     periods = {
@@ -136,6 +145,6 @@ def test_a_summary_is_purged_once_its_whole_period_is_before_the_cutoff():
     }
     for start, hours in periods:
         RollupSummary.objects.create(start=start, hours=hours, minutes=[], domains={}, blocked={}, clients={})
-    querylog_purge(5)
+    querylog_purge(5, now=now)
     left = set(RollupSummary.objects.values_list("start", "hours"))
     assert left == {period for period, fate in periods.items() if fate.startswith("kept")}
