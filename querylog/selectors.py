@@ -139,8 +139,8 @@ LONGEST_WINDOW = max(step * buckets for step, buckets in CHART_STEPS.values())
 STORE_WAIT = 0.2
 # A closed hour's or day's summary is stored in the database (RollupSummary) once
 # it is SUMMARY_AFTER (an hour) past; a later write to it deletes the row
-# (querylog.rollups.rollup_write). How far back summaries_build() fills in missing hours (an engine that was down
-# for a while catches up on its next run).
+# (querylog.rollups.rollup_write). summaries_build() fills in missing hours this
+# far back, so an engine that was down for a while catches up on its next run.
 BUILD_HOURS_BACK = 48
 
 
@@ -337,7 +337,7 @@ def summaries_build(now: datetime | None = None) -> int:
     last_day = _floor(now - SUMMARY_AFTER, DAY) - DAY  # the newest day that is final
     first_day = _floor(now - LONGEST_WINDOW, DAY) + DAY  # the oldest day a window shows whole
     last_hour = _floor(now - SUMMARY_AFTER, HOUR) - HOUR
-    periods = [(day, DAY) for day in _steps(first_day, last_day, DAY)]
+    periods = [(first_day + DAY * i, DAY) for i in range((last_day - first_day) // DAY + 1)]
     periods += [(last_hour - HOUR * i, HOUR) for i in range(BUILD_HOURS_BACK)]
     have = _stored_summaries(periods)
     built = 0
@@ -348,15 +348,6 @@ def summaries_build(now: datetime | None = None) -> int:
             continue
         built += _store_summary(start, length, _period_from_db(start, length))
     return built
-
-
-def _steps(first: datetime, last: datetime, step: timedelta) -> list[datetime]:
-    """first, first + step, ... up to and including last."""
-    out = []
-    while first <= last:
-        out.append(first)
-        first += step
-    return out
 
 
 def _forget(now: datetime) -> None:
