@@ -201,11 +201,6 @@ class Resolver:
         query = ex.query
         name = query.name
         snapshot = self.snapshot
-        if not query.plain:
-            # No rule or record can name it, and it cannot be rebuilt from text:
-            # pass it through untouched.
-            self._forward(ex, name, STATUS_FORWARDED, "")
-            return
         decision = snapshot.matcher.match(name)
         paused_rule = ""
         if decision is not None and decision.action == "block":

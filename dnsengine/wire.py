@@ -82,42 +82,36 @@ class Query:
         """The name as lower-case text without the trailing dot ("" for the root)."""
         return name_to_text(self.qname_wire)
 
-    @property
-    def plain(self) -> bool:
-        """True when every label is letters, digits, '-', '_' or '*'.
 
-        Only such names can match a block rule or a local record, and only
-        their text form round-trips to the same wire bytes (a label holding a
-        '.' or a non-ASCII byte does not), which building a reply needs.
-        """
-        name = self.qname_wire
-        i = 0
-        while True:
-            n = name[i]
-            if n == 0:
-                return True
-            if _PLAIN_LABEL.fullmatch(name, i + 1, i + 1 + n) is None:
-                return False
-            i += 1 + n
-
-
-_PLAIN_LABEL = re.compile(rb"[A-Za-z0-9_*-]+")
+# Bytes a label may show as themselves in text: printable ASCII but the label
+# separator (.) and the escape character (backslash). Every other byte is written \DDD.
+_ESCAPE_NEEDED = re.compile(rb"[^!-\-/-\[\]-~]")
+_BYTE_TEXT = tuple(chr(b) if 0x21 <= b <= 0x7E and b not in (0x2E, 0x5C) else f"\\{b:03d}" for b in range(256))
 
 
 def name_to_text(qname_wire: bytes) -> str:
+    """The name in presentation form: lower-case, no trailing dot ("" for the root).
+
+    A label is any bytes on the wire. Printable ASCII stands for itself; a
+    space, a control or non-ASCII byte, a dot inside a label and a backslash
+    are written as \\DDD (decimal, as dig does). So every "." in the text
+    separates labels, the text of two different names is never the same, the
+    matcher's suffix walk sees the same parents as the wire does, and the
+    logged name is plain text (PostgreSQL text cannot even hold a NUL).
+    Only ASCII letters are lower-cased: DNS compares names ASCII
+    case-insensitively (RFC 4343).
+    """
     labels = []
     i = 0
     while True:
         n = qname_wire[i]
         if n == 0:
             break
-        label = qname_wire[i + 1 : i + 1 + n].decode("ascii", "backslashreplace")
-        if not label.isprintable() or "." in label:
-            # A label is any bytes: write control bytes and dots inside a label as
-            # \DDD, as dig does, so the logged name is readable text (PostgreSQL
-            # text cannot even hold a NUL) and cannot pass for another name.
-            label = "".join(c if c.isprintable() and c != "." else f"\\{ord(c):03d}" for c in label)
-        labels.append(label)
+        raw = qname_wire[i + 1 : i + 1 + n]
+        if _ESCAPE_NEEDED.search(raw) is None:
+            labels.append(raw.decode("ascii"))
+        else:
+            labels.append("".join([_BYTE_TEXT[b] for b in raw]))
         i += 1 + n
     return ".".join(labels).lower()
 

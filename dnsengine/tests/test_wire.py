@@ -295,30 +295,10 @@ def test_it_refuses_an_extended_label_type_in_an_additional_record():
 # -- names ------------------------------------------------------------------------------
 
 
-def test_it_reports_a_name_of_letters_digits_dash_underscore_and_star_as_plain():
-    for text in ["ads-1.example.com", "_dmarc.Example.COM", "*.example.com", ""]:
-        record = DNSRecord.question(text or ".", "A")
-
-        assert wire.parse_query(record.pack()).plain is True, text
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        b"\x03a.b\x07example\x03com\x00",  # a dot inside a label does not survive text form
-        b"\x04caf\xc3\x07example\x03com\x00",  # a non-ASCII byte
-        b"\x03a b\x03com\x00",
-        b"\x03a\x00b\x03com\x00",
-    ],
-)
-def test_it_reports_a_name_with_other_bytes_in_a_label_as_not_plain(name):
-    assert wire.parse_query(query_bytes(name=name)).plain is False
-
-
 def test_it_turns_a_wire_name_into_lower_case_text():
     assert wire.name_to_text(b"\x03WwW\x07ExAmPlE\x03cOm\x00") == "www.example.com"
     assert wire.name_to_text(b"\x00") == ""
-    assert wire.name_to_text(b"\x03a\xffB\x03com\x00") == "a\\xffb.com"
+    assert wire.name_to_text(b"\x03a\xffB\x03com\x00") == "a\\255b.com"
 
 
 def test_it_turns_text_into_a_wire_name():
@@ -617,3 +597,40 @@ def test_name_to_text_escapes_control_bytes_and_dots_inside_a_label():
 
     assert name_to_text(b"\x03a\x00b\x03a.c\x03com\x00") == "a\\000b.a\\046c.com"
     assert name_to_text(b"\x07Example\x03COM\x00") == "example.com"
+
+
+@pytest.mark.parametrize("byte", range(256))
+def test_name_to_text_gives_every_byte_value_one_unambiguous_form(byte):
+    text = wire.name_to_text(bytes([3, ord("a"), byte, ord("Z")]) + b"\x0bdoubleclick\x03net\x00")
+
+    label = text.rsplit(".doubleclick.net", 1)[0]
+    assert text.endswith(".doubleclick.net") and text.count(".") == 2
+    if 0x21 <= byte <= 0x7E and byte not in (0x2E, 0x5C):
+        assert label == ("a" + chr(byte) + "z").lower()
+    else:
+        assert label == f"a\\{byte:03d}z"
+    assert text.isascii() and text.isprintable()
+
+
+def test_name_to_text_never_gives_two_names_the_same_text():
+    names = [
+        b"\x03a.b\x03com\x00",  # one label holding a dot
+        b"\x01a\x01b\x03com\x00",  # two labels
+        b"\x06a\\046b\x03com\x00",  # the escape written out by hand, backslash and all
+        b"\x03a\\b\x03com\x00",
+        b"\x03a\x5cb\x03com\x00",
+    ]
+    texts = [wire.name_to_text(n) for n in names]
+
+    assert len(set(texts[:4])) == 4
+    assert texts[3] == texts[4] == "a\\092b.com"
+
+
+def test_name_to_text_reads_the_longest_labels_and_names():
+    label63 = bytes(range(1, 64))
+    name = (bytes([63]) + label63) * 3 + bytes([61]) + b"x" * 61 + b"\x00"  # 255 bytes on the wire
+    assert len(name) == 255
+
+    text = wire.name_to_text(name)
+
+    assert text.count(".") == 3 and text.endswith("." + "x" * 61)
