@@ -35,6 +35,9 @@ UDP_RCVBUF = 4 << 20
 # Datagrams read per pass of the I/O loop before it looks at the other sockets again.
 UDP_BATCH = 64
 MAX_TCP_OUTBUF = 256 * 1024
+# Queries in flight on one TCP connection; past it the connection is not read until answers go out.
+MAX_TCP_PIPELINE = 100
+_U16 = struct.Struct("!H")
 
 
 class UdpTransport:
@@ -51,87 +54,119 @@ class UdpTransport:
 
 
 class TcpConnection:
-    """One client connection; `send` may be called from any thread."""
+    """One client connection. Only the TCP thread touches its socket and buffers.
+
+    `send` may be called from any thread: the TCP thread writes at once; the I/O
+    loop (forwarded answers) and the upstream TCP threads hand the reply to the
+    TCP thread through its inbox, which never blocks. No lock is shared between
+    the thread that serves UDP and a client's connection, so no client can stall
+    it by not reading.
+    """
+
+    __slots__ = ("closed", "events", "inbuf", "last_activity", "listener", "outbuf", "outstanding", "partial_since",
+                 "peer", "read_closed", "sock")  # fmt: skip
 
     proto = "tcp"
 
-    def __init__(self, sock: socket.socket, peer: str, server: TcpListener) -> None:
+    def __init__(self, sock: socket.socket, peer: str, listener: TcpListener, now: float) -> None:
         self.sock = sock
         self.peer = peer
-        self.server = server
+        self.listener = listener
         self.inbuf = bytearray()
         self.outbuf = bytearray()
-        self.lock = threading.Lock()
         self.closed = False
-        self.last_activity = time.monotonic()
+        self.read_closed = False  # the client sent FIN: answer what it asked, then close
+        self.outstanding = 0  # queries handed to the resolver and not answered yet
+        self.last_activity = now
         self.partial_since: float | None = None  # when the current incomplete message began
-        self.want_write = False
+        self.events = 0  # what the selector watches for now
 
     def send(self, reply: bytes, addr=None) -> None:
         if len(reply) > 65535:  # cannot be framed; the resolver never builds one
             return
-        framed = struct.pack("!H", len(reply)) + reply
-        with self.lock:
-            if self.closed:
-                return
-            if not self.outbuf:
-                try:
-                    sent = self.sock.send(framed)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    self.server.request_close(self)
-                    return
-                framed = framed[sent:]
-                if not framed:
-                    self.last_activity = time.monotonic()
-                    return
-            if len(self.outbuf) + len(framed) > MAX_TCP_OUTBUF:
-                # A client that does not read its answers gets disconnected,
-                # not an ever-growing buffer.
-                self.server.request_close(self)
-                return
-            self.outbuf += framed
-        self.server.request_write(self)
+        framed = _U16.pack(len(reply)) + reply
+        listener = self.listener
+        if threading.get_ident() == listener.thread_ident:
+            listener.deliver(self, framed)
+        else:
+            listener.post(self, framed)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing asked and unanswered, nothing unsent: closing it costs the client nothing."""
+        return not self.outstanding and not self.outbuf and not self.inbuf
 
 
 class TcpListener:
+    """Every TCP connection, multiplexed on one thread with `selectors`.
+
+    Bounds: `max_connections` in all and `max_per_client` per client address
+    (when either is reached, the longest-idle connection that has nothing in
+    flight is closed to make room; with none, the new one is refused);
+    `MAX_TCP_PIPELINE` queries in flight per connection (past it the
+    connection is not read until answers go out, so TCP's own flow control
+    holds the client back); `MAX_TCP_OUTBUF` bytes of unsent answers (a client
+    that does not read is disconnected); an idle timeout, counted from a
+    message's first byte for one that never completes.
+
+    A client that half-closes (FIN after its queries, RFC 7766 6.2.4) still
+    gets every answer, forwarded ones included, before the connection closes.
+    """
+
     def __init__(self, sock: socket.socket, resolver: Resolver, stats: EngineStats, max_connections: int,
-                 idle_timeout: float) -> None:  # fmt: skip
+                 idle_timeout: float, max_per_client: int | None = None) -> None:  # fmt: skip
         self.sock = sock
         self.resolver = resolver
         self.stats = stats
         self.max_connections = max_connections
+        self.max_per_client = max_per_client or max_connections
         self.idle_timeout = idle_timeout
         self.connections: dict[int, TcpConnection] = {}
+        self.per_client: dict[str, int] = {}
         self.selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
-        self._requests: deque[tuple[str, TcpConnection]] = deque()
+        self._wake_w.setblocking(False)
+        # Answers from other threads: (connection, framed reply). Appending never blocks.
+        self._inbox: deque[tuple[TcpConnection, bytes]] = deque()
+        self._wake_pending = False
+        self._reading = True
+        self._handling = False
         self._stop = threading.Event()
+        self.thread_ident: int | None = None
 
-    def request_write(self, conn: TcpConnection) -> None:
-        self._requests.append(("write", conn))
-        self._wake()
+    # -- from any thread --------------------------------------------------------------
 
-    def request_close(self, conn: TcpConnection) -> None:
-        self._requests.append(("close", conn))
-        self._wake()
+    def post(self, conn: TcpConnection, framed: bytes) -> None:
+        """Hand an answer to the TCP thread. Never blocks, whatever the client does."""
+        self._inbox.append((conn, framed))
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._wake()
 
     def _wake(self) -> None:
         try:
             self._wake_w.send(b"\0")
-        except OSError:
+        except OSError:  # full: a wake-up is pending anyway; or closed at stop
             pass
+
+    def stop_reading(self) -> None:
+        """Take no new connections or queries; answers still in flight keep going out until stop()."""
+        self._reading = False
+        self._wake()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake()
 
+    # -- the TCP thread ---------------------------------------------------------------
+
     def run(self) -> None:
+        self.thread_ident = threading.get_ident()
         self.sock.setblocking(False)
-        self.selector.register(self.sock, selectors.EVENT_READ, "accept")
-        self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.selector.register(self.sock, selectors.EVENT_READ, None)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
+        listening = True
         next_sweep = time.monotonic() + 1
         try:
             while not self._stop.is_set():
@@ -140,12 +175,19 @@ class TcpListener:
                         self._dispatch(key, events)
                     except Exception:
                         logger.exception("TCP listener error")
-                self._apply_requests()
+                self._take_inbox()
+                if listening and not self._reading:
+                    listening = False
+                    self.selector.unregister(self.sock)
+                    for conn in list(self.connections.values()):
+                        conn.read_closed = True
+                        self._settle(conn)
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._sweep_idle(now)
                     next_sweep = now + min(1.0, self.idle_timeout / 2)
         finally:
+            self._take_inbox()
             for conn in list(self.connections.values()):
                 self._close(conn)
             self.selector.close()
@@ -153,19 +195,47 @@ class TcpListener:
             self._wake_w.close()
 
     def _dispatch(self, key, events) -> None:
-        if key.data == "accept":
+        conn = key.data
+        if conn is None:
             self._accept()
-        elif key.data == "wake":
+        elif conn is self._wake_r:
             try:
                 self._wake_r.recv(4096)
             except OSError:
                 pass
-        else:
-            conn: TcpConnection = key.data
+        elif not conn.closed:  # closed by an earlier event of this pass
             if events & selectors.EVENT_READ:
                 self._read(conn)
             if events & selectors.EVENT_WRITE and not conn.closed:
                 self._flush(conn)
+                self._settle(conn)
+
+    def _take_inbox(self) -> None:
+        self._wake_pending = False
+        inbox = self._inbox
+        while inbox:
+            conn, framed = inbox.popleft()
+            self.deliver(conn, framed)
+
+    def deliver(self, conn: TcpConnection, framed: bytes) -> None:
+        """Queue one answer on `conn` and write what the socket takes now (TCP thread only)."""
+        if conn.closed:
+            return
+        if conn.outstanding:
+            conn.outstanding -= 1
+        if len(conn.outbuf) + len(framed) > MAX_TCP_OUTBUF:
+            # A client that does not read its answers gets disconnected,
+            # not an ever-growing buffer.
+            self.stats.count("tcp_slow_readers_closed")
+            self._close(conn)
+            return
+        conn.outbuf += framed
+        self._flush(conn)
+        if conn.closed:
+            return
+        if conn.inbuf and not self._handling and not conn.read_closed and conn.outstanding < MAX_TCP_PIPELINE:
+            self._handle_messages(conn, time.monotonic())  # queries held back by the pipeline limit
+        self._settle(conn)
 
     def _accept(self) -> None:
         for _ in range(64):
@@ -176,14 +246,31 @@ class TcpListener:
             except OSError as exc:  # EMFILE and friends: keep serving the others
                 _warn.warning("TCP accept failed: %s", exc)
                 return
-            if len(self.connections) >= self.max_connections:
+            peer = addr[0]
+            if not self._make_room(peer):
                 self.stats.count("tcp_connections_refused")
                 client.close()
                 continue
             client.setblocking(False)
-            conn = TcpConnection(client, addr[0], self)
+            conn = TcpConnection(client, peer, self, time.monotonic())
             self.connections[client.fileno()] = conn
-            self.selector.register(client, selectors.EVENT_READ, conn)
+            self.per_client[peer] = self.per_client.get(peer, 0) + 1
+            self._settle(conn)
+
+    def _make_room(self, peer: str) -> bool:
+        """Is there room for one more connection from `peer`? Closes the longest-idle one if that makes room."""
+        if self.per_client.get(peer, 0) >= self.max_per_client:
+            candidates = [c for c in self.connections.values() if c.peer == peer]
+        elif len(self.connections) >= self.max_connections:
+            candidates = list(self.connections.values())
+        else:
+            return True
+        idle = [c for c in candidates if c.idle]
+        if not idle:
+            return False
+        self.stats.count("tcp_idle_evicted")
+        self._close(min(idle, key=lambda c: c.last_activity))
+        return True
 
     def _read(self, conn: TcpConnection) -> None:
         try:
@@ -193,15 +280,29 @@ class TcpListener:
         except OSError:
             self._close(conn)
             return
-        if not data:
-            self._close(conn)
-            return
         now = time.monotonic()
+        if not data:
+            conn.read_closed = True
+            self._settle(conn)
+            return
         conn.last_activity = now
+        conn.inbuf += data
+        self._handle_messages(conn, now)
+        self._settle(conn)
+
+    def _handle_messages(self, conn: TcpConnection, now: float) -> None:
+        # An answer given at once comes back through deliver(), which must not
+        # start a nested pass over the same buffer.
+        self._handling = True
+        try:
+            self._handle_buffered(conn, now)
+        finally:
+            self._handling = False
+
+    def _handle_buffered(self, conn: TcpConnection, now: float) -> None:
         buf = conn.inbuf
-        buf += data
         handled = 0
-        while len(buf) >= 2:
+        while len(buf) >= 2 and conn.outstanding < MAX_TCP_PIPELINE:
             length = (buf[0] << 8) | buf[1]
             if length < 12:
                 # Too short to be a DNS message: the stream cannot be trusted any more.
@@ -213,7 +314,9 @@ class TcpListener:
             message = bytes(buf[2 : 2 + length])
             del buf[: 2 + length]
             handled += 1
-            self.resolver.handle(message, conn.peer, conn, None)
+            conn.outstanding += 1
+            if not self.resolver.handle(message, conn.peer, conn, None):
+                conn.outstanding -= 1  # dropped (a response, say): no answer will come
             if conn.closed:
                 return
         if not buf:
@@ -222,35 +325,39 @@ class TcpListener:
             conn.partial_since = now
 
     def _flush(self, conn: TcpConnection) -> None:
-        with conn.lock:
-            if conn.outbuf:
-                try:
-                    sent = conn.sock.send(conn.outbuf)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    sent = -1
-                if sent > 0:
-                    del conn.outbuf[:sent]
-                    conn.last_activity = time.monotonic()
-            pending = bool(conn.outbuf)
-        if sent < 0:
+        if not conn.outbuf:
+            return
+        try:
+            sent = conn.sock.send(conn.outbuf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
             self._close(conn)
             return
-        if not pending and conn.want_write:
-            conn.want_write = False
-            self.selector.modify(conn.sock, selectors.EVENT_READ, conn)
+        del conn.outbuf[:sent]
+        conn.last_activity = time.monotonic()
 
-    def _apply_requests(self) -> None:
-        while self._requests:
-            action, conn = self._requests.popleft()
-            if conn.closed:
-                continue
-            if action == "close":
-                self._close(conn)
-            elif not conn.want_write:
-                conn.want_write = True
-                self.selector.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+    def _settle(self, conn: TcpConnection) -> None:
+        """Close a finished connection, or watch it for what it now needs."""
+        if conn.closed:
+            return
+        if conn.read_closed and not conn.outstanding and not conn.outbuf:
+            self._close(conn)
+            return
+        events = 0
+        if not conn.read_closed and self._reading and conn.outstanding < MAX_TCP_PIPELINE:
+            events |= selectors.EVENT_READ
+        if conn.outbuf:
+            events |= selectors.EVENT_WRITE
+        if events == conn.events:
+            return
+        if not conn.events:
+            self.selector.register(conn.sock, events, conn)
+        elif not events:
+            self.selector.unregister(conn.sock)
+        else:
+            self.selector.modify(conn.sock, events, conn)
+        conn.events = events
 
     def _sweep_idle(self, now: float) -> None:
         for conn in list(self.connections.values()):
@@ -263,15 +370,21 @@ class TcpListener:
                 self._close(conn)
 
     def _close(self, conn: TcpConnection) -> None:
-        with conn.lock:
-            if conn.closed:
-                return
-            conn.closed = True
+        if conn.closed:
+            return
+        conn.closed = True
         self.connections.pop(conn.sock.fileno(), None)
-        try:
-            self.selector.unregister(conn.sock)
-        except (KeyError, ValueError):
-            pass
+        left = self.per_client.get(conn.peer, 1) - 1
+        if left:
+            self.per_client[conn.peer] = left
+        else:
+            self.per_client.pop(conn.peer, None)
+        if conn.events:
+            try:
+                self.selector.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+            conn.events = 0
         conn.sock.close()
 
 
@@ -279,7 +392,8 @@ class DNSServer:
     """Binds UDP and TCP on one address and port; start() and stop()."""
 
     def __init__(self, resolver: Resolver, stats: EngineStats, host: str, port: int, *, loop: IoLoop,
-                 tcp_max_connections: int = 256, tcp_idle_timeout: float = 10.0) -> None:  # fmt: skip
+                 tcp_max_connections: int = 256, tcp_idle_timeout: float = 10.0,
+                 tcp_max_per_client: int | None = None) -> None:  # fmt: skip
         self.resolver = resolver
         self.stats = stats
         self.host = host
@@ -288,6 +402,7 @@ class DNSServer:
         self._udp_transport: UdpTransport | None = None
         self.tcp_max_connections = tcp_max_connections
         self.tcp_idle_timeout = tcp_idle_timeout
+        self.tcp_max_per_client = tcp_max_per_client
         self._threads: list[threading.Thread] = []
         self.udp_sock: socket.socket | None = None
         self.tcp: TcpListener | None = None
@@ -323,7 +438,8 @@ class DNSServer:
         if self.udp_sock is None:
             udp, tcp = self._bind()
             self.udp_sock = udp
-            self.tcp = TcpListener(tcp, self.resolver, self.stats, self.tcp_max_connections, self.tcp_idle_timeout)
+            self.tcp = TcpListener(tcp, self.resolver, self.stats, self.tcp_max_connections, self.tcp_idle_timeout,
+                                   self.tcp_max_per_client)  # fmt: skip
         return self.port
 
     def start(self) -> None:
@@ -358,15 +474,17 @@ class DNSServer:
                 logger.exception("error handling a UDP query from %s", addr[0])
 
     def stop_receiving(self) -> None:
-        """Stop reading queries; UDP replies can still be sent until close()."""
+        """Stop reading queries; answers still in flight go out, over UDP and TCP, until close()."""
         if self._udp_transport is not None:
             self.loop.remove_reader(self.udp_sock)
+        if self.tcp is not None:
+            self.tcp.stop_reading()
+
+    def close(self) -> None:
         if self.tcp is not None:
             self.tcp.stop()
         for thread in self._threads:
             thread.join(timeout=5)
-
-    def close(self) -> None:
         if self.udp_sock is not None:
             self.udp_sock.close()
         if self.tcp is not None:

@@ -135,22 +135,3 @@ def test_it_closes_a_tcp_connection_that_never_completes_its_message(engine):
         conn.settimeout(engine.config.tcp_idle_timeout + 3)
         assert conn.recv(10) == b""  # closed by the engine
     assert engine.stats.counters.get("tcp_idle_closed") == 1
-
-
-def test_tcp_connections_beyond_the_limit_are_refused(make_engine, engine_config):
-    import dataclasses
-
-    engine = make_engine(dataclasses.replace(engine_config, tcp_max_connections=2))
-    held = [socket.create_connection(("127.0.0.1", engine.port), timeout=3) for _ in range(2)]
-    try:
-        # The engine accepts the connection and closes it at once.
-        extra = socket.create_connection(("127.0.0.1", engine.port), timeout=3)
-        extra.settimeout(3)
-        assert extra.recv(10) == b""
-        extra.close()
-        reply = dns.query.tcp(dns.message.make_query("x.example.com", "A"), "127.0.0.1", port=engine.port,
-                              timeout=3, sock=held[0])  # fmt: skip
-        assert answers(reply) == ["A 192.0.2.1"]
-    finally:
-        for s in held:
-            s.close()
