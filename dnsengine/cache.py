@@ -122,11 +122,21 @@ def entry_from_reply(
     )
 
 
+_BODY = 5  # CacheEntry.body in as_tuple()
 _EXPIRES = 9  # CacheEntry.expires in as_tuple()
+
+
+# What one entry costs beside its key and body: the tuple, floats, strings, the dict slot.
+ENTRY_OVERHEAD = 200
 
 
 class ReplyCache:
     """A bounded LRU of CacheEntry; expired entries are dropped when looked up.
+
+    Bounded twice: `max_size` entries and `max_bytes` of keys and bodies (plus a
+    fixed overhead per entry), so a stream of large answers cannot grow it past
+    its memory budget however few they are. One answer bigger than an eighth of
+    the budget is not cached at all.
 
     Entries are kept as plain tuples of immutable values, not CacheEntry objects:
     the garbage collector stops tracking such tuples, so a full cache costs a full
@@ -135,14 +145,18 @@ class ReplyCache:
     pays for one CacheEntry built from the tuple (well under a microsecond).
     """
 
-    def __init__(self, max_size: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_size: int, clock: Callable[[], float] = time.monotonic,
+                 max_bytes: int = 64 << 20) -> None:  # fmt: skip
         self.max_size = max_size
+        self.max_bytes = max_bytes
         self.clock = clock
         self._entries: OrderedDict[bytes, tuple] = OrderedDict()
         self._lock = threading.Lock()
+        self.bytes = 0
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+        self.too_big = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -155,6 +169,7 @@ class ReplyCache:
                 return None
             if now >= fields[_EXPIRES]:
                 del self._entries[key]
+                self.bytes -= _cost(key, fields)
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
@@ -165,13 +180,28 @@ class ReplyCache:
         if self.max_size <= 0 or entry.expires <= entry.stored:
             return
         fields = entry.as_tuple()
+        cost = _cost(key, fields)
+        if cost > self.max_bytes // 8:
+            self.too_big += 1
+            return
         with self._lock:
-            self._entries[key] = fields
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_size:
-                self._entries.popitem(last=False)
+            entries = self._entries
+            old = entries.get(key)
+            if old is not None:
+                self.bytes -= _cost(key, old)
+            entries[key] = fields
+            entries.move_to_end(key)
+            self.bytes += cost
+            while len(entries) > self.max_size or self.bytes > self.max_bytes:
+                old_key, old_fields = entries.popitem(last=False)
+                self.bytes -= _cost(old_key, old_fields)
                 self.evictions += 1
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self.bytes = 0
+
+
+def _cost(key: bytes, fields: tuple) -> int:
+    return len(key) + len(fields[_BODY]) + ENTRY_OVERHEAD

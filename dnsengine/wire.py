@@ -211,6 +211,10 @@ def parse_query(data: bytes) -> Query:
             version = (ttl >> 16) & 0xFF
             do = bool(ttl & EDNS_DO)
         offset = next_offset
+    if offset != len(data):
+        # Bytes after the last record belong to no field: a client never sends them,
+        # and a padded packet must not become a large cache key.
+        raise WireError(f"{len(data) - offset} bytes after the last record")
     qname_wire = data[12:qend_name]
     key = qname_wire.lower() + data[qend_name:qend] + (b"\x01" if do else b"\x00")
     return Query(qid, flags, qname_wire, qtype, qclass, data[12:qend], key, edns, payload, do, version)

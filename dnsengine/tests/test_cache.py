@@ -485,3 +485,38 @@ def test_it_forgets_everything_on_clear():
 
     assert len(cache) == 0
     assert cache.get(b"a", T0) is None
+
+
+def test_it_stays_within_its_memory_budget_however_few_the_entries():
+    big = entry_for(many_a_reply(200), now=T0, lifetime=60)  # ~3.2 KB of records
+    cache = ReplyCache(1000, max_bytes=40_000)
+
+    for i in range(100):
+        cache.put(f"k{i}".encode(), big)
+
+    assert cache.bytes <= 40_000
+    assert 5 <= len(cache) <= 12
+    assert cache.get(b"k99", T0) is not None and cache.get(b"k0", T0) is None  # the oldest went first
+    assert cache.evictions == 100 - len(cache)
+
+
+def test_it_does_not_cache_an_answer_bigger_than_an_eighth_of_its_budget():
+    cache = ReplyCache(1000, max_bytes=16_000)
+
+    cache.put(b"big", entry_for(many_a_reply(200), now=T0, lifetime=60))
+
+    assert len(cache) == 0 and cache.bytes == 0 and cache.too_big == 1
+
+
+def test_its_byte_count_follows_replacements_expiry_and_clear():
+    cache = ReplyCache(10, max_bytes=1 << 20)
+    cache.put(b"a", entry(lifetime=10))
+    one = cache.bytes
+    cache.put(b"a", entry(lifetime=10))
+    assert cache.bytes == one
+    cache.put(b"b", entry(lifetime=10))
+    assert cache.bytes == 2 * one
+    assert cache.get(b"b", T0 + 11) is None
+    assert cache.bytes == one
+    cache.clear()
+    assert cache.bytes == 0
