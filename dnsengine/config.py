@@ -49,11 +49,15 @@ class EngineConfig:
     blocking: BlockingMode
     block_ttl: int
     cache_size: int
+    cache_max_bytes: int
     cache_min_ttl: int
     cache_max_ttl: int
     cache_negative_max_ttl: int
     tcp_max_connections: int
+    tcp_max_per_client: int
     tcp_idle_timeout: float
+    forward_single_label: bool
+    forward_private_reverse: bool
     reload_interval: float
     engine_name: str
     metrics_port: int
@@ -82,11 +86,15 @@ class EngineConfig:
             blocking=parse_blocking_mode(settings.GLORYHOLE_BLOCKING_MODE),
             block_ttl=settings.GLORYHOLE_BLOCK_TTL,
             cache_size=settings.GLORYHOLE_CACHE_SIZE,
+            cache_max_bytes=settings.GLORYHOLE_CACHE_MAX_BYTES,
             cache_min_ttl=min_ttl,
             cache_max_ttl=max_ttl,
             cache_negative_max_ttl=settings.GLORYHOLE_CACHE_NEGATIVE_MAX_TTL,
             tcp_max_connections=settings.GLORYHOLE_TCP_MAX_CONNECTIONS,
+            tcp_max_per_client=settings.GLORYHOLE_TCP_MAX_CONNECTIONS_PER_CLIENT,
             tcp_idle_timeout=settings.GLORYHOLE_TCP_IDLE_TIMEOUT,
+            forward_single_label=settings.GLORYHOLE_FORWARD_SINGLE_LABEL,
+            forward_private_reverse=settings.GLORYHOLE_FORWARD_PRIVATE_REVERSE,
             reload_interval=settings.GLORYHOLE_RELOAD_INTERVAL,
             engine_name=settings.GLORYHOLE_ENGINE_NAME or f"{socket.gethostname()}:{port}",
             metrics_port=settings.GLORYHOLE_METRICS_PORT,

@@ -29,7 +29,7 @@ class Engine:
     ) -> None:
         self.config = config
         self.stats = EngineStats()
-        self.cache = ReplyCache(config.cache_size)
+        self.cache = ReplyCache(config.cache_size, max_bytes=config.cache_max_bytes)
         # One thread reads the clients' UDP queries and the upstreams' replies (see dnsengine.ioloop).
         self.loop = IoLoop("dns-io")
         self.forwarder = UpstreamForwarder(config.upstreams, config.upstream_timeout, config.max_inflight, self.stats,
@@ -42,6 +42,8 @@ class Engine:
             ttl_policy=TtlPolicy(config.cache_min_ttl, config.cache_max_ttl, config.cache_negative_max_ttl),
             stats=self.stats,
             query_logger=query_logger,
+            forward_single_label=config.forward_single_label,
+            forward_private_reverse=config.forward_private_reverse,
         )
         self.server = DNSServer(
             self.resolver,
@@ -51,6 +53,7 @@ class Engine:
             loop=self.loop,
             tcp_max_connections=config.tcp_max_connections,
             tcp_idle_timeout=config.tcp_idle_timeout,
+            tcp_max_per_client=config.tcp_max_per_client,
         )
         self.watcher = ConfigWatcher(self.resolver, config.reload_interval)
         # Scheduled list updates, unless GLORYHOLE_BLOCKLIST_UPDATE_HOURS=0 leaves them to cron.

@@ -29,6 +29,7 @@ from dnsengine import wire
 from dnsengine.cache import CacheEntry, ReplyCache, TtlPolicy, entry_from_reply
 from dnsengine.config import BlockingMode
 from dnsengine.rules import Matcher
+from dnsengine.special import LOCALHOST, special_use
 from dnsengine.stats import EngineStats
 from dnsengine.throttle import RateLimitedLog
 from dnsengine.wire import Query, WireError
@@ -38,6 +39,13 @@ logger = logging.getLogger(__name__)
 _bad_packet_log = RateLimitedLog(logger, interval=10.0)
 
 MAX_CNAME_CHAIN = 8
+# TTL of the answers for names that never leave the box (localhost, private reverse zones...):
+# short, so a local record added for one of them is seen within a minute.
+SPECIAL_TTL = 60
+# Rendered replies are kept only for queries up to this size (a question, an OPT
+# record and a cookie fit easily), and counted at their bytes plus this.
+MAX_RENDERED_QUERY = 512
+RENDERED_OVERHEAD = 150
 SOA_MNAME = "ns.gloryhole.invalid."
 SOA_RNAME = "hostmaster.gloryhole.invalid."
 
@@ -110,8 +118,10 @@ class Exchange:
     arrived: float  # time.time() at arrival, for the log
     limit: int  # largest reply that fits the transport
     packet: bytes  # the query as received
+    sent: bool = False
 
     def send(self, reply: bytes) -> None:
+        self.sent = True
         self.transport.send(reply, self.addr)
 
 
@@ -127,6 +137,8 @@ class Resolver:
         stats: EngineStats,
         query_logger: QueryLogSink | None = None,
         clock: Callable[[], float] = time.monotonic,
+        forward_single_label: bool = False,
+        forward_private_reverse: bool = False,
     ) -> None:
         self.forwarder = forwarder
         self.blocking = blocking
@@ -142,17 +154,25 @@ class Resolver:
         # case on a network, is then answered with one dict lookup and no parsing.
         self._rendered: dict[bytes, _Rendered] = {}
         self.rendered_max = max(1024, cache.max_size)
+        # ...and a quarter of the cache's memory budget, counted in key and reply bytes.
+        self.rendered_max_bytes = max(1 << 20, cache.max_bytes // 4)
+        self._rendered_bytes = 0
         self._blocked_entries: dict[int, CacheEntry] = {}
+        self._special_entries: dict[tuple[str, int], CacheEntry] = {}
+        self.forward_single_label = forward_single_label
+        self.forward_private_reverse = forward_private_reverse
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         # One attribute assignment: a query sees either the old or the new one.
         self.snapshot = snapshot
         self.cache.clear()
         self._rendered = {}
+        self._rendered_bytes = 0
 
     # -- entry point ------------------------------------------------------------------
 
-    def handle(self, data: bytes, client: str, transport: Transport, addr) -> None:
+    def handle(self, data: bytes, client: str, transport: Transport, addr) -> bool:
+        """Answer `data`; True when a reply was sent or will be, False when the packet is dropped."""
         started = time.perf_counter()
         arrived = time.time()
         if transport.proto == "udp":
@@ -160,23 +180,22 @@ class Resolver:
             if hit is not None and self.clock() < hit[1]:
                 transport.send(data[:2] + hit[0], addr)
                 self._record_rendered(hit, client, started, arrived)
-                return
+                return True
         try:
             query = wire.parse_query(data)
         except WireError as exc:
-            self._bad_packet(data, client, exc, transport, addr, started, arrived)
-            return
+            return self._bad_packet(data, client, exc, transport, addr, started, arrived)
         except Exception:  # defensive: a parser bug must not reach the listener
             logger.exception("unexpected error parsing a query from %s", client)
-            return
+            return False
         ex = Exchange(query, client, transport, addr, started, arrived,
                       query.payload if transport.proto == "udp" else 65535, data)  # fmt: skip
         if query.edns and query.edns_version != 0:
             self._finish_error(ex, wire.BADVERS)
-            return
+            return True
         if query.qclass != wire.CLASS_IN or query.qtype in (wire.TYPE_AXFR, wire.TYPE_IXFR):
             self._finish_error(ex, wire.REFUSED)
-            return
+            return True
         now = self.clock()
         entry = self.cache.get(query.key, now)
         if entry is not None:
@@ -188,12 +207,14 @@ class Resolver:
                 valid_until = min(entry.expires, entry.stored + int(now - entry.stored) + 1)
                 self._remember_rendered(data, reply, query, valid_until, entry.domain, entry.rcode, entry.status,
                                         entry.rule)  # fmt: skip
-            return
+            return True
         try:
             self._resolve_miss(ex, now)
         except Exception:
             logger.exception("failed to resolve %s from %s", query.name, client)
-            self._finish_error(ex, wire.SERVFAIL)
+            if not ex.sent:
+                self._finish_error(ex, wire.SERVFAIL)
+        return True
 
     # -- the decision -----------------------------------------------------------------
 
@@ -222,6 +243,11 @@ class Resolver:
         rule = decision.rule if decision is not None else paused_rule
         if name in snapshot.local.records:
             self._answer_local(ex, name, snapshot.local, now)
+            return
+        special = special_use(name, query.qtype, forward_single_label=self.forward_single_label,
+                              forward_private_reverse=self.forward_private_reverse)  # fmt: skip
+        if special is not None:
+            self._answer_special(ex, name, special, now)
             return
         status = STATUS_ALLOWED if decision is not None else STATUS_FORWARDED
         self._forward(ex, name, status, rule)
@@ -264,6 +290,25 @@ class Resolver:
 
     # -- blocked answers --------------------------------------------------------------
 
+    def _answer_special(self, ex: Exchange, name: str, kind: str, now: float) -> None:
+        """A name that never leaves the box (dnsengine.special): loopback for localhost, else NXDOMAIN."""
+        query = ex.query
+        entry = self._special_entries.get((kind, query.qtype))
+        if entry is None:
+            if kind == LOCALHOST:
+                template = _synthesized_records(wire.NOERROR, "127.0.0.1", "::1", SPECIAL_TTL, query.qtype)
+            else:
+                template = _synthesized_records(wire.NXDOMAIN, None, None, SPECIAL_TTL, query.qtype)
+            entry = _template_entry(template, STATUS_LOCAL)
+            if len(self._special_entries) < 1024:  # qtype is a client's choice: bound it
+                self._special_entries[(kind, query.qtype)] = entry
+        reply = entry.render(query, now, ex.limit)
+        ex.send(reply)
+        rule = f"special:{kind}"
+        self._log(ex, name, entry.rcode, STATUS_LOCAL, rule)
+        if ex.transport.proto == "udp":
+            self._remember_rendered(ex.packet, reply, query, math.inf, name, entry.rcode, STATUS_LOCAL, rule)
+
     def _blocked_entry(self, qtype: int) -> CacheEntry:
         """The blocked answer for `qtype`, built once per type, for any name.
 
@@ -274,10 +319,7 @@ class Resolver:
         """
         entry = self._blocked_entries.get(qtype)
         if entry is None:
-            template = _blocked_records(self.blocking, self.block_ttl, qtype)
-            entry = CacheEntry(rcode=template.rcode, ad=False, ancount=template.ancount, nscount=template.nscount,
-                               arcount=template.arcount, body=template.body, ttl_offsets=(), ttls=(), stored=0.0,
-                               expires=math.inf, domain="", status=STATUS_BLOCKED)  # fmt: skip
+            entry = _template_entry(_blocked_records(self.blocking, self.block_ttl, qtype), STATUS_BLOCKED)
             if len(self._blocked_entries) < 1024:  # qtype is a client's choice: bound it
                 self._blocked_entries[qtype] = entry
         return entry
@@ -353,15 +395,17 @@ class Resolver:
     # -- errors and logging -----------------------------------------------------------
 
     def _bad_packet(self, data: bytes, client: str, exc: WireError, transport: Transport, addr, started: float,
-                    arrived: float) -> None:  # fmt: skip
+                    arrived: float) -> bool:  # fmt: skip
+        """Answer an unreadable packet with its rcode, or drop it; True when answered."""
         _bad_packet_log.info("bad packet from %s over %s: %s", client, transport.proto, exc)
         if exc.rcode is None:
             self.stats.count("packets_dropped")
-            return
+            return False
         self.stats.count("packets_malformed")
         qid, flags = wire.header_id_flags(data)
         transport.send(wire.error_reply(qid, flags, exc.rcode), addr)
         self._record(None, "", exc.rcode, STATUS_ERROR, "", "", client, transport.proto, started, arrived)
+        return True
 
     def _finish_error(self, ex: Exchange, rcode: int, *, name: str | None = None, rule: str = "") -> None:
         query = ex.query
@@ -370,9 +414,14 @@ class Resolver:
 
     def _remember_rendered(self, data: bytes, reply: bytes, query: Query, valid_until: float, domain: str,
                            rcode: int, status: str, rule: str) -> None:  # fmt: skip
+        if len(data) > MAX_RENDERED_QUERY:
+            return  # a query this large is not a stub resolver's everyday one: not worth the memory
         rendered = self._rendered
-        if len(rendered) >= self.rendered_max:
+        cost = len(data) + len(reply) + RENDERED_OVERHEAD
+        if len(rendered) >= self.rendered_max or self._rendered_bytes + cost > self.rendered_max_bytes:
             rendered.clear()  # crude, but bounded and rare; the cache still has everything
+            self._rendered_bytes = 0
+        self._rendered_bytes += cost
         rendered[data[2:]] = (
             reply[2:], valid_until, domain, wire.qtype_name(query.qtype), wire.RCODE_NAMES.get(rcode, str(rcode)),
             status, rule,
@@ -414,22 +463,32 @@ class Resolver:
 
 
 def _blocked_records(mode: BlockingMode, ttl: int, qtype: int) -> wire.ScannedReply:
-    """Build the blocked answer for `qtype` as bytes, names compressed only to the question."""
-    rcode, answers, authority = wire.NOERROR, [], []
+    """The blocked answer for `qtype` in blocking mode `mode`."""
     if mode.mode == "refused":
-        rcode = wire.REFUSED
-    elif mode.mode == "nxdomain":
-        rcode = wire.NXDOMAIN
-        authority.append(_soa_record(ttl))
-    else:
-        ipv4, ipv6 = ("0.0.0.0", "::") if mode.mode == "null" else (mode.ipv4, mode.ipv6)
+        return _synthesized_records(wire.REFUSED, None, None, ttl, qtype)
+    if mode.mode == "nxdomain":
+        return _synthesized_records(wire.NXDOMAIN, None, None, ttl, qtype)
+    ipv4, ipv6 = ("0.0.0.0", "::") if mode.mode == "null" else (mode.ipv4, mode.ipv6)
+    return _synthesized_records(wire.NOERROR, ipv4, ipv6, ttl, qtype)
+
+
+def _synthesized_records(rcode: int, ipv4: str | None, ipv6: str | None, ttl: int,
+                         qtype: int) -> wire.ScannedReply:  # fmt: skip
+    """An answer for `qtype` as bytes, for any name: every owner name points at the question.
+
+    NOERROR: the address of the asked family, else NODATA; NXDOMAIN: with an SOA
+    so the client caches the negative answer (RFC 2308); other rcodes: bare.
+    """
+    answers, authority = [], []
+    if rcode == wire.NOERROR:
         if qtype == wire.TYPE_A and ipv4:
             answers.append(_record(wire.TYPE_A, ttl, ipaddress.IPv4Address(ipv4).packed))
         elif qtype == wire.TYPE_AAAA and ipv6:
             answers.append(_record(wire.TYPE_AAAA, ttl, ipaddress.IPv6Address(ipv6).packed))
         else:
-            # NODATA, with an SOA so the client caches the negative answer.
             authority.append(_soa_record(ttl))
+    elif rcode == wire.NXDOMAIN:
+        authority.append(_soa_record(ttl))
     question = b"\x00" + struct.pack("!HH", qtype, wire.CLASS_IN)  # any name: the records only point at it
     packet = (
         wire.pack_header(0, wire.FLAG_QR | wire.FLAG_RA | rcode, 1, len(answers), len(authority), 0)
@@ -438,6 +497,13 @@ def _blocked_records(mode: BlockingMode, ttl: int, qtype: int) -> wire.ScannedRe
         + b"".join(authority)
     )
     return wire.scan_reply(packet, 12 + len(question))
+
+
+def _template_entry(template: wire.ScannedReply, status: str) -> CacheEntry:
+    """A never-expiring entry whose TTLs are always the full ones (no offsets to age)."""
+    return CacheEntry(rcode=template.rcode, ad=False, ancount=template.ancount, nscount=template.nscount,
+                      arcount=template.arcount, body=template.body, ttl_offsets=(), ttls=(), stored=0.0,
+                      expires=math.inf, domain="", status=status)  # fmt: skip
 
 
 def _record(rtype: int, ttl: int, rdata: bytes) -> bytes:

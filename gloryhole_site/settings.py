@@ -138,11 +138,21 @@ GLORYHOLE_MAX_INFLIGHT = env_int("GLORYHOLE_MAX_INFLIGHT", 2048, minimum=1, maxi
 GLORYHOLE_BLOCKING_MODE = env_str("GLORYHOLE_BLOCKING_MODE", "null")
 GLORYHOLE_BLOCK_TTL = env_int("GLORYHOLE_BLOCK_TTL", 10, minimum=0, maximum=86400)
 GLORYHOLE_CACHE_SIZE = env_int("GLORYHOLE_CACHE_SIZE", 20000, minimum=0, maximum=10_000_000)
+GLORYHOLE_CACHE_MAX_BYTES = env_int("GLORYHOLE_CACHE_MAX_BYTES", 64 << 20, minimum=1 << 20, maximum=1 << 40)
 GLORYHOLE_CACHE_MIN_TTL = env_int("GLORYHOLE_CACHE_MIN_TTL", 0, minimum=0, maximum=86400)
 GLORYHOLE_CACHE_MAX_TTL = env_int("GLORYHOLE_CACHE_MAX_TTL", 86400, minimum=0, maximum=604800)
 GLORYHOLE_CACHE_NEGATIVE_MAX_TTL = env_int("GLORYHOLE_CACHE_NEGATIVE_MAX_TTL", 3600, minimum=0, maximum=86400)
 GLORYHOLE_TCP_MAX_CONNECTIONS = env_int("GLORYHOLE_TCP_MAX_CONNECTIONS", 256, minimum=1, maximum=10000)
+GLORYHOLE_TCP_MAX_CONNECTIONS_PER_CLIENT = env_int(
+    "GLORYHOLE_TCP_MAX_CONNECTIONS_PER_CLIENT", 16, minimum=1, maximum=10000
+)
 GLORYHOLE_TCP_IDLE_TIMEOUT = env_float("GLORYHOLE_TCP_IDLE_TIMEOUT", 10.0, minimum=0.1, maximum=3600)
+# Names without a dot ("nas", "printer") are answered NXDOMAIN unless a local record names
+# them; 1 forwards them upstream like any other name.
+GLORYHOLE_FORWARD_SINGLE_LABEL = env_bool("GLORYHOLE_FORWARD_SINGLE_LABEL", False)
+# Reverse lookups of private, loopback and link-local addresses (10.in-addr.arpa, d.f.ip6.arpa ...)
+# are answered NXDOMAIN here (RFC 6303); 1 forwards them, e.g. to a router that knows the names.
+GLORYHOLE_FORWARD_PRIVATE_REVERSE = env_bool("GLORYHOLE_FORWARD_PRIVATE_REVERSE", False)
 GLORYHOLE_RELOAD_INTERVAL = env_float("GLORYHOLE_RELOAD_INTERVAL", 2.0, minimum=0.1, maximum=60)
 GLORYHOLE_ENGINE_NAME = env_str("GLORYHOLE_ENGINE_NAME", "")
 GLORYHOLE_METRICS_PORT = env_int("GLORYHOLE_METRICS_PORT", 9153, minimum=0, maximum=65535)
