@@ -6,7 +6,12 @@ I/O loop (`dnsengine.ioloop`, the same thread that reads the clients' UDP
 queries in the engine) reads every reply, matches it to its pending query by
 socket and ID, checks that it answers the question we asked, and hands it to
 the query's callback. The same thread expires queries whose upstream stayed
-silent and fails them over to the next upstream. A truncated reply is retried over TCP
+silent and fails them over to the next upstream, and races a slow one: when an
+upstream has not answered within its own observed p99 round trip (bounded),
+the query goes to the next upstream too and the first answer wins, so a silent
+or overloaded upstream costs a query a few tens of milliseconds, not the whole
+timeout, while its own attempt still runs to the timeout (and counts towards
+its demotion). A truncated reply is retried over TCP
 by a small fixed pool of threads. Everything is bounded: pending queries by
 `max_inflight` (beyond it: refused at once, and counted), TCP retries by a
 queue.
@@ -14,6 +19,7 @@ queue.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import queue
@@ -23,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dnsengine import wire
 from dnsengine.config import Upstream
@@ -52,15 +58,56 @@ _OPT_NO_DO = wire.opt_record(1232, False)
 _OPT_DO = wire.opt_record(1232, True)
 
 
+# Racing a slow upstream: the next one is asked too once the first has been silent for its
+# observed p99 round trip (over its last RTT_SAMPLES answers, recomputed every
+# RTT_RECOMPUTE_EVERY), at least HEDGE_MIN and at most half the timeout; until an
+# upstream has answered RTT_RECOMPUTE_EVERY times, a quarter of the timeout.
+HEDGE_MIN = 0.05
+RTT_SAMPLES = 256
+RTT_RECOMPUTE_EVERY = 32
+
+
 @dataclass(slots=True)
 class _Pending:
+    """One client question on its way upstream; it may have attempts at several upstreams at once."""
+
     question: bytes  # the question section we sent (lower-case name + type + class)
     packet: bytes  # the query, minus its ID
     callback: ReplyCallback
-    order: list[int]  # upstream indices still to try, in order
-    upstream: int  # the one this attempt went to
+    order: list[int]  # upstream indices not asked yet, in order
+    upstream: int = -1  # the one asked last
+    keys: list[int] = field(default_factory=list)  # its attempts still waiting
+    done: bool = False  # answered (or failed): late replies are only counted
+
+
+@dataclass(slots=True)
+class _Attempt:
+    pending: _Pending
+    upstream: int
+    sent: float
     deadline: float
-    sock: socket.socket
+
+
+class _RoundTrips:
+    """Recent round-trip times of one upstream and their p99, recomputed every few samples."""
+
+    __slots__ = ("count", "p99", "samples")
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.count = 0
+        self.p99: float | None = None
+
+    def add(self, rtt: float) -> None:
+        samples = self.samples
+        if len(samples) < RTT_SAMPLES:
+            samples.append(rtt)
+        else:
+            samples[self.count % RTT_SAMPLES] = rtt
+        self.count += 1
+        if self.count % RTT_RECOMPUTE_EVERY == 0:
+            ordered = sorted(samples)
+            self.p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 class UpstreamForwarder:
@@ -82,12 +129,19 @@ class UpstreamForwarder:
         self.stats = stats
         self._sockets: list[list[socket.socket]] = []
         self._sock_upstream: dict[int, int] = {}
-        # Keyed by socket and query ID as one int: fileno << 16 | qid.
-        self._pending: dict[int, _Pending] = {}
+        # Attempts keyed by socket and query ID as one int: fileno << 16 | qid. An
+        # attempt stays until its upstream answers or its deadline passes, also after
+        # another upstream answered its question, so a silent upstream is still noticed.
+        self._pending: dict[int, _Attempt] = {}
+        # Questions not answered yet: what max_inflight bounds and drain() waits for.
+        self._active = 0
         # (deadline, key) in sending order. Every attempt gets the same timeout, so
-        # deadlines only grow: a deque, not a heap. Entries of answered queries stay
+        # deadlines only grow: a deque, not a heap. Entries of answered attempts stay
         # until their deadline and are skipped then.
         self._deadlines: deque[tuple[float, int]] = deque()
+        # (when to race the next upstream, key) for attempts that have a next upstream.
+        self._hedges: list[tuple[float, int]] = []
+        self._rtts = [_RoundTrips() for _ in upstreams]
         self._lock = threading.Lock()
         self._failures = [0] * len(upstreams)
         self._order: tuple[int, ...] = tuple(range(len(upstreams)))
@@ -138,22 +192,24 @@ class UpstreamForwarder:
             for sock in socks:
                 self._loop.remove_reader(sock)
         with self._lock:
-            pending = list(self._pending.values())
+            attempts = list(self._pending.values())
             self._pending.clear()
-        for p in pending:
-            self._safe_callback(p.callback, None, "")
+            self._hedges.clear()
+        for attempt in attempts:
+            self._finish(attempt.pending, None, "")
         for socks in self._sockets:
             for sock in socks:
                 sock.close()
 
     @property
     def inflight(self) -> int:
-        return len(self._pending)
+        """Questions waiting on an upstream."""
+        return self._active
 
     def drain(self, timeout: float) -> bool:
-        """Wait until no query is pending upstream (or `timeout`); True when drained."""
+        """Wait until no question is waiting upstream (or `timeout`); True when drained."""
         deadline = time.monotonic() + timeout
-        while self._pending or self._tcp_queue.unfinished_tasks:
+        while self._active or self._tcp_queue.unfinished_tasks:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)
@@ -167,16 +223,17 @@ class UpstreamForwarder:
         Returns False, without calling back, when max_inflight queries are already
         pending: the caller answers SERVFAIL.
         """
-        if len(self._pending) >= self.max_inflight:
+        if self._active >= self.max_inflight:
             self.stats.count("upstream_overflow")
             return False
         question = qname_wire.lower() + _TYPE_CLASS.pack(qtype, qclass)
         # wire.build_query's packet minus its ID, in one concatenation.
         packet = _QUERY_FLAGS_COUNTS + question + (_OPT_DO if do else _OPT_NO_DO)
         order = list(self._order)
-        first = order.pop(0)
-        pending = _Pending(question, packet, callback, order, first, 0.0, self._sockets[first][0])
-        self._send(pending)
+        pending = _Pending(question, packet, callback, order)
+        with self._lock:  # forward() runs on the TCP thread too
+            self._active += 1
+        self._send(pending, order.pop(0))
         return True
 
     def _reorder(self) -> None:
@@ -221,10 +278,19 @@ class UpstreamForwarder:
     def _random16(self) -> int:
         return self._random32() & 0xFFFF
 
-    def _send(self, pending: _Pending) -> None:
-        """Send `pending` to pending.upstream; on a send error fail over at once."""
+    def hedge_delay(self, index: int) -> float:
+        """How long upstream `index` may stay silent before the next one is asked as well."""
+        p99 = self._rtts[index].p99
+        if p99 is None:
+            return self.timeout / 4
+        return min(max(p99, HEDGE_MIN), self.timeout / 2)
+
+    def _send(self, pending: _Pending, index: int) -> None:
+        """Ask upstream `index`; on a send error move on to the next at once."""
         while True:
-            socks = self._sockets[pending.upstream]
+            pending.upstream = index
+            socks = self._sockets[index]
+            now = time.monotonic()
             with self._lock:
                 for _ in range(8):
                     bits = self._random32()
@@ -236,13 +302,16 @@ class UpstreamForwarder:
                 else:  # pragma: no cover - 8 collisions in a row means a full table
                     key = None
                 if key is not None:
-                    pending.sock = sock
-                    pending.deadline = time.monotonic() + self.timeout
-                    self._pending[key] = pending
-                    self._deadlines.append((pending.deadline, key))
+                    deadline = now + self.timeout
+                    self._pending[key] = _Attempt(pending, index, now, deadline)
+                    pending.keys.append(key)
+                    self._deadlines.append((deadline, key))
+                    if pending.order:
+                        heapq.heappush(self._hedges, (now + self.hedge_delay(index), key))
             if key is None:
                 self.stats.count("upstream_overflow")
-                self._safe_callback(pending.callback, None, "")
+                if not pending.keys:
+                    self._finish(pending, None, "")
                 return
             try:
                 sock.send(struct.pack("!H", qid) + pending.packet)
@@ -251,19 +320,36 @@ class UpstreamForwarder:
                 # ECONNREFUSED from an earlier ICMP error, unreachable network...
                 with self._lock:
                     self._pending.pop(key, None)
-                self._note_failure(pending.upstream, f"send failed: {exc}")
-                if not self._next_upstream(pending):
+                    pending.keys.remove(key)
+                self._note_failure(index, f"send failed: {exc}")
+                if pending.keys:
+                    return  # another attempt is still waiting
+                if not pending.order:
+                    self.stats.count("upstream_all_failed")
+                    self._finish(pending, None, "")
                     return
+                self.stats.count("upstream_failover")
+                index = pending.order.pop(0)
 
-    def _next_upstream(self, pending: _Pending) -> bool:
-        """Move `pending` to its next upstream; when none is left, fail it. True: try again."""
+    def _attempt_failed(self, pending: _Pending) -> None:
+        """One of `pending`'s attempts failed: wait for the others, else fail over, else give up."""
+        if pending.done or pending.keys:
+            return
         if pending.order:
-            pending.upstream = pending.order.pop(0)
             self.stats.count("upstream_failover")
-            return True
+            self._send(pending, pending.order.pop(0))
+            return
         self.stats.count("upstream_all_failed")
-        self._safe_callback(pending.callback, None, "")
-        return False
+        self._finish(pending, None, "")
+
+    def _finish(self, pending: _Pending, reply: bytes | None, label: str) -> None:
+        """Answer `pending` once; its other attempts stay until their deadlines, only to be counted."""
+        if pending.done:
+            return
+        pending.done = True
+        with self._lock:
+            self._active -= 1
+        self._safe_callback(pending.callback, reply, label)
 
     def _note_failure(self, index: int, why: str) -> None:
         self._failures[index] += 1
@@ -276,15 +362,19 @@ class UpstreamForwarder:
     # -- receiving --------------------------------------------------------------------
 
     def _tick(self, now: float) -> float:
-        """Run by the I/O loop after every pass: time out silent upstreams; seconds until the next deadline."""
+        """Run by the I/O loop after every pass: race slow upstreams, time out silent ones;
+        seconds until it wants to run again."""
         if self._stop.is_set():
             return 0.1
+        self._hedge(now)
         self._expire(now)
         self._reprobe(now)
         # Often enough that a query times out close to its deadline, even with a short timeout.
         wanted = min(0.1, self.timeout / 4)
         if self._deadlines:
-            return min(wanted, self._deadlines[0][0] - now)
+            wanted = min(wanted, self._deadlines[0][0] - now)
+        if self._hedges:
+            wanted = min(wanted, self._hedges[0][0] - now)
         return wanted
 
     def _drain(self, sock: socket.socket) -> None:
@@ -313,33 +403,42 @@ class UpstreamForwarder:
             return
         key = fileno << 16 | data[0] << 8 | data[1]
         with self._lock:
-            pending = self._pending.get(key)
-            if pending is None or not self._answers(pending, data):
-                pending = None
+            attempt = self._pending.get(key)
+            if attempt is None or not self._answers(attempt.pending, data):
+                attempt = None
             else:
                 del self._pending[key]
-        if pending is None:
+                attempt.pending.keys.remove(key)
+        if attempt is None:
             # Late, duplicate or forged: the real reply may still come.
             self.stats.count("upstream_unmatched_reply")
             return
+        pending, index = attempt.pending, attempt.upstream
+        self._rtts[index].add(time.monotonic() - attempt.sent)
         rcode = data[3] & 0x0F
         if data[2] & (wire.FLAG_TC >> 8):
-            self._note_success(pending.upstream)
+            self._note_success(index)
+            if pending.done:
+                return
+            pending.done = True  # the TCP retry answers it; no other attempt may
             try:
-                self._tcp_queue.put_nowait(pending)
+                self._tcp_queue.put_nowait((pending, index))
             except queue.Full:
                 self.stats.count("upstream_tcp_overflow")
-                self._safe_callback(pending.callback, None, "")
+                pending.done = False
+                self._finish(pending, None, "")
             return
         if rcode in (wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR):
-            self._note_failure(pending.upstream, f"answered rcode {wire.RCODE_NAMES.get(rcode, rcode)}")
-            if pending.order:
-                if self._next_upstream(pending):
-                    self._send(pending)
+            self._note_failure(index, f"answered rcode {wire.RCODE_NAMES.get(rcode, rcode)}")
+            if pending.done or pending.keys or pending.order:
+                self._attempt_failed(pending)
                 return
         else:
-            self._note_success(pending.upstream)
-        self._safe_callback(pending.callback, data, self.upstreams[pending.upstream].label)
+            self._note_success(index)
+        if pending.done:
+            self.stats.count("upstream_late_replies")  # another upstream won the race
+            return
+        self._finish(pending, data, self.upstreams[index].label)
 
     @staticmethod
     def _answers(pending: _Pending, data: bytes) -> bool:
@@ -355,52 +454,73 @@ class UpstreamForwarder:
             len(got) == len(q) and got[:-4].lower() == q[:-4] and got[-4:] == q[-4:] and (data[4] << 8 | data[5]) == 1
         )
 
+    def _hedge(self, now: float) -> None:
+        """Ask the next upstream too for questions whose current one has been slow."""
+        hedges = self._hedges
+        if not hedges or hedges[0][0] > now:
+            return
+        race: list[_Pending] = []
+        with self._lock:
+            while hedges and hedges[0][0] <= now:
+                _, key = heapq.heappop(hedges)
+                attempt = self._pending.get(key)
+                if attempt is not None and not attempt.pending.done and attempt.pending.order:
+                    race.append(attempt.pending)
+        for pending in race:
+            if not pending.done and pending.order:  # a send error above may have used the last one
+                self.stats.count("upstream_raced")
+                self._send(pending, pending.order.pop(0))
+
     def _expire(self, now: float) -> None:
-        retry: list[_Pending] = []
+        expired: list[_Attempt] = []
         with self._lock:
             deadlines = self._deadlines
             while deadlines and deadlines[0][0] <= now:
                 deadline, key = deadlines.popleft()
-                pending = self._pending.get(key)
-                if pending is not None and pending.deadline == deadline:
+                attempt = self._pending.get(key)
+                if attempt is not None and attempt.deadline == deadline:
                     del self._pending[key]
-                    retry.append(pending)
-        for pending in retry:
-            self._note_failure(pending.upstream, f"no answer within {self.timeout}s")
-            if self._next_upstream(pending):
-                self._send(pending)
+                    attempt.pending.keys.remove(key)
+                    expired.append(attempt)
+        for attempt in expired:
+            self._note_failure(attempt.upstream, f"no answer within {self.timeout}s")
+            self._attempt_failed(attempt.pending)
 
     def _fail_socket(self, fileno: int, why: str) -> None:
         with self._lock:
             keys = [k for k in self._pending if k >> 16 == fileno]
             failed = [self._pending.pop(k) for k in keys]
+            for key, attempt in zip(keys, failed, strict=True):
+                attempt.pending.keys.remove(key)
         if not failed:
             return
         self._note_failure(failed[0].upstream, why)
-        for pending in failed:
-            if self._next_upstream(pending):
-                self._send(pending)
+        for attempt in failed:
+            self._attempt_failed(attempt.pending)
 
     # -- TCP retry --------------------------------------------------------------------
 
     def _tcp_loop(self) -> None:
         while True:
-            pending = self._tcp_queue.get()
+            item = self._tcp_queue.get()
             try:
-                if pending is None or self._stop.is_set():
+                if item is None or self._stop.is_set():
                     return
+                pending, index = item
                 try:
-                    reply, label = self._tcp_query(pending)
+                    reply, label = self._tcp_query(pending, index)
                 except Exception:
                     logger.exception("TCP retry failed unexpectedly")
                     reply, label = None, ""
+                with self._lock:
+                    self._active -= 1
                 self._safe_callback(pending.callback, reply, label)
             finally:
                 self._tcp_queue.task_done()
 
-    def _tcp_query(self, pending: _Pending) -> tuple[bytes | None, str]:
+    def _tcp_query(self, pending: _Pending, first: int) -> tuple[bytes | None, str]:
         """Ask over TCP, the truncating upstream first, then the others."""
-        for index in [pending.upstream, *pending.order]:
+        for index in [first, *(i for i in self._order if i != first)]:
             upstream = self.upstreams[index]
             qid = self._random16()
             message = struct.pack("!H", qid) + pending.packet

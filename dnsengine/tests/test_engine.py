@@ -253,6 +253,12 @@ def test_a_demoted_upstream_gets_its_place_back_once_it_answers_again(make_engin
         client = Client(engine.port)
         for i in range(3):  # three timeouts demote the primary
             assert answers(client.query(f"down{i}.example.com")) == ["A 192.0.2.20"]
+        # The secondary answers each at once (the primary is raced); the primary's own
+        # attempts time out after the answers, and the third one demotes it.
+        deadline = time.monotonic() + 3
+        while engine.forwarder._order[0] != 1:
+            assert time.monotonic() < deadline, "three timeouts did not demote the primary"
+            time.sleep(0.02)
         asked = primary.received
         assert answers(client.query("demoted.example.com")) == ["A 192.0.2.20"]
         assert primary.received == asked  # demoted: not even tried first
