@@ -1,7 +1,9 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 
+from dnsengine.guardrails import DOMAIN, Verdict
 from dnsengine.models import (
     AllowedDomain,
     BlockedDomain,
@@ -11,6 +13,86 @@ from dnsengine.models import (
     EngineStatus,
     LocalRecord,
 )
+from dnsengine.selectors import block_verdict
+
+# --- Guard rails: every block rule added or changed here goes through them ------------
+
+CONFIRM_HELP = (
+    "Needed only when the page asks for it: for a rule that blocks a top-level domain or another public"
+    " suffix (com, co.uk, github.io), a single-label name, or a large share of the last 24 hours' queries."
+    " Tick it once you have read what the rule would block."
+)
+
+
+class GuardedBlockForm(forms.ModelForm):
+    """A block rule's admin form: refused rules are errors, broad ones need the confirm box ticked."""
+
+    confirm = forms.BooleanField(required=False, label="Confirm this block rule", help_text=CONFIRM_HELP)
+    verdict: Verdict | None = None
+
+    def guard(self, kind: str, value: str, field: str) -> None:
+        verdict = self.verdict = block_verdict(kind, value)
+        if verdict.refused:
+            self.add_error(field, verdict.refused)
+        elif verdict.confirm and not self.cleaned_data.get("confirm"):
+            reasons = "; ".join(verdict.confirm)
+            self.add_error("confirm", f"Tick the box to confirm: {reasons}. The rule {verdict.summary}.")
+
+
+class BlockedDomainForm(GuardedBlockForm):
+    class Meta:
+        model = BlockedDomain
+        fields = ["blocklist", "domain"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        domain = data.get("domain")
+        if domain and (self.instance.pk is None or "domain" in self.changed_data):
+            self.guard(DOMAIN, domain, "domain")
+            if not self.has_error("domain"):
+                data["domain"] = self.verdict.target  # normalised: what the engine matches
+        return data
+
+
+class BlockRuleForm(GuardedBlockForm):
+    class Meta:
+        model = BlockRule
+        fields = ["kind", "pattern", "enabled", "comment", "created", "blocklist"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        kind, pattern, enabled = data.get("kind"), data.get("pattern"), data.get("enabled")
+        changed = self.instance.pk is None or {"kind", "pattern", "enabled"} & set(self.changed_data)
+        if kind and pattern and enabled and changed:
+            self.guard(kind, pattern, "pattern")
+        return data
+
+
+class BlockRuleChangelistForm(forms.ModelForm):
+    """The changelist's "enabled" box: switching a rule on goes through the guard rails too."""
+
+    class Meta:
+        model = BlockRule
+        fields = ["enabled"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("enabled") and "enabled" in self.changed_data:
+            verdict = block_verdict(self.instance.kind, self.instance.pattern)
+            if verdict.refused:
+                self.add_error("enabled", verdict.refused)
+            elif verdict.confirm:
+                reasons = "; ".join(verdict.confirm)
+                self.add_error("enabled", f"Open the rule to confirm it: {reasons}.")
+        return data
+
+
+class GuardedBlockAdmin(admin.ModelAdmin):
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        verdict = getattr(form, "verdict", None)
+        if verdict is not None and not verdict.refused:
+            self.message_user(request, f"The rule {verdict.summary}.", messages.INFO)
 
 
 @admin.register(Blocklist)
@@ -24,7 +106,8 @@ class BlocklistAdmin(admin.ModelAdmin):
 
 
 @admin.register(BlockedDomain)
-class BlockedDomainAdmin(admin.ModelAdmin):
+class BlockedDomainAdmin(GuardedBlockAdmin):
+    form = BlockedDomainForm
     list_display = ["domain", "blocklist"]
     list_filter = ["blocklist"]
     search_fields = ["domain"]
@@ -43,11 +126,15 @@ class AllowedDomainAdmin(admin.ModelAdmin):
 
 
 @admin.register(BlockRule)
-class BlockRuleAdmin(admin.ModelAdmin):
+class BlockRuleAdmin(GuardedBlockAdmin):
+    form = BlockRuleForm
     list_display = ["pattern", "kind", "enabled", "comment"]
     list_filter = ["kind", "enabled"]
     list_editable = ["enabled"]
     search_fields = ["pattern", "comment"]
+
+    def get_changelist_form(self, request, **kwargs):
+        return super().get_changelist_form(request, form=BlockRuleChangelistForm, **kwargs)
 
 
 @admin.register(LocalRecord)

@@ -56,6 +56,15 @@ class DomainActionForm(forms.Form):
     next = forms.CharField(required=False, max_length=2000)
 
 
+class DomainBlockForm(forms.Form):
+    """The name as typed: the guard rails (services.domain_block) refuse or normalise it, with their reason."""
+
+    domain = forms.CharField(max_length=300)
+    # Set by the confirmation page's second submit, after it said what the rule blocks.
+    confirm = forms.BooleanField(required=False)
+    next = forms.CharField(required=False, max_length=2000)
+
+
 def sniff_text(head: bytes) -> str | None:
     """None when `head` looks like text; otherwise what it looks like instead."""
     if not head:

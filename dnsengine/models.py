@@ -18,7 +18,9 @@ from dnsengine.names import normalize_domain
 
 
 def validate_domain(value: str) -> None:
-    if normalize_domain(value) is None:
+    # Single labels pass: a person may block one (a local name, or a whole TLD) after
+    # the guard rails asked for a confirmation (dnsengine.guardrails).
+    if normalize_domain(value, require_dot=False) is None:
         raise ValidationError(f"{value!r} is not a valid domain name")
 
 
@@ -81,7 +83,7 @@ class BlockedDomain(models.Model):
         return self.domain
 
     def clean(self) -> None:
-        self.domain = normalize_domain(self.domain) or self.domain
+        self.domain = normalize_domain(self.domain, require_dot=False) or self.domain
 
 
 class AllowedDomain(models.Model):
@@ -100,7 +102,7 @@ class AllowedDomain(models.Model):
         return self.domain
 
     def clean(self) -> None:
-        self.domain = normalize_domain(self.domain) or self.domain
+        self.domain = normalize_domain(self.domain, require_dot=False) or self.domain
 
 
 class BlockRule(models.Model):

@@ -1,4 +1,4 @@
-"""Reads for the web pages: block lists, the "is this domain blocked?" check, engine status."""
+"""Reads for the web pages: block lists, the "is this domain blocked?" check, engine status, guard rails."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from dnsengine.guardrails import DOMAIN, Verdict, covers_pattern, domain_refusal, domain_verdict, pattern_verdict
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule, EngineStatus
+from dnsengine.names import normalize_domain
 from dnsengine.rules import Matcher, compile_rule
+from querylog.traffic import recent_traffic_of_domain, recent_traffic_of_rule
 
 # An engine writes its heartbeat every ~2 s; several missed ones mean it is gone.
 ENGINE_DOWN_AFTER_SECONDS = 10.0
@@ -176,3 +180,33 @@ def engine_status_list(request_host: str, metrics_port: int, now: datetime | Non
             )
         )
     return views
+
+
+# --- Guard rails on blocking ----------------------------------------------------------
+
+
+def block_confirm_share() -> float:
+    return getattr(settings, "GLORYHOLE_BLOCK_CONFIRM_SHARE", 10.0)
+
+
+def block_verdict(kind: str, value: str, *, now: datetime | None = None) -> Verdict:
+    """The guard rails' verdict on a block rule a person wants to add, with the last 24 h's figures.
+
+    kind: guardrails.DOMAIN (value as typed: it is refused or normalised here),
+    WILDCARD or REGEX. Refused rules are not measured.
+    """
+    if kind == DOMAIN:
+        refused = domain_refusal(value)
+        name = normalize_domain(value, require_dot=False) if not refused else None
+        if name is None:
+            refused = refused or f"{value!r} is not a valid domain name"
+            return Verdict(DOMAIN, value.strip(), refused, (), f"blocks {value.strip()}", None)
+        verdict = domain_verdict(name, None, block_confirm_share())
+        if verdict.refused:
+            return verdict
+        return domain_verdict(name, recent_traffic_of_domain(name, now), block_confirm_share())
+    verdict = pattern_verdict(kind, value, None, block_confirm_share())
+    if verdict.refused:
+        return verdict
+    covers = covers_pattern(kind, verdict.target)
+    return pattern_verdict(kind, value, recent_traffic_of_rule(covers, now), block_confirm_share())

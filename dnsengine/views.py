@@ -11,7 +11,7 @@ import logging
 from functools import wraps
 
 from django.contrib import messages
-from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
@@ -26,14 +26,19 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dnsengine.blocklist import BlocklistError, iter_binary_lines, parse_blocklist
 from dnsengine.blocklist_services import blocklist_import
-from dnsengine.forms import BlocklistUploadForm, DomainActionForm, DomainTestForm, upload_max_bytes
-from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist
+from dnsengine.forms import BlocklistUploadForm, DomainActionForm, DomainBlockForm, DomainTestForm, upload_max_bytes
+from dnsengine.guardrails import domain_refusal
+from dnsengine.models import AllowedDomain, Blocklist
 from dnsengine.selectors import DomainCheck, blocklist_list, domain_check
+from dnsengine.services import (
+    MANUAL_LIST,  # noqa: F401  (where the tests and older imports look for it)
+    BlockNeedsConfirmation,
+    BlockRefused,
+    domain_block,
+    log_change,
+)
 
 logger = logging.getLogger(__name__)
-
-# The list the "block this domain" button adds to; created on first use.
-MANUAL_LIST = "manual"
 
 
 def staff_required(view):
@@ -47,10 +52,6 @@ def staff_required(view):
         return view(request, *args, **kwargs)
 
     return wrapper
-
-
-def _log_change(user, obj, flag: int, message: str) -> None:
-    LogEntry.objects.log_actions(user.pk, [obj], flag, message, single_object=True)
 
 
 def _safe_next(request: HttpRequest, target: str, fallback: str) -> str:
@@ -69,7 +70,7 @@ def _describe(check: DomainCheck) -> str:
 
 # --- Writes ---------------------------------------------------------------------------
 # Named and shaped as services (keyword arguments, the acting user, no request)
-# so they can move to dnsengine/services.py as they are.
+# so they can move to dnsengine/services.py as they are (domain_block has).
 
 
 def domain_allow(*, user, domain: str, include_subdomains: bool = False) -> AllowedDomain:
@@ -82,40 +83,20 @@ def domain_allow(*, user, domain: str, include_subdomains: bool = False) -> Allo
                 include_subdomains=include_subdomains,
                 comment=f"allowed from the web by {user.get_username()}"[:200],
             )
-            _log_change(user, entry, ADDITION, "Allowed from the query history")
+            log_change(user, entry, ADDITION, "Allowed from the query history")
         else:
             entry.enabled = True
             entry.include_subdomains = entry.include_subdomains or include_subdomains
             entry.save(update_fields=["enabled", "include_subdomains"])
-            _log_change(user, entry, CHANGE, "Enabled from the query history")
+            log_change(user, entry, CHANGE, "Enabled from the query history")
     return entry
-
-
-def domain_block(*, user, domain: str) -> Blocklist:
-    """Add `domain` to the manual list and switch off an exact allowlist entry that would override it."""
-    with transaction.atomic():
-        manual, created = Blocklist.objects.select_for_update().get_or_create(
-            name=MANUAL_LIST, defaults={"source": "blocked from the web", "format": Blocklist.Format.DOMAINS}
-        )
-        if created:
-            _log_change(user, manual, ADDITION, "Created by the first 'block this domain'")
-        _, added = BlockedDomain.objects.get_or_create(blocklist=manual, domain=domain)
-        if added:
-            manual.domain_count = BlockedDomain.objects.filter(blocklist=manual).count()
-            manual.save(update_fields=["domain_count"])
-            _log_change(user, manual, CHANGE, f"Blocked {domain} from the query history")
-        for entry in AllowedDomain.objects.filter(domain=domain, enabled=True):
-            entry.enabled = False
-            entry.save(update_fields=["enabled"])
-            _log_change(user, entry, CHANGE, "Disabled by 'block this domain'")
-    return manual
 
 
 def blocklist_toggle(*, user, blocklist: Blocklist) -> None:
     with transaction.atomic():
         blocklist.enabled = not blocklist.enabled
         blocklist.save(update_fields=["enabled"])
-        _log_change(user, blocklist, CHANGE, "Enabled" if blocklist.enabled else "Disabled")
+        log_change(user, blocklist, CHANGE, "Enabled" if blocklist.enabled else "Disabled")
 
 
 # --- Views ----------------------------------------------------------------------------
@@ -133,6 +114,8 @@ def blocklists(request: HttpRequest) -> HttpResponse:
             "blocklists": blocklist_list(),
             "test_form": test_form,
             "check": check,
+            # The guard rails refuse these whatever is confirmed: no button that cannot work.
+            "can_block": check is not None and not domain_refusal(check.name),
             "upload_form": BlocklistUploadForm(),
             "upload_max": upload_max_bytes(),
         },
@@ -219,7 +202,7 @@ def _blocklist_upload(request: HttpRequest, guard: _SizeLimitHandler) -> HttpRes
         messages.error(request, f"Upload refused: {exc}")
         return redirect("dnsengine-blocklists")
     blocklist = Blocklist.objects.get(name=name)
-    _log_change(request.user, blocklist, CHANGE if existed else ADDITION, f"Uploaded {upload.name}")
+    log_change(request.user, blocklist, CHANGE if existed else ADDITION, f"Uploaded {upload.name}")
     messages.success(request, summary.describe())
     return redirect("dnsengine-blocklists")
 
@@ -237,24 +220,35 @@ def domain_block_view(request: HttpRequest) -> HttpResponse:
 
 
 def _domain_action(request: HttpRequest, action: str) -> HttpResponse:
-    form = DomainActionForm(request.POST)
     fallback = reverse("querylog-history")
+    form = DomainActionForm(request.POST) if action == "allow" else DomainBlockForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Not changed: " + "; ".join(e for errs in form.errors.values() for e in errs))
         return HttpResponseRedirect(_safe_next(request, request.POST.get("next", ""), fallback))
+    back = _safe_next(request, form.cleaned_data["next"], fallback)
     domain = form.cleaned_data["domain"]
+    summary = ""
     if action == "allow":
         domain_allow(user=request.user, domain=domain, include_subdomains=form.cleaned_data["include_subdomains"])
     else:
-        domain_block(user=request.user, domain=domain)
+        try:
+            verdict = domain_block(user=request.user, domain=domain, confirm=form.cleaned_data["confirm"])
+        except BlockRefused as exc:
+            messages.error(request, f"Not blocked: {exc.verdict.refused}.")
+            return HttpResponseRedirect(back)
+        except BlockNeedsConfirmation as exc:
+            # Nothing changed yet: the page says what the rule would block and asks again.
+            return render(request, "dnsengine/block_confirm.html", {"verdict": exc.verdict, "next": back})
+        domain = verdict.target
+        summary = f" The rule {verdict.summary}."
     # Report what the engine will now decide, not what was asked: a parent
     # allowlist entry or a disabled list can leave the outcome different.
     check = domain_check(domain)
     wanted = "allow" if action == "allow" else "block"
-    text = _describe(check) + "; engines reload within a few seconds."
+    text = _describe(check) + "; engines reload within a few seconds." + summary
     if (wanted == "allow" and check.action == "block") or (wanted == "block" and check.action != "block"):
         messages.warning(request, text)
     else:
         messages.success(request, text)
     logger.info("%s %s by %s", action, domain, request.user.get_username())
-    return HttpResponseRedirect(_safe_next(request, form.cleaned_data["next"], fallback))
+    return HttpResponseRedirect(back)

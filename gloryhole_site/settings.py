@@ -205,3 +205,8 @@ GLORYHOLE_BLOCKLIST_FETCH_MAX_SECONDS = env_float(
     "GLORYHOLE_BLOCKLIST_FETCH_MAX_SECONDS", 600.0, minimum=1, maximum=24 * 3600
 )
 GLORYHOLE_BLOCKLIST_MAX_REDIRECTS = env_int("GLORYHOLE_BLOCKLIST_MAX_REDIRECTS", 5, minimum=0, maximum=30)
+
+# --- Guard rails on blocking (added) ------------------------------------------------
+# A block rule added by a person (history, blocklists page, admin) that covers at least
+# this percent of the last 24 h's queries needs a second, confirmed submit.
+GLORYHOLE_BLOCK_CONFIRM_SHARE = env_float("GLORYHOLE_BLOCK_CONFIRM_SHARE", 10.0, minimum=0, maximum=100)

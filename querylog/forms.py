@@ -15,6 +15,7 @@ from django import forms
 from django.utils import timezone
 
 from dnsengine.names import normalize_domain
+from dnsengine.nametext import name_text_canonical
 from querylog.models import QueryLog
 
 # Presets for "last N" ranges; relative so a bookmarked search stays current.
@@ -49,7 +50,9 @@ MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 
 _QTYPE_RE = re.compile(r"^[A-Z0-9]{1,10}$")
-_SUBSTRING_RE = re.compile(r"^[a-z0-9_.-]{1,100}$")
+# What the query log stores is printable ASCII: a substring may be any of it but
+# the '*' that delimits it (LIKE's own wildcards are escaped by the ORM).
+_SUBSTRING_RE = re.compile(r"^[!-)+-~]{1,100}$")
 _CURSOR_RE = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -91,30 +94,47 @@ def cursor_decode(value: str) -> tuple[datetime, int] | None:
     return ts, pk
 
 
+def _name(text: str, value: str) -> str:
+    """The name `text` spells, in the text form the engine logs; ValidationError if it is none.
+
+    ASCII input is read as a name's text form, escapes and all, so every name the
+    history shows (x=1.doubleclick.net, a\\032b.example) can be searched for
+    as it is shown; other input is a name to IDNA-encode (bücher.de).
+    """
+    if text.isascii():
+        try:
+            name = name_text_canonical(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"{value!r} is not a valid domain name: {exc}") from None
+    else:
+        name = normalize_domain(text, require_dot=False)
+        if name is None:
+            raise forms.ValidationError(f"{value!r} is not a valid domain name")
+    if not name:
+        raise forms.ValidationError("give a name: the DNS root is not searchable here")
+    return name
+
+
 def parse_domain_filter(value: str) -> tuple[str, str]:
     """'example.com' -> exact, '*.example.com' -> suffix (the name and all below), '*ads*' -> substring.
 
     Raises forms.ValidationError with a message for the page.
     """
-    text = value.strip().lower().rstrip(".")
+    text = value.strip()
     if not text:
         return "", ""
     if text.startswith("*.") and "*" not in text[2:]:
-        name = normalize_domain(text[2:], require_dot=False)
-        if name is None:
-            raise forms.ValidationError(f"{value!r} is not a valid domain suffix (use *.example.com)")
-        return "suffix", name
+        return "suffix", _name(text[2:], value)
     if text.startswith("*") and text.endswith("*") and len(text) > 2:
-        needle = text[1:-1]
+        needle = text[1:-1].lower()
         if not _SUBSTRING_RE.match(needle):
-            raise forms.ValidationError("a substring may hold only letters, digits, '.', '-' and '_'")
+            raise forms.ValidationError("a substring may hold printable ASCII characters but '*' (100 at most)")
         return "substring", needle
     if "*" in text:
-        raise forms.ValidationError("use example.com (exact), *.example.com (suffix) or *text* (substring)")
-    name = normalize_domain(text, require_dot=False)
-    if name is None:
-        raise forms.ValidationError(f"{value!r} is not a valid domain name")
-    return "exact", name
+        raise forms.ValidationError(
+            "use example.com (exact), *.example.com (suffix) or *text* (substring); a '*' in a name is \\042"
+        )
+    return "exact", _name(text, value)
 
 
 class HistoryFilterForm(forms.Form):
@@ -128,7 +148,8 @@ class HistoryFilterForm(forms.Form):
     client = forms.CharField(required=False, max_length=64, widget=forms.TextInput(attrs={"placeholder": "192.0.2.10"}))
     domain = forms.CharField(
         required=False,
-        max_length=260,
+        # A name of 255 bytes on the wire is up to 1,003 characters of text with escapes.
+        max_length=1100,
         widget=forms.TextInput(attrs={"placeholder": "example.com, *.example.com, *ads*"}),
         help_text="exact name (any time), *.suffix or *substring* (at most 24 hours)",
     )

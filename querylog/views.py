@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -13,6 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from dnsengine.guardrails import blockable_parent
+from dnsengine.names import normalize_domain
+from dnsengine.nametext import name_text_for_link
 from dnsengine.selectors import ENGINE_DOWN_AFTER_SECONDS, engine_status_list
 from querylog.forms import COMMON_QTYPES, DashboardForm, HistoryFilterForm
 from querylog.models import QueryLog
@@ -48,6 +52,7 @@ def history(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         query_filter = form.cleaned_data["filter"]
         page = query_history(query_filter)
+        _add_row_actions(page.rows)
     return render(
         request,
         "querylog/history.html",
@@ -68,6 +73,20 @@ def history(request: HttpRequest) -> HttpResponse:
             "is_first_page": not request.GET.get("before"),
         },
     )
+
+
+def _add_row_actions(rows: list[dict]) -> None:
+    """Per row: the filter link's value, and what "block"/"allow this domain" may offer.
+
+    A name with odd labels (x=1.doubleclick.net, a\\032b.example) cannot be a
+    list entry itself: "block" offers its nearest blockable parent, and "allow"
+    nothing, since allowing a parent would let through more than the one name.
+    """
+    for row in rows:
+        name = row["domain"]
+        row["domain_link"] = quote(name_text_for_link(name), safe="")
+        row["block_target"] = blockable_parent(name)
+        row["allowable"] = bool(name) and normalize_domain(name, require_dot=False) == name
 
 
 def _query_without(request: HttpRequest, field: str) -> str:

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
+from html import unescape
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from dnsengine.wire import name_to_text
 from gloryhole_site.tests.factories import make_query
 from querylog.forms import cursor_decode, cursor_encode
 
@@ -106,7 +109,7 @@ def test_the_time_range_is_inclusive_and_explicit(viewer_web):
         ({"limit": "lots"}, "limit"),
         ({"start": "yesterday-ish"}, "start"),
         ({"domain": "bad..name"}, "domain"),
-        ({"domain": "*a%b*"}, "domain"),
+        ({"domain": "*a\u00e9b*"}, "domain"),  # the log holds ASCII only
         ({"domain": "ads*.example.com"}, "domain"),
         ({"before": "garbage"}, "before"),
         ({"before": "99999999999999999999-1"}, "before"),
@@ -249,3 +252,104 @@ def test_row_links_narrow_the_search_and_keep_the_other_filters(viewer_web):
     # Narrowing starts a new search: the cursor of the current page is dropped.
     assert 'href="?status=blocked&amp;limit=5&amp;client=192.0.2.7"' in html
     assert 'href="?status=blocked&amp;limit=5&amp;domain=ads.example.com"' in html
+
+
+# --- Names with odd labels (x=1.doubleclick.net, a\032b.tracker.example) -------------
+
+_ROW = re.compile(r'<td class="domain"><a href="([^"]*)">([^<]*)</a></td>')
+
+
+def wire(*labels: bytes) -> bytes:
+    return b"".join(bytes([len(label)]) + label for label in labels) + b"\x00"
+
+
+def shown_rows(html: str) -> list[tuple[str, str]]:
+    """(link, text) of each row's domain cell, as a browser reads them."""
+    return [(unescape(href), unescape(text)) for href, text in _ROW.findall(html)]
+
+
+def test_every_byte_value_in_a_label_shows_escaped_and_its_link_finds_that_row(viewer_web):
+    names = [name_to_text(wire(b"a" + bytes([b]) + b"z", b"tunnel", b"example")) for b in range(256)]
+    for name in names:
+        make_query(name)
+    html = viewer_web.get(URL, {"limit": "500"}).content.decode()
+    rows = shown_rows(html)
+    assert sorted(text for _, text in rows) == sorted(names)
+    for link, text in rows:
+        assert text.isascii() and text.isprintable()
+        assert link.startswith("?limit=500&domain=")
+        found = viewer_web.get(URL + link)
+        assert found.context["form"].errors == {}, (text, found.context["form"].errors)
+        assert domains_of(found) == [text] * names.count(text)  # "A" and "a" are one name
+
+
+def test_a_63_byte_label_and_a_255_byte_name_show_and_link(viewer_web):
+    long_label = name_to_text(wire(bytes(range(64, 127)), b"example", b"com"))
+    longest = name_to_text(wire(b"\xff" * 63, b"\x00" * 63, b"=" * 63, b"." * 45, b"doubleclick", b"net"))
+    assert len(longest) > 700  # each escaped byte is four characters: past QueryLog.domain's 253
+    for name in (long_label, longest):
+        make_query(name)
+    rows = dict((text, link) for link, text in shown_rows(viewer_web.get(URL).content.decode()))
+    assert set(rows) == {long_label, longest}
+    for text, link in rows.items():
+        assert domains_of(viewer_web.get(URL + link)) == [text]
+
+
+def test_the_filter_box_reads_names_as_they_are_shown(viewer_web):
+    make_query(r"a\032b.tracker.example")
+    make_query("*.example.com")
+    make_query("a.example.com")
+    make_query("x=1&y=%41#z+.example.net")
+    assert domains_of(viewer_web.get(URL, {"domain": r"A\032B.Tracker.Example."})) == [r"a\032b.tracker.example"]
+    assert domains_of(viewer_web.get(URL, {"domain": "a b.tracker.example"})) == [r"a\032b.tracker.example"]
+    assert domains_of(viewer_web.get(URL, {"domain": "*.tracker.example"})) == [r"a\032b.tracker.example"]
+    assert domains_of(viewer_web.get(URL, {"domain": r"*\032*"})) == [r"a\032b.tracker.example"]
+    assert domains_of(viewer_web.get(URL, {"domain": r"\042.example.com"})) == ["*.example.com"]
+    assert domains_of(viewer_web.get(URL, {"domain": "x=1&y=%41#z+.example.net"})) == ["x=1&y=%41#z+.example.net"]
+    # The substring's % and _ are themselves, not LIKE wildcards.
+    assert domains_of(viewer_web.get(URL, {"domain": "*%41*"})) == ["x=1&y=%41#z+.example.net"]
+    assert domains_of(viewer_web.get(URL, {"domain": "*a_b*"})) == []
+
+
+@pytest.mark.parametrize("value", [r"\256.example", "a\\", "x" * 64 + ".example", ".", "a..b"])
+def test_a_malformed_escaped_name_is_a_form_error(viewer_web, value):
+    response = viewer_web.get(URL, {"domain": value})
+    assert "domain" in response.context["form"].errors
+    assert response.context["page"] is None
+
+
+def test_an_odd_name_offers_to_block_its_nearest_parent(staff_web):
+    make_query("x=1.doubleclick.net")
+    make_query(r"\195\169.tracker.example")
+    make_query("ads.example.com")
+    make_query("127.0.0.1")
+    make_query("x=1.localhost")
+    html = staff_web.get(URL).content.decode()
+    targets = re.findall(r'name="domain" value="([^"]*)"><input type="hidden" name="next"', html)
+    assert sorted(targets) == ["ads.example.com", "doubleclick.net", "tracker.example"]
+    assert ">Block doubleclick.net</button>" in html
+    assert ">Block tracker.example</button>" in html
+    assert html.count(">Block this domain</button>") == 1  # ads.example.com itself
+
+
+def test_an_odd_blocked_name_offers_no_allow(staff_web):
+    make_query("x=1.doubleclick.net", status="blocked", rule="list:ads")
+    make_query("ads.example.com", status="blocked", rule="list:ads")
+    html = staff_web.get(URL).content.decode()
+    assert html.count("Allow this domain") == 1
+    assert "not a plain name" in html
+
+
+def test_an_odd_name_is_never_html(staff_web):
+    make_query("<b>x</b>.example")
+    make_query('"onmouseover=alert(1)".example')
+    html = staff_web.get(URL).content.decode()
+    assert "<b>x</b>" not in html
+    assert "&lt;b&gt;x&lt;/b&gt;.example" in html
+    assert '"onmouseover' not in html
+
+
+def test_csv_export_neutralises_a_name_that_reads_as_a_formula(viewer_web):
+    make_query("=1+2.example")
+    body = b"".join(viewer_web.get(reverse("querylog-export")).streaming_content).decode()
+    assert "'=1+2.example" in body
