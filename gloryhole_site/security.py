@@ -60,7 +60,8 @@ def client_address(request: HttpRequest) -> str | None:
     """
     peer = parse_address(request.META.get("REMOTE_ADDR", ""))
     if peer is None:
-        return request.META.get("REMOTE_ADDR") or None
+        # A unix socket has no peer address; never a string the database's IP column refuses.
+        return None
     trusted = settings.GLORYHOLE_TRUSTED_PROXIES
     if not address_in(peer, trusted):
         return str(peer)

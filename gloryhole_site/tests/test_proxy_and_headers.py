@@ -51,6 +51,12 @@ def test_junk_in_the_header_stops_at_the_last_vouched_for_hop(settings):
     assert client_address(request("127.0.0.1", "")) == "127.0.0.1"
 
 
+def test_no_peer_address_gives_none(settings):
+    settings.GLORYHOLE_TRUSTED_PROXIES = LOOPBACK
+    assert client_address(request("", "203.0.113.4")) is None
+    assert client_address(request("unix:/run/gunicorn.sock")) is None
+
+
 def test_ipv4_mapped_addresses_read_as_ipv4(settings):
     settings.GLORYHOLE_TRUSTED_PROXIES = LOOPBACK
     assert client_address(request("::ffff:127.0.0.1", "::ffff:203.0.113.4")) == "203.0.113.4"
