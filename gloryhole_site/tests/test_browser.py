@@ -270,4 +270,9 @@ def test_the_admin_works_under_the_content_security_policy(page, csp_violations,
     page.goto(base + "/admin/dnsengine/blocklist/")
     page.check("#action-toggle")
     assert page.locator("input.action-select").first.is_checked()
+    # The date widget's calendar (admin/js/calendar.js builds it, shows it by CSSOM).
+    page.goto(base + f"/admin/dnsengine/blocklist/{blocklist.pk}/change/")
+    page.locator(".datetimeshortcuts a", has_text="Today").first.click()
+    page.locator(".datetimeshortcuts a.date-icon, .datetimeshortcuts a[id^=calendarlink]").first.click()
+    assert page.locator(".calendarbox").first.is_visible()
     assert_no_csp_violations(csp_violations)
