@@ -8,6 +8,8 @@ with a surprise.
 from __future__ import annotations
 
 import os
+import re
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -147,3 +149,44 @@ def _redact(url: str) -> str:
     if parsed.password is None:
         return url
     return url.replace(f":{parsed.password}@", ":***@", 1)
+
+
+def env_list(name: str, default: str) -> list[str]:
+    """A comma-separated list; blanks around and between items are dropped."""
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_networks(name: str, default: str = "") -> tuple[IPv4Network | IPv6Network, ...]:
+    """Comma-separated addresses or networks (`127.0.0.1`, `10.0.0.0/8`, `::1`)."""
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+    return tuple(networks)
+
+
+def env_origins(name: str, default: str = "") -> list[str]:
+    """Comma-separated origins as Django's CSRF_TRUSTED_ORIGINS wants them: scheme://host[:port]."""
+    origins = env_list(name, default)
+    for origin in origins:
+        parsed = urlparse(origin)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path not in ("", "/"):
+            raise ImproperlyConfigured(f"{name}: {origin!r} is not an origin such as https://gloryhole.example.lan")
+    return origins
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """`X-Forwarded-Proto` (value `https`) or `Header-Name=value`, as Django's SECURE_PROXY_SSL_HEADER."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, _, value = raw.partition("=")
+    header, value = header.strip(), (value.strip() or "https")
+    if not _HEADER_NAME.fullmatch(header):
+        raise ImproperlyConfigured(f"{name}={raw!r}: use a header name such as X-Forwarded-Proto")
+    return "HTTP_" + header.upper().replace("-", "_"), value

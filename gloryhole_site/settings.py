@@ -6,7 +6,18 @@ import os
 import secrets
 from pathlib import Path
 
-from gloryhole_site.env import database_from_url, env_bool, env_float, env_int, env_str
+from django.core.exceptions import ImproperlyConfigured
+
+from gloryhole_site.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_networks,
+    env_origins,
+    env_proxy_ssl_header,
+    env_str,
+)
 from gloryhole_site.envfile import apply_env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -24,7 +35,7 @@ def _secret_key() -> str:
     try:
         return key_file.read_text().strip()
     except FileNotFoundError:
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only (gloryhole_site/filemodes.py)
         key = secrets.token_urlsafe(50)
         # O_EXCL: two processes starting together must not end up with different keys.
         try:
@@ -48,13 +59,18 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_prometheus",
+    "axes",
+    "gloryhole_site",
     "dnsengine",
     "querylog",
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Before SecurityMiddleware, which redirects and sends HSTS by the forwarded scheme.
+    "gloryhole_site.security.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "gloryhole_site.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -62,6 +78,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login refused by django-axes into the lockout page (HTTP 429).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -210,3 +228,73 @@ GLORYHOLE_BLOCKLIST_MAX_REDIRECTS = env_int("GLORYHOLE_BLOCKLIST_MAX_REDIRECTS",
 # A block rule added by a person (history, blocklists page, admin) that covers at least
 # this percent of the last 24 h's queries needs a second, confirmed submit.
 GLORYHOLE_BLOCK_CONFIRM_SHARE = env_float("GLORYHOLE_BLOCK_CONFIRM_SHARE", 10.0, minimum=0, maximum=100)
+
+# --- Login throttling, HTTPS behind a proxy, /metrics (security) ---------------------
+# Reverse proxies in front of the web (addresses or networks). Only requests from them
+# may say who the client is (X-Forwarded-For) and that it came over HTTPS
+# (SECURE_PROXY_SSL_HEADER); from anyone else those headers are ignored, or a guesser
+# would name a new address for every try (gloryhole_site/security.py).
+GLORYHOLE_TRUSTED_PROXIES = env_networks("GLORYHOLE_TRUSTED_PROXIES", "")
+# Off unless set: `X-Forwarded-Proto` (meaning "=https") or `Header-Name=value`.
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+if SECURE_PROXY_SSL_HEADER and not GLORYHOLE_TRUSTED_PROXIES:
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER is set but GLORYHOLE_TRUSTED_PROXIES is empty: name the proxy that sends it"
+        " (e.g. GLORYHOLE_TRUSTED_PROXIES=127.0.0.1)"
+    )
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS", "")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# HSTS is sent only over HTTPS and browsers remember it: off until asked for.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0, maximum=2 * 365 * 86400)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Django's defaults, stated because the tests check them: nosniff and same-origin referrers.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# The web's /metrics answers a staff session or the API token; these addresses may
+# scrape it without either (a Prometheus on a private network). Empty: nobody.
+GLORYHOLE_WEB_METRICS_OPEN_TO = env_networks("GLORYHOLE_WEB_METRICS_OPEN_TO", "")
+
+# django-axes: after FAILURE_LIMIT failed logins for one username, or from one client
+# address, every login for it (the right password included) is refused for
+# LOCKOUT_SECONDS, doubled with each further lockout within a day, up to
+# LOCKOUT_MAX_SECONDS (gloryhole_site/throttle.py). Unlock: manage.py axes_reset_username NAME.
+GLORYHOLE_LOGIN_FAILURE_LIMIT = env_int("GLORYHOLE_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+GLORYHOLE_LOGIN_LOCKOUT_SECONDS = env_int("GLORYHOLE_LOGIN_LOCKOUT_SECONDS", 60, minimum=1, maximum=7 * 86400)
+GLORYHOLE_LOGIN_LOCKOUT_MAX_SECONDS = env_int("GLORYHOLE_LOGIN_LOCKOUT_MAX_SECONDS", 3600, minimum=1, maximum=7 * 86400)
+if GLORYHOLE_LOGIN_LOCKOUT_MAX_SECONDS < GLORYHOLE_LOGIN_LOCKOUT_SECONDS:
+    raise ImproperlyConfigured(
+        f"GLORYHOLE_LOGIN_LOCKOUT_MAX_SECONDS={GLORYHOLE_LOGIN_LOCKOUT_MAX_SECONDS} is below"
+        f" GLORYHOLE_LOGIN_LOCKOUT_SECONDS={GLORYHOLE_LOGIN_LOCKOUT_SECONDS}"
+    )
+# The axes backend only refuses locked-out logins; ModelBackend checks passwords.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = GLORYHOLE_LOGIN_FAILURE_LIMIT
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_COOLOFF_TIME = "gloryhole_site.throttle.login_cool_off"
+AXES_HANDLER = "gloryhole_site.throttle.LoginAttemptHandler"
+AXES_CLIENT_IP_CALLABLE = "gloryhole_site.security.client_address"
+# Each attempt keeps the expiry computed when it failed: the cool-off differs per client,
+# and axes would otherwise clear everybody's attempts by the current request's cool-off.
+AXES_USE_ATTEMPT_EXPIRATION = True
+# One row per failure (admin: Axes > Access failures); the lockout's growth counts them.
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# A success must not wipe the address's failures: anyone with a read-only account could
+# otherwise reset the count between guesses at the admin's password.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+# Axes logs several lines per failed login, and Django one per refused try ("Too Many
+# Requests"): lines a guesser could multiply at will. throttle.py logs one per lockout.
+LOGGING.setdefault("loggers", {})["axes"] = {"level": "ERROR"}
+LOGGING.setdefault("filters", {})["not_429"] = {
+    "()": "django.utils.log.CallbackFilter",
+    "callback": lambda record: getattr(record, "status_code", None) != 429,
+}
+LOGGING["loggers"]["django.request"] = {"filters": ["not_429"]}

@@ -4,12 +4,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from gloryhole_site import views
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("querylog.urls")),
     path("", include("dnsengine.urls")),
-    # /metrics (django-prometheus): request and database metrics of the web process.
-    path("", include("django_prometheus.urls")),
+    # Request and database metrics of the web process (django-prometheus), for staff or the token.
+    path("metrics", views.metrics, name="prometheus-django-metrics"),
 ]

@@ -20,7 +20,7 @@ from querylog.forms import DashboardForm, HistoryFilterForm
 from querylog.selectors import dashboard_stats, query_history
 
 
-def _token_ok(request: HttpRequest) -> bool:
+def bearer_token_ok(request: HttpRequest) -> bool:
     expected = getattr(settings, "GLORYHOLE_API_TOKEN", "")
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -34,7 +34,7 @@ def api_auth(view):
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.user.is_authenticated or _token_ok(request):
+        if request.user.is_authenticated or bearer_token_ok(request):
             return view(request, *args, **kwargs)
         response = JsonResponse({"error": "authentication required (session or Bearer token)"}, status=401)
         response["WWW-Authenticate"] = 'Bearer realm="gloryhole"'

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-# Served without a login on purpose: the login page itself and Prometheus' scrape
-# target (request counts of this process, no query data).
-PUBLIC = {"login", "prometheus-django-metrics"}
+# Served without a login on purpose: the login page itself.
+PUBLIC = {"login"}
 API = {"api-stats", "api-queries", "api-status"}
-# Every /api/ endpoint answers 401 rather than redirecting: scripts cannot follow a login page.
+# Every /api/ endpoint answers 401 rather than redirecting: scripts cannot follow a login
+# page. So does Prometheus' scrape target, which takes the same bearer token.
 API_PREFIX = "/api/"
+SCRAPE = {"prometheus-django-metrics"}
 
 
 def own_named_urls() -> list[tuple[str, dict]]:
@@ -45,7 +46,7 @@ def test_anonymous_users_see_nothing_but_the_login_page(web, name, kwargs):
         response = method(url)
         if name in PUBLIC:
             assert response.status_code in (200, 405)
-        elif url.startswith(API_PREFIX):
+        elif url.startswith(API_PREFIX) or name in SCRAPE:
             assert response.status_code in (401, 403, 405), f"{method.__name__} {url}"
         else:
             assert response.status_code in (302, 405), f"{method.__name__} {url}"
@@ -80,9 +81,8 @@ def test_logging_out_takes_a_post(staff_web):
     assert staff_web.get(reverse("querylog-dashboard")).status_code == 302
 
 
-@pytest.mark.django_db
-def test_metrics_are_served_by_django_prometheus(web):
-    response = web.get("/metrics")
+def test_metrics_are_served_by_django_prometheus_to_staff(staff_web):
+    response = staff_web.get("/metrics")
     assert response.status_code == 200
     assert b"django_http_requests" in response.content
 

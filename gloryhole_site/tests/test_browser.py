@@ -2,8 +2,12 @@
 
 One person's path: log in, search the history for a blocked query, press
 "Allow this domain", and see the running engine answer that name normally; then
-watch the status page's fill bar follow the EngineStatus row without a reload.
-Screenshots of the dashboard and the status page go to artifacts/ for review.
+watch the status page's fill bar follow the EngineStatus row without a reload;
+then a walk through the admin. Screenshots of the dashboard and the status page
+go to artifacts/ for review.
+
+Every page is served with a Content-Security-Policy that forbids inline scripts and
+styles; a violation on any page a test visits fails that test (`page` fixture).
 
 `make test` installs chromium (apt); Playwright never downloads a browser here.
 """
@@ -42,8 +46,27 @@ UPSTREAM_ADDRESS = "192.0.2.1"  # what the fake upstream answers for every A que
 PASSWORD = "browser-pass-123"
 
 
+# Runs in every document before its own scripts; the binding reaches Python at once, so a
+# violation is recorded even when the page navigates away right after.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  const where = `${e.sourceFile}:${e.lineNumber}`;
+  window.reportCspViolation(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${where}`);
+});
+"""
+
+
 @pytest.fixture
-def page(monkeypatch):
+def csp_violations() -> list[str]:
+    return []
+
+
+def assert_no_csp_violations(violations: list[str]) -> None:
+    assert not violations, "Content-Security-Policy violations:\n" + "\n".join(violations)
+
+
+@pytest.fixture
+def page(monkeypatch, csp_violations):
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.fail("chromium is not installed: run `make test`, which installs Debian's chromium")
     from playwright.sync_api import sync_playwright
@@ -56,13 +79,29 @@ def page(monkeypatch):
         # Reduced motion: the fill bar jumps instead of animating, so a screenshot shows its value.
         context = browser.new_context(viewport={"width": 1400, "height": 900}, reduced_motion="reduce")
         context.set_default_timeout(10_000)
-        yield context.new_page()
+        context.expose_binding(
+            "reportCspViolation", lambda source, text: csp_violations.append(f"{source['frame'].url}: {text}")
+        )
+        context.add_init_script(REPORT_CSP_VIOLATIONS)
+        page = context.new_page()
+        # Chromium also reports each violation on the console ("Refused to apply inline style ...").
+        page.on(
+            "console",
+            lambda msg: (
+                csp_violations.append(f"{page.url}: console: {msg.text}")
+                if "Content Security Policy" in msg.text
+                else None
+            ),
+        )
+        yield page
         # With the loop running, Django keeps this thread's connections apart from the
         # plain thread-local ones (asgiref's thread-critical Local): close them here, or
         # an idle PostgreSQL session outlives the test and blocks DROP DATABASE at the end.
         connections.close_all()
         context.close()
         browser.close()
+    # Also here, for a test that ended before its own check.
+    assert_no_csp_violations(csp_violations)
 
 
 def seed_rollups(now) -> None:
@@ -109,7 +148,9 @@ def login(page, base: str, path: str) -> None:
     page.wait_for_url(f"{base}{path}*")
 
 
-def test_a_person_allows_a_blocked_domain_and_the_engine_answers_it(page, live_server, dns_client, engine):
+def test_a_person_allows_a_blocked_domain_and_the_engine_answers_it(
+    page, csp_violations, live_server, dns_client, engine
+):
     get_user_model().objects.create_user("staff", password=PASSWORD, is_staff=True)
     blocklist = Blocklist.objects.create(name="ads-list", domain_count=1)
     BlockedDomain.objects.create(blocklist=blocklist, domain=BLOCKED)  # bumps the config generation
@@ -151,8 +192,12 @@ def test_a_person_allows_a_blocked_domain_and_the_engine_answers_it(page, live_s
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
+    page.goto(base + "/blocklists/?test=" + BLOCKED)
+    assert page.locator("#check-result").count() == 1
+    assert_no_csp_violations(csp_violations)
 
-def test_the_status_page_fill_bar_follows_the_engine_row(page, live_server, transactional_db):
+
+def test_the_status_page_fill_bar_follows_the_engine_row(page, csp_violations, live_server, transactional_db):
     get_user_model().objects.create_user("staff", password=PASSWORD, is_staff=True)
     now = timezone.now()
     status = EngineStatus.objects.create(
@@ -172,18 +217,15 @@ def test_the_status_page_fill_bar_follows_the_engine_row(page, live_server, tran
     base = live_server.url
     login(page, base, "/status/")
     bar = page.locator('[data-engine="127.0.0.1:5300"] [data-field="bar"]')
-    assert bar.get_attribute("aria-valuenow") == "10.0"
+    assert bar.evaluate("(meter) => meter.value") == 10.0
 
     # The engine's next heartbeat: a fuller buffer and some drops.
     EngineStatus.objects.filter(pk=status.pk).update(
         buffer_size=800, drops=25, heartbeat_at=timezone.now(), written=50_200
     )
-    page.wait_for_function(
-        "() => document.querySelector('[data-field=\"bar\"]').getAttribute('aria-valuenow') === '80.0'",
-        timeout=10_000,
-    )
-    width = page.evaluate("() => document.querySelector('[data-field=\"bar\"] .fill').style.width")
-    assert width == "80%"
+    page.wait_for_function("() => document.querySelector('[data-field=\"bar\"]').value === 80", timeout=10_000)
+    # Past the meter's `high` (90 is the red zone's start, 50 the amber's): amber.
+    assert bar.evaluate("(meter) => meter.value >= meter.low && meter.value <= meter.high")
     assert page.locator('[data-field="drops"]').inner_text() == "25"
     assert page.locator('[data-field="state"]').inner_text() == "up"
     assert float(page.locator('[data-field="drop_rate"]').inner_text()) > 0  # 25 drops since the page loaded
@@ -195,3 +237,42 @@ def test_the_status_page_fill_bar_follows_the_engine_row(page, live_server, tran
     page.wait_for_function(
         "() => document.querySelector('[data-field=\"state\"]').textContent === 'down'", timeout=10_000
     )
+    assert_no_csp_violations(csp_violations)
+
+
+def test_the_admin_works_under_the_content_security_policy(page, csp_violations, live_server, transactional_db):
+    """Django's admin pages, scripts included (filters, actions, the date widgets), load with no violation."""
+    get_user_model().objects.create_superuser("staff", password=PASSWORD)
+    blocklist = Blocklist.objects.create(name="ads-list", domain_count=1)
+    BlockedDomain.objects.create(blocklist=blocklist, domain=BLOCKED)
+    base = live_server.url
+    page.goto(base + "/admin/")
+    page.fill("#id_username", "staff")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(base + "/admin/")
+    for path in (
+        "/admin/",
+        "/admin/dnsengine/blocklist/",
+        f"/admin/dnsengine/blocklist/{blocklist.pk}/change/",
+        "/admin/dnsengine/blockeddomain/",
+        "/admin/dnsengine/blockeddomain/add/",
+        "/admin/dnsengine/alloweddomain/add/",
+        "/admin/dnsengine/localrecord/add/",
+        "/admin/axes/accessattempt/",
+        "/admin/axes/accessfailurelog/",
+        "/admin/auth/user/",
+    ):
+        response = page.goto(base + path)
+        assert response.status == 200, path
+        assert "default-src 'self'" in response.headers["content-security-policy"], path
+    # The changelist's select-all box is wired up by admin/js/actions.js: scripts do run.
+    page.goto(base + "/admin/dnsengine/blocklist/")
+    page.check("#action-toggle")
+    assert page.locator("input.action-select").first.is_checked()
+    # The date widget's calendar (admin/js/calendar.js builds it, shows it by CSSOM).
+    page.goto(base + f"/admin/dnsengine/blocklist/{blocklist.pk}/change/")
+    page.locator(".datetimeshortcuts a", has_text="Today").first.click()
+    page.locator(".datetimeshortcuts a.date-icon, .datetimeshortcuts a[id^=calendarlink]").first.click()
+    assert page.locator(".calendarbox").first.is_visible()
+    assert_no_csp_violations(csp_violations)

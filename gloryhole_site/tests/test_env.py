@@ -7,7 +7,17 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from gloryhole_site.env import database_from_url, env_bool, env_float, env_int, env_str
+from gloryhole_site.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_networks,
+    env_origins,
+    env_proxy_ssl_header,
+    env_str,
+)
 
 VAR = "GLORYHOLE_TEST_VALUE"
 
@@ -232,3 +242,51 @@ def test_a_url_with_another_scheme_is_refused(url):
 def test_a_postgres_url_with_a_bad_port_is_refused_naming_the_variable(port):
     with pytest.raises(ImproperlyConfigured, match=r"^DATABASE_URL"):
         database_from_url("DATABASE_URL", f"postgres://gh@db.example.org:{port}/gloryhole", BASE)
+
+
+# -- lists, networks, origins, the proxy's scheme header -------------------------------------
+
+
+def test_env_list_drops_blanks(monkeypatch, unset):
+    assert env_list(VAR, "") == []
+    monkeypatch.setenv(VAR, " a, ,b ,")
+    assert env_list(VAR, "") == ["a", "b"]
+
+
+def test_env_networks_reads_addresses_and_networks(monkeypatch):
+    monkeypatch.setenv(VAR, "127.0.0.1, 10.0.0.0/8, ::1, 192.168.1.7/24")
+    assert [str(n) for n in env_networks(VAR)] == ["127.0.0.1/32", "10.0.0.0/8", "::1/128", "192.168.1.0/24"]
+
+
+@pytest.mark.parametrize("raw", ["nginx", "10.0.0.0/33", "300.1.1.1", "*"])
+def test_env_networks_refuses_what_is_not_an_address(monkeypatch, raw):
+    message = refusal(monkeypatch, raw, env_networks)
+    assert VAR in message and raw in message
+
+
+def test_env_origins_reads_scheme_and_host(monkeypatch):
+    monkeypatch.setenv(VAR, "https://dns.example.lan, http://10.0.0.2:8000")
+    assert env_origins(VAR) == ["https://dns.example.lan", "http://10.0.0.2:8000"]
+
+
+@pytest.mark.parametrize("raw", ["dns.example.lan", "ftp://dns.example.lan", "https://", "https://a.lan/path"])
+def test_env_origins_refuses_what_is_not_an_origin(monkeypatch, raw):
+    assert VAR in refusal(monkeypatch, raw, env_origins)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("", None),
+        ("X-Forwarded-Proto", ("HTTP_X_FORWARDED_PROTO", "https")),
+        ("x-forwarded-ssl=on", ("HTTP_X_FORWARDED_SSL", "on")),
+    ],
+)
+def test_env_proxy_ssl_header_names_the_meta_key(monkeypatch, raw, expected):
+    monkeypatch.setenv(VAR, raw)
+    assert env_proxy_ssl_header(VAR) == expected
+
+
+@pytest.mark.parametrize("raw", ["X Forwarded", "X_Forwarded_Proto", "=https"])
+def test_env_proxy_ssl_header_refuses_a_bad_header_name(monkeypatch, raw):
+    assert VAR in refusal(monkeypatch, raw, env_proxy_ssl_header)

@@ -40,9 +40,8 @@
     label.append(el("span", { "data-field": "buffer_size" }), document.createTextNode(" / "),
       el("span", { "data-field": "buffer_capacity" }), document.createTextNode(" ("),
       el("span", { "data-field": "fill_pct" }), document.createTextNode(" %)"));
-    const bar = el("div", { class: "bar", role: "progressbar", "aria-label": "Query-log buffer fill",
-      "aria-valuemin": "0", "aria-valuemax": "100", "data-field": "bar" });
-    bar.append(el("div", { class: "fill" }));
+    const bar = el("meter", { class: "bar", "aria-label": "Query-log buffer fill", min: "0", max: "100",
+      low: "50", high: "90", optimum: "0", value: "0", "data-field": "bar" });
     const dl = el("dl", { class: "figures" });
     for (const [title, field, unit] of FIELDS) {
       const row = el("div");
@@ -74,11 +73,10 @@
     set(card, "state", engine.down ? "down" : "up");
     set(card, "heartbeat_age", engine.heartbeat_age.toFixed(1));
     const fill = Math.max(0, Math.min(100, engine.fill_pct));
+    // A <meter>: its value sets the length and, by region, the colour; no style attribute.
     const bar = card.querySelector('[data-field="bar"]');
-    bar.setAttribute("aria-valuenow", fill.toFixed(1));
-    bar.classList.toggle("warn", fill >= 50 && fill < 90);
-    bar.classList.toggle("full", fill >= 90);
-    bar.querySelector(".fill").style.width = fill.toFixed(1) + "%";
+    bar.value = fill;
+    bar.textContent = fill.toFixed(1) + " %";
     set(card, "fill_pct", fill.toFixed(1));
     for (const field of ["buffer_size", "buffer_capacity", "queries_total", "written", "drops", "write_errors"]) {
       set(card, field, number.format(engine[field]));
