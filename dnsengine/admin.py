@@ -104,6 +104,11 @@ class BlocklistAdmin(admin.ModelAdmin):
     # Written by imports and the updater: editing them by hand would only confuse the next fetch.
     readonly_fields = ["domain_count", "last_loaded", "last_error", "etag", "last_modified", "last_checked"]
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "url":
+            kwargs["assume_scheme"] = "https"  # a list URL typed without a scheme: HTTPS, as Django 6 will assume
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
 
 @admin.register(BlockedDomain)
 class BlockedDomainAdmin(GuardedBlockAdmin):
