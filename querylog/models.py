@@ -2,6 +2,11 @@ from __future__ import annotations
 
 from django.db import models
 
+# The engine logs names in presentation form (dnsengine.wire.name_to_text), where a byte that
+# is not printable ASCII takes four characters (\DDD). A 255-byte name holds at most 250
+# label bytes, in 4 labels: 250 * 4 characters and 3 dots, 1,003 in all.
+DOMAIN_TEXT_MAX = 1004
+
 
 class QueryLog(models.Model):
     """One answered DNS query.
@@ -21,7 +26,7 @@ class QueryLog(models.Model):
     timestamp = models.DateTimeField()
     client = models.GenericIPAddressField(unpack_ipv4=False)
     protocol = models.CharField(max_length=3)
-    domain = models.CharField(max_length=253)
+    domain = models.CharField(max_length=DOMAIN_TEXT_MAX)
     qtype = models.CharField(max_length=10)
     rcode = models.CharField(max_length=10)
     status = models.CharField(max_length=10, choices=Status.choices)
@@ -65,7 +70,7 @@ class DomainRollup(models.Model):
     """Queries per UTC hour, domain and status (top domains, top blocked)."""
 
     bucket = models.DateTimeField()
-    domain = models.CharField(max_length=253)
+    domain = models.CharField(max_length=DOMAIN_TEXT_MAX)
     status = models.CharField(max_length=10)
     count = models.BigIntegerField(default=0)
 

@@ -138,3 +138,25 @@ def test_an_odd_label_never_passes_for_another_name(blocking_engine, upstream):
     reply, _ = ask(blocking_engine.port, wire_name(b"doubleclick.net", b"example", b"com"))
 
     assert rcode(reply) == "NOERROR" and answers(reply) == ["A 192.0.2.1"]
+
+
+def test_the_longest_escaped_name_is_logged_and_rolled_up_whole(make_engine, engine_config):
+    from querylog.logger import QueryLogger
+    from querylog.models import DomainRollup, QueryLog
+
+    block("doubleclick.net")
+    query_logger = QueryLogger(1000, 1, 100, 0.05, "test-engine").start()
+    engine = make_engine(engine_config, query_logger=query_logger)
+    # A 255-byte name whose first four labels (234 bytes) are all escaped: 952 characters of text.
+    qname = wire_name(b"\x00" * 63, b"\xff" * 63, b"\x01" * 63, b"\x7f" * 45, b"doubleclick", b"net")
+    assert len(qname) == 255
+
+    reply, _ = ask(engine.port, qname)
+    engine.stop()
+    query_logger.close(timeout=10)
+
+    assert answers(reply) == ["A 0.0.0.0"]
+    (row,) = QueryLog.objects.all()
+    assert len(row.domain) == 4 * (63 * 3 + 45) + 3 + len(".doubleclick.net")
+    assert row.domain.endswith("\\127.doubleclick.net") and row.status == "blocked"
+    assert DomainRollup.objects.get().domain == row.domain
