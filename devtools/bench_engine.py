@@ -55,6 +55,28 @@ class NoForwarder:
         raise AssertionError("the benchmark must not miss the cache")
 
 
+class DiscardForwarder:
+    """Takes every query and never answers: the decision's cost up to the upstream, no sockets."""
+
+    def forward(self, *args) -> bool:
+        return True
+
+
+def unique_queries(template: str, n: int = N) -> list[bytes]:
+    return [dns.message.make_query(template.format(i), "A").to_wire() for i in range(n)]
+
+
+def per_item_us(fn, items: list) -> float:
+    """Median cost of fn(item) over each item once per round: every call is a first (a cache miss)."""
+    runs = []
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        for item in items:
+            fn(item)
+        runs.append((time.perf_counter() - started) / len(items) * 1e6)
+    return statistics.median(runs)
+
+
 def per_call_us(fn, n: int = N) -> float:
     runs = []
     for _ in range(ROUNDS):
@@ -92,11 +114,32 @@ def main() -> None:
     )
     transport = NullTransport()
     addr = ("127.0.0.1", 5555)
+    # Misses: every name new, so no rendered reply and no cache entry: the text form of the
+    # name, the matcher, local and special names, then the block answer or the forwarder.
+    missing = Resolver(
+        forwarder=DiscardForwarder(),
+        blocking=parse_blocking_mode("null"),
+        block_ttl=3600,
+        cache=ReplyCache(0),
+        ttl_policy=TtlPolicy(),
+        stats=EngineStats(),
+        query_logger=CountingSink(),
+    )
+    missing.apply_snapshot(resolver.snapshot)
+    missing.rendered_max = 0  # nothing rendered is kept: each round sees every name anew
+
+    def miss(packet: bytes) -> None:
+        missing._rendered.clear()
+        missing.handle(packet, "127.0.0.1", transport, addr)
+
     rows = [
         ("parse: wire.parse_query", per_call_us(lambda: wire.parse_query(query))),
         ("parse: dnslib DNSRecord.parse", per_call_us(lambda: DNSRecord.parse(query), N // 5)),
         ("Resolver.handle, cache hit", per_call_us(lambda: resolver.handle(query, "127.0.0.1", transport, addr))),
         ("Resolver.handle, blocked name", per_call_us(lambda: resolver.handle(blocked, "127.0.0.1", transport, addr))),
+        ("Resolver.handle, new blocked name", per_item_us(miss, unique_queries("n{}.ads.tracker.test"))),
+        ("Resolver.handle, new name to forward", per_item_us(miss, unique_queries("n{}.www.example.com"))),
+        ("Resolver.handle, new odd name to forward", per_item_us(miss, unique_queries("x=1\\032n{}.www.example.com"))),
     ]
     print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}")  # fmt: skip
