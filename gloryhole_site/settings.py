@@ -6,7 +6,15 @@ import os
 import secrets
 from pathlib import Path
 
-from gloryhole_site.env import database_from_url, env_bool, env_float, env_int, env_str
+from gloryhole_site.env import (
+    database_from_url,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_str,
+    env_time_zone,
+)
 from gloryhole_site.envfile import apply_env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -107,7 +115,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = env_str("TIME_ZONE", "UTC")
+TIME_ZONE = env_time_zone("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
@@ -124,7 +132,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    },
 }
 
 # --- DNS engine (python manage.py rundns) -------------------------------------------
