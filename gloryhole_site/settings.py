@@ -206,3 +206,8 @@ GLORYHOLE_BLOCKLIST_FETCH_MAX_SECONDS = env_float(
     "GLORYHOLE_BLOCKLIST_FETCH_MAX_SECONDS", 600.0, minimum=1, maximum=24 * 3600
 )
 GLORYHOLE_BLOCKLIST_MAX_REDIRECTS = env_int("GLORYHOLE_BLOCKLIST_MAX_REDIRECTS", 5, minimum=0, maximum=30)
+
+# --- Engine start-up (added) --------------------------------------------------------
+# 1: when the database does not answer at start, serve DNS without block lists until it
+# does (fail open). 0 (the default): serve nothing until the lists are loaded.
+GLORYHOLE_FAIL_OPEN = env_bool("GLORYHOLE_FAIL_OPEN", False)
