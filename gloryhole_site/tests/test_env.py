@@ -178,7 +178,9 @@ def test_env_time_zone_reads_a_zone_name(monkeypatch, raw):
     assert env_time_zone(VAR, "UTC") == raw
 
 
-@pytest.mark.parametrize("raw", ["Mars/Olympus", "../../etc/passwd", "/etc/passwd", "Europe/", "Europe/../Europe/Paris"])
+@pytest.mark.parametrize(
+    "raw", ["Mars/Olympus", "../../etc/passwd", "/etc/passwd", "Europe/", "Europe/../Europe/Paris"]
+)
 def test_env_time_zone_refuses_what_is_not_a_zone_naming_the_variable(monkeypatch, raw):
     message = refusal(monkeypatch, raw, env_time_zone, "UTC")
 
