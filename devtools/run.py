@@ -42,10 +42,28 @@ def prepare_steps(web: str) -> list[list[str]]:
     ]
 
 
+def without_traceback(stderr: str) -> str:
+    """A failed step's stderr, a Python traceback reduced to the exception's own line.
+
+    Frames are indented and the exception's message is not (its continuation
+    lines, as libpq's, are): keep from the last unindented line on, as one line.
+    """
+    if "Traceback (most recent call last):" not in stderr:
+        return stderr.rstrip()
+    lines = stderr.rstrip().splitlines()
+    start = max(i for i, line in enumerate(lines) if line[:1].strip())
+    return " ".join(" ".join(lines[start:]).split())
+
+
 def prepare(web: str) -> None:
     print("[run] preparing: migrate, collectstatic, ensureadmin", flush=True)
     for step in prepare_steps(web):
-        subprocess.run(step, check=True, cwd=BASE_DIR)
+        # stderr is held back so that a failure (PostgreSQL down, say) reads as one line.
+        result = subprocess.run(step, cwd=BASE_DIR, stderr=subprocess.PIPE, text=True)
+        if result.returncode != 0:
+            print(without_traceback(result.stderr), file=sys.stderr, flush=True)
+            raise subprocess.CalledProcessError(result.returncode, step)
+        sys.stderr.write(result.stderr)
 
 
 def commands(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -110,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             prepare(args.web)
         except subprocess.CalledProcessError as exc:
-            print(f"[run] {Path(exc.cmd[1]).name} {exc.cmd[2]} failed with status {exc.returncode}", file=sys.stderr)
+            step = exc.cmd[2]
+            hint = " (is the database up, and DATABASE_URL right?)" if step == "migrate" and exc.returncode == 1 else ""
+            print(f"[run] manage.py {step} failed with status {exc.returncode}{hint}", file=sys.stderr)
             return exc.returncode or 1
 
     stop = threading.Event()

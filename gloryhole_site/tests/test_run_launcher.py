@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from devtools.run import commands, prepare_steps, supervise
+from devtools.run import commands, prepare_steps, supervise, without_traceback
 from dnsengine.tests.helpers import ROOT
 
 
@@ -52,6 +52,24 @@ def test_the_admin_account_is_the_last_step_and_migrate_is_quiet():
     assert [step[2] for step in steps] == ["migrate", "collectstatic", "ensureadmin"]
     assert steps[0][-2:] == ["--verbosity", "0"]
     assert steps[-1][-2:] == ["--login-url", "http://127.0.0.1:8000/"]
+
+
+def test_a_failed_step_shows_the_exception_on_one_line_without_the_traceback():
+    stderr = (
+        "Traceback (most recent call last):\n"
+        '  File "manage.py", line 22, in <module>\n'
+        "    main()\n"
+        "django.db.utils.OperationalError: connection failed: port 1 failed: Connection refused\n"
+        "\tIs the server running on that host and accepting TCP/IP connections?\n"
+    )
+
+    assert without_traceback(stderr) == (
+        "django.db.utils.OperationalError: connection failed: port 1 failed: Connection refused "
+        "Is the server running on that host and accepting TCP/IP connections?"
+    )
+    assert without_traceback("configuration error: LOG_LEVEL='LOUD': use one of ...\n") == (
+        "configuration error: LOG_LEVEL='LOUD': use one of ..."
+    )
 
 
 def free_port() -> int:
