@@ -6,6 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from gloryhole_site.env import (
     database_from_url,
     env_bool,
@@ -44,7 +46,14 @@ def _secret_key() -> str:
         return key
 
 
-SECRET_KEY = _secret_key()
+try:
+    SECRET_KEY = _secret_key()
+except OSError as exc:
+    # An unwritable or impossible data folder: say so instead of a traceback from settings.
+    raise ImproperlyConfigured(
+        f"GLORYHOLE_DATA_DIR={str(DATA_DIR)!r}: cannot read or create the secret key file there "
+        f"({exc.strerror or exc}); make the folder writable or set SECRET_KEY"
+    ) from None
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
 

@@ -63,6 +63,7 @@ def the_one_line(result: subprocess.CompletedProcess) -> str:
         ("GLORYHOLE_FAIL_OPEN", "sometimes"),
         ("GLORYHOLE_METRICS_HOST", "metrics.invalid"),
         ("GLORYHOLE_ENGINE_NAME", "e" * 201),
+        ("GLORYHOLE_DATA_DIR", "/proc/gloryhole"),  # the secret key cannot be created there
     ],
 )
 def test_a_bad_setting_stops_start_up_with_one_line_naming_it(upstream, variable, value):
