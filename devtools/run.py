@@ -2,8 +2,9 @@
 
     python -m devtools.run [--dns-host H] [--dns-port P] [--web 127.0.0.1:8000] [--workers 2]
 
-Steps: migrate, ensureadmin (prints a first-run password once), collectstatic,
-then `manage.py rundns` and gunicorn side by side. Ctrl-C (or SIGTERM) stops
+Steps: migrate and collectstatic (quietly), ensureadmin (a first-run password,
+boxed, or how to reset it), then `manage.py rundns` and gunicorn side by side:
+the password is the last thing printed before their "listening" lines. Ctrl-C (or SIGTERM) stops
 both; if either exits on its own the other is stopped too, and the launcher
 exits with the first one's status, so a supervisor sees the failure.
 """
@@ -27,14 +28,42 @@ def _manage(*args: str) -> list[str]:
     return [sys.executable, str(BASE_DIR / "manage.py"), *args]
 
 
-def prepare() -> None:
-    """The one-off steps; each must succeed before anything serves."""
-    for step in (
-        _manage("migrate", "--noinput"),
-        _manage("ensureadmin"),
+def prepare_steps(web: str) -> list[list[str]]:
+    """The one-off steps, in order; each must succeed before anything serves.
+
+    migrate's ~25 "Applying ..." lines on a first run would push the admin
+    password off the screen, so it runs quietly (errors still show) and
+    ensureadmin comes last.
+    """
+    return [
+        _manage("migrate", "--noinput", "--verbosity", "0"),
         _manage("collectstatic", "--noinput", "--verbosity", "0"),
-    ):
-        subprocess.run(step, check=True, cwd=BASE_DIR)
+        _manage("ensureadmin", "--login-url", f"http://{web}/"),
+    ]
+
+
+def without_traceback(stderr: str) -> str:
+    """A failed step's stderr, a Python traceback reduced to the exception's own line.
+
+    Frames are indented and the exception's message is not (its continuation
+    lines, as libpq's, are): keep from the last unindented line on, as one line.
+    """
+    if "Traceback (most recent call last):" not in stderr:
+        return stderr.rstrip()
+    lines = stderr.rstrip().splitlines()
+    start = max(i for i, line in enumerate(lines) if line[:1].strip())
+    return " ".join(" ".join(lines[start:]).split())
+
+
+def prepare(web: str) -> None:
+    print("[run] preparing: migrate, collectstatic, ensureadmin", flush=True)
+    for step in prepare_steps(web):
+        # stderr is held back so that a failure (PostgreSQL down, say) reads as one line.
+        result = subprocess.run(step, cwd=BASE_DIR, stderr=subprocess.PIPE, text=True)
+        if result.returncode != 0:
+            print(without_traceback(result.stderr), file=sys.stderr, flush=True)
+            raise subprocess.CalledProcessError(result.returncode, step)
+        sys.stderr.write(result.stderr)
 
 
 def commands(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -97,9 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(BASE_DIR)
     if not args.skip_prepare:
         try:
-            prepare()
+            prepare(args.web)
         except subprocess.CalledProcessError as exc:
-            print(f"[run] {' '.join(exc.cmd[1:3])} failed with status {exc.returncode}", file=sys.stderr)
+            step = exc.cmd[2]
+            hint = " (is the database up, and DATABASE_URL right?)" if step == "migrate" and exc.returncode == 1 else ""
+            print(f"[run] manage.py {step} failed with status {exc.returncode}{hint}", file=sys.stderr)
             return exc.returncode or 1
 
     stop = threading.Event()

@@ -149,7 +149,9 @@ class Heartbeat:
             now = time.monotonic()
             if now >= self._next_error_log:
                 self._next_error_log = now + 60
-                log.warning("heartbeat for %s failed (%d failures so far): %s", self.name, self.failures, exc)
+                # One line: libpq's messages span two.
+                reason = " ".join(str(exc).split())
+                log.warning("heartbeat for %s failed (%d failures so far): %s", self.name, self.failures, reason)
             return False
         finally:
             close_old_connections()

@@ -26,6 +26,9 @@ from dnsengine.services import config_generation_current
 logger = logging.getLogger(__name__)
 
 
+# Seconds between two log lines about failed reloads (each poll that fails is counted).
+FAILURE_LOG_INTERVAL = 60.0
+
 # Rows per fetchmany() while streaming a list's names out of the database.
 _FETCH_ROWS = 20000
 
@@ -89,13 +92,20 @@ class ConfigWatcher:
         on_reload: Callable[[Snapshot], None] | None = None,
         *,
         wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        failure_log_interval: float = FAILURE_LOG_INTERVAL,
     ):
         self.resolver = resolver
         self.interval = interval
         self.on_reload = on_reload
         self.wall_clock = wall_clock
+        self.clock = clock
+        self.failure_log_interval = failure_log_interval
         self.generation: int | None = None
         self.reloads = 0
+        # Failed attempts since the last one that worked, and when the next may be logged.
+        self.failures = 0
+        self._next_failure_log = 0.0
         # The pause's end as the database has it (Unix time, math.inf, 0.0): what was last applied.
         self.paused_until = 0.0
         self._stop = threading.Event()
@@ -104,27 +114,66 @@ class ConfigWatcher:
     def load_now(self) -> bool:
         """Reload if the generation moved (or nothing was loaded yet), apply a pause that began or ended.
 
-        True if the resolver got a new snapshot.
+        True if the resolver got a new snapshot. A database error is logged (at
+        most once a FAILURE_LOG_INTERVAL, one line) and the resolver keeps what
+        it has: the database may be restarting, the next poll tries again.
         """
         changed = False
         try:
             changed = self._end_expired_pause()
+            return self._load_from_database() or changed
+        except Exception as exc:
+            self._failed(exc)
+            return changed
+
+    def load_now_or_raise(self) -> bool:
+        """load_now, but a database error propagates: start-up must not serve without lists."""
+        changed = self._end_expired_pause()
+        return self._load_from_database() or changed
+
+    def _load_from_database(self) -> bool:
+        try:
             close_old_connections()
             generation = config_generation_current()
             paused_until = blocking_paused_until(self.wall_clock())
             if generation != self.generation:
                 self._reload(generation, paused_until)
-                return True
-            if paused_until != self.paused_until:
+                changed = True
+            elif paused_until != self.paused_until:
                 self._apply_pause(paused_until)
-                return True
-            return changed
-        except Exception:
-            # The database may be restarting: keep serving the old snapshot, try again.
-            logger.exception("reloading the configuration failed; still serving the previous one")
-            return changed
+                changed = True
+            else:
+                changed = False
         finally:
             close_old_connections()
+        if self.failures:
+            logger.info("configuration reloads work again after %d failed attempts", self.failures)
+            self.failures = 0
+            self._next_failure_log = 0.0
+        return changed
+
+    def _failed(self, exc: Exception) -> None:
+        # Polled every couple of seconds: a traceback each time would bury the log,
+        # and the reason fits on one line.
+        self.failures += 1
+        if self.failures == 1:
+            logger.debug("reloading the configuration failed", exc_info=exc)
+        now = self.clock()
+        if now < self._next_failure_log:
+            return
+        self._next_failure_log = now + self.failure_log_interval
+        serving = (
+            "still serving the previous one"
+            if self.generation is not None
+            else "nothing loaded yet: serving without block lists or local records"
+        )
+        logger.warning(
+            "reloading the configuration failed (failure %d in a row): %s: %s; %s",
+            self.failures,
+            type(exc).__name__,
+            " ".join(str(exc).split()),
+            serving,
+        )
 
     def _reload(self, generation: int, paused_until: float) -> None:
         started = time.monotonic()

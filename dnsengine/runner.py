@@ -1,11 +1,13 @@
 """Everything `rundns` runs, in start and stop order.
 
-Start: bind the DNS port, the query logger, the engine, then the metrics
-endpoint, heartbeat and retention. Stop: the listeners first (nothing new
-arrives), then the query logger drains everything it accepted, then a last
-heartbeat publishes the final counts, then the database connections close.
-The Go Glory-Hole closed storage before its logger and lost the queue; this
-order is the fix.
+Start: wait until the database answers and the first snapshot is loaded
+(nothing is bound before that, so no client gets an unfiltered answer; a
+missing or unmigrated database stops start-up instead), then bind the DNS
+port, the query logger, the engine, then the metrics endpoint, heartbeat and
+retention. Stop: the listeners first (nothing new arrives), then the query
+logger drains everything it accepted, then a last heartbeat publishes the
+final counts, then the database connections close. The Go Glory-Hole closed
+storage before its logger and lost the queue; this order is the fix.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import dataclasses
 import gc
 import logging
 import socket
+import threading
+import time
 
 from django.conf import settings
-from django.db import connections
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, connections
 
 from dnsengine.config import EngineConfig
+from dnsengine.dbcheck import DatabaseUnreachable, database_check, one_line
 from dnsengine.engine import Engine
 from dnsengine.heartbeat import Heartbeat
 from gloryhole_site.envfile import apply_env_file
@@ -28,9 +34,25 @@ from querylog.retention import RetentionThread, retention_thread_from_settings
 
 logger = logging.getLogger(__name__)
 
+# While the database cannot be reached at start: seconds between two attempts,
+# and between two log lines saying so.
+DATABASE_RETRY_SECONDS = 1.0
+DATABASE_WAIT_REPORT_SECONDS = 10.0
+# EngineStatus.name's length.
+ENGINE_NAME_MAX = 200
+
+
+class EngineStartError(Exception):
+    """The engine cannot start for a reason outside its settings' syntax (a port in use); one line."""
+
 
 class EngineRunner:
     def __init__(self, config: EngineConfig) -> None:
+        if len(config.engine_name) > ENGINE_NAME_MAX:
+            # The heartbeat's row would be refused on every beat (PostgreSQL checks the length).
+            raise ImproperlyConfigured(
+                f"GLORYHOLE_ENGINE_NAME is {len(config.engine_name)} characters long; at most {ENGINE_NAME_MAX}"
+            )
         self.config = config
         self.engine = Engine(config)
         self.query_logger: SwappableQueryLogger | None = None
@@ -42,8 +64,23 @@ class EngineRunner:
     def name(self) -> str:
         return self.config.engine_name
 
-    def start(self) -> None:
-        port = self.engine.server.bind()
+    def start(
+        self, stop: threading.Event | None = None, *, wait_report_interval: float = DATABASE_WAIT_REPORT_SECONDS
+    ) -> bool:
+        """Start everything; False if `stop` was set while waiting for the database (nothing started).
+
+        Raises ImproperlyConfigured (a missing or unmigrated database among
+        others) and EngineStartError (a port that cannot be bound).
+        """
+        if not self.wait_for_configuration(stop or threading.Event(), wait_report_interval):
+            return False
+        try:
+            port = self.engine.server.bind()
+        except OSError as exc:
+            raise EngineStartError(
+                f"cannot listen for DNS on {self.config.host}:{self.config.port} "
+                f"(GLORYHOLE_DNS_HOST / --host, GLORYHOLE_DNS_PORT / --port): {exc.strerror or exc}"
+            ) from None
         if not settings.GLORYHOLE_ENGINE_NAME:
             # Named after the port actually bound (it may have been 0).
             self.config = dataclasses.replace(self.config, engine_name=f"{socket.gethostname()}:{port}")
@@ -51,9 +88,14 @@ class EngineRunner:
         self.engine.resolver.query_logger = self.query_logger
         try:
             if self.config.metrics_port:
-                self.metrics = start_metrics_server(
-                    settings.GLORYHOLE_METRICS_HOST, self.config.metrics_port, self.query_logger, self.engine.stats
-                )
+                try:
+                    self.metrics = start_metrics_server(
+                        settings.GLORYHOLE_METRICS_HOST, self.config.metrics_port, self.query_logger, self.engine.stats
+                    )
+                except OSError as exc:
+                    raise EngineStartError(
+                        f"{exc.strerror or exc} (GLORYHOLE_METRICS_HOST, GLORYHOLE_METRICS_PORT; 0 turns it off)"
+                    ) from None
             self.engine.start()
         except BaseException:
             self.query_logger.close(timeout=5)
@@ -75,6 +117,50 @@ class EngineRunner:
         # a DNS stall that shows in the p99 (docs/loadtest.md).
         gc.collect()
         gc.freeze()
+        return True
+
+    def wait_for_configuration(self, stop: threading.Event, report_interval: float) -> bool:
+        """Return once the database is ready and its configuration loaded; False if `stop` came first.
+
+        A database that does not exist or is not migrated raises DatabaseMissing
+        at once. One that does not answer (PostgreSQL down or starting, SQLite
+        locked) is tried again every second and reported every `report_interval`
+        seconds, and nothing is served meanwhile, unless GLORYHOLE_FAIL_OPEN lets
+        DNS start without lists (the config watcher loads them when it can).
+        """
+        started = time.monotonic()
+        next_report = started
+        while True:
+            try:
+                database_check()
+                self.engine.watcher.load_now_or_raise()
+                if time.monotonic() - started > 1:
+                    logger.info("the database answers after %.0f s of waiting", time.monotonic() - started)
+                return True
+            except DatabaseUnreachable as exc:
+                reason = str(exc)
+            except DatabaseError as exc:
+                # It passed the check and failed the load: gone again, or going.
+                reason = one_line(exc)
+            finally:
+                connections.close_all()
+            if settings.GLORYHOLE_FAIL_OPEN:
+                logger.warning(
+                    "cannot read the configuration: %s; GLORYHOLE_FAIL_OPEN is on, so DNS is served WITHOUT "
+                    "block lists until the database answers",
+                    reason,
+                )
+                return True
+            now = time.monotonic()
+            if now >= next_report:
+                next_report = now + report_interval
+                logger.warning(
+                    "waiting for the database: %s; DNS is not served until it answers (%.0f s so far)",
+                    reason,
+                    now - started,
+                )
+            if stop.wait(min(DATABASE_RETRY_SECONDS, report_interval)):
+                return False
 
     def reload_logging(self) -> CloseReport | None:
         """SIGHUP: re-read GLORYHOLE_QUERY_LOG_* from the env file and swap loggers without loss."""

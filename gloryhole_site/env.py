@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import zoneinfo
+from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -57,6 +60,43 @@ def env_float(name: str, default: float, *, minimum: float | None = None, maximu
     if value != value or value in (float("inf"), float("-inf")):
         raise ImproperlyConfigured(f"{name}={raw!r} is not a finite number")
     _check_range(name, value, minimum, maximum)
+    return value
+
+
+def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
+    """One of `choices`, matched without regard to case and returned as spelt there."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    by_lower = {choice.lower(): choice for choice in choices}
+    try:
+        return by_lower[raw.strip().lower()]
+    except KeyError:
+        raise ImproperlyConfigured(f"{name}={raw!r}: use one of {', '.join(by_lower.values())}") from None
+
+
+# The system's zone files, which Django checks TIME_ZONE against where they exist.
+_ZONEINFO_ROOT = Path("/usr/share/zoneinfo")
+
+
+def env_time_zone(name: str, default: str) -> str:
+    """An IANA time zone name such as ``Europe/Paris``.
+
+    Checked here because Django's own check raises a ValueError from inside
+    settings set-up: a traceback that does not name the variable.
+    """
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip()
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        # ValueError: not a zone key at all (an absolute path, "..").
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a time zone name (such as UTC or Europe/Paris)") from None
+    # The same test as Django's: a zone that only the tzdata package knows would pass above and fail there.
+    if _ZONEINFO_ROOT.exists() and not _ZONEINFO_ROOT.joinpath(*value.split("/")).exists():
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a time zone this system knows ({_ZONEINFO_ROOT})")
     return value
 
 

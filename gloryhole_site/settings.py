@@ -11,12 +11,14 @@ from django.core.exceptions import ImproperlyConfigured
 from gloryhole_site.env import (
     database_from_url,
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_networks,
     env_origins,
     env_proxy_ssl_header,
     env_str,
+    env_time_zone,
 )
 from gloryhole_site.envfile import apply_env_file
 
@@ -47,7 +49,14 @@ def _secret_key() -> str:
         return key
 
 
-SECRET_KEY = _secret_key()
+try:
+    SECRET_KEY = _secret_key()
+except OSError as exc:
+    # An unwritable or impossible data folder: say so instead of a traceback from settings.
+    raise ImproperlyConfigured(
+        f"GLORYHOLE_DATA_DIR={str(DATA_DIR)!r}: cannot read or create the secret key file there "
+        f"({exc.strerror or exc}); make the folder writable or set SECRET_KEY"
+    ) from None
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
 
@@ -125,7 +134,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = env_str("TIME_ZONE", "UTC")
+TIME_ZONE = env_time_zone("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
@@ -142,7 +151,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    },
 }
 
 # --- DNS engine (python manage.py rundns) -------------------------------------------
@@ -298,3 +310,8 @@ LOGGING.setdefault("filters", {})["not_429"] = {
     "callback": lambda record: getattr(record, "status_code", None) != 429,
 }
 LOGGING["loggers"]["django.request"] = {"filters": ["not_429"]}
+
+# --- Engine start-up (added) --------------------------------------------------------
+# 1: when the database does not answer at start, serve DNS without block lists until it
+# does (fail open). 0 (the default): serve nothing until the lists are loaded.
+GLORYHOLE_FAIL_OPEN = env_bool("GLORYHOLE_FAIL_OPEN", False)

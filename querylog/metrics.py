@@ -233,7 +233,11 @@ class MetricsServer:
         handler = MetricsHandler.factory(registry)
         handler.timeout = 10  # a client that stalls mid-request cannot hold the only server thread forever
         server_cls = _QuietHTTPServer6 if ":" in host else _QuietHTTPServer
-        self._httpd = server_cls((host, port), handler)
+        try:
+            self._httpd = server_cls((host, port), handler)
+        except OSError as exc:
+            # "[Errno 98] Address already in use" alone does not say which address.
+            raise OSError(exc.errno, f"cannot listen for metrics on {host}:{port}: {exc.strerror or exc}") from None
         self.registry = registry
         self.gc_tracker = gc_tracker
         self.host = host

@@ -17,7 +17,14 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+    transaction,
+)
 from django.db.models import Model
 from django.utils import timezone
 
@@ -134,8 +141,11 @@ class RetentionThread:
             if not self._stop.is_set():
                 self.summaries += summaries_build(now)
             return deleted
+        except (OperationalError, InterfaceError) as exc:
+            # Database busy, down or restarting: the next run tries again; the reason fits on one line.
+            log.warning("query log retention failed; retrying in %.0f s: %s", self.interval, " ".join(str(exc).split()))
+            return 0
         except Exception:
-            # Database busy or restarting: the next run tries again.
             log.exception("query log retention failed; retrying in %.0f s", self.interval)
             return 0
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 
@@ -26,6 +27,27 @@ def test_it_serves_until_a_signal_then_stops_cleanly(upstream, signum):
     assert "stopped after 2 queries" in rest
 
 
+def run_rundns(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "rundns", "--port", "0", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def the_one_line(result: subprocess.CompletedProcess) -> str:
+    """What a refused start printed, which must be a single line besides INFO log records.
+
+    (A port is found taken only after the configuration is loaded, which logs a line.)
+    """
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if " INFO " not in line]
+    assert len(lines) == 1, result.stdout + result.stderr
+    return lines[0]
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("variable", "value"),
@@ -34,18 +56,58 @@ def test_it_serves_until_a_signal_then_stops_cleanly(upstream, signum):
         ("GLORYHOLE_UPSTREAMS", "dns.example.com"),
         ("GLORYHOLE_UPSTREAM_TIMEOUT", "fast"),
         ("GLORYHOLE_CACHE_SIZE", "-1"),
+        ("LOG_LEVEL", "LOUD"),
+        ("TIME_ZONE", "Mars/Olympus"),
+        ("TIME_ZONE", "../../etc/passwd"),
+        ("DEBUG", "maybe"),
+        ("GLORYHOLE_FAIL_OPEN", "sometimes"),
+        ("GLORYHOLE_METRICS_HOST", "metrics.invalid"),
+        ("GLORYHOLE_ENGINE_NAME", "e" * 201),
+        ("GLORYHOLE_DATA_DIR", "/proc/gloryhole"),  # the secret key cannot be created there
     ],
 )
-def test_a_bad_setting_stops_start_up_with_a_message_naming_it(upstream, variable, value):
-    env = rundns_env(upstream.address, **{variable: value})
-    result = subprocess.run(
-        [sys.executable, "manage.py", "rundns", "--port", "0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+def test_a_bad_setting_stops_start_up_with_one_line_naming_it(upstream, variable, value):
+    # A metrics port of its own, so that GLORYHOLE_METRICS_HOST is used.
+    result = run_rundns(rundns_env(upstream.address, GLORYHOLE_METRICS_PORT=str(free_port()), **{variable: value}))
+
+    line = the_one_line(result)
     assert result.returncode != 0
-    assert variable in result.stderr
-    assert "Traceback" not in result.stderr
+    assert variable in line
+    assert value[:50] in line or variable == "GLORYHOLE_ENGINE_NAME"
+    assert "Traceback" not in line
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_metrics_port_in_use_stops_start_up_with_one_line_naming_the_port_and_setting(upstream):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = run_rundns(rundns_env(upstream.address, GLORYHOLE_METRICS_PORT=str(port)))
+
+    line = the_one_line(result)
+    assert result.returncode != 0
+    assert f"127.0.0.1:{port}" in line
+    assert "GLORYHOLE_METRICS_PORT" in line
+    assert "in use" in line
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dns_port_in_use_stops_start_up_with_one_line_naming_the_port_and_setting(upstream):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+
+        result = run_rundns(rundns_env(upstream.address), "--host", "127.0.0.1", "--port", str(port))
+
+    line = the_one_line(result)
+    assert result.returncode != 0
+    assert f"127.0.0.1:{port}" in line
+    assert "GLORYHOLE_DNS_PORT" in line

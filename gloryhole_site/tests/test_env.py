@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from gloryhole_site.env import (
     database_from_url,
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_list,
@@ -17,6 +18,7 @@ from gloryhole_site.env import (
     env_origins,
     env_proxy_ssl_header,
     env_str,
+    env_time_zone,
 )
 
 VAR = "GLORYHOLE_TEST_VALUE"
@@ -140,6 +142,53 @@ def test_env_float_refuses_nan_and_infinity(monkeypatch, raw):
 def test_env_float_refuses_values_out_of_range(monkeypatch):
     assert refusal(monkeypatch, "0.01", env_float, 2.0, minimum=0.05) == f"{VAR}=0.01 is below the minimum of 0.05"
     assert refusal(monkeypatch, "31", env_float, 2.0, maximum=30) == f"{VAR}=31.0 is above the maximum of 30"
+
+
+# -- env_choice --------------------------------------------------------------------------
+
+LEVELS = ("DEBUG", "INFO", "WARNING")
+
+
+def test_env_choice_gives_the_default_when_unset_or_blank(monkeypatch, unset):
+    assert env_choice(VAR, "INFO", LEVELS) == "INFO"
+
+    monkeypatch.setenv(VAR, " ")
+
+    assert env_choice(VAR, "INFO", LEVELS) == "INFO"
+
+
+@pytest.mark.parametrize("raw", ["debug", "DEBUG", " Debug "])
+def test_env_choice_matches_without_regard_to_case_and_returns_the_choice_as_spelt(monkeypatch, raw):
+    monkeypatch.setenv(VAR, raw)
+
+    assert env_choice(VAR, "INFO", LEVELS) == "DEBUG"
+
+
+def test_env_choice_refuses_anything_else_naming_the_variable_and_the_choices(monkeypatch):
+    assert refusal(monkeypatch, "LOUD", env_choice, "INFO", LEVELS) == f"{VAR}='LOUD': use one of DEBUG, INFO, WARNING"
+
+
+# -- env_time_zone -----------------------------------------------------------------------
+
+
+def test_env_time_zone_gives_the_default_when_unset(unset):
+    assert env_time_zone(VAR, "UTC") == "UTC"
+
+
+@pytest.mark.parametrize("raw", ["Europe/Paris", "UTC", "America/Argentina/Buenos_Aires"])
+def test_env_time_zone_reads_a_zone_name(monkeypatch, raw):
+    monkeypatch.setenv(VAR, raw)
+
+    assert env_time_zone(VAR, "UTC") == raw
+
+
+@pytest.mark.parametrize(
+    "raw", ["Mars/Olympus", "../../etc/passwd", "/etc/passwd", "Europe/", "Europe/../Europe/Paris"]
+)
+def test_env_time_zone_refuses_what_is_not_a_zone_naming_the_variable(monkeypatch, raw):
+    message = refusal(monkeypatch, raw, env_time_zone, "UTC")
+
+    assert message.startswith(f"{VAR}={raw!r} is not a time zone")
 
 
 # -- database_from_url -------------------------------------------------------------------

@@ -70,6 +70,23 @@ def test_a_beat_survives_a_database_error(monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_failed_beat_is_logged_on_one_line_once_a_minute(monkeypatch, caplog):
+    beat = Heartbeat("e4", EngineStats(), None, interval=60)
+
+    def down(*args, **kwargs):
+        raise OperationalError("connection failed: Connection refused\n\tIs the server running on that host?")
+
+    monkeypatch.setattr(heartbeat_module, "engine_status_publish", down)
+    for _ in range(3):
+        beat.beat()
+
+    (record,) = [r for r in caplog.records if r.name == "dnsengine.heartbeat"]
+    assert "Connection refused Is the server running" in record.getMessage()
+    assert "\n" not in record.getMessage()
+    assert record.exc_info is None
+
+
+@pytest.mark.django_db(transaction=True)
 def test_the_heartbeat_thread_publishes_until_stopped(monkeypatch):
     first = threading.Event()
     real = heartbeat_module.engine_status_publish

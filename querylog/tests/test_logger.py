@@ -412,7 +412,7 @@ def test_the_fast_insert_stores_exactly_what_bulk_create_stores():
         make_entry(1, at=at + 0.9999997),  # rounds up into the next second
         make_entry(2, at=at + 59.25, client="2001:DB8:0:0::1"),  # IPv6 text normalised by the field
         make_entry(3, at=at + 61, client="::ffff:192.0.2.9", rule="r" * 300, upstream="u" * 100),
-        make_entry(4, at=at + 0.5, duration_us=-5, domain="d" * 300),
+        make_entry(4, at=at + 0.5, duration_us=-5, domain="d" * 1100),
         make_entry(5, at=at + 1.000001, duration_us=2**40),
     ]
     fast_methods = [
@@ -433,7 +433,7 @@ def test_the_fast_insert_stores_exactly_what_bulk_create_stores():
     for method in fast_methods:
         assert [r[1:] for r in raw if r[0] == method] == [r[1:] for r in raw if r[0] == "bulk_create"], method
     assert fast[2][1] == "2001:db8::1"
-    assert len(fast[3][7]) == 255 and fast[4][3] == "d" * 253
+    assert len(fast[3][7]) == 255 and fast[4][3] == "d" * 1004
     assert (fast[4][9], fast[5][9]) == (0, 2147483647)
 
 

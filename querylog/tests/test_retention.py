@@ -148,3 +148,21 @@ def test_a_summary_is_purged_once_its_whole_period_is_before_the_cutoff():
     querylog_purge(5, now=now)
     left = set(RollupSummary.objects.values_list("start", "hours"))
     assert left == {period for period, fate in periods.items() if fate.startswith("kept")}
+
+
+def test_a_database_that_is_down_costs_one_warning_line_without_a_traceback(monkeypatch, caplog):
+    from django.db import OperationalError
+
+    from querylog import retention as retention_module
+
+    def down(*args, **kwargs):
+        raise OperationalError("connection failed: Connection refused\n\tIs the server running on that host?")
+
+    monkeypatch.setattr(retention_module, "querylog_purge", down)
+
+    assert RetentionThread(7).run_once() == 0
+
+    (record,) = [r for r in caplog.records if r.name == "querylog.retention"]
+    assert record.exc_info is None
+    assert "Connection refused Is the server running" in record.getMessage()
+    assert "\n" not in record.getMessage()

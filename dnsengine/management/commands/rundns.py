@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from dnsengine.config import EngineConfig
-from dnsengine.runner import EngineRunner
+from dnsengine.runner import DATABASE_WAIT_REPORT_SECONDS, EngineRunner, EngineStartError
 
 
 class Command(BaseCommand):
@@ -21,21 +21,29 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", help="address to listen on (default GLORYHOLE_DNS_HOST, 127.0.0.1)")
         parser.add_argument("--port", type=int, help="port for UDP and TCP (default GLORYHOLE_DNS_PORT, 5300)")
+        parser.add_argument(
+            "--wait-report-interval",
+            type=float,
+            default=DATABASE_WAIT_REPORT_SECONDS,
+            metavar="SECONDS",
+            help="while the database does not answer at start, say so this often (default %(default)s)",
+        )
 
     def handle(self, *args, **options) -> None:
-        try:
-            runner = EngineRunner(EngineConfig.from_settings(options["host"], options["port"]))
-        except ImproperlyConfigured as exc:
-            raise CommandError(str(exc)) from None
+        if not options["wait_report_interval"] > 0:
+            raise CommandError("--wait-report-interval must be above 0")
         stop, hup = threading.Event(), threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         signal.signal(signal.SIGHUP, lambda *_: hup.set())
-
         try:
-            runner.start()
-        except OSError as exc:
-            raise CommandError(f"cannot listen: {exc}") from None
+            runner = EngineRunner(EngineConfig.from_settings(options["host"], options["port"]))
+            started = runner.start(stop, wait_report_interval=options["wait_report_interval"])
+        except (ImproperlyConfigured, EngineStartError) as exc:
+            raise CommandError(str(exc)) from None
+        if not started:
+            self.stdout.write("stopped before serving: the database never answered")
+            return
         config = runner.config
         metrics = f"; metrics {runner.metrics.url}" if runner.metrics else ""
         self.stdout.write(
