@@ -3,7 +3,7 @@
     python -m devtools.measure_import [--names 1000000] [--kind hosts|short] [--then other|same] [--dir /tmp]
 
 Generates a list file (`hosts`: `0.0.0.0 adsN.trackerM.example.com` lines;
-`short`: `nN.ab` lines, 16M of them make ~200 MB) in a throw-away directory
+`short`: `aN.ab` lines, 16M of them make ~200 MB) in a throw-away directory
 with a fresh SQLite database, imports it with `importblocklist` as a child
 process and, with --then, imports a second file into the same list (`other`:
 every name different, `same`: the same file again). Meanwhile a probe thread
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def write_list(path: Path, kind: str, names: int, prefix: str) -> None:
     with open(path, "w") as out:
         if kind == "short":
-            out.writelines(f"{prefix}{i}.ab\n" for i in range(names))
+            out.writelines(f"{prefix[0]}{i}.ab\n" for i in range(names))
         else:
             out.write("# generated\n")
             out.writelines(f"0.0.0.0 {prefix}{i}.tracker{i % 997}.example.com\n" for i in range(names))

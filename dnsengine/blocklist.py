@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import BinaryIO
 
+from dnsengine.list_suffixes import is_icann_suffix
 from dnsengine.names import normalize_domain
 from dnsengine.rules import compile_rule
-from dnsengine.suffixes import ICANN, public_suffix_kind
 
 logger = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ class _Parser:
         if name in seen:
             self.result.skipped["duplicate"] += 1
             return True
-        if public_suffix_kind(name) == ICANN:
+        if is_icann_suffix(name):
             # A rule for co.uk would block (or allow) every site registered under it.
             # Private suffixes (github.io, duckdns.org) stay: lists name those on purpose.
             self.result.skipped["public suffix"] += 1
