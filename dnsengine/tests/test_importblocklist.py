@@ -418,3 +418,22 @@ def test_import_compares_again_when_another_import_wrote_the_list_meanwhile(monk
     assert domains_of("ads") == {"b.example.com", "c.example.com"}
     assert (summary.added, summary.removed) == (1, 2)
     assert Blocklist.objects.get(name="ads").domain_count == 2
+
+
+def test_import_survives_another_import_inserting_a_name_it_is_about_to_add(monkeypatch):
+    blocklist_import("ads", parse_blocklist(["a.example.com", "b.example.com"]))
+    real = blocklist_rows._sorted_names
+
+    def racing(blocklist_id):
+        yield from real(blocklist_id)
+        # The other import adds c.example.com once this one has compared, before it writes.
+        BlockedDomain.objects.create(blocklist_id=blocklist_id, domain="c.example.com")
+        monkeypatch.setattr(blocklist_rows, "_sorted_names", real)
+
+    monkeypatch.setattr(blocklist_rows, "_sorted_names", racing)
+
+    blocklist_import("ads", parse_blocklist(["b.example.com", "c.example.com"]))
+
+    # SQLite skips the duplicate row (INSERT OR IGNORE); PostgreSQL's COPY fails and its slice is undone.
+    assert domains_of("ads") == {"b.example.com", "c.example.com"}
+    assert Blocklist.objects.get(name="ads").domain_count == 2
