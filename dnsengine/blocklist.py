@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import BinaryIO
 
+from dnsengine.list_suffixes import is_icann_suffix
 from dnsengine.names import normalize_domain
 from dnsengine.rules import compile_rule
 
@@ -38,6 +39,18 @@ MAX_LINE_LENGTH = 1024
 # DETECT_MAX_BUFFERED lines in all, so a huge comment header cannot grow the buffer.
 DETECT_LINES = 200
 DETECT_MAX_BUFFERED = 5000
+
+# A list is refused as "not a blocklist" when more than half of its entries (lines
+# that are neither blank nor comments; per name on a hosts line) are unreadable, and at
+# least this many: a short hand-made list with a few typos is still loaded.
+JUNK_MIN = 10
+# Reasons that mean "this line is not list syntax at all". Everything else that is
+# skipped is a rule we recognise and cannot use in DNS (an Adblock cosmetic or URL
+# rule, a modifier, an IP address, a public suffix, a duplicate): EasyList is mostly
+# such rules and is still a list.
+JUNK_REASONS = frozenset(
+    {"invalid domain", "not a DNS rule", "malformed line", "not text", "line too long", "invalid regex"}
+)
 
 _CHUNK_SIZE = 1 << 16
 _SNIFF_BYTES = 1024
@@ -117,6 +130,14 @@ class BlocklistError(Exception):
     """A blocklist file that cannot be used at all; the message says why, for a person."""
 
 
+class BlocklistTooLarge(BlocklistError):
+    """A list over a size limit; reading stopped there. `limit` is "bytes" or "names"."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 @dataclass(slots=True)
 class ParseResult:
     domains: list[str] = field(default_factory=list)  # normalised, unique, in file order
@@ -129,12 +150,44 @@ class ParseResult:
     comments: int = 0  # comment, header and blank lines: expected, so not "skipped"
     ignored_modifiers: int = 0  # rules kept although they carried e.g. $third-party
 
+    @property
+    def considered(self) -> int:
+        """Entries read: the names and patterns kept plus everything skipped."""
+        return len(self.domains) + len(self.rules) + len(self.allowed) + sum(self.skipped.values())
 
-def describe_skipped(skipped: Counter[str]) -> str:
-    """'120 invalid domain, 3 line too long', most frequent first; 'none' when empty."""
+    @property
+    def junk(self) -> int:
+        """Entries that are not list syntax at all (JUNK_REASONS)."""
+        return sum(count for reason, count in self.skipped.items() if reason in JUNK_REASONS)
+
+    @property
+    def mostly_junk(self) -> bool:
+        """More than half of the entries are unreadable, and at least JUNK_MIN of them."""
+        junk = self.junk
+        return junk >= JUNK_MIN and junk * 2 > self.considered
+
+
+def describe_skipped(skipped: Counter[str], top: int | None = None) -> str:
+    """'120 invalid domain, 3 line too long', most frequent first; 'none' when empty.
+
+    With `top`, only that many reasons and "N more" for the rest.
+    """
     if not skipped:
         return "none"
-    return ", ".join(f"{count:,} {reason}" for reason, count in skipped.most_common())
+    common = skipped.most_common()
+    text = ", ".join(f"{count:,} {reason}" for reason, count in common[:top])
+    if top is not None and len(common) > top:
+        text += f", {sum(count for _, count in common[top:]):,} other"
+    return text
+
+
+def check_mostly_entries(result: ParseResult, display: str) -> None:
+    """BlocklistError when most of `result` is unreadable: random text or bytes, not a list."""
+    if result.mostly_junk:
+        raise BlocklistError(
+            f"{display} does not look like a blocklist: {result.junk:,} of its {result.considered:,} entries "
+            f"are unreadable (read as {result.format}; skipped {describe_skipped(result.skipped, top=3)})"
+        )
 
 
 @lru_cache(maxsize=256)
@@ -273,12 +326,15 @@ def _why_rejected(raw: str, name: str | None, invalid_reason: str) -> str:
 
 
 class _Parser:
-    __slots__ = ("_allowed_seen", "_seen", "result")
+    __slots__ = ("_allowed_seen", "_room", "_seen", "max_names", "result")
 
-    def __init__(self) -> None:
+    def __init__(self, max_names: int | None = None) -> None:
         self.result = ParseResult()
         self._seen: set[str] = set()
         self._allowed_seen: set[str] = set()
+        self.max_names = max_names
+        # Names (blocked and allowed) that may still be added before the limit.
+        self._room = max_names if max_names is not None else -1
 
     def text_lines(self, lines: Iterable[str] | Iterable[bytes]) -> Iterator[str]:
         """Yield stripped, non-blank text lines; count the ones that are not text or too long."""
@@ -296,8 +352,12 @@ class _Parser:
                     raw = raw.removeprefix(_UTF8_BOM)
                 line = raw.decode("utf-8", "replace")
                 if "\ufffd" in line:
-                    skipped["not text"] += 1
                     first = False
+                    if line.lstrip().startswith(("#", "!")):
+                        # A comment in Latin-1 (an accented author's name): no entry lost.
+                        result.comments += 1
+                    else:
+                        skipped["not text"] += 1
                     continue
             else:
                 line = raw.removeprefix("\ufeff") if first else raw
@@ -325,15 +385,29 @@ class _Parser:
         seen = self._allowed_seen if allow else self._seen
         if name in seen:
             self.result.skipped["duplicate"] += 1
-        else:
-            seen.add(name)
-            (self.result.allowed if allow else self.result.domains).append(name)
+            return True
+        if is_icann_suffix(name):
+            # A rule for co.uk would block (or allow) every site registered under it.
+            # Private suffixes (github.io, duckdns.org) stay: lists name those on purpose.
+            self.result.skipped["public suffix"] += 1
+            return False
+        if not self._room:
+            raise BlocklistTooLarge(f"holds more than {self.max_names:,} names", "names")
+        self._room -= 1
+        seen.add(name)
+        (self.result.allowed if allow else self.result.domains).append(name)
         return True
 
     def hosts_line(self, line: str) -> None:
         """A hosts line, or a plain domain: real lists mix both, so both formats take both."""
-        if line[0] == "#":
+        first = line[0]
+        if first == "#":
             self.result.comments += 1
+            return
+        if (first == "|" or first == "@") and line.startswith(("||", "@@")):
+            # Adblock syntax in a list read as plain (URLhaus's starts with addresses and
+            # ends with ||host/path^ rules): a rule of another format, not junk.
+            self.result.skipped["Adblock rule"] += 1
             return
         cut = line.find("#")
         if cut >= 0:
@@ -444,16 +518,20 @@ class _Parser:
             self.result.ignored_modifiers += 1
 
 
-def parse_blocklist(lines: Iterable[str] | Iterable[bytes], fmt: str = "auto") -> ParseResult:
+def parse_blocklist(
+    lines: Iterable[str] | Iterable[bytes], fmt: str = "auto", *, max_names: int | None = None
+) -> ParseResult:
     """Parse blocklist lines (str or bytes, with or without line endings) of format `fmt`.
 
     With fmt="auto" the format is guessed from the first DETECT_LINES rule
     lines, which are buffered and then parsed like the rest. Never raises on
-    content; ValueError only for an unknown `fmt`.
+    content, with one exception: BlocklistTooLarge as soon as the list holds
+    more than `max_names` distinct names (blocked and allowed), so a file of
+    16 million names is never held whole. ValueError for an unknown `fmt`.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown blocklist format {fmt!r}; use one of {', '.join(FORMATS)}")
-    parser = _Parser()
+    parser = _Parser(max_names)
     texts = parser.text_lines(lines)
     buffered: list[str] = []
     if fmt == "auto":
@@ -490,16 +568,21 @@ def parse_blocklist(lines: Iterable[str] | Iterable[bytes], fmt: str = "auto") -
     return result
 
 
-def iter_binary_lines(fp: BinaryIO, head: bytes = b"") -> Iterator[bytes]:
+def iter_binary_lines(fp: BinaryIO, head: bytes = b"", *, max_bytes: int | None = None) -> Iterator[bytes]:
     """Yield the lines of a binary stream, after `head` (bytes already read from it).
 
     Unlike iterating the file, a line without end is never held whole: it is
     cut to MAX_LINE_LENGTH + 1 bytes, still long enough to be skipped as too
     long, so memory stays at about one chunk whatever the file holds.
+    BlocklistTooLarge as soon as more than `max_bytes` bytes were read.
     """
     tail = b""
     chunk = head or fp.read(_CHUNK_SIZE)
+    size = 0
     while chunk:
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise BlocklistTooLarge(f"is over the {max_bytes:,}-byte limit", "bytes")
         lines = chunk.split(b"\n")
         if tail:
             lines[0] = tail + lines[0]
@@ -525,20 +608,43 @@ def _check_head(head: bytes, path: str) -> None:
         raise BlocklistError(f"{path} looks like an HTML page, not a blocklist (an error page saved by a download?)")
 
 
-def read_blocklist_file(path: str | os.PathLike[str], fmt: str = "auto") -> ParseResult:
-    """Parse the file at `path`, streaming it; BlocklistError if it is unreadable or holds no domain."""
-    display = os.fspath(path)
+def read_blocklist(
+    fp: BinaryIO, fmt: str = "auto", *, display: str, max_bytes: int | None = None, max_names: int | None = None
+) -> ParseResult:
+    """Parse an open binary file, streaming it; BlocklistError when it is not a usable list.
+
+    Refused, with a message naming `display`: what is clearly no list (empty,
+    UTF-16, gzip, HTML), a list over `max_bytes` or `max_names` (reading stops
+    there), one without a valid entry, and one that is mostly unreadable.
+    """
+    head = fp.read(_SNIFF_BYTES)
+    _check_head(head, display)
     try:
-        with open(path, "rb") as fp:
-            head = fp.read(_SNIFF_BYTES)
-            _check_head(head, display)
-            result = parse_blocklist(iter_binary_lines(fp, head), fmt)
-    except OSError as exc:
-        raise BlocklistError(f"cannot read {display}: {exc.strerror or exc}") from exc
+        result = parse_blocklist(iter_binary_lines(fp, head, max_bytes=max_bytes), fmt, max_names=max_names)
+    except BlocklistTooLarge as exc:
+        raise BlocklistTooLarge(f"{display} {exc}; nothing of it was used", exc.limit) from None
     if not result.domains and not result.rules:
         what = "regex" if result.format == "regex" else "domain"
         raise BlocklistError(
             f"no valid {what} in {display} (read as {result.format}): {result.lines:,} lines, "
             f"skipped {describe_skipped(result.skipped)}"
         )
+    check_mostly_entries(result, display)
     return result
+
+
+def read_blocklist_file(
+    path: str | os.PathLike[str], fmt: str = "auto", *, max_bytes: int | None = None, max_names: int | None = None
+) -> ParseResult:
+    """read_blocklist() for the file at `path`; a file over `max_bytes` is refused unread."""
+    display = os.fspath(path)
+    try:
+        with open(path, "rb") as fp:
+            size = os.fstat(fp.fileno()).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise BlocklistTooLarge(
+                    f"{display} is {size:,} bytes, over the {max_bytes:,}-byte limit; nothing of it was used", "bytes"
+                )
+            return read_blocklist(fp, fmt, display=display, max_bytes=max_bytes, max_names=max_names)
+    except OSError as exc:
+        raise BlocklistError(f"cannot read {display}: {exc.strerror or exc}") from exc

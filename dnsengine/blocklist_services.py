@@ -1,5 +1,6 @@
-"""Writes for blocklists: load a parsed list into the database, record a failed load,
-refresh subscriptions from their URL.
+"""Writes for blocklists: read a list file within the limits, load it into the database,
+record a failed load, refresh subscriptions from their URL. The row-level SQL is in
+dnsengine.blocklist_rows.
 
 Shared by `manage.py importblocklist`, the web upload, `manage.py updateblocklists`
 and the engine's scheduled updater (dnsengine.updater).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import tempfile
 import time
@@ -17,21 +19,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from dnsengine.blocklist import BlocklistError, ParseResult, describe_skipped, iter_binary_lines, parse_blocklist
+from dnsengine import blocklist_rows
+from dnsengine.blocklist import (
+    BlocklistError,
+    BlocklistTooLarge,
+    ParseResult,
+    check_mostly_entries,
+    describe_skipped,
+    read_blocklist,
+    read_blocklist_file,
+)
 from dnsengine.fetch import Progress, fetch_blocklist
-from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule
+from dnsengine.models import BlockedDomain, Blocklist
 from dnsengine.services import config_generation_bump
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 5000
-# Names per DELETE ... IN (...): well under SQLite's bound-parameter limit.
-_DELETE_CHUNK = 500
+# Rounds of "compare with what the database holds, write the difference" before an
+# import gives up: a second round runs only when another import of the same list
+# changed it at the same time.
+_ROUNDS = 3
 
 
 @dataclass(slots=True)
@@ -83,6 +96,45 @@ class ImportSummary:
         return text
 
 
+def blocklist_read(file: str | os.PathLike[str] | BinaryIO, fmt: str = "auto", *, display: str = "") -> ParseResult:
+    """Parse a list file (a path, or an open binary file such as an upload) within the size limits.
+
+    BlocklistError, naming the setting to raise, when it is over
+    GLORYHOLE_BLOCKLIST_MAX_BYTES or GLORYHOLE_BLOCKLIST_MAX_NAMES (reading
+    stops at the limit), and when it is no usable list (see read_blocklist).
+    """
+    limits = {"max_bytes": settings.GLORYHOLE_BLOCKLIST_MAX_BYTES, "max_names": settings.GLORYHOLE_BLOCKLIST_MAX_NAMES}
+    try:
+        if isinstance(file, (str, os.PathLike)):
+            return read_blocklist_file(file, fmt, **limits)
+        return read_blocklist(file, fmt, display=display or str(getattr(file, "name", "the file")), **limits)
+    except BlocklistTooLarge as exc:
+        raise BlocklistError(f"{exc} (GLORYHOLE_BLOCKLIST_MAX_{exc.limit.upper()})") from None
+
+
+def blocklist_load(
+    name: str,
+    file: str | os.PathLike[str] | BinaryIO,
+    fmt: str = "auto",
+    *,
+    source: str = "",
+    display: str = "",
+    enabled: bool | None = None,
+) -> ImportSummary:
+    """Read a list file within the limits (blocklist_read) and make it the contents of the list `name`.
+
+    What `manage.py importblocklist` and the web upload do. On any refusal the
+    list keeps what it holds, the reason is stored as its last error (when it
+    exists) and BlocklistError is raised.
+    """
+    try:
+        result = blocklist_read(file, fmt, display=display)
+        return blocklist_import(name, result, source=source, enabled=enabled)
+    except BlocklistError as exc:
+        blocklist_record_error(name, str(exc))
+        raise
+
+
 def blocklist_import(
     name: str,
     result: ParseResult,
@@ -92,54 +144,41 @@ def blocklist_import(
 ) -> ImportSummary:
     """Create or update the Blocklist `name` so that it holds exactly `result.domains` and `result.rules`.
 
-    One transaction: engines see the old list or the new one, never a mix. Only
-    the difference is written, so refreshing a mostly unchanged list keeps the
-    write lock (on SQLite: the whole database) short, and the engines are told
-    to reload only when something changed. `enabled=None` keeps the current
-    setting (True for a new list). Adblock @@ exceptions become AllowedDomain
-    rows unless one already exists for that name.
+    Only the difference with what the database holds is written, new names
+    first, then the removals, in transactions of about WRITE_SLICE seconds
+    each: none holds SQLite's write lock (the query log's too) for long,
+    whatever the list's size. An engine that reloads in between sees a
+    list between the two: every name of both the old and the new contents,
+    some names of only one of them. The last transaction stores the count and
+    tells the engines to reload, only when something changed, so a daily
+    refresh that changed nothing costs no rebuild. `enabled=None` keeps the
+    current setting (True for a new list). Adblock @@ exceptions become
+    AllowedDomain rows unless one already exists for that name.
 
     A regex list's patterns become BlockRule rows attached to the list (so they
     follow its `enabled`); any other list ends up with none.
 
     Raises BlocklistError, touching nothing, when `result` holds no domain (no
-    regex, for a regex list): an empty download must never replace a good list.
+    regex, for a regex list), is mostly unreadable lines, or holds more than
+    GLORYHOLE_BLOCKLIST_MAX_NAMES names: such a file must never replace a good list.
     """
     name = name.strip()
     if not name or len(name) > Blocklist._meta.get_field("name").max_length:
         raise BlocklistError(f"{name!r} is not a usable list name (1 to 100 characters)")
-    if result.format == "regex" and not result.rules:
-        raise BlocklistError(
-            f'no valid regex for blocklist "{name}" ({result.lines:,} lines, '
-            f"skipped {describe_skipped(result.skipped)}); its previous contents are kept"
-        )
-    if result.format != "regex" and not result.domains:
-        raise BlocklistError(
-            f'no valid domain for blocklist "{name}" ({result.lines:,} lines, '
-            f"skipped {describe_skipped(result.skipped)}); its previous contents are kept"
-        )
+    _check_importable(name, result)
     started = time.monotonic()
     new_domains = result.domains
-    new_set = set(new_domains)
+    new_sorted = sorted(new_domains)
     now = timezone.now()
     with transaction.atomic():
-        # select_for_update serialises two imports of one list on PostgreSQL;
-        # on SQLite the IMMEDIATE transaction already does.
-        blocklist, created = Blocklist.objects.select_for_update().get_or_create(
+        blocklist, created = Blocklist.objects.get_or_create(
             name=name, defaults={"enabled": True if enabled is None else enabled}
         )
-        old = set(
-            BlockedDomain.objects.filter(blocklist=blocklist)
-            .values_list("domain", flat=True)
-            .iterator(chunk_size=10000)
-        )
-        removed = [d for d in old if d not in new_set]
-        _delete_domains(blocklist.pk, removed, everything=len(removed) == len(old))
-        added = [d for d in new_domains if d not in old]
-        del old, new_set
-        _insert_domains(blocklist.pk, added)
-        allowed_added = _allow_exceptions(result.allowed, name)
-        rules_added, rules_removed = _replace_rules(blocklist, result.rules)
+    added = removed = 0
+    for _ in range(_ROUNDS):
+        round_added, round_removed = blocklist_rows.write_difference(blocklist.pk, new_sorted)
+        added += round_added
+        removed += round_removed
         fields = {
             "source": source[: Blocklist._meta.get_field("source").max_length],
             "format": result.format,
@@ -150,19 +189,30 @@ def blocklist_import(
         }
         if enabled is not None:
             fields["enabled"] = enabled
-        # update(), not save(): one explicit bump below instead of one per signal.
-        Blocklist.objects.filter(pk=blocklist.pk).update(**fields)
-        # Raw inserts and deletes fire no signals, so the engines learn of it here;
-        # a daily refresh that changed nothing must not make them rebuild a million names.
-        changed = added or removed or allowed_added or rules_added or rules_removed
-        if created or changed or (enabled is not None and enabled != blocklist.enabled):
-            config_generation_bump()
+        with transaction.atomic():
+            # update() first: on SQLite it takes the write lock, so the count below
+            # cannot change before this transaction ends.
+            Blocklist.objects.filter(pk=blocklist.pk).update(**fields)
+            if BlockedDomain.objects.filter(blocklist_id=blocklist.pk).count() != len(new_domains):
+                # Another import of this list wrote at the same time: compare again.
+                transaction.set_rollback(True)
+                continue
+            allowed_added = blocklist_rows.allow_exceptions(result.allowed, name)
+            rules_added, rules_removed = blocklist_rows.replace_rules(blocklist, result.rules)
+            # Raw inserts and deletes fire no signals, so the engines learn of it here;
+            # a daily refresh that changed nothing must not make them rebuild a million names.
+            changed = added or removed or allowed_added or rules_added or rules_removed
+            if created or changed or (enabled is not None and enabled != blocklist.enabled):
+                config_generation_bump()
+        break
+    else:
+        raise BlocklistError(f'blocklist "{name}" kept changing while it was written (another import?); try again')
     summary = ImportSummary(
         name=name,
         created=created,
         domains=len(new_domains),
-        added=len(added),
-        removed=len(removed),
+        added=added,
+        removed=removed,
         allowed_added=allowed_added,
         format=result.format,
         lines=result.lines,
@@ -174,123 +224,41 @@ def blocklist_import(
         rules_added=rules_added,
         rules_removed=rules_removed,
     )
-    logger.info("%s in %.1f s", summary.describe(), summary.seconds)
+    # Debug only: each caller reports the import once (a command's line, a web message, the updater's log line).
+    logger.debug("%s in %.1f s", summary.describe(), summary.seconds)
     return summary
 
 
-def blocklist_record_error(name: str, message: str) -> bool:
-    """Store why loading `name` failed, keeping its domains; False when no such list exists."""
-    updated = Blocklist.objects.filter(name=name.strip()).update(last_error=message)
-    logger.warning("blocklist %r not loaded: %s", name, message)
-    return bool(updated)
-
-
-def _delete_domains(blocklist_id: int, domains: list[str], *, everything: bool) -> None:
-    """Delete rows in SQL, not through QuerySet.delete().
-
-    signals.py listens to post_delete for BlockedDomain, which makes Django
-    fetch every row and send one signal (one generation bump) per row: hours
-    for a million-row list.
-    """
-    if not domains:
-        return
-    quote = connection.ops.quote_name
-    meta = BlockedDomain._meta
-    table = quote(meta.db_table)
-    list_column = quote(meta.get_field("blocklist").column)
-    domain_column = quote(meta.get_field("domain").column)
-    with connection.cursor() as cursor:
-        if everything:
-            cursor.execute(f"DELETE FROM {table} WHERE {list_column} = %s", [blocklist_id])
-            return
-        for start in range(0, len(domains), _DELETE_CHUNK):
-            chunk = domains[start : start + _DELETE_CHUNK]
-            marks = ", ".join(["%s"] * len(chunk))
-            cursor.execute(
-                f"DELETE FROM {table} WHERE {list_column} = %s AND {domain_column} IN ({marks})",
-                [blocklist_id, *chunk],
-            )
-
-
-def _insert_domains(blocklist_id: int, domains: list[str]) -> None:
-    """Insert rows with executemany, in sorted order.
-
-    Measured on SQLite for 1M names: bulk_create took 41-45 s (model instances,
-    and batches cut to 499 rows by SQLite's parameter limit), executemany 14 s,
-    and 6 s once sorted, since the unique (list, domain) index then grows at
-    its end instead of at random pages. The whole import holds the write lock,
-    so this is time the engine's query log waits.
-    """
-    if not domains:
-        return
-    quote = connection.ops.quote_name
-    meta = BlockedDomain._meta
-    columns = f"{quote(meta.get_field('blocklist').column)}, {quote(meta.get_field('domain').column)}"
-    target = f"{quote(meta.db_table)} ({columns})"
-    sql = f"INSERT INTO {target} VALUES (%s, %s)"
-    ordered = sorted(domains)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # COPY: Django's psycopg cursor binds parameters on the client and executemany
-            # sends one statement per row; 200k new names took 11.2 s that way against
-            # 1.0 s on SQLite. SQLite has no COPY.
-            with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {target} FROM STDIN") as copy:
-                for domain in ordered:
-                    copy.write_row((blocklist_id, domain))
-            return
-        for start in range(0, len(ordered), BATCH_SIZE):
-            cursor.executemany(sql, [(blocklist_id, d) for d in ordered[start : start + BATCH_SIZE]])
-
-
-def _replace_rules(blocklist: Blocklist, patterns: list[str]) -> tuple[int, int]:
-    """Make the list's regex rules exactly `patterns`; (added, removed).
-
-    In SQL and bulk_create, not save()/delete(): signals.py would bump the
-    generation once per row, where the caller bumps once for the whole import.
-    """
-    old = dict(BlockRule.objects.filter(blocklist=blocklist).values_list("pattern", "pk"))
-    wanted = set(patterns)
-    gone = [pk for pattern, pk in old.items() if pattern not in wanted]
-    if gone:
-        quote = connection.ops.quote_name
-        table, pk_column = quote(BlockRule._meta.db_table), quote(BlockRule._meta.pk.column)
-        with connection.cursor() as cursor:
-            for start in range(0, len(gone), _DELETE_CHUNK):
-                chunk = gone[start : start + _DELETE_CHUNK]
-                marks = ", ".join(["%s"] * len(chunk))
-                cursor.execute(f"DELETE FROM {table} WHERE {pk_column} IN ({marks})", chunk)
-    new = [
-        BlockRule(
-            kind=BlockRule.Kind.REGEX,
-            pattern=p,
-            blocklist=blocklist,
-            comment=f"from list {blocklist.name}"[: BlockRule._meta.get_field("comment").max_length],
+def _check_importable(name: str, result: ParseResult) -> None:
+    """BlocklistError, before anything is written, for a result that must not replace a list."""
+    kept = "; its previous contents are kept"
+    if result.format == "regex" and not result.rules:
+        raise BlocklistError(
+            f'no valid regex for blocklist "{name}" ({result.lines:,} lines, '
+            f"skipped {describe_skipped(result.skipped)}){kept}"
         )
-        for p in patterns
-        if p not in old
-    ]
-    BlockRule.objects.bulk_create(new, batch_size=BATCH_SIZE)
-    return len(new), len(gone)
+    if result.format != "regex" and not result.domains:
+        raise BlocklistError(
+            f'no valid domain for blocklist "{name}" ({result.lines:,} lines, '
+            f"skipped {describe_skipped(result.skipped)}){kept}"
+        )
+    limit = settings.GLORYHOLE_BLOCKLIST_MAX_NAMES
+    if len(result.domains) + len(result.allowed) > limit:
+        raise BlocklistError(
+            f'blocklist "{name}" would hold {len(result.domains) + len(result.allowed):,} names, over the '
+            f"{limit:,}-name limit (GLORYHOLE_BLOCKLIST_MAX_NAMES){kept}"
+        )
+    check_mostly_entries(result, f'the new contents of blocklist "{name}"')
 
 
-def _allow_exceptions(domains: list[str], list_name: str) -> int:
-    """Create AllowedDomain rows for the list's @@ exceptions that have none yet; how many were created.
+def blocklist_record_error(name: str, message: str) -> bool:
+    """Store why loading `name` failed, keeping its domains; False when no such list exists.
 
-    An existing row is left alone, even a disabled one: someone disabled it on purpose.
+    Not logged here: the caller reports the failure once, in its own words
+    (a command's error, a web message, the updater's one line per list).
     """
-    if not domains:
-        return 0
-    present: set[str] = set()
-    for start in range(0, len(domains), _DELETE_CHUNK):
-        chunk = domains[start : start + _DELETE_CHUNK]
-        present.update(AllowedDomain.objects.filter(domain__in=chunk).values_list("domain", flat=True))
-    missing = [d for d in domains if d not in present]
-    AllowedDomain.objects.bulk_create(
-        [AllowedDomain(domain=d, include_subdomains=True, comment=f"from list {list_name}") for d in missing],
-        batch_size=BATCH_SIZE,
-        ignore_conflicts=True,
-    )
-    return len(missing)
+    updated = Blocklist.objects.filter(name=name.strip()).update(last_error=message)
+    return bool(updated)
 
 
 # --- Subscriptions: refreshing lists from their URL ----------------------------------
@@ -363,8 +331,10 @@ def blocklist_update(
     """Refresh one list from its URL (or the bundled file); never raises for a bad download.
 
     A conditional request first (unless `force`): a 304 costs one round trip and
-    no write. Any failure (network, HTTP, size, HTML, nothing usable in it) keeps
-    the list as it is and stores the reason in last_error, for the web page.
+    no write. Any failure (network, HTTP, size, HTML, nothing usable in it, mostly
+    unreadable, too many names) keeps the list as it is and stores the reason in
+    last_error, for the web page. Not logged here: blocklists_update logs one line
+    per list.
     """
     started = time.monotonic()
     now = timezone.now()
@@ -402,13 +372,18 @@ def blocklist_update(
             # re-detected each time, since publishers do change formats. A regex
             # list is never detected, so it stays one.
             fmt = blocklist.format if blocklist.format in (Blocklist.Format.ADBLOCK, Blocklist.Format.REGEX) else "auto"
-            result = parse_blocklist(iter_binary_lines(body), fmt)
+            # Named by its URL, so the one line that reports a refusal says which download it was.
+            result = blocklist_read(body, fmt, display=source)
         summary = blocklist_import(name, result, source=source)
     except BlocklistError as exc:
-        # FetchError included: the message is already written for a person.
-        blocklist_record_error(name, str(exc))
+        # FetchError included: the message is already written for a person, and
+        # names the URL; the few that cannot (a bad list name) get it in front.
+        detail = str(exc)
+        if blocklist.url and blocklist.url not in detail and "://" not in detail:
+            detail = f"{blocklist.url}: {detail}"
+        blocklist_record_error(name, detail)
         _record_check(blocklist, now, failed=True)
-        return UpdateOutcome(name, FAILED, blocklist.domain_count, str(exc), None, time.monotonic() - started)
+        return UpdateOutcome(name, FAILED, blocklist.domain_count, detail, None, time.monotonic() - started)
     Blocklist.objects.filter(pk=blocklist.pk).update(
         etag=etag[:500],
         last_modified=last_modified[:100],
@@ -431,11 +406,15 @@ def blocklists_update(
     names: those lists (enabled or not); None: every enabled list that has a URL
     (or is the bundled one). due_only: only those whose next_update has come,
     each claimed first so two engines on one database do not both fetch it.
-    on_outcome is called after each list (unknown names come only in the result).
+    on_outcome is called after each list (unknown names come only in the result);
+    without it, each list's outcome is logged instead, in one line.
     """
     if names:
         found = {b.name: b for b in Blocklist.objects.filter(name__in=names)}
         outcomes = [UpdateOutcome(n, SKIPPED, 0, "no such list") for n in names if n not in found]
+        if on_outcome is None:
+            for outcome in outcomes:
+                logger.warning("blocklist update: %s", outcome.describe())
         lists = [found[n] for n in dict.fromkeys(names) if n in found]
     else:
         outcomes = []
@@ -445,10 +424,13 @@ def blocklists_update(
             continue
         progress = progress_for(blocklist) if progress_for is not None else None
         outcome = blocklist_update(blocklist, force=force, on_progress=progress)
-        logger.log(logging.WARNING if outcome.status == FAILED else logging.INFO, "%s", outcome.describe())
         outcomes.append(outcome)
         if on_outcome is not None:
             on_outcome(outcome)
+        else:
+            # The one log line for this list; for a failure it holds the URL and the reason.
+            level = logging.WARNING if outcome.status == FAILED else logging.INFO
+            logger.log(level, "blocklist update: %s", outcome.describe())
     return outcomes
 
 

@@ -2,12 +2,16 @@
 
 A thread wakes every minute or so and asks the database whether a list is due
 (Blocklist.next_update, set with jitter after each update). When one is, it
-runs `manage.py updateblocklists --due` as a child process and waits for it.
-The child downloads, parses and writes the new contents in one transaction;
-the write bumps the config generation and this engine's ConfigWatcher swaps
-the new matcher in like after any other change. So an update never stalls
-DNS: parsing a million lines takes neither this process's GIL nor its memory
-(a few hundred MB for the biggest lists, which Python would not give back).
+runs `manage.py updateblocklists --due --verbosity 0` as a child process and
+waits for it. The child downloads, parses and writes the new contents; the
+write bumps the config generation and this engine's ConfigWatcher swaps the
+new matcher in like after any other change. So an update never stalls DNS:
+parsing a million lines takes neither this process's GIL nor its memory (a
+few hundred MB for the biggest lists, which Python would not give back).
+
+The child logs one line per list (a failure: its URL and the reason) to the
+standard error it shares with this process, so its lines land in the same
+log as ours, as they are: this process does not log them a second time.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ logger = logging.getLogger(__name__)
 FIRST_CHECK_AFTER = 120.0
 FIRST_CHECK_JITTER = 60.0
 CHECK_EVERY = 60.0
+# The exit status of `updateblocklists` when some list failed; the child has logged why.
+LISTS_FAILED = 1
 
 
 def blocklists_due() -> bool:
@@ -49,17 +55,15 @@ def blocklists_due() -> bool:
 
 
 def update_in_subprocess(stop: threading.Event, timeout: float) -> int:
-    """Run `manage.py updateblocklists --due` with this process's settings; its exit code.
+    """Run `manage.py updateblocklists --due --verbosity 0` with this process's settings; its exit code.
 
-    Ends the child when `stop` is set (the engine is stopping) or after `timeout`.
+    The child's standard error is ours (its log lines join this process's log
+    unchanged); its standard output, the per-list lines meant for a terminal,
+    is not wanted: with --verbosity 0 it writes none. Ends the child when
+    `stop` is set (the engine is stopping) or after `timeout`.
     """
-    command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "updateblocklists", "--due"]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
-    ) as child:
-        # A reader thread, so a chatty child never blocks on a full pipe while we wait on `stop`.
-        reader = threading.Thread(target=_log_lines, args=(child,), name="blocklist-update-output", daemon=True)
-        reader.start()
+    command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "updateblocklists", "--due", "--verbosity", "0"]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL) as child:
         waited = 0.0
         while child.poll() is None:
             if stop.wait(0.5):
@@ -76,21 +80,13 @@ def update_in_subprocess(stop: threading.Event, timeout: float) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        reader.join(5)
     return child.returncode
 
 
 def update_in_process(stop: threading.Event, timeout: float) -> int:
-    """The same work in this process (tests, or a platform without subprocesses)."""
+    """The same work in this process (tests, or a platform without subprocesses); logs one line per list."""
     outcomes = blocklists_update(due_only=True)
-    return 1 if any(o.status == "failed" for o in outcomes) else 0
-
-
-def _log_lines(child: subprocess.Popen) -> None:
-    for line in child.stdout:
-        line = line.rstrip()
-        if line:
-            logger.info("blocklist update: %s", line)
+    return LISTS_FAILED if any(o.status == "failed" for o in outcomes) else 0
 
 
 class BlocklistUpdater:
@@ -127,9 +123,9 @@ class BlocklistUpdater:
                 return False
             self.runs += 1
             self.last_exit = self.run(self._stop, self.timeout)
-            if self.last_exit:
-                logger.warning("blocklist update ended with status %s; lists that failed keep their contents",
-                               self.last_exit)  # fmt: skip
+            if self.last_exit not in (0, LISTS_FAILED):
+                # A crash or a kill, not a list that failed (those are logged, one line each).
+                logger.warning("blocklist update ended with status %s; lists keep their contents", self.last_exit)
             return True
         except Exception:
             logger.exception("blocklist update check failed; trying again in %.0f s", self.check_every)

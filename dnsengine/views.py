@@ -24,8 +24,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from dnsengine.blocklist import BlocklistError, iter_binary_lines, parse_blocklist
-from dnsengine.blocklist_services import blocklist_import
+from dnsengine.blocklist import BlocklistError
+from dnsengine.blocklist_services import blocklist_load
 from dnsengine.forms import BlocklistUploadForm, DomainActionForm, DomainBlockForm, DomainTestForm, upload_max_bytes
 from dnsengine.guardrails import domain_refusal
 from dnsengine.models import AllowedDomain, Blocklist
@@ -195,9 +195,10 @@ def _blocklist_upload(request: HttpRequest, guard: _SizeLimitHandler) -> HttpRes
     name = form.cleaned_data["name"]
     try:
         upload.seek(0)
-        result = parse_blocklist(iter_binary_lines(upload), form.cleaned_data["format"])
         existed = Blocklist.objects.filter(name=name).exists()
-        summary = blocklist_import(name, result, source=f"upload:{upload.name}"[:1000])
+        summary = blocklist_load(
+            name, upload, form.cleaned_data["format"], source=f"upload:{upload.name}"[:1000], display=upload.name
+        )
     except BlocklistError as exc:
         messages.error(request, f"Upload refused: {exc}")
         return redirect("dnsengine-blocklists")

@@ -227,9 +227,12 @@ GLORYHOLE_METRICS_HOST = env_str("GLORYHOLE_METRICS_HOST", "127.0.0.1")
 # The engine refreshes URL subscriptions this often (with a few % of jitter); 0 leaves it
 # to `manage.py updateblocklists` from cron or a systemd timer.
 GLORYHOLE_BLOCKLIST_UPDATE_HOURS = env_float("GLORYHOLE_BLOCKLIST_UPDATE_HOURS", 24.0, minimum=0, maximum=24 * 30)
-# A download is refused past this many bytes (after gzip decompression) and stopped after
-# FETCH_MAX_SECONDS in all; FETCH_TIMEOUT bounds each connect and read.
+# A list (download after gzip decompression, file or upload) is refused past this many bytes
+# or distinct names, reading stopped there, the old contents kept. The names bound the import's
+# memory and every engine's (the biggest public lists hold about 1M); FETCH_MAX_SECONDS bounds
+# a whole download, FETCH_TIMEOUT each connect and read.
 GLORYHOLE_BLOCKLIST_MAX_BYTES = env_int("GLORYHOLE_BLOCKLIST_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
+GLORYHOLE_BLOCKLIST_MAX_NAMES = env_int("GLORYHOLE_BLOCKLIST_MAX_NAMES", 2_000_000, minimum=1)
 GLORYHOLE_BLOCKLIST_FETCH_TIMEOUT = env_float("GLORYHOLE_BLOCKLIST_FETCH_TIMEOUT", 30.0, minimum=0.1, maximum=600)
 GLORYHOLE_BLOCKLIST_FETCH_MAX_SECONDS = env_float(
     "GLORYHOLE_BLOCKLIST_FETCH_MAX_SECONDS", 600.0, minimum=1, maximum=24 * 3600

@@ -9,9 +9,12 @@ from dnsengine import blocklist
 from dnsengine.blocklist import (
     MAX_LINE_LENGTH,
     BlocklistError,
+    BlocklistTooLarge,
+    check_mostly_entries,
     detect_format,
     iter_binary_lines,
     parse_blocklist,
+    read_blocklist,
     read_blocklist_file,
 )
 
@@ -250,7 +253,8 @@ def test_it_uses_the_given_format_instead_of_detecting():
     result = parse_blocklist(["||ads.example.com^", "plain.example.com"], "domains")
     assert result.format == "domains"
     assert result.domains == ["plain.example.com"]
-    assert result.skipped == {"invalid domain": 1}
+    # Counted as a rule of another format, not as an unreadable line.
+    assert result.skipped == {"Adblock rule": 1}
 
 
 def test_it_rejects_an_unknown_format():
@@ -369,3 +373,189 @@ def test_it_rejects_a_utf16_file(tmp_path):
 def test_it_reports_a_missing_file_as_a_blocklist_error(tmp_path):
     with pytest.raises(BlocklistError, match=r"cannot read .*No such file"):
         read_blocklist_file(tmp_path / "missing.txt")
+
+
+# --- guard rails: public suffixes, look-alikes ---------------------------------------------------
+
+
+def test_it_skips_a_line_that_would_block_a_whole_public_suffix_and_counts_it():
+    lines = ["co.uk", "0.0.0.0 com.au", "||x.ck^", "ads.co.uk", "com", "ads.example.com"]
+    result = parse_blocklist(lines, "adblock")
+    assert result.domains == ["ads.co.uk", "ads.example.com"]
+    # A single label such as "com" never was a valid entry; co.uk, com.au and x.ck are ICANN suffixes.
+    assert result.skipped == {"public suffix": 3, "not a DNS rule": 1}
+
+
+def test_it_keeps_private_suffixes_that_lists_block_on_purpose():
+    result = parse_blocklist(["github.io", "duckdns.org", "evil.github.io"], "domains")
+    assert result.domains == ["github.io", "duckdns.org", "evil.github.io"]
+    assert not result.skipped
+
+
+def test_an_adblock_exception_for_a_public_suffix_allows_nothing():
+    result = parse_blocklist(["||ads.example.com^", "@@||co.uk^"], "adblock")
+    assert result.allowed == []
+    assert result.skipped == {"public suffix": 1}
+
+
+@pytest.mark.parametrize(
+    "lookalike",
+    [
+        "ⓖⓞⓞⓖⓛⓔ.com",  # circled letters: IDNA 2003 maps them to google.com
+        "\uff47\uff4f\uff4f\uff47\uff4c\uff45.com",  # full-width letters
+        "goo\u00adgle.com",  # a soft hyphen, which IDNA 2003 drops
+        "g\u200boogle.com",  # a zero-width space
+    ],
+    ids=["circled", "fullwidth", "soft-hyphen", "zero-width-space"],
+)
+def test_it_never_stores_a_lookalike_as_the_name_it_imitates(lookalike):
+    result = parse_blocklist([lookalike, f"||{lookalike}^", f"0.0.0.0 {lookalike}"], "adblock")
+    assert result.domains == []
+    assert result.skipped == {"not a DNS rule": 1, "invalid domain": 2}
+
+
+def test_a_real_internationalised_name_is_still_stored_in_punycode():
+    result = parse_blocklist(["bücher.example", "BÜCHER.example", "straße.de", "bu\u0308cher.example"], "domains")
+    # IDNA 2008: ß is a letter of its own (IDNA 2003 made it "strasse"); a combining accent is joined first.
+    assert result.domains == ["xn--bcher-kva.example", "xn--strae-oqa.de"]
+    assert result.skipped == {"duplicate": 2}
+
+
+# --- guard rails: what is not a list -------------------------------------------------------------
+
+
+def random_text_lines(count: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_ !?#$%&/=*+,;:'\"()[]{}<>|@^~"
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 120))) for _ in range(count)]
+
+
+def test_random_text_is_mostly_junk():
+    result = parse_blocklist(random_text_lines(5000))
+    assert result.mostly_junk
+    assert result.junk > 0.9 * result.considered
+
+
+def test_random_bytes_are_mostly_junk():
+    rng = random.Random(99)
+    data = rng.randbytes(1_000_000)
+    result = parse_blocklist(iter_binary_lines(io.BytesIO(data)))
+    assert result.mostly_junk
+    assert result.skipped["not text"] > 0.9 * result.considered
+
+
+def test_a_short_hand_made_list_with_typos_is_not_junk():
+    # Three typos of five entries: more than half, but too few to call the file junk.
+    result = parse_blocklist(["ads.example.com", "ads,example.com", "tracker.example.net", "a b c", "-x-.com"])
+    assert result.junk == 3
+    assert not result.mostly_junk
+
+
+def test_a_hosts_file_with_long_comment_banners_is_not_junk():
+    lines = ["#" * 60, "# Title: a list", "#" * 60, "", "127.0.0.1 localhost", "::1 ip6-localhost"]
+    lines += [f"# section {i}\n0.0.0.0 ads{i}.example.com" for i in range(50)]
+    result = parse_blocklist("\n".join(lines).split("\n"))
+    assert len(result.domains) == 50
+    assert not result.mostly_junk
+
+
+def test_an_adblock_list_made_mostly_of_browser_rules_is_not_junk():
+    """EasyList's shape (measured on the real one: 76,536 lines, 23,792 cosmetic, ~1% unreadable)."""
+    lines = ["[Adblock Plus 2.0]", "! Title: EasyList-like"]
+    for i in range(300):
+        lines += [
+            f"example{i}.com##.ad-banner",
+            f"##.sponsored-{i}",
+            f"example{i}.org#@#.ad",
+            f"/banners/{i}/ad.js",
+            f"|https://ads{i}.example.net/pixel",
+            f"||ads{i}.example.com^$third-party",
+            f"||tracker{i}.example.net^$script,domain=example{i}.org",
+            f"-ad-banner-{i}.",
+        ]
+    result = parse_blocklist(lines)
+    assert result.format == "adblock"
+    assert len(result.domains) == 300
+    assert not result.mostly_junk
+
+
+def test_a_junk_result_is_refused_with_its_counts_and_top_reasons():
+    result = parse_blocklist(["ads.example.com"] + ["a b", "c d e", "x,y", "!!!"] * 10, "domains")
+    with pytest.raises(BlocklistError) as refused:
+        check_mostly_entries(result, "list.txt")
+    message = str(refused.value)
+    assert message.startswith("list.txt does not look like a blocklist: 40 of its 41 entries are unreadable")
+    assert "skipped 20 malformed line, 20 invalid domain" in message
+    assert "\n" not in message
+
+
+def test_a_latin1_comment_is_a_comment_not_junk():
+    result = parse_blocklist([b"# Liste f\xfcr Werbung\n", b"! Auteur: Ren\xe9\n", b"ads.example.com\n"])
+    assert result.domains == ["ads.example.com"]
+    assert (result.comments, result.skipped) == (2, {})
+
+
+def test_adblock_rules_in_a_list_read_as_plain_are_not_junk():
+    # URLhaus's list starts with addresses and plain names and ends with ||host/path^ rules.
+    lines = ["1.2.3.4", "5.6.7.8"] * 150 + ["bad.example.com"] + ["||github.com/x/releases/a.zip^$all"] * 50
+    result = parse_blocklist(lines)
+    assert result.format == "domains"
+    assert result.skipped["Adblock rule"] == 50
+    assert not result.mostly_junk
+
+
+# --- guard rails: size limits --------------------------------------------------------------------
+
+
+def test_it_stops_reading_at_the_name_limit():
+    consumed = []
+
+    def lines():
+        for i in range(1_000_000):
+            consumed.append(i)
+            yield f"host{i}.example.com"
+
+    with pytest.raises(BlocklistTooLarge, match="holds more than 100 names") as refused:
+        parse_blocklist(lines(), "domains", max_names=100)
+    assert refused.value.limit == "names"
+    assert len(consumed) == 101
+
+
+def test_duplicates_and_skipped_lines_do_not_count_towards_the_name_limit():
+    lines = ["a.example.com"] * 50 + ["bad name"] * 50 + ["b.example.com", "@@||c.example.com^"]
+    result = parse_blocklist(lines, "adblock", max_names=3)
+    assert (result.domains, result.allowed) == (["a.example.com", "b.example.com"], ["c.example.com"])
+    with pytest.raises(BlocklistTooLarge):
+        parse_blocklist([*lines, "d.example.com"], "adblock", max_names=3)
+
+
+def test_it_stops_reading_a_stream_at_the_byte_limit():
+    class Endless(io.RawIOBase):
+        reads = 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            Endless.reads += 1
+            buffer[:] = b"a.example.com\n" * (len(buffer) // 14) + b"\n" * (len(buffer) % 14)
+            return len(buffer)
+
+    with pytest.raises(BlocklistTooLarge, match="over the 200,000-byte limit"):
+        read_blocklist(io.BufferedReader(Endless()), display="stdin", max_bytes=200_000)
+    assert Endless.reads < 10
+
+
+def test_a_file_over_the_byte_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "big.txt"
+    path.write_text("ads.example.com\n" * 1000)
+    monkeypatch.setattr(blocklist, "parse_blocklist", lambda *a, **kw: pytest.fail("the file was read"))
+    with pytest.raises(BlocklistTooLarge, match=r"big\.txt is 16,000 bytes, over the 1,024-byte limit"):
+        read_blocklist_file(path, max_bytes=1024)
+
+
+def test_reading_a_file_refuses_junk(tmp_path):
+    path = tmp_path / "junk.txt"
+    path.write_text("\n".join(["ads.example.com", *random_text_lines(500)]))
+    with pytest.raises(BlocklistError, match=r"junk\.txt does not look like a blocklist"):
+        read_blocklist_file(path)

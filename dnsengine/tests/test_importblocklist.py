@@ -1,14 +1,24 @@
 from __future__ import annotations
 
+import io
+import random
+import re
+import sqlite3
+import subprocess
+import sys
 from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db import connection
 
+from dnsengine import blocklist_rows
 from dnsengine.blocklist import BlocklistError, parse_blocklist
-from dnsengine.blocklist_services import blocklist_import, blocklist_record_error
+from dnsengine.blocklist_services import blocklist_import, blocklist_load, blocklist_record_error
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist
 from dnsengine.services import config_generation_current
+from dnsengine.tests.helpers import shared_database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -194,3 +204,236 @@ def test_command_bumps_the_config_generation(tmp_path):
     before = config_generation_current()
     run("ads", str(path))
     assert config_generation_current() > before
+
+
+# --- guard rails: junk, size limits, public suffixes, look-alikes ---------------------------------
+
+
+GOOD = "".join(f"0.0.0.0 ads{i}.example.com\n" for i in range(20))
+
+
+def random_text(lines: int, seed: int = 3) -> str:
+    rng = random.Random(seed)
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789.-_ !?#$%&/=*+,;:'\"()<>|@^~"
+    return "\n".join("".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 100))) for _ in range(lines))
+
+
+@pytest.fixture
+def good_list(tmp_path):
+    path = tmp_path / "good.txt"
+    path.write_text(GOOD)
+    run("ads", str(path))
+    return path
+
+
+def assert_kept(before_generation: int) -> None:
+    assert domains_of("ads") == {f"ads{i}.example.com" for i in range(20)}
+    assert Blocklist.objects.get(name="ads").domain_count == 20
+    assert config_generation_current() == before_generation
+
+
+def test_command_refuses_random_text_and_keeps_the_old_list(tmp_path, good_list):
+    path = tmp_path / "junk.txt"
+    # A few valid-looking names in it, as random text has: not enough to make it a list.
+    path.write_text(random_text(3000) + "\nsome.example.com\nother.example.net\n")
+    before = config_generation_current()
+
+    with pytest.raises(CommandError) as refused:
+        run("ads", str(path))
+
+    message = str(refused.value)
+    assert re.fullmatch(
+        r'blocklist "ads" not loaded: .*junk\.txt does not look like a blocklist: [\d,]+ of its [\d,]+ entries '
+        r"are unreadable \(read as \w+; skipped [\d,]+ [a-z ]+(, [\d,]+ [a-z ]+)*\)",
+        message,
+    ), message
+    assert_kept(before)
+    assert "does not look like a blocklist" in Blocklist.objects.get(name="ads").last_error
+
+
+def test_command_refuses_random_bytes_and_keeps_the_old_list(tmp_path, good_list):
+    path = tmp_path / "random.bin"
+    # With one name in it, as 20 MB of random bytes had: it must not become the whole list.
+    path.write_bytes(random.Random(5).randbytes(2_000_000) + b"\none.example.com\n")
+    before = config_generation_current()
+
+    with pytest.raises(CommandError, match=r"random\.bin does not look like a blocklist: .* not text"):
+        run("ads", str(path))
+
+    assert_kept(before)
+
+
+def test_command_refuses_a_file_with_too_many_names_and_keeps_the_old_list(tmp_path, good_list, settings):
+    settings.GLORYHOLE_BLOCKLIST_MAX_NAMES = 100
+    path = tmp_path / "huge.txt"
+    path.write_text("".join(f"host{i}.example.com\n" for i in range(5000)))
+    before = config_generation_current()
+
+    with pytest.raises(CommandError) as refused:
+        run("ads", str(path))
+
+    assert str(refused.value).endswith(
+        "huge.txt holds more than 100 names; nothing of it was used (GLORYHOLE_BLOCKLIST_MAX_NAMES)"
+    )
+    assert_kept(before)
+    assert "GLORYHOLE_BLOCKLIST_MAX_NAMES" in Blocklist.objects.get(name="ads").last_error
+
+
+def test_command_refuses_a_file_over_the_byte_limit_and_keeps_the_old_list(tmp_path, good_list, settings):
+    settings.GLORYHOLE_BLOCKLIST_MAX_BYTES = 10_000
+    path = tmp_path / "big.txt"
+    path.write_text("ads.example.org\n" * 1000)
+    before = config_generation_current()
+
+    with pytest.raises(CommandError, match=r"big\.txt is 16,000 bytes, over the 10,000-byte limit.*MAX_BYTES\)$"):
+        run("ads", str(path))
+
+    assert_kept(before)
+
+
+def test_command_skips_and_counts_lines_that_would_block_a_whole_tld(tmp_path):
+    path = tmp_path / "list.txt"
+    path.write_text("co.uk\n0.0.0.0 com.au\ncom\nads.co.uk\nads.example.com\n")
+
+    out = run("ads", str(path))
+
+    assert domains_of("ads") == {"ads.co.uk", "ads.example.com"}
+    assert "skipped 2 public suffix, 1 invalid domain" in out
+
+
+def test_command_never_stores_a_lookalike_as_the_name_it_imitates(tmp_path):
+    path = tmp_path / "list.txt"
+    path.write_text("ⓖⓞⓞⓖⓛⓔ.com\n\uff47\uff4f\uff4f\uff47\uff4c\uff45.com\nbücher.example\n")
+
+    out = run("ads", str(path))
+
+    assert domains_of("ads") == {"xn--bcher-kva.example"}
+    assert "skipped 2 invalid domain" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_exits_non_zero_with_one_line_on_refusal(tmp_path, good_list, monkeypatch):
+    path = tmp_path / "junk.txt"
+    path.write_text(random_text(500))
+    monkeypatch.setenv("DATABASE_URL", shared_database_url())
+
+    done = subprocess.run(
+        [sys.executable, "manage.py", "importblocklist", "ads", str(path)],
+        cwd=settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith('CommandError: blocklist "ads" not loaded: '), done.stderr
+
+
+# --- the service: the same refusals for every caller ------------------------------------------------
+
+
+def test_import_refuses_a_mostly_unreadable_result_given_directly():
+    blocklist_import("ads", parse_blocklist(["a.example.com"]))
+    before = config_generation_current()
+    junk = parse_blocklist(["a.example.com", *random_text(200).split("\n")], "domains")
+
+    with pytest.raises(BlocklistError, match='the new contents of blocklist "ads" does not look like a blocklist'):
+        blocklist_import("ads", junk)
+
+    assert domains_of("ads") == {"a.example.com"}
+    assert config_generation_current() == before
+
+
+def test_import_refuses_a_result_over_the_name_limit(settings):
+    settings.GLORYHOLE_BLOCKLIST_MAX_NAMES = 2
+    with pytest.raises(BlocklistError, match="would hold 3 names, over the 2-name limit"):
+        blocklist_import("ads", parse_blocklist(["a.example.com", "b.example.com", "c.example.com"]))
+    assert not Blocklist.objects.filter(name="ads").exists()
+
+
+def test_load_stops_reading_a_stream_at_the_byte_limit_and_records_why(settings):
+    blocklist_import("ads", parse_blocklist(["a.example.com"]))
+    settings.GLORYHOLE_BLOCKLIST_MAX_BYTES = 4096
+
+    with pytest.raises(
+        BlocklistError, match=r"upload\.txt is over the 4,096-byte limit; .*\(GLORYHOLE_BLOCKLIST_MAX_BYTES\)"
+    ):
+        blocklist_load("ads", io.BytesIO(b"b.example.com\n" * 10_000), display="upload.txt")
+
+    assert domains_of("ads") == {"a.example.com"}
+    assert "4,096-byte limit" in Blocklist.objects.get(name="ads").last_error
+
+
+# --- the service: writing without holding the database for long --------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_import_lets_another_writer_in_between_its_pieces(monkeypatch):
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's one write lock; PostgreSQL locks rows")
+    monkeypatch.setattr(blocklist_rows, "WRITE_SLICE", 0.0)
+    monkeypatch.setattr(blocklist_rows, "BATCH_SIZE", 100)
+    other = sqlite3.connect(connection.settings_dict["NAME"], timeout=0, isolation_level=None)
+    got_in = []
+    real_sleep = blocklist_rows.time.sleep
+
+    def pause(seconds: float) -> None:
+        # Another process's writer (the query log's), without any patience: the lock must be free now.
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        got_in.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(blocklist_rows.time, "sleep", pause)
+    try:
+        blocklist_import("ads", parse_blocklist([f"host{i}.example.com" for i in range(1000)]))
+        blocklist_import("ads", parse_blocklist([f"host{i}.example.org" for i in range(1000)]))
+    finally:
+        other.close()
+
+    assert len(got_in) >= 20  # 10 pieces of inserts, then 10 + 2 of inserts and deletes
+    assert domains_of("ads") == {f"host{i}.example.org" for i in range(1000)}
+
+
+def test_import_compares_again_when_another_import_wrote_the_list_meanwhile(monkeypatch):
+    blocklist_import("ads", parse_blocklist(["a.example.com", "b.example.com"]))
+    real = blocklist_rows.write_difference
+    rounds = []
+
+    def racing(blocklist_id, new_sorted):
+        counts = real(blocklist_id, new_sorted)
+        if not rounds:
+            # Another import of "ads", at the same moment, adds a name of its own.
+            BlockedDomain.objects.bulk_create([BlockedDomain(blocklist_id=blocklist_id, domain="other.example.com")])
+        rounds.append(counts)
+        return counts
+
+    monkeypatch.setattr(blocklist_rows, "write_difference", racing)
+
+    summary = blocklist_import("ads", parse_blocklist(["b.example.com", "c.example.com"]))
+
+    assert rounds == [(1, 1), (0, 1)]
+    assert domains_of("ads") == {"b.example.com", "c.example.com"}
+    assert (summary.added, summary.removed) == (1, 2)
+    assert Blocklist.objects.get(name="ads").domain_count == 2
+
+
+def test_import_survives_another_import_inserting_a_name_it_is_about_to_add(monkeypatch):
+    blocklist_import("ads", parse_blocklist(["a.example.com", "b.example.com"]))
+    real = blocklist_rows._sorted_names
+
+    def racing(blocklist_id):
+        yield from real(blocklist_id)
+        # The other import adds c.example.com once this one has compared, before it writes.
+        BlockedDomain.objects.create(blocklist_id=blocklist_id, domain="c.example.com")
+        monkeypatch.setattr(blocklist_rows, "_sorted_names", real)
+
+    monkeypatch.setattr(blocklist_rows, "_sorted_names", racing)
+
+    blocklist_import("ads", parse_blocklist(["b.example.com", "c.example.com"]))
+
+    # SQLite skips the duplicate row (INSERT OR IGNORE); PostgreSQL's COPY fails and its slice is undone.
+    assert domains_of("ads") == {"b.example.com", "c.example.com"}
+    assert Blocklist.objects.get(name="ads").domain_count == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 from datetime import timedelta
 from importlib import import_module
@@ -24,6 +25,19 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("offline_lists")]
 defaults = import_module("dnsengine.migrations.0003_default_blocklists")
 
 HOSTS = "# title\n127.0.0.1 localhost\n0.0.0.0 ads.example.com\n0.0.0.0 tracker.example.net # why\n"
+# Not lists, each with a few names in it, as random data has: they must not replace one.
+_rng = random.Random(11)
+JUNK_TEXT = (
+    "\n".join(
+        "".join(
+            _rng.choice("abcdefghijklmnopqrstuvwxyz0123456789.-_ !?#$%&/=*+,;:()<>|@^~")
+            for _ in range(_rng.randrange(60))
+        )
+        for _ in range(2000)
+    )
+    + "\nlucky.example.com\n"
+)
+JUNK_BYTES = _rng.randbytes(60_000) + b"\nlucky.example.com\n"
 
 
 @pytest.fixture(autouse=True)
@@ -172,10 +186,15 @@ def test_a_changed_list_makes_engines_reload(list_server):
         ({"body": "<html><body>Log in to the hotel Wi-Fi</body></html>"}, r"sent an HTML page"),
         ({"body": "ads.example.com\n" * 10_000}, r"over the 100,000-byte limit"),
         ({"body": ""}, r"sent an empty body"),
-        ({"body": "# only comments\n!and junk\n%%%%\n"}, r"no valid domain for blocklist \"list\""),
+        ({"body": "# only comments\n!and junk\n%%%%\n"}, r"no valid domain in http://127.0.0.1:\d+/list"),
         ({"body": "\x00\x01\x02\xff\xfe" * 300}, r"no valid domain"),
+        (
+            {"body": JUNK_TEXT},
+            r"http://127.0.0.1:\d+/list does not look like a blocklist: [\d,]+ of its [\d,]+ entries are unreadable",
+        ),
+        ({"body": JUNK_BYTES}, r"http://127.0.0.1:\d+/list does not look like a blocklist: .*not text"),
     ],
-    ids=["500", "timeout", "redirect-loop", "html", "oversized", "empty", "no-domains", "binary"],
+    ids=["500", "timeout", "redirect-loop", "html", "oversized", "empty", "no-domains", "binary", "junk", "random"],
 )
 def test_a_failing_url_keeps_the_old_contents_and_stores_the_error(list_server, route, message):
     subscribe("list", list_server.serve("/list", HOSTS))
@@ -194,6 +213,34 @@ def test_a_failing_url_keeps_the_old_contents_and_stores_the_error(list_server, 
     # Tried again within the hour, not in a day.
     assert blocklist.next_update <= timezone.now() + timedelta(hours=1.1)
     assert config_generation_current() == generation
+
+
+def test_a_list_with_too_many_names_keeps_the_old_contents(list_server, settings):
+    settings.GLORYHOLE_BLOCKLIST_MAX_NAMES = 100
+    subscribe("list", list_server.serve("/list", HOSTS))
+    run("list")
+    list_server.serve("/list", "".join(f"host{i}.example.com\n" for i in range(1000)))
+
+    out, error = run("list")
+
+    assert error == "1 of 1 lists not updated"
+    assert re.search(
+        r"list: FAILED, keeps its 2 entries: http://127.0.0.1:\d+/list holds more than 100 names; "
+        r"nothing of it was used \(GLORYHOLE_BLOCKLIST_MAX_NAMES\)",
+        out,
+    ), out
+    assert domains_of("list") == {"ads.example.com", "tracker.example.net"}
+    assert "GLORYHOLE_BLOCKLIST_MAX_NAMES" in Blocklist.objects.get(name="list").last_error
+
+
+def test_a_line_for_a_whole_tld_is_skipped_and_counted(list_server):
+    subscribe("list", list_server.serve("/list", "co.uk\ncom.au\nads.example.com\n"))
+
+    out, error = run("list")
+
+    assert error is None
+    assert "list: updated, 1 entries (+1 / -0), 2 skipped (2 public suffix)" in out
+    assert domains_of("list") == {"ads.example.com"}
 
 
 def test_a_success_after_a_failure_clears_the_error(list_server):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -18,6 +20,9 @@ from dnsengine.tests.helpers import answers, shared_database_url
 from dnsengine.updater import BlocklistUpdater, blocklists_due, update_in_process, update_in_subprocess
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_lists")]
+
+# The start of a line of the log format (settings.LOGGING): a line nested in another shows one inside.
+TIMESTAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
 
 
 @pytest.fixture(autouse=True)
@@ -114,6 +119,40 @@ def test_a_failed_update_keeps_the_list_and_is_retried_within_the_hour(list_serv
     assert blocklist.next_update - timezone.now() < timedelta(hours=1.1)
 
 
+def refused_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("route", "reason"),
+    [
+        ({"status": 404}, "answered HTTP 404 Not Found"),
+        ({"status": 500}, "answered HTTP 500 Internal Server Error"),
+        (None, "Connection refused"),
+    ],
+    ids=["404", "500", "refused"],
+)
+def test_a_failed_download_is_logged_once_in_one_line_with_url_and_reason(list_server, caplog, route, reason):
+    url = list_server.serve("/list", **route) if route else f"http://127.0.0.1:{refused_port()}/list"
+    Blocklist.objects.create(name="list", url=url)
+    caplog.set_level("DEBUG")
+
+    assert in_process_updater().check_now()
+
+    about_it = [r for r in caplog.records if url in r.getMessage()]
+    assert len(about_it) == 1, caplog.text
+    record = about_it[0]
+    assert record.levelname == "WARNING"
+    message = record.getMessage()
+    assert "\n" not in message and not re.search(TIMESTAMP, message)
+    assert message.startswith("blocklist update: list: FAILED, keeps its 0 entries: ") and url in message
+    assert reason in message
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [message]
+
+
 def test_a_check_that_fails_is_logged_and_the_updater_carries_on(caplog):
     def broken(stop, timeout):
         raise RuntimeError("disk full")
@@ -136,15 +175,37 @@ def child_env(monkeypatch):
     monkeypatch.setenv("GLORYHOLE_BLOCKLIST_UPDATE_HOURS", "24")
 
 
-def test_the_child_process_updates_the_due_lists(list_server, child_env, caplog):
+def test_the_child_process_updates_the_due_lists(list_server, child_env, capfd):
     Blocklist.objects.create(name="due", url=list_server.serve("/due", "0.0.0.0 child.example.com\n"))
-    caplog.set_level("INFO", logger="dnsengine.updater")
 
     status = update_in_subprocess(threading.Event(), timeout=60)
 
     assert status == 0
     assert domains_of("due") == {"child.example.com"}
-    assert "blocklist update: due: updated, 1 entries (+1 / -0)" in caplog.text
+    # The child logs to the standard error it shares with the engine.
+    err = capfd.readouterr().err
+    assert "INFO dnsengine.blocklist_services: blocklist update: due: updated, 1 entries (+1 / -0)" in err
+
+
+def test_a_failed_download_in_the_child_is_logged_once_in_one_line(list_server, child_env, capfd, caplog):
+    url = list_server.serve("/gone", status=404)
+    Blocklist.objects.create(name="gone", url=url)
+    caplog.set_level("DEBUG")
+
+    status = update_in_subprocess(threading.Event(), timeout=60)
+
+    assert status == 1
+    err = capfd.readouterr().err
+    about_it = [line for line in err.splitlines() if "gone" in line]
+    assert len(about_it) == 1, err
+    assert re.fullmatch(
+        rf"{TIMESTAMP} WARNING dnsengine.blocklist_services: blocklist update: gone: FAILED, keeps its 0 entries: "
+        rf"{re.escape(url)} answered HTTP 404 Not Found \(\d+\.\d s\)",
+        about_it[0],
+    ), about_it[0]
+    # This process adds nothing: no line of the child's nested in one of ours, no "ended with status".
+    assert not [r for r in caplog.records if r.name == "dnsengine.updater"]
+    assert "CommandError" not in err
 
 
 def test_stopping_the_engine_ends_an_update_in_progress(list_server, child_env):

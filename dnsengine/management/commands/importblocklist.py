@@ -7,14 +7,16 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dnsengine.blocklist import FORMATS, BlocklistError, read_blocklist_file
-from dnsengine.blocklist_services import blocklist_import, blocklist_record_error
+from dnsengine.blocklist import FORMATS, BlocklistError
+from dnsengine.blocklist_services import blocklist_load
 
 
 class Command(BaseCommand):
     help = (
         "Load a hosts, plain-domain or Adblock list file into the blocklist NAME, creating it if needed "
-        "and replacing its domains. A file that cannot be read or holds no valid domain leaves the list as it was."
+        "and replacing its domains. A file that cannot be read, holds no valid domain, is mostly unreadable "
+        "or is over GLORYHOLE_BLOCKLIST_MAX_BYTES / GLORYHOLE_BLOCKLIST_MAX_NAMES leaves the list as it was "
+        "(exit status 1)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -28,11 +30,13 @@ class Command(BaseCommand):
         path = Path(options["path"]).expanduser()
         started = time.monotonic()
         try:
-            result = read_blocklist_file(path, options["format"])
-            summary = blocklist_import(
-                name, result, source=str(path.absolute()), enabled=False if options["disabled"] else None
+            summary = blocklist_load(
+                name,
+                path,
+                options["format"],
+                source=str(path.absolute()),
+                enabled=False if options["disabled"] else None,
             )
         except BlocklistError as exc:
-            blocklist_record_error(name, str(exc))
             raise CommandError(f'blocklist "{name}" not loaded: {exc}') from exc
         self.stdout.write(self.style.SUCCESS(f"{summary.describe()}; took {time.monotonic() - started:.1f} s"))

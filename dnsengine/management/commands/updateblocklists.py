@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from django.core.management.base import BaseCommand, CommandError
 
 from dnsengine.blocklist_services import FAILED, SKIPPED, UPDATED, UpdateOutcome, blocklists_update
@@ -11,7 +13,8 @@ class Command(BaseCommand):
     help = (
         "Download the blocklists that have a URL (every enabled one, or those named) and load what changed, "
         "printing one line per list. A list that cannot be downloaded or holds no valid domain keeps its "
-        "contents; the error is stored on it and the command exits with status 1."
+        "contents; the error is stored on it and the command exits with status 1. With --verbosity 0 the "
+        "lines go to the log instead (what the engine's scheduled updates run)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -21,21 +24,28 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         names: list[str] = options["names"]
+        quiet = options["verbosity"] == 0
         self._bar = None
         outcomes = blocklists_update(
             names or None,
             force=options["force"],
             due_only=options["due"] and not names,
             # A progress bar on a terminal only: cron mail and logs get the summary lines.
-            progress_for=self._progress_bar if self.stderr.isatty() else None,
-            on_outcome=self._report,
+            progress_for=self._progress_bar if self.stderr.isatty() and not quiet else None,
+            # Quiet: blocklists_update logs each list's line itself, once.
+            on_outcome=None if quiet else self._report,
         )
+        failed = [o for o in outcomes if o.status == FAILED or o.detail == "no such list"]
+        if quiet:
+            if failed:
+                # Like makemigrations --check: the status says it, the log lines said why.
+                sys.exit(1)
+            return
         for outcome in outcomes:
             if outcome.detail == "no such list":
                 self._report(outcome)
         if not outcomes:
             self.stdout.write("no list is due" if options["due"] else "no list to update: none has a URL")
-        failed = [o for o in outcomes if o.status == FAILED or o.detail == "no such list"]
         if failed:
             raise CommandError(f"{len(failed)} of {len(outcomes)} lists not updated")
 
