@@ -13,11 +13,12 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-from django.db import close_old_connections, connection, connections
+from django.db import close_old_connections, connections
 
-from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule, LocalRecord
+from dnsengine.blocklist_rows import blocklist_names
+from dnsengine.models import AllowedDomain, Blocklist, BlockRule, LocalRecord
 from dnsengine.pause import blocking_paused_until
 from dnsengine.resolver import LocalRecords, Resolver, Snapshot
 from dnsengine.rules import Matcher
@@ -29,28 +30,6 @@ logger = logging.getLogger(__name__)
 # Seconds between two log lines about failed reloads (each poll that fails is counted).
 FAILURE_LOG_INTERVAL = 60.0
 
-# Rows per fetchmany() while streaming a list's names out of the database.
-_FETCH_ROWS = 20000
-
-
-def _list_domains(blocklist_id: int) -> Iterator[str]:
-    """Stream one list's names with a plain cursor.
-
-    A million rows through values_list().iterator() cost seconds of ORM
-    machinery per reload; the matcher only needs the strings, once.
-    """
-    quote = connection.ops.quote_name
-    meta = BlockedDomain._meta
-    sql = (
-        f"SELECT {quote(meta.get_field('domain').column)} FROM {quote(meta.db_table)} "
-        f"WHERE {quote(meta.get_field('blocklist').column)} = %s"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [blocklist_id])
-        while rows := cursor.fetchmany(_FETCH_ROWS):
-            for (domain,) in rows:
-                yield domain
-
 
 def snapshot_load(generation: int = 0, paused_until: float = 0.0) -> Snapshot:
     """Build what the engine serves from: the enabled lists, rules, allowlist and local records.
@@ -59,7 +38,7 @@ def snapshot_load(generation: int = 0, paused_until: float = 0.0) -> Snapshot:
     pause's end to the resolver's clock.
     """
     lists = [
-        (name, _list_domains(pk))
+        (name, blocklist_names(pk))
         for pk, name in Blocklist.objects.filter(enabled=True).order_by("name").values_list("pk", "name")
     ]
     matcher = Matcher.build(

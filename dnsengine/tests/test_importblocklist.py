@@ -422,15 +422,15 @@ def test_import_compares_again_when_another_import_wrote_the_list_meanwhile(monk
 
 def test_import_survives_another_import_inserting_a_name_it_is_about_to_add(monkeypatch):
     blocklist_import("ads", parse_blocklist(["a.example.com", "b.example.com"]))
-    real = blocklist_rows._sorted_names
+    real = blocklist_rows.blocklist_names
 
-    def racing(blocklist_id):
-        yield from real(blocklist_id)
+    def racing(blocklist_id, *, ordered=False):
+        yield from real(blocklist_id, ordered=ordered)
         # The other import adds c.example.com once this one has compared, before it writes.
         BlockedDomain.objects.create(blocklist_id=blocklist_id, domain="c.example.com")
-        monkeypatch.setattr(blocklist_rows, "_sorted_names", real)
+        monkeypatch.setattr(blocklist_rows, "blocklist_names", real)
 
-    monkeypatch.setattr(blocklist_rows, "_sorted_names", racing)
+    monkeypatch.setattr(blocklist_rows, "blocklist_names", racing)
 
     blocklist_import("ads", parse_blocklist(["b.example.com", "c.example.com"]))
 

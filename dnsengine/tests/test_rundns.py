@@ -5,12 +5,11 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 
 import pytest
 
 from conftest import Client
-from dnsengine.tests.helpers import ROOT, answers, rundns_env, start_rundns
+from dnsengine.tests.helpers import answers, run_rundns, rundns_env, start_rundns
 
 
 @pytest.mark.django_db(transaction=True)
@@ -25,17 +24,6 @@ def test_it_serves_until_a_signal_then_stops_cleanly(upstream, signum):
         rest = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, rest
     assert "stopped after 2 queries" in rest
-
-
-def run_rundns(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", "rundns", "--port", "0", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def the_one_line(result: subprocess.CompletedProcess) -> str:

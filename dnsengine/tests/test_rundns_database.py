@@ -21,24 +21,13 @@ from pathlib import Path
 import pytest
 
 from conftest import Client
-from dnsengine.tests.helpers import ROOT, answers, rundns_env
+from dnsengine.tests.helpers import ROOT, answers, run_rundns, rundns_env
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def run_rundns(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", "rundns", "--host", "127.0.0.1", "--port", "0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def refused(result: subprocess.CompletedProcess) -> str:

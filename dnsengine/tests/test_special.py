@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 import pytest
 
 from dnsengine.models import LocalRecord
 from dnsengine.services import config_generation_bump
 from dnsengine.special import INVALID, LOCALHOST, PRIVATE_REVERSE, SINGLE_LABEL, special_use
-from dnsengine.tests.helpers import answers, rcode
+from dnsengine.tests.helpers import RecordingSink, answers, rcode
 
 
 @pytest.mark.parametrize(
@@ -65,28 +64,9 @@ def test_settings_can_forward_single_labels_and_private_reverse_lookups():
     assert special_use("localhost", forward_single_label=True) == LOCALHOST
 
 
-class Sink:
-    """A query logger that keeps entries in a list; an entry is handed over just after its reply is sent."""
-
-    def __init__(self) -> None:
-        self.entries = []
-        self._changed = threading.Condition()
-
-    def log_async(self, entry) -> bool:
-        with self._changed:
-            self.entries.append(entry)
-            self._changed.notify_all()
-        return True
-
-    def wait_for(self, count: int) -> list:
-        with self._changed:
-            assert self._changed.wait_for(lambda: len(self.entries) >= count, timeout=3)
-            return list(self.entries)
-
-
 @pytest.fixture
 def logged_engine(make_engine, engine_config):
-    sink = Sink()
+    sink = RecordingSink()
     return make_engine(engine_config, query_logger=sink), sink
 
 

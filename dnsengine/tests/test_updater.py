@@ -16,7 +16,7 @@ from conftest import Client
 from dnsengine.blocklist_services import _claim
 from dnsengine.engine import Engine
 from dnsengine.models import BlockedDomain, Blocklist
-from dnsengine.tests.helpers import answers, shared_database_url
+from dnsengine.tests.helpers import RecordingSink, answers, shared_database_url
 from dnsengine.updater import BlocklistUpdater, blocklists_due, update_in_process, update_in_subprocess
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_lists")]
@@ -38,28 +38,6 @@ def in_process_updater() -> BlocklistUpdater:
 
 def domains_of(name: str) -> set[str]:
     return set(BlockedDomain.objects.filter(blocklist__name=name).values_list("domain", flat=True))
-
-
-class Sink:
-    """A query logger that lets a test wait for one name's entry (the engine logs after it replies)."""
-
-    def __init__(self) -> None:
-        self.entries = []
-        self._changed = threading.Condition()
-
-    def log_async(self, entry) -> bool:
-        with self._changed:
-            self.entries.append(entry)
-            self._changed.notify_all()
-        return True
-
-    def last_for(self, domain: str, timeout: float = 5.0):
-        def find():
-            return next((e for e in reversed(self.entries) if e.domain == domain), None)
-
-        with self._changed:
-            assert self._changed.wait_for(find, timeout), f"no log entry for {domain}"
-            return find()
 
 
 # --- what is due ---------------------------------------------------------------------------------
@@ -250,7 +228,7 @@ def test_an_update_reaches_a_running_engine_without_restart_and_blocks_are_attri
     list_server, make_engine, engine_config
 ):
     Blocklist.objects.filter(url="").delete()
-    sink = Sink()
+    sink = RecordingSink()
     engine = make_engine(engine_config, query_logger=sink)
     client = Client(engine.port)
     assert answers(client.query("fresh.tracker.test")) == ["A 192.0.2.1"]
