@@ -542,8 +542,9 @@ def execute_copy(connection, target: str, rows: Sequence[Sequence]) -> None:
 # Catching up (a backlog after the database was locked or down): a writer that finds a
 # full batch still queued after taking one rests between pieces of work, as long as the
 # piece took times CATCHUP_PAUSE_RATIO (1.0: writing at most half the time), so the DNS
-# thread keeps its share of the CPU and the GIL. A full batch at steady load is written
-# as before. Measured: docs/querylog.md, "Catch-up after a lock". 0 turns pacing off.
+# thread keeps its share of the CPU and the GIL. Only while that still drains the
+# backlog (QueryLogger._run); a full batch at steady load is written as before.
+# Measured: docs/querylog.md, "Catch-up after a database lock". 0 turns pacing off.
 CATCHUP_PAUSE_RATIO = 1.0
 CATCHUP_PIECE_ROWS = 512  # rows per INSERT while catching up: a power of two, see _sqlite_chunk_sizes
 _CATCHUP_MAX_REST = 0.25  # seconds; a checkpoint inside a commit can make one piece slow
@@ -1128,6 +1129,7 @@ class QueryLogger(_LoggerBase):
         batch_size = self._batch_size
         wal = self._wal
         pacer = Pacer(CATCHUP_PAUSE_RATIO) if CATCHUP_PAUSE_RATIO > 0 else None
+        affordable = True  # may the next catch-up batch be paced (see below)
         connected_at = time.monotonic()
         try:
             while True:
@@ -1150,8 +1152,13 @@ class QueryLogger(_LoggerBase):
                     # Catching up: another full batch waits behind this one. Not while
                     # stopping: the listeners are closed and close() has a deadline.
                     catching_up = pacer is not None and len(queue) >= batch_size and not self._stopping
-                    self._deliver(batch, depth, pacer if catching_up else None)
-                    if catching_up and len(queue) >= batch_size and not self._stopping:
+                    paced = catching_up and affordable
+                    self._deliver(batch, depth, pacer if paced else None)
+                    # Rests must never make a backlog grow: they go on only while the queue
+                    # shrank by a quarter batch or more over the last batch; otherwise the
+                    # next batch is written at full speed (and rests again if that drained).
+                    affordable = not catching_up or len(queue) <= depth - len(batch) // 4
+                    if paced and affordable and len(queue) >= batch_size and not self._stopping:
                         pacer.rest()
                     if time.monotonic() - connected_at > _CONNECTION_MAX_AGE:
                         _reset_connections()

@@ -50,6 +50,37 @@ def test_a_writer_catching_up_rests_between_batches():
     assert idle >= 0.5 * busy, f"rested {idle:.3f} s in {busy:.3f} s of writing"
 
 
+def test_a_writer_does_not_rest_when_resting_would_let_the_backlog_grow():
+    # Each batch of 100 takes 5 ms, during which 80 new entries arrive: writing at full
+    # speed drains 20 a batch, writing half the time would not drain at all.
+    class Busy(TimedWriter):
+        logger: QueryLogger
+        fed = 0
+
+        def __call__(self, entries) -> None:
+            if self.fed < 120:
+                self.fed += 1
+                for e in make_entries(80, start=100_000 + self.fed * 80):
+                    self.logger.log_async(e)
+            super().__call__(entries)
+
+    writer = Busy(0.005)
+    logger = writer.logger = QueryLogger(100_000, 1, 100, 0.02, writer=writer)
+    for e in make_entries(3000):
+        logger.log_async(e)
+    logger.start()
+    try:
+        deadline = time.monotonic() + 20
+        while (writer.fed < 120 or logger.size) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        report = logger.close(timeout=10)
+
+    busy, idle = writer.busy_and_idle()
+    assert report == CloseReport(written=3000 + 120 * 80, unwritten=0, dropped=0)
+    assert idle < 0.3 * busy, f"rested {idle:.3f} s in {busy:.3f} s of writing"
+
+
 def test_close_drains_a_backlog_without_resting():
     # At close the listeners are stopped and close() has a deadline: no DNS thread to yield to.
     writer = TimedWriter(0.01)
