@@ -38,6 +38,8 @@ def small_disk(monkeypatch):
     """New connections (the writers' ones) see a database that may grow by ``grow(pages)`` only."""
     options = connection.settings_dict["OPTIONS"]
     original = options.get("init_command", "")
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM")  # no free pages left by earlier tests: growing means new pages
 
     def grow(pages: int | None) -> None:
         limit = "" if pages is None else f" PRAGMA max_page_count = {page_count() + pages};"
@@ -68,7 +70,7 @@ def test_the_wal_is_truncated_when_writes_fail_for_lack_of_space_and_again_after
     accepted = 0
     try:
         # Room for the first batches only: the WAL grows, then every write fails.
-        small_disk(60)
+        small_disk(150)
         for e in make_entries(500):
             accepted += logger.log_async(e)
         assert wait_for(lambda: logger.written == 500)
