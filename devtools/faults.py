@@ -538,7 +538,9 @@ def check_db_lock(h: Harness, qps: int, lock: int, template: Path, trees: list[t
         lock_from, lock_to, caught = lead, int(released - began), int(caught_up - began)
         during_lock = rates[lock_from + 1 : lock_to] or [0.0]
         catch_up = rates[lock_to : caught + 1] or [0.0]
-        ok = (result.completed - rows == dropped == int(m.get("dns_query_log_drops_total", -1))
+        # The engine's own count: dnsperf's queries and the probe's.
+        answered = int(re.search(r"stopped after (\d+) queries", summary).group(1))
+        ok = (answered - rows == dropped == int(m.get("dns_query_log_drops_total", -1))
               and unwritten == 0 and written == rows)  # fmt: skip
         lines += [
             f"db-lock ({label}): SQLite ({before:,} rows) locked {released - locked_at:.1f} s under {qps} QPS; "
@@ -549,7 +551,8 @@ def check_db_lock(h: Harness, qps: int, lock: int, template: Path, trees: list[t
             f"  probe before the lock: {probe.between(began, locked_at)}",
             f"  probe while catching up: {probe.between(released, caught_up)}",
             f"  probe after: {probe.between(caught_up, caught_up + 10)}",
-            f"  rows {rows}, answered - rows = {result.completed - rows}; drops {dropped}; rundns: {summary}",
+            f"  rows {rows}, answered (dnsperf and probe) - rows = {answered - rows}; drops {dropped}; "
+            f"rundns: {summary}",
             "  answers/s, second by second (locked from second "
             f"{lock_from + 1} to {lock_to}): " + " ".join(f"{r:.0f}" for r in rates),
             f"  {'OK' if ok else 'FAILED'}: rows lost == drops, nothing unwritten",
