@@ -1525,3 +1525,4 @@ class SwappableQueryLogger:
     write_errors = property(lambda self: self._current.write_errors + self._retired.write_errors)
     unwritten = property(lambda self: self._current.unwritten + self._retired.unwritten)
     write_rate = property(lambda self: self._current.write_rate)
+    wal_stats = property(lambda self: getattr(self._current, "wal_stats", WalStats()))  # the current logger's
