@@ -969,6 +969,11 @@ class _LoggerBase:
                     self._wal.mark("after failed writes")
             if self._abandon.wait(delay):
                 return _Outcome.ABANDONED
+            if disk_full and self._wal is not None:
+                # Again before the retry: space freed meanwhile goes to the WAL's checkpoint
+                # first. On a volume with no byte left the checkpoint cannot grow the
+                # database file by the WAL's new pages and fails too; it is tried each time.
+                self._wal.disk_full()
             delay = min(delay * 2, self._retry_max)
 
     def _abandon_writes(self) -> None:
