@@ -3,7 +3,9 @@
 Flow: ``log_async(entry)`` appends to a bounded in-process queue (a full queue is a
 counted drop), a fixed pool of writer threads takes up to a batch at a time and
 writes it in one transaction (rows plus the dashboard rollups), retrying a failed
-write with backoff and keeping the batch. ``close()`` stops intake, writes what was
+write with backoff and keeping the batch. A writer catching up on a backlog rests
+between pieces of work (``CATCHUP_PAUSE_RATIO``); on SQLite the writers also keep the
+WAL file small (``querylog.sqlite_wal``). ``close()`` stops intake, writes what was
 queued and says how many entries were written, could not be written, and dropped.
 
 Accounting: every entry handed to ``log_async`` ends in exactly one of *written*,
@@ -557,12 +559,11 @@ class Pacer:
     with it. One per writer thread.
     """
 
-    __slots__ = ("_since", "ratio", "rested")
+    __slots__ = ("_since", "ratio")
 
     def __init__(self, ratio: float) -> None:
         self.ratio = ratio
         self._since = time.perf_counter()
-        self.rested = 0.0  # seconds, in all
 
     def start(self) -> None:
         self._since = time.perf_counter()
@@ -571,7 +572,6 @@ class Pacer:
         """Sleep; True if ``abandon`` was set before or during the rest."""
         pause = min(_CATCHUP_MAX_REST, (time.perf_counter() - self._since) * self.ratio)
         if pause > 0:
-            self.rested += pause
             if abandon is not None:
                 if abandon.wait(pause):
                     return True
