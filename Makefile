@@ -68,6 +68,13 @@ BENCH_SQLITE_ARGS ?=
 bench-sqlite: dev-venv
 	$(PY) -m devtools.bench_sqlite $(BENCH_SQLITE_ARGS)
 
+# Disk space of the query log on SQLite per million rows (tables, indexes, rollups, the
+# WAL's peak), written through the engine's writer (devtools/bench_disk.py, docs/querylog.md).
+BENCH_DISK_ARGS ?=
+.PHONY: bench-disk
+bench-disk: dev-venv
+	$(PY) -m devtools.bench_disk $(BENCH_DISK_ARGS)
+
 # Query-log writes on SQLite with batches of every size: one statement per batch
 # vs reused power-of-two pieces (CPU, rows/s, SQLite's heap).
 .PHONY: bench-statements

@@ -21,20 +21,31 @@ Checks (docs/scale-out.md has the measured results):
 - sigterm: SIGTERM under load loses no entry, on PostgreSQL and on SQLite.
 - web-restart: gunicorn (gloryhole_site.wsgi) on the same database stopped and started
   under load: the engine's answers, drops and rows are as without it.
+- db-lock: a SQLite database of --prefill rows locked (BEGIN EXCLUSIVE from another
+  connection) for --lock seconds under --qps, then released: answers per second and the
+  latency of a probe (a blocked name, one query at a time every 20 ms) while the writers
+  catch up on the backlog; rows lost must equal the drops. ``--compare REV`` measures
+  the engine of that git revision first (``git archive`` into the temporary directory,
+  same venv), then this tree's, on copies of the same database (docs/querylog.md).
 - soak (only when named): RSS, threads, queue depth and drops once a minute.
 """
 
 from __future__ import annotations
 
 import argparse
+import calendar
 import contextlib
 import os
 import re
+import shutil
 import signal
+import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -47,6 +58,7 @@ import dns.query
 from devtools.loadtest import (
     LOOPBACK,
     Processes,
+    blocked_name,
     free_port,
     parse_dnsperf,
     scrape_metrics,
@@ -59,7 +71,7 @@ from devtools.loadtest import (
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
-CHECKS = ("pg-down", "kill9", "sigterm", "web-restart")
+CHECKS = ("pg-down", "kill9", "sigterm", "web-restart", "db-lock")
 BLOCKLIST_SIZE = 10_000
 OUTAGE_SECONDS = 30
 
@@ -180,15 +192,19 @@ class Harness:
         )
         self.manage("shell", "-c", code, url=url)
 
-    def start_engine(self, *, url: str | None = None, port: int | None = None, **extra: str) -> Engine:
+    def start_engine(
+        self, *, url: str | None = None, port: int | None = None, tree: Path | None = None, **extra: str
+    ) -> Engine:
+        """rundns on loopback; ``tree``: another checkout's code (its manage.py puts it first on sys.path)."""
         self.n += 1
         port = port or free_port()
         metrics_port = free_port()
         name = f"faults-{self.n}"
         out, err = self.work / f"{name}.out", self.work / f"{name}.err"
         env = self.env(url, GLORYHOLE_METRICS_PORT=str(metrics_port), GLORYHOLE_ENGINE_NAME=name, **extra)
+        manage = str(tree / "manage.py") if tree is not None else "manage.py"
         started = time.monotonic()
-        proc = self.procs.start(name, [PY, "manage.py", "rundns", "--host", LOOPBACK, "--port", str(port)],
+        proc = self.procs.start(name, [PY, manage, "rundns", "--host", LOOPBACK, "--port", str(port)],
                                 stdout=out, stderr=err, env=env)  # fmt: skip
         if not wait_for_line(proc, out, re.compile("listening on"), timeout=60):
             raise RuntimeError(f"rundns did not start: {tail(err)}")
@@ -405,6 +421,155 @@ def check_web_restart(h: Harness, qps: int) -> list[str]:
     ]
 
 
+def prefill_sqlite(path: Path, rows: int) -> None:
+    """Add ``rows`` QueryLog rows of the last day straight into a SQLite file: the writers then
+    work against large indexes (and retention, 7 days by default, leaves them alone)."""
+    from devtools.bench_sqlite import COLUMNS
+    from devtools.bench_sqlite import rows as make_rows
+
+    one = "(" + ", ".join("?" * 11) + ")"
+    # bench_sqlite's rows are 10,000 a second from a fixed date; moved to end an hour ago.
+    shift = time.time() - 3600 - 1_790_000_000 - rows / 10_000
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        for start in range(0, rows, 100_000):
+            data = make_rows(min(100_000, rows - start), seed=start)
+            data = [(_shifted(row[0], shift + start / 10_000), *row[1:]) for row in data]
+            db.execute("BEGIN")
+            for i in range(0, len(data), 90):
+                part = data[i : i + 90]
+                db.execute(f"INSERT INTO querylog_querylog ({COLUMNS}) VALUES {', '.join([one] * len(part))}",
+                           [v for row in part for v in row])  # fmt: skip
+            db.execute("COMMIT")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _shifted(text: str, seconds: float) -> str:
+    """A stored timestamp ("YYYY-MM-DD HH:MM:SS.ffffff", UTC) moved by whole ``seconds``."""
+    whole, _, fraction = text.partition(".")
+    moved = time.gmtime(calendar.timegm(time.strptime(whole, "%Y-%m-%d %H:%M:%S")) + int(seconds))
+    return time.strftime("%Y-%m-%d %H:%M:%S", moved) + (f".{fraction}" if fraction else "")
+
+
+class Probe:
+    """One query at a time for a blocked name (answered by the engine itself), every ``every`` seconds."""
+
+    def __init__(self, port: int, name: str, every: float = 0.02, timeout: float = 2.0) -> None:
+        self.port, self.every, self.timeout = port, every, timeout
+        self.wire = dns.message.make_query(name, "A").to_wire()
+        self.samples: list[tuple[float, float | None]] = []  # (monotonic sent, seconds or None: no answer)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(self.timeout)
+            qid = 0
+            while not self._stop.is_set():
+                qid = (qid + 1) & 0xFFFF
+                wire = qid.to_bytes(2, "big") + self.wire[2:]
+                sent = time.monotonic()
+                sock.sendto(wire, (LOOPBACK, self.port))
+                took = None
+                with contextlib.suppress(TimeoutError, OSError):
+                    while time.monotonic() - sent < self.timeout:
+                        if sock.recv(4096)[:2] == wire[:2]:  # not a late answer to an earlier probe
+                            took = time.monotonic() - sent
+                            break
+                self.samples.append((sent, took))
+                self._stop.wait(max(0.0, self.every - (time.monotonic() - sent)))
+
+    def start(self) -> Probe:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.timeout + 1)
+
+    def between(self, start: float, end: float) -> str:
+        values = [t for sent, t in self.samples if start <= sent < end]
+        answered = sorted(t for t in values if t is not None)
+        if not answered:
+            return f"{len(values)} probes, none answered"
+        ms = [t * 1000 for t in answered]
+        p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
+        return (f"median {statistics.median(ms):.1f} ms, p99 {p99:.1f} ms, max {ms[-1]:.1f} ms "
+                f"({len(values)} probes, {len(values) - len(answered)} unanswered)")  # fmt: skip
+
+
+def check_db_lock(h: Harness, qps: int, lock: int, template: Path, trees: list[tuple[str, Path | None]]) -> list[str]:
+    lines = []
+    for label, tree in trees:
+        db = h.work / "dblock.sqlite3"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(template, db)
+        url = f"sqlite:///{db}"
+        before = count_rows(url)
+        engine = h.start_engine(url=url, tree=tree, GLORYHOLE_QUERY_LOG_BUFFER="50000")
+        lead, after = 10, 30
+        length = lead + lock + after
+        perf, out = h.dnsperf(engine.port, qps, length, stats_every=1)
+        probe = Probe(engine.port, blocked_name(7)).start()
+        time.sleep(lead)
+        locker = sqlite3.connect(db, isolation_level=None, timeout=30)
+        locker.execute("BEGIN EXCLUSIVE")
+        locked_at = time.monotonic()
+        time.sleep(lock)
+        locker.execute("COMMIT")
+        locker.close()
+        released = time.monotonic()
+        # Caught up: less than one batch (2,000) queued again.
+        m = metrics(engine)
+        while m.get("dns_query_log_buffer_size", 0) >= 2000 and time.monotonic() - released < after - 1:
+            time.sleep(0.25)
+            m = metrics(engine)
+        caught_up = time.monotonic()
+        h.wait(perf, length + 30)
+        probe.stop()
+        m = drained(engine, 120)
+        summary = h.stop_engine(engine)
+        result = parse_dnsperf(out)
+        rows = count_rows(url) - before
+        written, dropped, unwritten = (int(x) for x in _SUMMARY.search(summary).groups())
+        rates = per_second_answers(out)
+        # dnsperf's per-second lines start with its run; the lock began `lead` seconds in.
+        began = locked_at - lead
+        lock_from, lock_to, caught = lead, int(released - began), int(caught_up - began)
+        during_lock = rates[lock_from + 1 : lock_to] or [0.0]
+        catch_up = rates[lock_to : caught + 1] or [0.0]
+        # The engine's own count: dnsperf's queries and the probe's.
+        answered = int(re.search(r"stopped after (\d+) queries", summary).group(1))
+        ok = (answered - rows == dropped == int(m.get("dns_query_log_drops_total", -1))
+              and unwritten == 0 and written == rows)  # fmt: skip
+        lines += [
+            f"db-lock ({label}): SQLite ({before:,} rows) locked {released - locked_at:.1f} s under {qps} QPS; "
+            f"caught up {caught_up - released:.1f} s after the release",
+            f"  dnsperf: {result.completed} answered, {result.lost} lost; answers/s while locked "
+            f"{min(during_lock):,.0f}-{max(during_lock):,.0f}, while catching up {min(catch_up):,.0f}-"
+            f"{max(catch_up):,.0f} (median {statistics.median(catch_up):,.0f})",
+            f"  probe before the lock: {probe.between(began, locked_at)}",
+            f"  probe while catching up: {probe.between(released, caught_up)}",
+            f"  probe after: {probe.between(caught_up, caught_up + 10)}",
+            f"  rows {rows}, answered (dnsperf and probe) - rows = {answered - rows}; drops {dropped}; "
+            f"rundns: {summary}",
+            "  answers/s, second by second (locked from second "
+            f"{lock_from + 1} to {lock_to}): " + " ".join(f"{r:.0f}" for r in rates),
+            f"  {'OK' if ok else 'FAILED'}: rows lost == drops, nothing unwritten",
+        ]
+        print("\n".join(lines[-8:]), flush=True)
+    return lines
+
+
+def revision_tree(work: Path, rev: str) -> Path:
+    """The files of git revision ``rev`` of this repository, exported under ``work``."""
+    tree = work / f"tree-{rev.replace('/', '_')}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], check=True, capture_output=True, timeout=120)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True, timeout=120)
+    return tree
+
+
 def soak(h: Harness, qps: int, duration: int) -> list[str]:
     clear_log(h.url)
     engine = h.start_engine()
@@ -475,6 +640,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checks", nargs="*", default=["all"], help=f"all, soak or any of {', '.join(CHECKS)}")
     parser.add_argument("--qps", type=int, default=5000, help="dnsperf rate (default 5000)")
     parser.add_argument("--duration", type=int, default=1800, help="soak seconds (default 1800)")
+    parser.add_argument("--lock", type=int, default=OUTAGE_SECONDS, help="db-lock: seconds locked (default 30)")
+    parser.add_argument("--prefill", type=int, default=1_000_000, help="db-lock: rows in the table at the start")
+    parser.add_argument("--compare", metavar="REV", help="db-lock: measure git revision REV's engine first")
     args = parser.parse_args(argv)
     names = list(CHECKS) if "all" in args.checks else args.checks
     unknown = [n for n in names if n not in (*CHECKS, "soak")]
@@ -508,6 +676,20 @@ def main(argv: list[str] | None = None) -> int:
                         part += check_sigterm(h, args.qps, lite, "SQLite")
                 elif name == "web-restart":
                     part = check_web_restart(h, args.qps)
+                elif name == "db-lock":
+                    template = h.work / "dblock-template.sqlite3"
+                    h.prepare(f"sqlite:///{template}")
+                    prefill_sqlite(template, args.prefill)
+                    trees: list[tuple[str, Path | None]] = [("this tree", None)]
+                    if args.compare:
+                        trees.insert(0, (args.compare, revision_tree(h.work, args.compare)))
+                    part = check_db_lock(h, args.qps, args.lock, template, trees)
+                    if args.compare:
+                        # Run once each, in this order: both answer the same dnsperf input and lock.
+                        part.append(f"  (compared: {args.compare} first, then this tree)")
+                    print(part[-1], flush=True)
+                    lines += part
+                    continue
                 else:
                     part = soak(h, args.qps, args.duration)
                 print("\n".join(part), flush=True)

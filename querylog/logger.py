@@ -3,7 +3,9 @@
 Flow: ``log_async(entry)`` appends to a bounded in-process queue (a full queue is a
 counted drop), a fixed pool of writer threads takes up to a batch at a time and
 writes it in one transaction (rows plus the dashboard rollups), retrying a failed
-write with backoff and keeping the batch. ``close()`` stops intake, writes what was
+write with backoff and keeping the batch. A writer catching up on a backlog rests
+between pieces of work (``CATCHUP_PAUSE_RATIO``); on SQLite the writers also keep the
+WAL file small (``querylog.sqlite_wal``). ``close()`` stops intake, writes what was
 queued and says how many entries were written, could not be written, and dropped.
 
 Accounting: every entry handed to ``log_async`` ends in exactly one of *written*,
@@ -49,6 +51,7 @@ from gloryhole_site.env import env_bool, env_float, env_int, env_str
 from querylog.entry import QueryLogEntry
 from querylog.models import QueryLog
 from querylog.rollups import rollup_rows, rollup_write
+from querylog.sqlite_wal import WalKeeper, WalStats, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +375,8 @@ class QueryLogWriter:
                 connection.ensure_connection()
                 connection.connection.execute(f"PRAGMA busy_timeout = {min(configured_ms, WRITER_BUSY_TIMEOUT_MS)}")
 
-    def __call__(self, entries: Sequence[QueryLogEntry]) -> None:
+    def __call__(self, entries: Sequence[QueryLogEntry], pacer: Pacer | None = None) -> None:
+        """Write ``entries``; with a ``pacer`` (the logger is catching up), in pieces with rests between."""
         rollups = rollup_rows(entries) if self.rollups else None
         if self.method == "bulk_create":
             objs = [querylog_from_entry(e, self.engine_name) for e in entries]
@@ -382,8 +386,11 @@ class QueryLogWriter:
                     rollup_write(rollups, using=self.using)
             return
         head, build = self._prepare()
-        rows = build(entries)
         connection = connections[self.using]
+        if pacer is not None and self.method == "values" and connection.vendor == "sqlite":
+            self._write_in_pieces(connection, head, build, entries, rollups, pacer)
+            return
+        rows = build(entries)
         # Rows and rollups are built above, outside the lock and the transaction:
         # the write lock is held only while the database works.
         with self._write_transaction():
@@ -396,6 +403,27 @@ class QueryLogWriter:
                     cursor.executemany(f"{head} VALUES ({', '.join(['%s'] * len(COLUMNS))})", rows)
             if rollups is not None:
                 rollup_write(rollups, using=self.using)
+
+    def _write_in_pieces(self, connection, head: str, build, entries, rollups, pacer: Pacer) -> None:
+        # Catching up: rows are built and inserted CATCHUP_PIECE_ROWS at a time, with a
+        # rest after each piece, so the DNS thread never waits behind more than one
+        # piece's work (CPU, and the GIL while rows are built and bound). One
+        # transaction still: per-batch costs (commit, rollup upserts) stay per batch.
+        with self._write_transaction():
+            for i in range(0, len(entries), CATCHUP_PIECE_ROWS):
+                if i:
+                    self._rest(pacer)
+                execute_values(connection, head, len(COLUMNS), build(entries[i : i + CATCHUP_PIECE_ROWS]))
+            if rollups is not None:
+                self._rest(pacer)
+                rollup_write(rollups, using=self.using)
+
+    def _rest(self, pacer: Pacer) -> None:
+        # Inside the transaction: a close() that ran out of time meanwhile must not see
+        # this write land after it counted the batch as unwritten (its interrupt only
+        # reaches a statement that is running).
+        if pacer.rest(self._abandon):
+            raise WriteAbandoned
 
     @contextlib.contextmanager
     def _write_transaction(self) -> Iterator[None]:
@@ -511,6 +539,46 @@ def execute_copy(connection, target: str, rows: Sequence[Sequence]) -> None:
             write_row = copy.write_row
             for row in rows:
                 write_row(row)
+
+
+# Catching up (a backlog after the database was locked or down): a writer that finds a
+# full batch still queued after taking one rests between pieces of work, as long as the
+# piece took times CATCHUP_PAUSE_RATIO (1.0: writing at most half the time), so the DNS
+# thread keeps its share of the CPU and the GIL. Only while that still drains the
+# backlog (QueryLogger._run); a full batch at steady load is written as before.
+# Measured: docs/querylog.md, "Catch-up after a database lock". 0 turns pacing off.
+CATCHUP_PAUSE_RATIO = 1.0
+CATCHUP_PIECE_ROWS = 512  # rows per INSERT while catching up: a power of two, see _sqlite_chunk_sizes
+_CATCHUP_MAX_REST = 0.25  # seconds; a checkpoint inside a commit can make one piece slow
+
+
+class Pacer:
+    """Rests a writer thread for as long as it worked since its last rest, times ``ratio``.
+
+    Wall time, not CPU time: on a busy machine a piece takes longer and the rest grows
+    with it. One per writer thread.
+    """
+
+    __slots__ = ("_since", "ratio")
+
+    def __init__(self, ratio: float) -> None:
+        self.ratio = ratio
+        self._since = time.perf_counter()
+
+    def start(self) -> None:
+        self._since = time.perf_counter()
+
+    def rest(self, abandon: threading.Event | None = None) -> bool:
+        """Sleep; True if ``abandon`` was set before or during the rest."""
+        pause = min(_CATCHUP_MAX_REST, (time.perf_counter() - self._since) * self.ratio)
+        if pause > 0:
+            if abandon is not None:
+                if abandon.wait(pause):
+                    return True
+            else:
+                time.sleep(pause)
+        self._since = time.perf_counter()
+        return abandon is not None and abandon.is_set()
 
 
 class _NoLock:
@@ -694,6 +762,13 @@ class _LoggerBase:
         self._close_lock = threading.Lock()
         self._warn = RateLimitedLog(log, 5.0)
         self._error_log = RateLimitedLog(log, 5.0)
+        # SQLite only, and only with a writer that says which database it writes.
+        using = getattr(self._writer, "using", None)
+        self._wal = (
+            WalKeeper(using, sqlite_write_lock(using))
+            if using is not None and connections[using].vendor == "sqlite"
+            else None
+        )
 
     # -- read side ---------------------------------------------------------------------
 
@@ -728,6 +803,11 @@ class _LoggerBase:
     @property
     def workers(self) -> int:
         raise NotImplementedError
+
+    @property
+    def wal_stats(self) -> WalStats:
+        """WAL truncations so far (all zero off SQLite or with a writer of another kind)."""
+        return replace(self._wal.stats) if self._wal is not None else WalStats()
 
     @property
     def write_rate(self) -> float:
@@ -792,13 +872,13 @@ class _LoggerBase:
 
     # -- writing -----------------------------------------------------------------------
 
-    def _deliver(self, batch: list[QueryLogEntry], depth: int) -> None:
+    def _deliver(self, batch: list[QueryLogEntry], depth: int, pacer: Pacer | None = None) -> None:
         """Write one batch, retrying transient failures; settle every entry in it."""
         with self._stats_lock:
             self._inflight += len(batch)
         try:
             started = time.perf_counter()
-            outcome = self._attempt(batch)
+            outcome = self._attempt(batch, pacer)
             if outcome is _Outcome.WRITTEN:
                 self._record(len(batch), time.perf_counter() - started, depth)
             elif outcome is _Outcome.ABANDONED:
@@ -825,10 +905,14 @@ class _LoggerBase:
                     self._unwritten += 1
                 self._error_log.log(logging.ERROR, "query log: rejected entry %r", entry)
 
-    def _attempt(self, entries: list[QueryLogEntry]) -> _Outcome:
+    def _attempt(self, entries: list[QueryLogEntry], pacer: Pacer | None = None) -> _Outcome:
         delay = self._retry_initial
         attempt = 0
         using = getattr(self._writer, "using", None)
+        # Only our writer writes in paced pieces; any other callable gets the batch.
+        write = (
+            functools.partial(self._writer, pacer=pacer) if isinstance(self._writer, QueryLogWriter) else self._writer
+        )
         while True:
             attempt += 1
             if self._abandon.is_set():
@@ -836,17 +920,21 @@ class _LoggerBase:
             if using is not None:
                 with self._stats_lock:
                     self._writing[threading.get_ident()] = connections[using]
+            disk_full = False
             try:
-                self._writer(entries)
+                if pacer is not None:
+                    pacer.start()
+                write(entries)
                 return _Outcome.WRITTEN
             except WriteAbandoned:
                 return _Outcome.ABANDONED
             except (OperationalError, InterfaceError) as exc:
                 if self._abandon.is_set():
                     return _Outcome.ABANDONED  # interrupted by close(), or failing anyway
-                # Locked/busy SQLite, a PostgreSQL restart, a dropped connection:
-                # it can succeed later, so keep the batch and try again.
+                # Locked/busy SQLite, a PostgreSQL restart, a dropped connection, a full
+                # disk: it can succeed later, so keep the batch and try again.
                 self._count_error()
+                disk_full = is_disk_full(exc)
                 self._error_log.log(
                     logging.WARNING,
                     "query log write failed (attempt %d, %d entries), retrying in %.2f s: %s",
@@ -874,8 +962,18 @@ class _LoggerBase:
             # The next attempt starts on a new connection: the old one may be dead
             # (PostgreSQL restart) or stuck in a failed transaction.
             _reset_connections()
+            if self._wal is not None:
+                if disk_full:
+                    self._wal.disk_full()  # give the WAL's space back now, not after the retries
+                else:
+                    self._wal.mark("after failed writes")
             if self._abandon.wait(delay):
                 return _Outcome.ABANDONED
+            if disk_full and self._wal is not None:
+                # Again before the retry: space freed meanwhile goes to the WAL's checkpoint
+                # first. On a volume with no byte left the checkpoint cannot grow the
+                # database file by the WAL's new pages and fails too; it is tried each time.
+                self._wal.disk_full()
             delay = min(delay * 2, self._retry_max)
 
     def _abandon_writes(self) -> None:
@@ -1033,22 +1131,40 @@ class QueryLogger(_LoggerBase):
 
     def _run(self) -> None:
         queue = self._queue
+        batch_size = self._batch_size
+        wal = self._wal
+        pacer = Pacer(CATCHUP_PAUSE_RATIO) if CATCHUP_PAUSE_RATIO > 0 else None
+        affordable = True  # may the next catch-up batch be paced (see below)
         connected_at = time.monotonic()
         try:
             while True:
                 batch: list[QueryLogEntry] = []
                 try:
-                    if len(queue) < self._batch_size and not self._stopping:
+                    if len(queue) < batch_size and not self._stopping:
+                        if wal is not None:
+                            wal.tend(idle=not queue)
                         self._wake.wait(self._flush_interval)
                         self._wake.clear()
                     depth = len(queue)
-                    batch = self._take(self._batch_size)
+                    batch = self._take(batch_size)
                     if not batch:
                         if self._stopping:
                             return
                         continue
                     self._rearm()
-                    self._deliver(batch, depth)
+                    if wal is not None and depth >= _WAL_BACKLOG_BATCHES * batch_size:
+                        wal.mark("after a backlog")
+                    # Catching up: another full batch waits behind this one. Not while
+                    # stopping: the listeners are closed and close() has a deadline.
+                    catching_up = pacer is not None and len(queue) >= batch_size and not self._stopping
+                    paced = catching_up and affordable
+                    self._deliver(batch, depth, pacer if paced else None)
+                    # Rests must never make a backlog grow: they go on only while the queue
+                    # shrank by a quarter batch or more over the last batch; otherwise the
+                    # next batch is written at full speed (and rests again if that drained).
+                    affordable = not catching_up or len(queue) <= depth - len(batch) // 4
+                    if paced and affordable and len(queue) >= batch_size and not self._stopping:
+                        pacer.rest()
                     if time.monotonic() - connected_at > _CONNECTION_MAX_AGE:
                         _reset_connections()
                         connected_at = time.monotonic()
@@ -1100,6 +1216,10 @@ class QueryLogger(_LoggerBase):
             if self._report.unwritten:
                 log.error("query log closed with %d entries unwritten", self._report.unwritten)
             return self._report
+
+
+# A queue this many batches deep is a backlog: once drained, the WAL it grew is truncated.
+_WAL_BACKLOG_BATCHES = 5
 
 
 # Thread mode on a database server: threads holding a connection at once.
@@ -1410,3 +1530,4 @@ class SwappableQueryLogger:
     write_errors = property(lambda self: self._current.write_errors + self._retired.write_errors)
     unwritten = property(lambda self: self._current.unwritten + self._retired.unwritten)
     write_rate = property(lambda self: self._current.write_rate)
+    wal_stats = property(lambda self: getattr(self._current, "wal_stats", WalStats()))  # the current logger's
