@@ -83,7 +83,7 @@ def test_a_client_that_pipelines_and_resets_without_reading_stops_nothing(make_e
 
 
 def test_a_half_closed_connection_gets_its_forwarded_answers(engine, upstream):
-    upstream.behaviour.delay = 0.2
+    upstream.behaviour.delay = 0.05  # the FIN is in before the answer
     for i in range(20):
         with connect(engine.port) as sock:
             sock.sendall(framed(f"half{i}.example.com", qid=i))
@@ -130,7 +130,7 @@ def test_one_client_cannot_take_every_tcp_connection(make_engine, engine_config)
 
 def test_when_every_connection_is_busy_a_new_one_is_refused(make_engine, engine_config, upstream):
     upstream.behaviour.mode = "silent"  # answers never come: every connection has a query in flight
-    engine = make_engine(dataclasses.replace(engine_config, tcp_max_connections=4, upstream_timeout=3.0))
+    engine = make_engine(dataclasses.replace(engine_config, tcp_max_connections=4, upstream_timeout=1.0))
     busy = [connect(engine.port, source=f"127.0.0.{10 + i}") for i in range(4)]
     try:
         for sock in busy:
