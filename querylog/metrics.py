@@ -168,6 +168,15 @@ class EngineCollector(Collector):
             "Entries accepted but given up on (rejected by the database, or left at shutdown).",
             value=s.unwritten,
         )
+        wal = self.query_logger.wal_stats
+        yield CounterMetricFamily(
+            "dns_query_log_wal_truncations", "SQLite WAL checkpoints that emptied it (disk full, backlog, idle).",
+            value=wal.truncations,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "dns_query_log_wal_truncate_busy", "WAL truncations kept from finishing (readers, a writer, an error).",
+            value=wal.busy,
+        )  # fmt: skip
         yield GaugeMetricFamily("dns_query_log_workers", "Query log writer threads.", value=s.workers)
         yield GaugeMetricFamily(
             "dns_query_log_write_rate", "Rows written per second over the last few seconds.", value=s.write_rate

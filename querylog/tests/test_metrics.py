@@ -64,6 +64,8 @@ def test_it_serves_the_query_log_metrics_over_http(server):
     assert m["dns_query_log_written_total"][frozenset()] == 0
     assert m["dns_query_log_write_errors_total"][frozenset()] == 0
     assert m["dns_query_log_workers"][frozenset()] == 1
+    assert m["dns_query_log_wal_truncations_total"][frozenset()] == 0
+    assert m["dns_query_log_wal_truncate_busy_total"][frozenset()] == 0
     assert m["dns_query_log_mode"][frozenset({("mode", "pool")})] == 1
     for histogram in ("dns_query_log_worker_queue_depth", "dns_query_log_batch_seconds"):
         assert f"{histogram}_bucket" in m and f"{histogram}_sum" in m and f"{histogram}_count" in m
