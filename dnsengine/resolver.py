@@ -117,7 +117,7 @@ class Exchange:
     started: float  # perf_counter() at arrival, for the duration
     arrived: float  # time.time() at arrival, for the log
     limit: int  # largest reply that fits the transport
-    packet: bytes  # the query as received
+    packet: bytes  # the query as received; empty when too large to remember a rendered reply for
     sent: bool = False
 
     def send(self, reply: bytes) -> None:
@@ -189,7 +189,8 @@ class Resolver:
             logger.exception("unexpected error parsing a query from %s", client)
             return False
         ex = Exchange(query, client, transport, addr, started, arrived,
-                      query.payload if transport.proto == "udp" else 65535, data)  # fmt: skip
+                      query.payload if transport.proto == "udp" else 65535,
+                      data if len(data) <= MAX_RENDERED_QUERY else b"")  # fmt: skip
         if query.edns and query.edns_version != 0:
             self._finish_error(ex, wire.BADVERS)
             return True
@@ -414,7 +415,7 @@ class Resolver:
 
     def _remember_rendered(self, data: bytes, reply: bytes, query: Query, valid_until: float, domain: str,
                            rcode: int, status: str, rule: str) -> None:  # fmt: skip
-        if len(data) > MAX_RENDERED_QUERY:
+        if not data or len(data) > MAX_RENDERED_QUERY:
             return  # a query this large is not a stub resolver's everyday one: not worth the memory
         rendered = self._rendered
         cost = len(data) + len(reply) + RENDERED_OVERHEAD

@@ -96,6 +96,11 @@ class TcpConnection:
         """Nothing asked and unanswered, nothing unsent: closing it costs the client nothing."""
         return not self.outstanding and not self.outbuf and not self.inbuf
 
+    @property
+    def unfinished_only(self) -> bool:
+        """Holds part of a message and nothing else: no answer owed, nothing unsent."""
+        return not self.outstanding and not self.outbuf and self.partial_since is not None
+
 
 class TcpListener:
     """Every TCP connection, multiplexed on one thread with `selectors`.
@@ -175,7 +180,7 @@ class TcpListener:
                         self._dispatch(key, events)
                     except Exception:
                         logger.exception("TCP listener error")
-                self._take_inbox()
+                self._guarded(self._take_inbox)
                 if listening and not self._reading:
                     listening = False
                     self.selector.unregister(self.sock)
@@ -184,15 +189,23 @@ class TcpListener:
                         self._settle(conn)
                 now = time.monotonic()
                 if now >= next_sweep:
-                    self._sweep_idle(now)
+                    self._guarded(self._sweep_idle, now)
                     next_sweep = now + min(1.0, self.idle_timeout / 2)
         finally:
-            self._take_inbox()
+            self._guarded(self._take_inbox)
             for conn in list(self.connections.values()):
                 self._close(conn)
             self.selector.close()
             self._wake_r.close()
             self._wake_w.close()
+
+    def _guarded(self, step, *args) -> None:
+        # An unexpected error in one step is logged; the thread that serves every
+        # TCP client keeps going.
+        try:
+            step(*args)
+        except Exception:
+            logger.exception("TCP listener error")
 
     def _dispatch(self, key, events) -> None:
         conn = key.data
@@ -215,7 +228,11 @@ class TcpListener:
         inbox = self._inbox
         while inbox:
             conn, framed = inbox.popleft()
-            self.deliver(conn, framed)
+            try:
+                self.deliver(conn, framed)
+            except Exception:
+                logger.exception("TCP listener error delivering an answer to %s", conn.peer)
+                self._close(conn)
 
     def deliver(self, conn: TcpConnection, framed: bytes) -> None:
         """Queue one answer on `conn` and write what the socket takes now (TCP thread only)."""
@@ -266,10 +283,18 @@ class TcpListener:
         else:
             return True
         idle = [c for c in candidates if c.idle]
-        if not idle:
+        if idle:
+            self.stats.count("tcp_idle_evicted")
+            self._close(min(idle, key=lambda c: c.last_activity))
+            return True
+        # Connections that only hold the start of a message (a client trickling
+        # bytes, or one that never finishes) are next: nothing of theirs is in
+        # flight, so the one whose message began longest ago goes.
+        unfinished = [c for c in candidates if c.unfinished_only]
+        if not unfinished:
             return False
-        self.stats.count("tcp_idle_evicted")
-        self._close(min(idle, key=lambda c: c.last_activity))
+        self.stats.count("tcp_unfinished_evicted")
+        self._close(min(unfinished, key=lambda c: c.partial_since))
         return True
 
     def _read(self, conn: TcpConnection) -> None:
@@ -315,7 +340,12 @@ class TcpListener:
             del buf[: 2 + length]
             handled += 1
             conn.outstanding += 1
-            if not self.resolver.handle(message, conn.peer, conn, None):
+            try:
+                answered = self.resolver.handle(message, conn.peer, conn, None)
+            except BaseException:
+                conn.outstanding -= 1
+                raise
+            if not answered:
                 conn.outstanding -= 1  # dropped (a response, say): no answer will come
             if conn.closed:
                 return
@@ -361,7 +391,9 @@ class TcpListener:
 
     def _sweep_idle(self, now: float) -> None:
         for conn in list(self.connections.values()):
-            idle = now - conn.last_activity > self.idle_timeout
+            # A connection still owed answers is not idle (RFC 7766 6.2.3); the
+            # upstream timeout bounds how long it waits for them.
+            idle = not conn.outstanding and now - conn.last_activity > self.idle_timeout
             # A message that never completes (a lying length prefix, a half-open
             # client trickling bytes) counts from its first byte, not its last.
             stalled = conn.partial_since is not None and now - conn.partial_since > self.idle_timeout

@@ -20,6 +20,7 @@ queue.
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import os
 import queue
@@ -139,8 +140,9 @@ class UpstreamForwarder:
         # deadlines only grow: a deque, not a heap. Entries of answered attempts stay
         # until their deadline and are skipped then.
         self._deadlines: deque[tuple[float, int]] = deque()
-        # (when to race the next upstream, key) for attempts that have a next upstream.
-        self._hedges: list[tuple[float, int]] = []
+        # (when to race the next upstream, tie-breaker, key, attempt) for attempts that have a next upstream.
+        self._hedges: list[tuple[float, int, int, _Attempt]] = []
+        self._hedge_seq = itertools.count()
         self._rtts = [_RoundTrips() for _ in upstreams]
         self._lock = threading.Lock()
         self._failures = [0] * len(upstreams)
@@ -303,11 +305,15 @@ class UpstreamForwarder:
                     key = None
                 if key is not None:
                     deadline = now + self.timeout
-                    self._pending[key] = _Attempt(pending, index, now, deadline)
+                    attempt = _Attempt(pending, index, now, deadline)
+                    self._pending[key] = attempt
                     pending.keys.append(key)
                     self._deadlines.append((deadline, key))
                     if pending.order:
-                        heapq.heappush(self._hedges, (now + self.hedge_delay(index), key))
+                        # The attempt rides along: a key is reused by later queries once
+                        # this one is answered, and their timers are their own.
+                        due = now + self.hedge_delay(index)
+                        heapq.heappush(self._hedges, (due, next(self._hedge_seq), key, attempt))
             if key is None:
                 self.stats.count("upstream_overflow")
                 if not pending.keys:
@@ -319,8 +325,11 @@ class UpstreamForwarder:
             except OSError as exc:
                 # ECONNREFUSED from an earlier ICMP error, unreachable network...
                 with self._lock:
-                    self._pending.pop(key, None)
-                    pending.keys.remove(key)
+                    mine = self._pending.pop(key, None) is not None
+                    if mine:
+                        pending.keys.remove(key)
+                if not mine or pending.done:
+                    return  # the I/O thread failed this attempt already (its socket errored) and moved on
                 self._note_failure(index, f"send failed: {exc}")
                 if pending.keys:
                     return  # another attempt is still waiting
@@ -347,9 +356,13 @@ class UpstreamForwarder:
         if pending.done:
             return
         pending.done = True
-        with self._lock:
-            self._active -= 1
-        self._safe_callback(pending.callback, reply, label)
+        # Counted out only once the answer is handed on: drain() returning means
+        # every answer has reached its listener.
+        try:
+            self._safe_callback(pending.callback, reply, label)
+        finally:
+            with self._lock:
+                self._active -= 1
 
     def _note_failure(self, index: int, why: str) -> None:
         self._failures[index] += 1
@@ -462,9 +475,8 @@ class UpstreamForwarder:
         race: list[_Pending] = []
         with self._lock:
             while hedges and hedges[0][0] <= now:
-                _, key = heapq.heappop(hedges)
-                attempt = self._pending.get(key)
-                if attempt is not None and not attempt.pending.done and attempt.pending.order:
+                _, _, key, attempt = heapq.heappop(hedges)
+                if self._pending.get(key) is attempt and not attempt.pending.done and attempt.pending.order:
                     race.append(attempt.pending)
         for pending in race:
             if not pending.done and pending.order:  # a send error above may have used the last one
@@ -512,9 +524,11 @@ class UpstreamForwarder:
                 except Exception:
                     logger.exception("TCP retry failed unexpectedly")
                     reply, label = None, ""
-                with self._lock:
-                    self._active -= 1
-                self._safe_callback(pending.callback, reply, label)
+                try:
+                    self._safe_callback(pending.callback, reply, label)
+                finally:
+                    with self._lock:
+                        self._active -= 1
             finally:
                 self._tcp_queue.task_done()
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import struct
+import time
 
 import dns.edns
 import dns.message
 
-from dnsengine.resolver import MAX_RENDERED_QUERY
+from dnsengine.resolver import MAX_RENDERED_QUERY, Exchange
 from dnsengine.tests.helpers import rcode
 
 
@@ -82,3 +84,23 @@ def test_the_reply_cache_is_bounded_by_the_configured_bytes(make_engine, engine_
 
     assert engine.cache.bytes <= 1 << 20
     assert engine.cache.evictions > 0
+
+
+def test_forwarded_queries_with_large_edns_padding_are_not_kept_while_in_flight(engine, upstream):
+    upstream.behaviour.mode = "silent"  # every query stays in flight until it times out
+    padding = dns.edns.GenericOption(dns.edns.OptionType.PADDING, b"\x00" * 60_000)
+    count = 50
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        for i in range(count):
+            query = dns.message.make_query(f"padded{i}.example.com", "A", use_edns=0, payload=4096, options=[padding])
+            sock.sendto(query.to_wire(max_size=65535), ("127.0.0.1", engine.port))
+        deadline = time.monotonic() + 3
+        while engine.forwarder.inflight < count:
+            assert time.monotonic() < deadline, f"{engine.forwarder.inflight} of {count} in flight"
+            time.sleep(0.01)
+
+    held = [ex for ex in gc.get_objects() if isinstance(ex, Exchange) and ex.query.name.startswith("padded")]
+    assert len(held) == count
+    # 60 KB each would be 3 MB here, 128 MB at the in-flight limit.
+    assert max(len(ex.packet) for ex in held) <= MAX_RENDERED_QUERY

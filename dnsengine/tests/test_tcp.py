@@ -160,7 +160,8 @@ def test_a_connection_is_not_read_past_its_pipeline_limit_yet_every_query_is_ans
         sock.sendall(b"".join(framed(f"pipe{i}.example.com", qid=i) for i in range(count)))
         seen = set()
         while len(seen) < count:
-            most_in_flight = max(most_in_flight, engine.forwarder.inflight)
+            owed = [c.outstanding for c in list(engine.server.tcp.connections.values())]
+            most_in_flight = max([most_in_flight, *owed])
             seen.add(read_message(sock).id)
     assert seen == set(range(count))
     assert MAX_TCP_PIPELINE / 2 <= most_in_flight <= MAX_TCP_PIPELINE
@@ -195,3 +196,67 @@ def test_a_query_with_bytes_after_its_last_record_gets_formerr(engine, tcp):
             sock.sendto(query, ("127.0.0.1", engine.port))
             reply = dns.message.from_wire(sock.recv(65535))
     assert rcode(reply) == "FORMERR"
+
+
+def test_connections_holding_only_an_unfinished_message_make_room_for_a_new_client(make_engine, engine_config):
+    engine = make_engine(dataclasses.replace(engine_config, tcp_max_connections=16, tcp_max_per_client=4))
+    # Four addresses, four connections each, each holding one byte of a message that never completes.
+    trickle = [connect(engine.port, source=f"127.0.0.{30 + i // 4}") for i in range(16)]
+    try:
+        for sock in trickle:
+            sock.sendall(b"\x00")
+        deadline = time.monotonic() + 2
+        while len(engine.server.tcp.connections) < 16 or any(
+            c.partial_since is None for c in list(engine.server.tcp.connections.values())
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+        for qid in range(3):
+            with connect(engine.port, source="127.0.0.50") as sock:
+                sock.sendall(framed("localhost", qid=qid))
+                assert read_message(sock).id == qid
+
+        assert engine.stats.counters.get("tcp_unfinished_evicted") == 1  # the answered ones left room after them
+        assert engine.stats.counters.get("tcp_connections_refused", 0) == 0
+    finally:
+        for sock in trickle:
+            sock.close()
+
+
+def test_a_connection_waiting_for_an_answer_outlives_the_idle_timeout(make_engine, engine_config, upstream):
+    upstream.behaviour.delay = 1.5  # past the first idle sweep, which comes a second after the start
+    engine = make_engine(dataclasses.replace(engine_config, tcp_idle_timeout=0.2, upstream_timeout=3.0))
+    with connect(engine.port) as sock:
+        sock.sendall(framed("slow.example.com", qid=3))
+
+        reply = read_message(sock)
+
+    assert reply.id == 3 and answers(reply) == ["A 192.0.2.1"]
+    assert engine.stats.counters.get("tcp_idle_closed", 0) == 0
+
+
+def test_an_error_while_answering_held_back_queries_does_not_stop_tcp(make_engine, engine_config, upstream,
+                                                                      monkeypatch):  # fmt: skip
+    upstream.behaviour.delay = 0.3
+    engine = make_engine(engine_config)
+    handle = engine.resolver.handle
+    calls = 0
+
+    def failing_past_the_pipeline_limit(data, client, transport, addr):
+        nonlocal calls
+        calls += 1
+        if calls == MAX_TCP_PIPELINE + 1:  # the first query held back, handled from deliver()
+            raise RuntimeError("a bug in the resolver")
+        return handle(data, client, transport, addr)
+
+    monkeypatch.setattr(engine.resolver, "handle", failing_past_the_pipeline_limit)
+    with connect(engine.port, timeout=10) as sock:
+        sock.sendall(b"".join(framed(f"held{i}.example.com", qid=i) for i in range(MAX_TCP_PIPELINE + 2)))
+        deadline = time.monotonic() + 5
+        while calls <= MAX_TCP_PIPELINE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert calls > MAX_TCP_PIPELINE
+
+    monkeypatch.setattr(engine.resolver, "handle", handle)
+    assert answers(probe(engine.port, tcp=True)) == ["A 127.0.0.1"]  # the TCP thread is still serving

@@ -29,6 +29,14 @@ def engine_for(make_engine, engine_config, *upstreams, timeout: float = 2.0):
     )
 
 
+def assert_nothing_in_flight(engine) -> None:
+    """The forwarder counts a question out just after its answer is handed on: allow it that moment."""
+    deadline = time.monotonic() + 1
+    while engine.forwarder.inflight:
+        assert time.monotonic() < deadline, f"{engine.forwarder.inflight} still in flight"
+        time.sleep(0.005)
+
+
 def timed(client: Client, name: str):
     started = time.monotonic()
     reply = client.query(name, timeout=5)
@@ -77,7 +85,7 @@ def test_a_slow_primary_is_raced_and_its_late_answer_is_not_a_failure(make_engin
         assert time.monotonic() < deadline, "the primary's late answer was not seen"
         time.sleep(0.02)
     assert engine.forwarder._failures[0] == 0  # it answered: not a failure, not demoted
-    assert engine.forwarder.inflight == 0
+    assert_nothing_in_flight(engine)
 
 
 def test_with_every_upstream_silent_servfail_comes_when_the_last_attempt_times_out(
@@ -93,7 +101,7 @@ def test_with_every_upstream_silent_servfail_comes_when_the_last_attempt_times_o
     assert rcode(reply) == "SERVFAIL"
     assert 0.9 < took < 1.8
     assert (primary.received, secondary.received) == (1, 1)
-    assert engine.forwarder.inflight == 0
+    assert_nothing_in_flight(engine)
 
 
 def test_a_single_upstream_is_never_raced(make_engine, engine_config, upstream):
@@ -121,3 +129,36 @@ def test_round_trips_give_the_p99_of_the_recent_samples():
     for _ in range(256):
         rtts.add(0.02)
     assert rtts.p99 == 0.02  # old samples leave the window
+
+
+def test_a_race_timer_of_an_answered_query_does_not_race_a_later_one_with_the_same_id(
+    make_engine, engine_config, two_upstreams
+):
+    primary, secondary = two_upstreams
+    engine = engine_for(make_engine, engine_config, primary, secondary, timeout=4.0)  # race after 1 s
+    engine.forwarder._random32 = lambda: 0x1234  # every attempt takes the same socket and ID
+    client = Client(engine.port)
+    assert answers(client.query("one.example.com")) == ["A 192.0.2.10"]  # leaves its race timer behind
+    time.sleep(0.4)
+    primary.behaviour.delay = 0.8  # answers after the first query's timer is due, before its own
+
+    assert answers(client.query("two.example.com", timeout=5)) == ["A 192.0.2.10"]
+
+    assert engine.stats.counters.get("upstream_raced", 0) == 0
+    assert secondary.received == 0
+
+
+def test_drain_waits_until_a_forwarded_answer_has_been_handed_on(make_engine, engine_config, upstream, monkeypatch):
+    engine = make_engine(engine_config)
+    counted_while_answering = []
+    finish = engine.resolver._finish_forwarded
+
+    def observing(*args, **kwargs):
+        counted_while_answering.append(engine.forwarder.inflight)
+        return finish(*args, **kwargs)
+
+    monkeypatch.setattr(engine.resolver, "_finish_forwarded", observing)
+
+    assert answers(Client(engine.port).query("counted.example.com")) == ["A 192.0.2.1"]
+    assert counted_while_answering == [1]
+    assert_nothing_in_flight(engine)
