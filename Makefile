@@ -25,11 +25,11 @@ migrate: venv
 	$(PY) manage.py migrate --noinput
 
 # The engine (DNS on HOST:PORT) and the web UI (gunicorn on WEB) in the foreground;
-# devtools/run.py migrates, creates the first admin (password printed once) and
+# gloryhole_site/run.py migrates, creates the first admin (password printed once) and
 # collects static files first. Ctrl-C stops both.
 WEB ?= 127.0.0.1:8000
 run: venv
-	$(PY) -m devtools.run --dns-host $(HOST) --dns-port $(PORT) --web $(WEB)
+	$(PY) -m gloryhole_site.run --dns-host $(HOST) --dns-port $(PORT) --web $(WEB)
 
 # The whole suite on SQLite, then again on a throw-away PostgreSQL server that
 # devtools/pgtest.sh starts on loopback (installing Debian's postgresql if missing)
@@ -51,35 +51,35 @@ chromium:
 # Web response times on a temporary database of N synthetic queries (not a test).
 BENCH_ROWS ?= 5000000
 bench-web: dev-venv
-	$(PY) -m devtools.bench_web --rows $(BENCH_ROWS)
+	$(PY) -m devtools.bench.web --rows $(BENCH_ROWS)
 
 # The DNS hot path in-process, then query log costs (not a test): one log_async call, writer rows/s for pool vs
 # thread-per-query, bulk_create vs multi-row INSERT, with and without rollups, on a
 # temporary SQLite file. Medians of 3 runs; about a minute on an idle 2-core machine.
 QUERYLOG_BENCH_ARGS ?=
 bench: dev-venv
-	$(PY) -m devtools.bench_engine
-	$(PY) -m devtools.bench_querylog $(QUERYLOG_BENCH_ARGS)
+	$(PY) -m devtools.bench.engine
+	$(PY) -m devtools.bench.querylog $(QUERYLOG_BENCH_ARGS)
 
 # SQLite page cache and checkpoint interval for the query log: CPU per row as the table
-# grows, SQLite's defaults against ours (devtools/bench_sqlite.py, docs/querylog.md).
+# grows, SQLite's defaults against ours (devtools/bench/sqlite.py, docs/querylog.md).
 BENCH_SQLITE_ARGS ?=
 .PHONY: bench-sqlite
 bench-sqlite: dev-venv
-	$(PY) -m devtools.bench_sqlite $(BENCH_SQLITE_ARGS)
+	$(PY) -m devtools.bench.sqlite $(BENCH_SQLITE_ARGS)
 
 # Disk space of the query log on SQLite per million rows (tables, indexes, rollups, the
-# WAL's peak), written through the engine's writer (devtools/bench_disk.py, docs/querylog.md).
+# WAL's peak), written through the engine's writer (devtools/bench/disk.py, docs/querylog.md).
 BENCH_DISK_ARGS ?=
 .PHONY: bench-disk
 bench-disk: dev-venv
-	$(PY) -m devtools.bench_disk $(BENCH_DISK_ARGS)
+	$(PY) -m devtools.bench.disk $(BENCH_DISK_ARGS)
 
 # Query-log writes on SQLite with batches of every size: one statement per batch
 # vs reused power-of-two pieces (CPU, rows/s, SQLite's heap).
 .PHONY: bench-statements
 bench-statements: dev-venv
-	$(PY) -m devtools.bench_statements $(BENCH_STATEMENTS_ARGS)
+	$(PY) -m devtools.bench.statements $(BENCH_STATEMENTS_ARGS)
 
 lint: dev-venv
 	$(VENV)/bin/ruff format --check .
@@ -96,7 +96,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
 # make loadtest: dnsperf against the engine and a dnslib baseline, on loopback only
-# (devtools/loadtest.py, docs/loadtest.md). DURATION is seconds per variant (8 variants).
+# (devtools/load/loadtest.py, docs/loadtest.md). DURATION is seconds per variant (8 variants).
 # The file-wide DURATION default (60) would make the default run ~9 minutes, so unless
 # DURATION is given on the command line or in the environment each run gets
 # LOADTEST_DURATION seconds, which keeps a default `make loadtest` under ~3 minutes.
@@ -106,7 +106,7 @@ LOADTEST_ARGS ?=
 loadtest: venv
 	@command -v dnsperf >/dev/null || (apt-get update && apt-get install -y dnsperf) \
 		|| { echo "dnsperf is missing and could not be installed (apt-get install dnsperf)" >&2; exit 2; }
-	$(PY) -m devtools.loadtest \
+	$(PY) -m devtools.load.loadtest \
 		--duration $(if $(filter file,$(origin DURATION)),$(LOADTEST_DURATION),$(DURATION)) \
 		--variants $(LOADTEST_VARIANTS) $(LOADTEST_ARGS)
 
@@ -116,22 +116,22 @@ loadtest: venv
 BENCH_BLOCKLIST_ARGS ?=
 .PHONY: bench-blocklist
 bench-blocklist: dev-venv
-	$(PY) -m devtools.bench_blocklist $(BENCH_BLOCKLIST_ARGS)
+	$(PY) -m devtools.bench.blocklist $(BENCH_BLOCKLIST_ARGS)
 
 # The query log on PostgreSQL (not a test): writer rows/s for INSERT ... VALUES, COPY and
 # bulk_create with 1, 2 and 4 writers, and retention's cost, on a throw-away server with
 # fsync on. docs/scale-out.md has the figures.
 QUERYLOG_BENCH_PG_ARGS ?=
 bench-pg: dev-venv
-	PGTEST_DURABLE=1 devtools/pgtest.sh $(PY) -m devtools.bench_querylog_pg $(QUERYLOG_BENCH_PG_ARGS)
+	PGTEST_DURABLE=1 devtools/pgtest.sh $(PY) -m devtools.bench.querylog_pg $(QUERYLOG_BENCH_PG_ARGS)
 
-# Hard faults under dnsperf load on loopback, each bounded in time (devtools/faults.py,
+# Hard faults under dnsperf load on loopback, each bounded in time (devtools/load/faults.py,
 # docs/scale-out.md): PostgreSQL stopped for 30 s, kill -9, SIGTERM, web restart.
 # By hand, not in CI. FAULTS="pg-down kill9" runs a few.
 FAULTS ?= all
 faults: dev-venv
 	@command -v dnsperf >/dev/null || (apt-get update && apt-get install -y dnsperf)
-	PGTEST_DURABLE=1 devtools/pgtest.sh $(PY) -m devtools.faults $(FAULTS)
+	PGTEST_DURABLE=1 devtools/pgtest.sh $(PY) -m devtools.load.faults $(FAULTS)
 
 # Soak (by hand): SOAK_QPS queries/s for DURATION seconds (30 minutes unless DURATION is
 # given), RSS, threads and queue depth printed each minute. SOAK_DB=sqlite for the default backend.
@@ -139,5 +139,5 @@ SOAK_QPS ?= 10000
 SOAK_DB ?= postgres
 soak: dev-venv
 	@command -v dnsperf >/dev/null || (apt-get update && apt-get install -y dnsperf)
-	$(if $(filter postgres,$(SOAK_DB)),PGTEST_DURABLE=1 devtools/pgtest.sh) $(PY) -m devtools.faults soak \
+	$(if $(filter postgres,$(SOAK_DB)),PGTEST_DURABLE=1 devtools/pgtest.sh) $(PY) -m devtools.load.faults soak \
 		--qps $(SOAK_QPS) --duration $(if $(filter file,$(origin DURATION)),1800,$(DURATION))

@@ -86,7 +86,7 @@ fi
 "${AS[@]}" "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres gloryhole
 
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PORT/gloryhole"
-# For scripts that stop and start the server themselves (devtools/faults.py).
+# For scripts that stop and start the server themselves (devtools/load/faults.py).
 export PGTEST_BIN=$BIN PGTEST_DATA=$DATA PGTEST_LOG=$LOG PGTEST_OPTIONS=$OPTIONS
 export PGTEST_AS="${AS[*]}"
 echo "pgtest: PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PORT (data in $DATA)" >&2

@@ -1,4 +1,4 @@
-"""devtools/run.py: the `make run` launcher stops everything together."""
+"""gloryhole_site/run.py: the `make run` launcher stops everything together."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 import threading
 import time
 
-from devtools.run import commands, prepare_steps, supervise, without_traceback
 from dnsengine.tests.helpers import ROOT
+from gloryhole_site.run import commands, prepare_steps, supervise, without_traceback
 
 
 def child(code: str) -> subprocess.Popen:
@@ -87,8 +87,8 @@ def test_a_first_run_shows_the_password_box_last_before_the_engine_and_web_start
         PYTHONUNBUFFERED="1",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devtools.run", "--dns-port", str(free_port()), "--web", f"127.0.0.1:{free_port()}",
-         "--workers", "1"],
+        [sys.executable, "-m", "gloryhole_site.run", "--dns-port", str(free_port()),
+         "--web", f"127.0.0.1:{free_port()}", "--workers", "1"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

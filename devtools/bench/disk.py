@@ -1,6 +1,6 @@
 """Disk space the query log takes per million rows on SQLite (``make bench-disk``).
 
-    python -m devtools.bench_disk [--rows 1000000] [--days 7] [--workload home many]
+    python -m devtools.bench.disk [--rows 1000000] [--days 7] [--workload home many]
 
 Writes --rows entries through the engine's own writer (``QueryLogWriter``: rows plus the
 dashboard rollups, batches of 2,000, the settings of gloryhole_site/env.py) into a
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"- machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "
               f"SQLite {sqlite3.sqlite_version}")  # fmt: skip
         print(
-            f"- command: python -m devtools.bench_disk --rows {args.rows} --days {args.days:g} "
+            f"- command: python -m devtools.bench.disk --rows {args.rows} --days {args.days:g} "
             f"--workload {' '.join(args.workload)}"
         )
     finally:

@@ -1,6 +1,6 @@
 """SQLite settings for the query log: CPU per row as the table grows (``make bench-sqlite``).
 
-    python -m devtools.bench_sqlite [--rows 400000] [--batch 2000] [--runs 1]
+    python -m devtools.bench.sqlite [--rows 400000] [--batch 2000] [--runs 1]
 
 Inserts --rows QueryLog rows in batches of --batch (one multi-row INSERT per
 ~90 rows, one transaction per batch, as the writer does) into a freshly migrated
@@ -120,7 +120,7 @@ def main() -> None:
         print()
         print(f"- machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "
               f"SQLite {sqlite3.sqlite_version}")  # fmt: skip
-        print(f"- command: python -m devtools.bench_sqlite --rows {args.rows} --batch {args.batch} --runs {args.runs}")
+        print(f"- command: python -m devtools.bench.sqlite --rows {args.rows} --batch {args.batch} --runs {args.runs}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

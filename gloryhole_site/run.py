@@ -1,6 +1,6 @@
 """`make run`: prepare the database, then run the DNS engine and the web UI in the foreground.
 
-    python -m devtools.run [--dns-host H] [--dns-port P] [--web 127.0.0.1:8000] [--workers 2]
+    python -m gloryhole_site.run [--dns-host H] [--dns-port P] [--web 127.0.0.1:8000] [--workers 2]
 
 Steps: migrate and collectstatic (quietly), ensureadmin (a first-run password,
 boxed, or how to reset it), then `manage.py rundns` and gunicorn side by side:

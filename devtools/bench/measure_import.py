@@ -1,6 +1,6 @@
 """Peak memory of `manage.py importblocklist` and how long it makes other SQLite writers wait.
 
-    python -m devtools.measure_import [--names 1000000] [--kind hosts|short] [--then other|same] [--dir /tmp]
+    python -m devtools.bench.measure_import [--names 1000000] [--kind hosts|short] [--then other|same] [--dir /tmp]
 
 Generates a list file (`hosts`: `0.0.0.0 adsN.trackerM.example.com` lines;
 `short`: `aN.ab` lines, 16M of them make ~200 MB) in a throw-away directory
@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_list(path: Path, kind: str, names: int, prefix: str) -> None:

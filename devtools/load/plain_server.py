@@ -1,6 +1,6 @@
 """The floor of a Python DNS server: one thread, recvfrom, a dict of replies, sendto.
 
-    python -m devtools.plain_server --port 5399      # loopback only; Ctrl-C stops it
+    python -m devtools.load.plain_server --port 5399      # loopback only; Ctrl-C stops it
 
 Answers every query with an empty NOERROR reply built once per distinct query
 (minus its ID) and then served from a dict: no parsing, no logging, nothing else.

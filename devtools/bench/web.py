@@ -1,6 +1,6 @@
 """`make bench-web`: response times of the dashboard and the history on a big query log.
 
-    python -m devtools.bench_web [--rows 5000000] [--days 7] [--repeat 20] [--keep]
+    python -m devtools.bench.web [--rows 5000000] [--days 7] [--repeat 20] [--keep]
 
 Builds a TEMPORARY SQLite database (GLORYHOLE_DATA_DIR and DATABASE_URL point
 into a fresh temp folder; the real data/ is never touched), migrates it, bulk
@@ -31,7 +31,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parents[2]
 
 TLDS = ("com", "net", "org", "io", "de", "co.uk", "tv", "app")
 WORDS = (

@@ -1,6 +1,6 @@
 """Blocklist matcher benchmark (``make bench-blocklist``): memory, build time and lookups for 1M names.
 
-    python -m devtools.bench_blocklist [--domains 1000000] [--lookups 100000] [--designs all] [--no-reload]
+    python -m devtools.bench.blocklist [--domains 1000000] [--lookups 100000] [--designs all] [--no-reload]
 
 Generates realistic blocked names (ad/tracker-like second-level names under a
 weighted mix of TLDs, a third of them with a subdomain such as ``ads.`` or
@@ -452,7 +452,7 @@ def run_reload(directory: Path) -> dict:
 
 def _child(args: list[str]) -> dict:
     output = subprocess.run(
-        [sys.executable, "-m", "devtools.bench_blocklist", *args], check=True, capture_output=True, text=True
+        [sys.executable, "-m", "devtools.bench.blocklist", *args], check=True, capture_output=True, text=True
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
 

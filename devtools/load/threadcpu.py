@@ -1,6 +1,6 @@
 """CPU per thread of a running process, and of other processes, over a window (from /proc).
 
-    python -m devtools.threadcpu PID [--others PID,PID] [--seconds 6]
+    python -m devtools.load.threadcpu PID [--others PID,PID] [--seconds 6]
 
 Run it while a load test runs (`make loadtest` prints nothing of this): it prints
 user and system CPU in % of one CPU for every thread of PID, named as Python names
@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from devtools.loadtest import _BUSY_FIELDS  # the fields of /proc/stat that count as busy
+from devtools.load.loadtest import _BUSY_FIELDS  # the fields of /proc/stat that count as busy
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -1,6 +1,6 @@
 """Query log benchmark (``make bench``): what one log_async costs and how fast the writers write.
 
-    python -m devtools.bench_querylog [--rows 30000] [--runs 3]
+    python -m devtools.bench.querylog [--rows 30000] [--runs 3]
 
 Runs on a throw-away SQLite file in a temporary directory (GLORYHOLE_DATA_DIR and
 DATABASE_URL are pointed there before Django starts), never on data/. Each write

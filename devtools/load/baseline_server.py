@@ -7,7 +7,7 @@ with a fresh socket per query (as dnslib's ProxyResolver does) and replies kept
 in a plain dict. It logs nothing, so the comparison with the engine is fair
 when the engine's query log is off.
 
-    python -m devtools.baseline_server --port 0 --upstream 127.0.0.1:5399 --blocklist names.txt
+    python -m devtools.load.baseline_server --port 0 --upstream 127.0.0.1:5399 --blocklist names.txt
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What the blocking guard rails' traffic figures cost on a busy day of rollups.
 
-    python -m devtools.bench_guardrails [--rows 400000] [--names 100000] [--runs 5]
+    python -m devtools.bench.guardrails [--rows 400000] [--names 100000] [--runs 5]
 
 Fills a fresh migrated SQLite file with --rows DomainRollup rows over the last
 25 hours (each hour's names drawn from a pool of --names with Zipf-like weights, two
@@ -22,7 +22,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from devtools.bench_querylog import _setup_django
+from devtools.bench.querylog import _setup_django
 
 
 def _fill(rows: int, names: int) -> None:

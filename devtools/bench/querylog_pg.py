@@ -1,6 +1,6 @@
 """Query log on PostgreSQL (``make bench-pg``): writer rows/s by method and workers, and retention's cost.
 
-    python -m devtools.bench_querylog_pg --postgres postgres://user@127.0.0.1:5432/db [--rows 40000] [--runs 3]
+    python -m devtools.bench.querylog_pg --postgres postgres://user@127.0.0.1:5432/db [--rows 40000] [--runs 3]
 
 Works in a database of its own, ``<db>_bench``, created (and migrated) on the given
 server and dropped at the end; never touches the named database itself. ``make
@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from urllib.parse import urlparse, urlunparse
 
-from devtools.bench_querylog import WRITE_BATCH, BusyListeners, _entries, _median
+from devtools.bench.querylog import WRITE_BATCH, BusyListeners, _entries, _median
 
 BENCH_SUFFIX = "_bench"
 PURGE_PAUSE = 0.05  # RetentionThread's pause between batches

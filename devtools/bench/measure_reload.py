@@ -1,8 +1,8 @@
 """How long DNS answers stall while a running engine reloads a big blocklist.
 
-    python -m devtools.measure_reload [--names 2000000] [--dir /tmp]
+    python -m devtools.bench.measure_reload [--names 2000000] [--dir /tmp]
 
-Imports a generated hosts list of N names (see devtools.measure_import) into a
+Imports a generated hosts list of N names (see devtools.bench.measure_import) into a
 fresh SQLite database in a throw-away directory, starts `manage.py rundns` on
 a free loopback port, then asks it for `localhost` (answered by the engine
 itself, no upstream) every 5 ms from this process. After a few seconds it bumps
@@ -29,9 +29,9 @@ import threading
 import time
 from pathlib import Path
 
-from devtools.measure_import import write_list
+from devtools.bench.measure_import import write_list
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 QUERY = struct.pack("!HHHHHH", 0, 0x0100, 1, 0, 0, 0) + b"\x09localhost\x00\x00\x01\x00\x01"
 
 

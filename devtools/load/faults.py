@@ -1,14 +1,14 @@
 """Hard faults under load, each a bounded scripted check on loopback (``make faults``, ``make soak``).
 
-    devtools/pgtest.sh .venv/bin/python -m devtools.faults [all | pg-down kill9 sigterm web-restart]
-    devtools/pgtest.sh .venv/bin/python -m devtools.faults soak --qps 10000 --duration 1800
+    devtools/pgtest.sh .venv/bin/python -m devtools.load.faults [all | pg-down kill9 sigterm web-restart]
+    devtools/pgtest.sh .venv/bin/python -m devtools.load.faults soak --qps 10000 --duration 1800
 
 DATABASE_URL names the database the engines use (``make faults`` starts a throw-away
 PostgreSQL with devtools/pgtest.sh, which also tells this script how to stop and
 start it; unset, a temporary SQLite file); the script migrates it and empties the
 query log before each check. Load
 is dnsperf (Debian's package) at --qps against ``manage.py rundns`` on 127.0.0.1,
-forwarding to devtools/fast_upstream.py on 127.0.0.1. Every process started here is
+forwarding to devtools/load/fast_upstream.py on 127.0.0.1. Every process started here is
 stopped by PID; every load run has a fixed length.
 
 Checks (docs/scale-out.md has the measured results):
@@ -55,7 +55,7 @@ import dns.exception
 import dns.message
 import dns.query
 
-from devtools.loadtest import (
+from devtools.load.loadtest import (
     LOOPBACK,
     Processes,
     blocked_name,
@@ -69,7 +69,7 @@ from devtools.loadtest import (
     write_queries,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 CHECKS = ("pg-down", "kill9", "sigterm", "web-restart", "db-lock")
 BLOCKLIST_SIZE = 10_000
@@ -424,8 +424,8 @@ def check_web_restart(h: Harness, qps: int) -> list[str]:
 def prefill_sqlite(path: Path, rows: int) -> None:
     """Add ``rows`` QueryLog rows of the last day straight into a SQLite file: the writers then
     work against large indexes (and retention, 7 days by default, leaves them alone)."""
-    from devtools.bench_sqlite import COLUMNS
-    from devtools.bench_sqlite import rows as make_rows
+    from devtools.bench.sqlite import COLUMNS
+    from devtools.bench.sqlite import rows as make_rows
 
     one = "(" + ", ".join("?" * 11) + ")"
     # bench_sqlite's rows are 10,000 a second from a fixed date; moved to end an hour ago.

@@ -10,8 +10,8 @@ OPT is echoed: replies are tiny and never truncated, so it needs no TCP.
 
 It only ever binds loopback and only answers whoever asked.
 
-    python -m devtools.fast_upstream --port 0        # prints "fast upstream on 127.0.0.1:PORT"
-    python -m devtools.fast_upstream --delay 0.2     # hold every reply 200 ms (off by default)
+    python -m devtools.load.fast_upstream --port 0        # prints "fast upstream on 127.0.0.1:PORT"
+    python -m devtools.load.fast_upstream --delay 0.2     # hold every reply 200 ms (off by default)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Query-log writes on SQLite with batches of every size (``make bench-statements``).
 
-    python -m devtools.bench_statements [--rows 200000] [--runs 3] [--batch N]
+    python -m devtools.bench.statements [--rows 200000] [--runs 3] [--batch N]
 
 At 10k QPS a writer takes whatever is queued when it wakes, so batch sizes vary
 from one batch to the next. This writes --rows QueryLog rows (with the dashboard
@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from devtools.bench_querylog import _setup_django
+from devtools.bench.querylog import _setup_django
 
 
 def _entries(n: int):
@@ -128,7 +128,7 @@ def main() -> None:
         print(f"| {name} | {cpu:.1f} | {rate:,.0f} | {heap:.0f} |")
     print(
         f"\n- machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}"
-        f"\n- command: `python -m devtools.bench_statements --rows {args.rows} --runs {args.runs}"
+        f"\n- command: `python -m devtools.bench.statements --rows {args.rows} --runs {args.runs}"
         f"{f' --batch {args.batch}' if args.batch else ''}`"
     )
 

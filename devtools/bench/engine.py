@@ -1,6 +1,6 @@
 """Micro-benchmark of the engine's hot path, in-process (no sockets).
 
-    python -m devtools.bench_engine
+    python -m devtools.bench.engine
 
 Reports the median cost per query, over several rounds, of: reading a query
 with the lean parser vs dnslib, a full cache hit through Resolver.handle, and a
