@@ -43,6 +43,8 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from devtools.bench.common import setup_django
+
 LISTS = ("stevenblack", "oisd", "hagezi", "easyprivacy")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -414,21 +416,12 @@ def run_design(design: str, directory: Path) -> dict:
 def run_reload(directory: Path) -> dict:
     """Import the lists into a throw-away SQLite database, then time the engine's snapshot_load()."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-blocklist-db-", dir=directory))
-    os.environ["GLORYHOLE_DATA_DIR"] = str(tmp)
-    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "gloryhole_site.settings"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
+    setup_django(tmp)
     from dnsengine.blocklist import ParseResult
     from dnsengine.blocklist_services import blocklist_import
     from dnsengine.loader import snapshot_load
     from dnsengine.models import Blocklist
 
-    call_command("migrate", verbosity=0)
     # Only the benchmark's lists: the default ones the migration creates would add to the count.
     Blocklist.objects.all().delete()
     started = time.perf_counter()

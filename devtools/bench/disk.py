@@ -29,25 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-BATCH = 2000  # GLORYHOLE_QUERY_LOG_BATCH's default
+from devtools.bench.common import WRITE_BATCH, migrated_sqlite_template
+
 MIB = 2**20
-
-
-def setup_django(tmp: Path) -> Path:
-    path = tmp / "template.sqlite3"
-    os.environ["GLORYHOLE_DATA_DIR"] = str(tmp)
-    os.environ["DATABASE_URL"] = f"sqlite:///{path}"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "gloryhole_site.settings"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connections
-
-    call_command("migrate", verbosity=0)
-    connections.close_all()
-    return path
 
 
 def entries(workload: str, n: int, days: float, seed: int = 11):
@@ -104,7 +88,7 @@ def measure(template: Path, work: Path, workload: str, rows: int, days: float) -
     started = time.perf_counter()
     for entry in entries(workload, rows, days):
         batch.append(entry)
-        if len(batch) == BATCH:
+        if len(batch) == WRITE_BATCH:
             writer(batch)
             batch = []
             largest_wal = max(largest_wal, wal.stat().st_size if wal.exists() else 0)
@@ -171,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="gloryhole-bench-disk-"))
     try:
-        template = setup_django(tmp)
+        template = migrated_sqlite_template(tmp)
         for workload in args.workload:
             report(measure(template, tmp, workload, args.rows, args.days))
         print(f"- machine: {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}, "

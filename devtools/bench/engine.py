@@ -14,10 +14,9 @@ import platform
 import statistics
 import time
 
-import django
+from devtools.bench.common import setup_django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gloryhole_site.settings")
-django.setup()
+setup_django(migrate=False)
 
 import dns.message  # noqa: E402
 import dns.rrset  # noqa: E402

@@ -22,7 +22,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from devtools.bench.querylog import _setup_django
+from devtools.bench.common import setup_django
 
 
 def _fill(rows: int, names: int) -> None:
@@ -71,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-guardrails-"))
     try:
-        _setup_django(tmp)
+        setup_django(tmp, quiet_querylog=True)
         from dnsengine.guardrails import DOMAIN, REGEX, WILDCARD
         from dnsengine.selectors import block_verdict
         from querylog.models import DomainRollup

@@ -15,65 +15,20 @@ Zipf-like popularity, statuses weighted as a busy resolver sees them, timestamps
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import platform
 import queue
-import random
 import shutil
-import socket
 import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-WRITE_BATCH = 2000  # GLORYHOLE_QUERY_LOG_BATCH's default
-
-
-def _setup_django(tmp: Path) -> None:
-    os.environ["GLORYHOLE_DATA_DIR"] = str(tmp)
-    os.environ["DATABASE_URL"] = f"sqlite:///{tmp / 'bench.sqlite3'}"
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "gloryhole_site.settings"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    # The fill-level warnings are expected here: runs queue everything before writing.
-    logging.getLogger("querylog").setLevel(logging.ERROR)
-
-
-def _entries(n: int, seed: int = 7):
-    from querylog.entry import QueryLogEntry
-
-    rng = random.Random(seed)
-    domains = [f"d{i}.example.com" for i in range(5000)]
-    weights = [1 / (i + 1) for i in range(len(domains))]
-    picked = rng.choices(domains, weights=weights, k=n)
-    statuses = rng.choices(["forwarded", "cached", "blocked", "local", "error"], weights=[50, 25, 20, 3, 2], k=n)
-    start = time.time()
-    return [
-        QueryLogEntry(
-            timestamp=start + i / 10000,
-            client=f"192.168.1.{rng.randrange(2, 32)}",
-            protocol="udp",
-            domain=picked[i],
-            qtype="A",
-            rcode="NXDOMAIN" if statuses[i] == "blocked" else "NOERROR",
-            status=statuses[i],
-            rule="list:StevenBlack" if statuses[i] == "blocked" else "",
-            upstream="1.1.1.1:53" if statuses[i] == "forwarded" else "",
-            duration_us=rng.randrange(30, 30000),
-        )
-        for i in range(n)
-    ]
+from devtools.bench.common import WRITE_BATCH, BusyListeners, home_entries, median, setup_django
 
 
 class _Db:
@@ -102,42 +57,6 @@ class _Db:
         return path
 
 
-class BusyListeners:
-    """Threads that load the GIL roughly as DNS listener threads do: a datagram each
-    way over a local socketpair (the GIL is released around each), then ~30 us of
-    Python per "query". A synthetic stand-in, not the engine: it shows how a write
-    path behaves when other threads want the GIL.
-    """
-
-    def __init__(self, threads: int = 2) -> None:
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self) -> None:
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        x = 0
-        with a, b:
-            while not self._stop.is_set():
-                a.send(b"q" * 40)
-                b.recv(512)
-                for i in range(300):
-                    x += i
-
-    def __enter__(self) -> BusyListeners:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
-
-
-def _median(values: list[float]) -> tuple[float, float, float]:
-    return statistics.median(values), min(values), max(values)
-
-
 # --- log_async cost ------------------------------------------------------------------
 
 
@@ -148,7 +67,7 @@ def bench_call_cost(runs: int) -> list[tuple[str, float, float, float]]:
         pass
 
     n = 200_000
-    entries = _entries(n)
+    entries = home_entries(n)
     rows = []
 
     def timed(make: Callable[[], object], calls: int, name: str, close: bool = True) -> None:
@@ -162,7 +81,7 @@ def bench_call_cost(runs: int) -> list[tuple[str, float, float, float]]:
             results.append((time.perf_counter() - started) / calls * 1e9)
             if close:
                 logger.close(timeout=60)
-        rows.append((name, *_median(results)))
+        rows.append((name, *median(results)))
 
     # Writers not started: the pure cost of the call, as a listener thread pays it.
     # Steady state: the queue stays under a batch (a batch size above n keeps it so).
@@ -289,14 +208,14 @@ def bench_breakdown(entries, runs: int) -> list[tuple[str, float, float, float]]
             for b in batches:
                 step(b)
             results.append((time.perf_counter() - started) / len(entries) * 1e6)
-        out.append((name, *_median(results)))
+        out.append((name, *median(results)))
     return out
 
 
 def _print_throughput(title: str, rows: list[tuple[str, list[float]]], raw_median: float) -> None:
     print(f"{title:<50} {'median':>10} {'min-max':>17} {'of raw':>7}")
     for name, values in rows:
-        med, lo, hi = _median(values)
+        med, lo, hi = median(values)
         print(f"{name:<50} {med:>10,.0f} {f'{lo:,.0f}-{hi:,.0f}':>17} {med / raw_median:>7.0%}")
     print()
 
@@ -312,9 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="gloryhole-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        _setup_django(tmp)
+        setup_django(tmp, quiet_querylog=True)
         db = _Db(tmp)
-        entries = _entries(args.rows)
+        entries = home_entries(args.rows)
 
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         print(

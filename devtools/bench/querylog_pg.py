@@ -20,6 +20,7 @@ bench-pg`` starts a throw-away server for it (devtools/pgtest.sh, fsync on).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import statistics
@@ -30,25 +31,20 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from urllib.parse import urlparse, urlunparse
 
-from devtools.bench.querylog import WRITE_BATCH, BusyListeners, _entries, _median
+from devtools.bench.common import WRITE_BATCH, BusyListeners, home_entries, median, setup_django
 
 BENCH_SUFFIX = "_bench"
 PURGE_PAUSE = 0.05  # RetentionThread's pause between batches
 
 
-def _setup_django(url: str) -> str:
+def _bench_database(url: str) -> str:
     """Create <db>_bench on the server, point Django at it, migrate; returns its URL."""
     parsed = urlparse(url)
     if parsed.scheme not in ("postgres", "postgresql", "pgsql"):
         raise SystemExit(f"--postgres wants a postgres:// URL, not {url!r}")
     name = parsed.path.lstrip("/") + BENCH_SUFFIX
     bench_url = urlunparse(parsed._replace(path=f"/{name}"))
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "gloryhole_site.settings"
-    import django
-
-    django.setup()
+    setup_django(database=url, migrate=False)
     from django.db import connection
 
     with connection.cursor() as cursor:  # autocommit: CREATE DATABASE cannot run in a transaction
@@ -59,8 +55,6 @@ def _setup_django(url: str) -> str:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    import logging
-
     logging.getLogger("querylog").setLevel(logging.ERROR)
     return bench_url
 
@@ -121,7 +115,7 @@ def _fill(table: str, rows: int, days: int) -> None:
     _, build = QueryLogWriter(rollups=False, method="copy")._prepare()
     now = time.time()
     span = days * 86400
-    template = _entries(50_000)
+    template = home_entries(50_000)
     columns = ", ".join(COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit = off")
@@ -192,7 +186,7 @@ def bench_retention(rows: int, batch: int, writer_rows: int) -> dict[str, object
         cursor.execute("CHECKPOINT")
 
     # Writers alone, then writers while the purge runs (both into the filled table).
-    entries = _entries(writer_rows)
+    entries = home_entries(writer_rows)
     out["writers_alone"] = _writers_for(entries)
     timer = _TimedCursorBatches()
     result: dict[str, float] = {}
@@ -258,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 
     began = time.perf_counter()
     load_before = os.getloadavg()
-    _setup_django(args.postgres)
+    _bench_database(args.postgres)
     try:
         from django.db import connection
 
@@ -279,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"runs per figure: {args.runs} (median, min-max); write batch {WRITE_BATCH}; {args.rows} rows a run\n")
 
-        entries = _entries(args.rows)
+        entries = home_entries(args.rows)
         configs = []
         for rollups in (False, True):
             tag = "+ rollups" if rollups else "no rollups"
@@ -314,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             print(f"{title:<50} {'median':>10} {'min-max':>17}")
             for name, _ in rows:
-                med, lo, hi = _median(results[(kind, name)])
+                med, lo, hi = median(results[(kind, name)])
                 print(f"{name:<50} {med:>10,.0f} {f'{lo:,.0f}-{hi:,.0f}':>17}")
             print()
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import random
 import shutil
 import sqlite3
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from devtools.bench.common import QUERYLOG_COLUMNS, migrated_sqlite_template, querylog_rows
 
 VARIANTS = {
     "SQLite defaults (2 MiB cache, checkpoint every 1,000 pages)": [],
@@ -33,38 +34,6 @@ VARIANTS = {
         "PRAGMA wal_autocheckpoint=10000",
     ],
 }
-
-
-def migrated_template(tmp: Path) -> Path:
-    path = tmp / "template.sqlite3"
-    os.environ["GLORYHOLE_DATA_DIR"] = str(tmp)
-    os.environ["DATABASE_URL"] = f"sqlite:///{path}"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "gloryhole_site.settings"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connections
-
-    call_command("migrate", verbosity=0)
-    connections.close_all()
-    return path
-
-
-def rows(n: int, seed: int = 3) -> list[tuple]:
-    rnd = random.Random(seed)
-    statuses = ("cached", "forwarded", "blocked")
-    out = []
-    for i in range(n):
-        second = 1_790_000_000 + i // 10_000  # 10,000 rows a second, in time order
-        ts = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second)) + f".{(i % 10_000) * 100:06d}"
-        name = f"u{rnd.randrange(200_000)}.miss{rnd.randrange(101)}.example"
-        client = f"10.0.{rnd.randrange(4)}.{rnd.randrange(50)}"
-        out.append((ts, client, "udp", name, "A", "NOERROR", rnd.choice(statuses), "", "", rnd.randrange(2000), "e1"))
-    return out
-
-
-COLUMNS = "timestamp, client, protocol, domain, qtype, rcode, status, rule, upstream, duration_us, engine"
 
 
 def run(template: Path, work: Path, pragmas: list[str], data: list[tuple], batch: int) -> tuple[float, float]:
@@ -84,7 +53,7 @@ def run(template: Path, work: Path, pragmas: list[str], data: list[tuple], batch
         for i in range(0, len(chunk), per):
             part = chunk[i : i + per]
             conn.execute(
-                f"INSERT INTO querylog_querylog ({COLUMNS}) VALUES {', '.join([one] * len(part))}",
+                f"INSERT INTO querylog_querylog ({QUERYLOG_COLUMNS}) VALUES {', '.join([one] * len(part))}",
                 [v for row in part for v in row],
             )
         conn.execute("COMMIT")
@@ -101,8 +70,8 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gloryhole-bench-sqlite-"))
     try:
-        template = migrated_template(tmp)
-        data = rows(args.rows)
+        template = migrated_sqlite_template(tmp)
+        data = querylog_rows(args.rows)
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
         for _ in range(args.runs):
             for name, pragmas in VARIANTS.items():

@@ -31,33 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from devtools.bench.querylog import _setup_django
-
-
-def _entries(n: int):
-    from querylog.entry import QueryLogEntry
-
-    rng = random.Random(11)
-    start = time.time()
-    out = []
-    for i in range(n):
-        blocked = rng.random() < 0.3
-        out.append(
-            QueryLogEntry(
-                timestamp=start + i / 10000,
-                client=f"192.168.1.{rng.randrange(2, 40)}",
-                protocol="udp",
-                # Most names new, as in `make loadtest`: rows land all over the domain index.
-                domain=f"u{rng.randrange(10**7)}.miss{rng.randrange(101)}.example",
-                qtype="A",
-                rcode="NXDOMAIN" if blocked else "NOERROR",
-                status="blocked" if blocked else "forwarded",
-                rule="list:loadtest" if blocked else "",
-                upstream="" if blocked else "127.0.0.1:5300",
-                duration_us=rng.randrange(30, 30000),
-            )
-        )
-    return out
+from devtools.bench.common import miss_entries, setup_django
 
 
 def _sizes(total: int, fixed: int = 0) -> list[int]:
@@ -104,9 +78,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gloryhole-bench-statements-") as tmp_name:
         tmp = Path(tmp_name)
-        _setup_django(tmp)  # migrated into tmp/bench.sqlite3, copied for each run
+        setup_django(tmp, quiet_querylog=True)  # migrated into tmp/bench.sqlite3, copied for each run
         template = tmp / "bench.sqlite3"
-        entries = _entries(args.rows)
+        entries = miss_entries(args.rows)
         sizes = _sizes(args.rows, args.batch)
         variants = {
             "one statement per batch (before)": False,

@@ -31,6 +31,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from devtools.bench.common import setup_django
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 TLDS = ("com", "net", "org", "io", "de", "co.uk", "tv", "app")
@@ -230,15 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.reuse:
         args.keep = True
     db_path = tmp / "bench.sqlite3"
-    os.environ["GLORYHOLE_DATA_DIR"] = str(tmp)
-    os.environ["DATABASE_URL"] = f"sqlite:///{db_path}"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "gloryhole_site.settings"
     os.environ["DEBUG"] = "0"
     sys.path.insert(0, str(BASE_DIR))
     try:
-        import django
-
-        django.setup()
+        setup_django(tmp, database=db_path, migrate=False)
         from django.conf import settings
         from django.contrib.auth import get_user_model
         from django.core.management import call_command
