@@ -55,8 +55,10 @@ import dns.exception
 import dns.message
 import dns.query
 
-from devtools.load.loadtest import (
+from devtools.bench.common import QUERYLOG_COLUMNS, querylog_rows
+from devtools.load.harness import (
     LOOPBACK,
+    REPO,
     Processes,
     blocked_name,
     free_port,
@@ -69,7 +71,6 @@ from devtools.load.loadtest import (
     write_queries,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 CHECKS = ("pg-down", "kill9", "sigterm", "web-restart", "db-lock")
 BLOCKLIST_SIZE = 10_000
@@ -424,20 +425,17 @@ def check_web_restart(h: Harness, qps: int) -> list[str]:
 def prefill_sqlite(path: Path, rows: int) -> None:
     """Add ``rows`` QueryLog rows of the last day straight into a SQLite file: the writers then
     work against large indexes (and retention, 7 days by default, leaves them alone)."""
-    from devtools.bench.sqlite import COLUMNS
-    from devtools.bench.sqlite import rows as make_rows
-
     one = "(" + ", ".join("?" * 11) + ")"
-    # bench_sqlite's rows are 10,000 a second from a fixed date; moved to end an hour ago.
+    # querylog_rows are 10,000 a second from a fixed date; moved to end an hour ago.
     shift = time.time() - 3600 - 1_790_000_000 - rows / 10_000
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
         for start in range(0, rows, 100_000):
-            data = make_rows(min(100_000, rows - start), seed=start)
+            data = querylog_rows(min(100_000, rows - start), seed=start)
             data = [(_shifted(row[0], shift + start / 10_000), *row[1:]) for row in data]
             db.execute("BEGIN")
             for i in range(0, len(data), 90):
                 part = data[i : i + 90]
-                db.execute(f"INSERT INTO querylog_querylog ({COLUMNS}) VALUES {', '.join([one] * len(part))}",
+                db.execute(f"INSERT INTO querylog_querylog ({QUERYLOG_COLUMNS}) VALUES {', '.join([one] * len(part))}",
                            [v for row in part for v in row])  # fmt: skip
             db.execute("COMMIT")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from devtools.load.loadtest import _BUSY_FIELDS  # the fields of /proc/stat that count as busy
+from devtools.load.harness import BUSY_FIELDS
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -32,7 +32,7 @@ def _times(stat_path: Path) -> tuple[float, float]:
 def _machine_busy() -> float:
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
-    return sum(fields[i] for i in _BUSY_FIELDS if i < len(fields)) / TICK
+    return sum(fields[i] for i in BUSY_FIELDS if i < len(fields)) / TICK
 
 
 def _thread_names(pid: int) -> dict[str, str]:
