@@ -81,6 +81,7 @@ bench-disk: dev-venv
 bench-statements: dev-venv
 	$(PY) -m devtools.bench.statements $(BENCH_STATEMENTS_ARGS)
 
+# ruff comes with the dev requirements, so this works on a fresh clone.
 lint: dev-venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
@@ -89,7 +90,8 @@ format: dev-venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-migrations-check: dev-venv
+# Fails when a model change has no migration (CI runs it with lint and test: .ci/run).
+migrations-check: venv
 	$(PY) manage.py makemigrations --check --dry-run
 
 clean:
