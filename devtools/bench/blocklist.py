@@ -21,7 +21,7 @@ Then (unless --no-reload) the real path: the lists are imported into a
 throw-away SQLite database with blocklist_import and the engine's
 snapshot_load() is timed, in a fresh process, as a reload would run it.
 
-Nothing here is a test: timings depend on the machine; the README has the table.
+Nothing here is a test: timings depend on the machine; docs/blocklists.md has the figures.
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ migrated SQLite file, in batches of random sizes from 1 to 2,000 (seeded: every
 variant gets the same sizes; --batch N makes every batch N rows), two ways:
 
 - one multi-row INSERT per batch (up to SQLite's variable limit), the statement
-  text different for every size: what the writer did before;
+  text different for every size;
 - pieces of querylog.logger.SQLITE_CHUNK_ROWS rows and a rest in power-of-two
   pieces, so a table has about a dozen statements, each compiled once per
-  connection (what the writer does now; a full batch is still one statement).
+  connection (what the writer does; a full batch is still one statement).
 
 Prints, per variant, the median of --runs runs (run order interleaved): CPU
 seconds of this process (SQLite runs in it), rows/s, and SQLite's heap at the end

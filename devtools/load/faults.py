@@ -28,6 +28,11 @@ Checks (docs/scale-out.md has the measured results):
   the engine of that git revision first (``git archive`` into the temporary directory,
   same venv), then this tree's, on copies of the same database (docs/querylog.md).
 - soak (only when named): RSS, threads, queue depth and drops once a minute.
+
+One module over 500 lines: every check is a short script over the same ``Harness``
+(the migrated database, engines, dnsperf load), and each reads top to bottom
+as the fault it plays; split per check, the reader would jump between files for
+what is one sequence of steps.
 """
 
 from __future__ import annotations

@@ -64,8 +64,6 @@ from devtools.load.harness import (
 )
 from devtools.load.report import pick_medians, report
 
-RUNDNS = REPO / "dnsengine" / "management" / "commands" / "rundns.py"
-IMPORTBLOCKLIST = REPO / "dnsengine" / "management" / "commands" / "importblocklist.py"
 BLOCKLIST_NAME = "loadtest"
 
 
@@ -280,19 +278,6 @@ def manage(setup_python: str, args: list[str], env: dict[str, str], timeout: flo
     )
 
 
-# Used only while `importblocklist` does not exist yet: the same rows through the ORM.
-_IMPORT_FALLBACK = """
-from django.utils import timezone
-from dnsengine.models import Blocklist, BlockedDomain
-from dnsengine.services import config_generation_bump
-names = [l.strip() for l in open({path!r}) if l.strip() and not l.startswith("#")]
-bl = Blocklist.objects.create(name={name!r}, source={path!r}, format="domains", domain_count=len(names),
-                              last_loaded=timezone.now())
-BlockedDomain.objects.bulk_create([BlockedDomain(blocklist=bl, domain=n) for n in names], batch_size=5000)
-config_generation_bump()
-"""
-
-
 # Only the generated list is enabled, so the engine blocks exactly what the baseline blocks;
 # URL subscriptions a fresh database starts with stay disabled (and are never fetched).
 _ONLY_OUR_LIST = """
@@ -314,13 +299,8 @@ def prepare_engine_db(python: str, work: Path, blocklist: Path, upstream: str) -
     if done.returncode:
         raise RuntimeError(f"migrate failed:\n{done.stderr[-2000:]}")
     started = time.monotonic()
-    if IMPORTBLOCKLIST.exists():
-        done = manage(python, ["importblocklist", BLOCKLIST_NAME, str(blocklist)], env, timeout=600)
-        how = "manage.py importblocklist"
-    else:
-        code = _IMPORT_FALLBACK.format(path=str(blocklist), name=BLOCKLIST_NAME)
-        done = manage(python, ["shell", "-c", code], env, timeout=600)
-        how = "ORM bulk_create (importblocklist not written yet)"
+    done = manage(python, ["importblocklist", BLOCKLIST_NAME, str(blocklist)], env, timeout=600)
+    how = "manage.py importblocklist"
     if done.returncode:
         raise RuntimeError(f"blocklist import failed ({how}):\n{done.stderr[-2000:]}")
     took = time.monotonic() - started
@@ -417,9 +397,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     variants = select_variants(args)
     notes: list[str] = []
-    if any(v.server == "engine" for v in variants) and not RUNDNS.exists():
-        notes.append(f"engine runs skipped: {RUNDNS.relative_to(REPO)} does not exist yet")
-        variants = [v for v in variants if v.server != "engine"]
     procs = Processes()
     work = Path(tempfile.mkdtemp(prefix="gloryhole-loadtest-"))
     results: list[RunResult] = []
