@@ -26,7 +26,7 @@ _SNIFF_BYTES = 8192
 
 
 def upload_max_bytes() -> int:
-    return getattr(settings, "GLORYHOLE_UPLOAD_MAX_BYTES", 100 * 1024 * 1024)
+    return settings.GLORYHOLE_UPLOAD_MAX_BYTES
 
 
 class DomainField(forms.CharField):

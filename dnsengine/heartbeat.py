@@ -129,7 +129,7 @@ class Heartbeat:
         self.engine_stats = engine_stats
         self.query_logger = query_logger
         self.started_at = _as_datetime(started_at if started_at is not None else getattr(engine_stats, "started", None))
-        self.interval = interval if interval is not None else getattr(settings, "GLORYHOLE_HEARTBEAT_INTERVAL", 2.0)
+        self.interval = interval if interval is not None else settings.GLORYHOLE_HEARTBEAT_INTERVAL
         self.generation = generation or (lambda: 0)
         self.beats = 0
         self.failures = 0

@@ -186,7 +186,7 @@ def engine_status_list(request_host: str, metrics_port: int, now: datetime | Non
 
 
 def block_confirm_share() -> float:
-    return getattr(settings, "GLORYHOLE_BLOCK_CONFIRM_SHARE", 10.0)
+    return settings.GLORYHOLE_BLOCK_CONFIRM_SHARE
 
 
 def block_verdict(kind: str, value: str, *, now: datetime | None = None) -> Verdict:

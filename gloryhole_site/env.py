@@ -134,8 +134,7 @@ def database_from_url(name: str, url: str, base_dir) -> dict:
                 # indexes, so each batch dirties about a page per row. A 64 MiB page
                 # cache (allocated as used) and a checkpoint every 10,000 WAL pages
                 # (~40 MiB) instead of 1,000 let pages written by several batches be
-                # copied back once: 400k rows in batches of 2,000 took 13.1 s of CPU
-                # instead of 19.6 s (`make bench-sqlite`, docs/querylog.md).
+                # copied back once (measured by `make bench-sqlite`, docs/querylog.md).
                 "init_command": (
                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
                     "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=10000;"

@@ -14,6 +14,7 @@ from gloryhole_site.env import (
     env_choice,
     env_float,
     env_int,
+    env_list,
     env_networks,
     env_origins,
     env_proxy_ssl_header,
@@ -49,6 +50,7 @@ def _secret_key() -> str:
         return key
 
 
+# --- Django core ---------------------------------------------------------------------
 try:
     SECRET_KEY = _secret_key()
 except OSError as exc:
@@ -58,7 +60,7 @@ except OSError as exc:
         f"({exc.strerror or exc}); make the folder writable or set SECRET_KEY"
     ) from None
 DEBUG = env_bool("DEBUG", False)
-ALLOWED_HOSTS = [h.strip() for h in env_str("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -110,7 +112,14 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "gloryhole_site.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_time_zone("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Database -------------------------------------------------------------------------
 DATABASES = {
     "default": database_from_url(
         "DATABASE_URL",
@@ -124,40 +133,58 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # test runs on one machine do not delete each other's database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
 
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# --- Static files ---------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
+# --- Web pages, login and the JSON API ------------------------------------------------
+# Our own login page: Django admin's refuses non-staff users, who may still read the pages.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "querylog-dashboard"
+LOGOUT_REDIRECT_URL = "login"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Empty: the JSON API takes only signed-in sessions. Set it to let scripts send
+# "Authorization: Bearer <token>".
+GLORYHOLE_API_TOKEN = env_str("GLORYHOLE_API_TOKEN", "")
+GLORYHOLE_UPLOAD_MAX_BYTES = env_int("GLORYHOLE_UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
+GLORYHOLE_EXPORT_MAX_ROWS = env_int("GLORYHOLE_EXPORT_MAX_ROWS", 100_000, minimum=1, maximum=10_000_000)
+GLORYHOLE_STATUS_REFRESH_SECONDS = env_float("GLORYHOLE_STATUS_REFRESH_SECONDS", 2.0, minimum=0.5, maximum=60)
 
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = env_time_zone("TIME_ZONE", "UTC")
-USE_I18N = True
-USE_TZ = True
-
-STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
-}
-LOGIN_URL = "admin:login"
-
+# --- Logging --------------------------------------------------------------------------
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {
+        "not_429": {
+            "()": "django.utils.log.CallbackFilter",
+            "callback": lambda record: getattr(record, "status_code", None) != 429,
+        },
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {
         "handlers": ["console"],
         "level": env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
     },
+    # Axes logs several lines per failed login, and Django one per refused try ("Too Many
+    # Requests"): lines a guesser could multiply at will. throttle.py logs one per lockout.
+    "loggers": {
+        "axes": {"level": "ERROR"},
+        "django.request": {"filters": ["not_429"]},
+    },
 }
 
-# --- DNS engine (python manage.py rundns) -------------------------------------------
+# --- DNS engine (python manage.py rundns) ---------------------------------------------
 # Raw values here; dnsengine.config.EngineConfig validates their meaning and names
 # the setting in its error.
 GLORYHOLE_DNS_HOST = env_str("GLORYHOLE_DNS_HOST", "127.0.0.1")
@@ -185,7 +212,11 @@ GLORYHOLE_FORWARD_SINGLE_LABEL = env_bool("GLORYHOLE_FORWARD_SINGLE_LABEL", Fals
 GLORYHOLE_FORWARD_PRIVATE_REVERSE = env_bool("GLORYHOLE_FORWARD_PRIVATE_REVERSE", False)
 GLORYHOLE_RELOAD_INTERVAL = env_float("GLORYHOLE_RELOAD_INTERVAL", 2.0, minimum=0.1, maximum=60)
 GLORYHOLE_ENGINE_NAME = env_str("GLORYHOLE_ENGINE_NAME", "")
-GLORYHOLE_METRICS_PORT = env_int("GLORYHOLE_METRICS_PORT", 9153, minimum=0, maximum=65535)
+# Seconds between the engine's EngineStatus updates (the status page).
+GLORYHOLE_HEARTBEAT_INTERVAL = env_float("GLORYHOLE_HEARTBEAT_INTERVAL", 2.0, minimum=0.1, maximum=3600)
+# 1: when the database does not answer at start, serve DNS without block lists until it
+# does (fail open). 0 (the default): serve nothing until the lists are loaded.
+GLORYHOLE_FAIL_OPEN = env_bool("GLORYHOLE_FAIL_OPEN", False)
 
 # --- Query log ----------------------------------------------------------------------
 GLORYHOLE_QUERY_LOG_ENABLED = env_bool("GLORYHOLE_QUERY_LOG_ENABLED", True)
@@ -196,22 +227,6 @@ GLORYHOLE_QUERY_LOG_BATCH = env_int("GLORYHOLE_QUERY_LOG_BATCH", 2000, minimum=1
 GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL = env_float("GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL", 0.5, minimum=0.01, maximum=60)
 GLORYHOLE_QUERY_LOG_RETENTION_DAYS = env_int("GLORYHOLE_QUERY_LOG_RETENTION_DAYS", 7, minimum=0, maximum=3650)
 
-# --- Web (added) --------------------------------------------------------------------
-STATICFILES_DIRS = [BASE_DIR / "static"]
-# Our own login page: Django admin's refuses non-staff users, who may still read the pages.
-LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "querylog-dashboard"
-LOGOUT_REDIRECT_URL = "login"
-SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_HTTPONLY = True
-X_FRAME_OPTIONS = "DENY"
-# Empty: the JSON API takes only signed-in sessions. Set it to let scripts send
-# "Authorization: Bearer <token>".
-GLORYHOLE_API_TOKEN = env_str("GLORYHOLE_API_TOKEN", "")
-GLORYHOLE_UPLOAD_MAX_BYTES = env_int("GLORYHOLE_UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
-GLORYHOLE_EXPORT_MAX_ROWS = env_int("GLORYHOLE_EXPORT_MAX_ROWS", 100_000, minimum=1, maximum=10_000_000)
-GLORYHOLE_STATUS_REFRESH_SECONDS = env_float("GLORYHOLE_STATUS_REFRESH_SECONDS", 2.0, minimum=0.5, maximum=60)
-
 # --- Query log (added) --------------------------------------------------------------
 # Rollup tables for the dashboard, written in the same transaction as each batch.
 GLORYHOLE_QUERY_LOG_ROLLUPS = env_bool("GLORYHOLE_QUERY_LOG_ROLLUPS", True)
@@ -219,11 +234,8 @@ GLORYHOLE_QUERY_LOG_ROLLUPS = env_bool("GLORYHOLE_QUERY_LOG_ROLLUPS", True)
 GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT = env_float("GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT", 30.0, minimum=0, maximum=3600)
 # Seconds between retention purges in the engine (GLORYHOLE_QUERY_LOG_RETENTION_DAYS=0 keeps everything).
 GLORYHOLE_QUERY_LOG_PURGE_INTERVAL = env_float("GLORYHOLE_QUERY_LOG_PURGE_INTERVAL", 3600.0, minimum=10, maximum=604800)
-GLORYHOLE_HEARTBEAT_INTERVAL = env_float("GLORYHOLE_HEARTBEAT_INTERVAL", 2.0, minimum=0.1, maximum=3600)
-# The engine's /metrics listens here on GLORYHOLE_METRICS_PORT (0 disables it).
-GLORYHOLE_METRICS_HOST = env_str("GLORYHOLE_METRICS_HOST", "127.0.0.1")
 
-# --- Blocklists (added) -------------------------------------------------------------
+# --- Blocklists -----------------------------------------------------------------------
 # The engine refreshes URL subscriptions this often (with a few % of jitter); 0 leaves it
 # to `manage.py updateblocklists` from cron or a systemd timer.
 GLORYHOLE_BLOCKLIST_UPDATE_HOURS = env_float("GLORYHOLE_BLOCKLIST_UPDATE_HOURS", 24.0, minimum=0, maximum=24 * 30)
@@ -239,12 +251,23 @@ GLORYHOLE_BLOCKLIST_FETCH_MAX_SECONDS = env_float(
 )
 GLORYHOLE_BLOCKLIST_MAX_REDIRECTS = env_int("GLORYHOLE_BLOCKLIST_MAX_REDIRECTS", 5, minimum=0, maximum=30)
 
-# --- Guard rails on blocking (added) ------------------------------------------------
+# --- Guard rails on blocking ----------------------------------------------------------
 # A block rule added by a person (history, blocklists page, admin) that covers at least
 # this percent of the last 24 h's queries needs a second, confirmed submit.
 GLORYHOLE_BLOCK_CONFIRM_SHARE = env_float("GLORYHOLE_BLOCK_CONFIRM_SHARE", 10.0, minimum=0, maximum=100)
 
-# --- Login throttling, HTTPS behind a proxy, /metrics (security) ---------------------
+# --- Metrics --------------------------------------------------------------------------
+# The engine's Prometheus endpoint (rundns); port 0 turns it off.
+GLORYHOLE_METRICS_HOST = env_str("GLORYHOLE_METRICS_HOST", "127.0.0.1")
+GLORYHOLE_METRICS_PORT = env_int("GLORYHOLE_METRICS_PORT", 9153, minimum=0, maximum=65535)
+# The web's /metrics answers a staff session or the API token; these addresses may
+# scrape it without either (a Prometheus on a private network). Empty: nobody.
+GLORYHOLE_WEB_METRICS_OPEN_TO = env_networks("GLORYHOLE_WEB_METRICS_OPEN_TO", "")
+
+# --- Security: cookies, headers, HTTPS behind a proxy ---------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
 # Reverse proxies in front of the web (addresses or networks). Only requests from them
 # may say who the client is (X-Forwarded-For) and that it came over HTTPS
 # (SECURE_PROXY_SSL_HEADER); from anyone else those headers are ignored, or a guesser
@@ -269,14 +292,11 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
-# The web's /metrics answers a staff session or the API token; these addresses may
-# scrape it without either (a Prometheus on a private network). Empty: nobody.
-GLORYHOLE_WEB_METRICS_OPEN_TO = env_networks("GLORYHOLE_WEB_METRICS_OPEN_TO", "")
-
-# django-axes: after FAILURE_LIMIT failed logins for one username, or from one client
-# address, every login for it (the right password included) is refused for
-# LOCKOUT_SECONDS, doubled with each further lockout within a day, up to
-# LOCKOUT_MAX_SECONDS (gloryhole_site/throttle.py). Unlock: manage.py axes_reset_username NAME.
+# --- Login throttling (django-axes) ---------------------------------------------------
+# After FAILURE_LIMIT failed logins for one username, or from one client address, every
+# login for it (the right password included) is refused for LOCKOUT_SECONDS, doubled with
+# each further lockout within a day, up to LOCKOUT_MAX_SECONDS (gloryhole_site/throttle.py).
+# Unlock: manage.py axes_reset_username NAME.
 GLORYHOLE_LOGIN_FAILURE_LIMIT = env_int("GLORYHOLE_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
 GLORYHOLE_LOGIN_LOCKOUT_SECONDS = env_int("GLORYHOLE_LOGIN_LOCKOUT_SECONDS", 60, minimum=1, maximum=7 * 86400)
 GLORYHOLE_LOGIN_LOCKOUT_MAX_SECONDS = env_int("GLORYHOLE_LOGIN_LOCKOUT_MAX_SECONDS", 3600, minimum=1, maximum=7 * 86400)
@@ -305,16 +325,3 @@ AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
-# Axes logs several lines per failed login, and Django one per refused try ("Too Many
-# Requests"): lines a guesser could multiply at will. throttle.py logs one per lockout.
-LOGGING.setdefault("loggers", {})["axes"] = {"level": "ERROR"}
-LOGGING.setdefault("filters", {})["not_429"] = {
-    "()": "django.utils.log.CallbackFilter",
-    "callback": lambda record: getattr(record, "status_code", None) != 429,
-}
-LOGGING["loggers"]["django.request"] = {"filters": ["not_429"]}
-
-# --- Engine start-up (added) --------------------------------------------------------
-# 1: when the database does not answer at start, serve DNS without block lists until it
-# does (fail open). 0 (the default): serve nothing until the lists are loaded.
-GLORYHOLE_FAIL_OPEN = env_bool("GLORYHOLE_FAIL_OPEN", False)

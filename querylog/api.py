@@ -21,7 +21,7 @@ from querylog.selectors import dashboard_stats, query_history
 
 
 def bearer_token_ok(request: HttpRequest) -> bool:
-    expected = getattr(settings, "GLORYHOLE_API_TOKEN", "")
+    expected = settings.GLORYHOLE_API_TOKEN
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if not expected or scheme.lower() != "bearer" or not token:

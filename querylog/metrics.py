@@ -290,5 +290,5 @@ def metrics_server_from_settings(logger=None, engine_stats: EngineStats | None =
     port = settings.GLORYHOLE_METRICS_PORT
     if not port:
         return None
-    host = getattr(settings, "GLORYHOLE_METRICS_HOST", "127.0.0.1")
+    host = settings.GLORYHOLE_METRICS_HOST
     return start_metrics_server(host, port, logger, engine_stats)

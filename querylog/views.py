@@ -27,11 +27,11 @@ BLOCKED_STATUSES = frozenset({QueryLog.Status.BLOCKED})
 
 
 def export_max_rows() -> int:
-    return getattr(settings, "GLORYHOLE_EXPORT_MAX_ROWS", 100_000)
+    return settings.GLORYHOLE_EXPORT_MAX_ROWS
 
 
 def status_refresh_ms() -> int:
-    return int(getattr(settings, "GLORYHOLE_STATUS_REFRESH_SECONDS", 2.0) * 1000)
+    return int(settings.GLORYHOLE_STATUS_REFRESH_SECONDS * 1000)
 
 
 @require_GET
