@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dnsengine.models import BlockedDomain
-from dnsengine.services import MANUAL_LIST, BlockNeedsConfirmation, BlockRefused, domain_block
+from dnsengine.services.domains import MANUAL_LIST, BlockNeedsConfirmation, BlockRefused, domain_block
 from dnsengine.tests.helpers import ROOT
 from querylog.models import DomainRollup, QueryRollup
 

@@ -23,7 +23,7 @@ from dnsengine.cache import ReplyCache, TtlPolicy
 from dnsengine.config import parse_blocking_mode
 from dnsengine.loader import ConfigWatcher
 from dnsengine.models import BlockedDomain, BlockingPause, Blocklist
-from dnsengine.pause import (
+from dnsengine.services.pause import (
     MAX_PAUSE_MINUTES,
     blocking_pause,
     blocking_pause_status,
