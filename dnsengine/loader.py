@@ -19,10 +19,10 @@ from django.db import close_old_connections, connections
 
 from dnsengine.blocklist_rows import blocklist_names
 from dnsengine.models import AllowedDomain, Blocklist, BlockRule, LocalRecord
-from dnsengine.pause import blocking_paused_until
 from dnsengine.resolver import LocalRecords, Resolver, Snapshot
 from dnsengine.rules import Matcher
 from dnsengine.services import config_generation_current
+from dnsengine.services.pause import blocking_paused_until
 
 logger = logging.getLogger(__name__)
 

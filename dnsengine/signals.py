@@ -1,7 +1,7 @@
 """Any admin or ORM change to what the engine serves bumps the config generation.
 
 bulk_create/update/delete bypass signals: code that uses them (the blocklist
-import) calls services.config_generation_bump() itself.
+import) calls config_generation_bump() itself.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule, LocalRecord
-from dnsengine.services import config_generation_bump
+from dnsengine.services.config_generation import config_generation_bump
 
 _WATCHED = (Blocklist, BlockedDomain, AllowedDomain, BlockRule, LocalRecord)
 

@@ -2,22 +2,20 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dnsengine import views
+from dnsengine.views import blocklists, domains, pause, status
 
 urlpatterns = [
-    path("blocklists/", views.blocklists, name="dnsengine-blocklists"),
-    path("blocklists/upload/", views.blocklist_upload, name="dnsengine-blocklist-upload"),
-    path("blocklists/<int:pk>/toggle/", views.blocklist_toggle_view, name="dnsengine-blocklist-toggle"),
-    path("domains/allow/", views.domain_allow_view, name="dnsengine-domain-allow"),
-    path("domains/block/", views.domain_block_view, name="dnsengine-domain-block"),
-]
-
-# Timed pause of blocking.
-from dnsengine import views_pause  # noqa: E402
-
-urlpatterns += [
-    path("blocking/pause/", views_pause.pause_view, name="dnsengine-pause"),
-    path("blocking/resume/", views_pause.resume_view, name="dnsengine-resume"),
-    path("api/pause", views_pause.api_pause, name="api-pause"),
-    path("api/resume", views_pause.api_resume, name="api-resume"),
+    path("blocklists/", blocklists.blocklists, name="dnsengine-blocklists"),
+    path("blocklists/upload/", blocklists.blocklist_upload_view, name="dnsengine-blocklist-upload"),
+    path("blocklists/<int:pk>/toggle/", blocklists.blocklist_toggle_view, name="dnsengine-blocklist-toggle"),
+    path("domains/allow/", domains.domain_allow_view, name="dnsengine-domain-allow"),
+    path("domains/block/", domains.domain_block_view, name="dnsengine-domain-block"),
+    # Timed pause of blocking.
+    path("blocking/pause/", pause.pause_view, name="dnsengine-pause"),
+    path("blocking/resume/", pause.resume_view, name="dnsengine-resume"),
+    path("api/pause", pause.api_pause, name="api-pause"),
+    path("api/resume", pause.api_resume, name="api-resume"),
+    # The engines' heartbeat rows (EngineStatus).
+    path("status/", status.engine_status, name="engine-status"),
+    path("api/status", status.api_status, name="api-status"),
 ]

@@ -6,8 +6,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_prometheus.exports import ExportToDjangoView
 
+from gloryhole_site.auth import bearer_token_ok, unauthorized
 from gloryhole_site.security import address_in, client_address, parse_address
-from querylog.api import bearer_token_ok
 
 
 def metrics(request: HttpRequest) -> HttpResponse:
@@ -26,6 +26,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
         return ExportToDjangoView(request)
     if user.is_authenticated:
         return JsonResponse({"error": "staff only"}, status=403)
-    response = JsonResponse({"error": "authentication required (staff session or Bearer token)"}, status=401)
-    response["WWW-Authenticate"] = 'Bearer realm="gloryhole"'
-    return response
+    return unauthorized("authentication required (staff session or Bearer token)")

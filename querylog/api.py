@@ -1,46 +1,19 @@
 """Read-only JSON API over the same selectors as the pages.
 
 Signed-in browsers use their session; scripts send
-`Authorization: Bearer <GLORYHOLE_API_TOKEN>` (token access is off while that
-setting is empty). Only GET, so there is nothing for CSRF to protect.
+`Authorization: Bearer <GLORYHOLE_API_TOKEN>` (gloryhole_site.auth.api_auth).
+Only GET, so there is nothing for CSRF to protect. /api/status is with the
+engine status page in dnsengine.views.status.
 """
 
 from __future__ import annotations
 
-import hmac
-from functools import wraps
-
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from dnsengine.selectors import ENGINE_DOWN_AFTER_SECONDS, engine_status_list
+from gloryhole_site.auth import api_auth
 from querylog.forms import DashboardForm, HistoryFilterForm
 from querylog.selectors import dashboard_stats, query_history
-
-
-def bearer_token_ok(request: HttpRequest) -> bool:
-    expected = settings.GLORYHOLE_API_TOKEN
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not expected or scheme.lower() != "bearer" or not token:
-        return False
-    return hmac.compare_digest(token.strip().encode(), expected.encode())
-
-
-def api_auth(view):
-    """A session or the bearer token; otherwise 401 in JSON, never a redirect to a login page."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.user.is_authenticated or bearer_token_ok(request):
-            return view(request, *args, **kwargs)
-        response = JsonResponse({"error": "authentication required (session or Bearer token)"}, status=401)
-        response["WWW-Authenticate"] = 'Bearer realm="gloryhole"'
-        return response
-
-    return wrapper
 
 
 def _form_errors(form) -> JsonResponse:
@@ -96,16 +69,3 @@ def queries(request: HttpRequest) -> HttpResponse:
     for row in page.rows:
         row["timestamp"] = row["timestamp"].isoformat()
     return JsonResponse({"results": page.rows, "next_cursor": page.next_cursor, "next": next_url})
-
-
-@require_GET
-@api_auth
-def status(request: HttpRequest) -> HttpResponse:
-    engines = engine_status_list(request.get_host(), settings.GLORYHOLE_METRICS_PORT)
-    return JsonResponse(
-        {
-            "now": timezone.now().isoformat(),
-            "down_after_seconds": ENGINE_DOWN_AFTER_SECONDS,
-            "engines": [e.as_json() for e in engines],
-        }
-    )

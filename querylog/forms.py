@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django import forms
 from django.utils import timezone
 
 from dnsengine.names import normalize_domain
 from dnsengine.nametext import name_text_canonical
+from querylog.history import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SCAN_MAX_WINDOW, HistoryFilter, cursor_decode
 from querylog.models import QueryLog
 
 # Presets for "last N" ranges; relative so a bookmarked search stays current.
@@ -41,57 +41,10 @@ RCODE_CHOICES = [
 ]
 COMMON_QTYPES = ("A", "AAAA", "CNAME", "HTTPS", "MX", "NS", "PTR", "SOA", "SRV", "SVCB", "TXT", "ANY")
 
-# Substring and suffix matches cannot use an index, so they scan rows until a
-# page is full; for a rare name that is every row in range. The time bound keeps
-# the scan to one day of traffic (about 0.5 s at 5 million rows a week on SQLite;
-# 3 s for the whole week).
-SCAN_MAX_WINDOW = timedelta(hours=24)
-MAX_PAGE_SIZE = 500
-DEFAULT_PAGE_SIZE = 50
-
 _QTYPE_RE = re.compile(r"^[A-Z0-9]{1,10}$")
 # What the query log stores is printable ASCII: a substring may be any of it but
 # the '*' that delimits it (LIKE's own wildcards are escaped by the ORM).
 _SUBSTRING_RE = re.compile(r"^[!-)+-~]{1,100}$")
-_CURSOR_RE = re.compile(r"^(\d{1,20})-(\d{1,20})$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryFilter:
-    """A validated history search; the selector turns it into one query."""
-
-    start: datetime | None = None
-    end: datetime | None = None
-    client: str = ""
-    domain: str = ""
-    domain_mode: str = ""  # "" | exact | suffix | substring
-    qtype: str = ""
-    status: str = ""
-    rcode: str = ""
-    limit: int = DEFAULT_PAGE_SIZE
-    before: tuple[datetime, int] | None = None  # keyset cursor: (timestamp, id) of the last row shown
-    scan_window_applied: bool = False
-
-
-def cursor_encode(timestamp: datetime, pk: int) -> str:
-    """Opaque-looking but plain: microseconds since the epoch and the row id."""
-    micros = (timestamp - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}-{pk}"
-
-
-def cursor_decode(value: str) -> tuple[datetime, int] | None:
-    match = _CURSOR_RE.match(value)
-    if not match:
-        return None
-    micros, pk = int(match.group(1)), int(match.group(2))
-    try:
-        # Integers all the way: a float round trip could shift a microsecond and
-        # skip or repeat a row at the page boundary.
-        ts = _EPOCH + timedelta(microseconds=micros)
-    except OverflowError:
-        return None
-    return ts, pk
 
 
 def _name(text: str, value: str) -> str:

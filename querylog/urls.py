@@ -8,8 +8,6 @@ urlpatterns = [
     path("", views.dashboard, name="querylog-dashboard"),
     path("queries/", views.history, name="querylog-history"),
     path("queries/export.csv", views.history_export, name="querylog-export"),
-    path("status/", views.engine_status, name="engine-status"),
     path("api/stats", api.stats, name="api-stats"),
     path("api/queries", api.queries, name="api-queries"),
-    path("api/status", api.status, name="api-status"),
 ]

@@ -1,4 +1,4 @@
-"""Dashboard, query history (with CSV export) and the engine status page."""
+"""Dashboard and query history (with CSV export)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from django.views.decorators.http import require_GET
 from dnsengine.guardrails import blockable_parent
 from dnsengine.names import normalize_domain
 from dnsengine.nametext import name_text_for_link
-from dnsengine.selectors import ENGINE_DOWN_AFTER_SECONDS, engine_status_list
 from querylog.forms import COMMON_QTYPES, DashboardForm, HistoryFilterForm
 from querylog.models import QueryLog
 from querylog.selectors import HISTORY_FIELDS, dashboard_stats, query_history, query_history_export
@@ -28,10 +27,6 @@ BLOCKED_STATUSES = frozenset({QueryLog.Status.BLOCKED})
 
 def export_max_rows() -> int:
     return settings.GLORYHOLE_EXPORT_MAX_ROWS
-
-
-def status_refresh_ms() -> int:
-    return int(settings.GLORYHOLE_STATUS_REFRESH_SECONDS * 1000)
 
 
 @require_GET
@@ -133,18 +128,3 @@ def history_export(request: HttpRequest) -> HttpResponse:
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="queries-{stamp}.csv"'
     return response
-
-
-@require_GET
-@login_required
-def engine_status(request: HttpRequest) -> HttpResponse:
-    engines = engine_status_list(request.get_host(), settings.GLORYHOLE_METRICS_PORT)
-    return render(
-        request,
-        "querylog/status.html",
-        {
-            "engines": engines,
-            "refresh_ms": status_refresh_ms(),
-            "down_after": ENGINE_DOWN_AFTER_SECONDS,
-        },
-    )

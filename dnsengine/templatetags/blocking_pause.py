@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django import template
 
-from dnsengine.pause import PauseStatus, blocking_pause_status
+from dnsengine.services.pause import PauseStatus, blocking_pause_status
 
 register = template.Library()
 

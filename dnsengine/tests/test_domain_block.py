@@ -1,4 +1,7 @@
-"""Guard rails on "block this domain": the service every web page and API goes through, and its pages."""
+"""Guard rails on "block this domain": the button's pages and the start-up check of their setting.
+
+The service they go through (dnsengine.services.domains.domain_block) is tested in test_services_domains.py.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,11 @@ import sys
 from datetime import timedelta
 
 import pytest
-from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 from django.utils import timezone
 
 from dnsengine.models import BlockedDomain
-from dnsengine.services import MANUAL_LIST, BlockNeedsConfirmation, BlockRefused, domain_block
+from dnsengine.services.domains import MANUAL_LIST
 from dnsengine.tests.helpers import ROOT
 from querylog.models import DomainRollup, QueryRollup
 
@@ -35,48 +37,6 @@ def blocked() -> list[str]:
 
 def messages_of(web) -> list[str]:
     return [str(m) for m in web.get(HISTORY).context["messages"]]
-
-
-# --- the service ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("domain", ["127.0.0.1", "[::1]", "::1", "localhost", "printer.localhost", ".", ""])
-def test_the_service_refuses_addresses_localhost_and_the_root_even_when_confirmed(staff_user, domain):
-    with pytest.raises(BlockRefused) as refused:
-        domain_block(user=staff_user, domain=domain, confirm=True)
-    assert refused.value.verdict.refused
-    assert blocked() == []
-
-
-@pytest.mark.parametrize("domain", ["com", "co.uk", "github.io", "lan"])
-def test_the_service_adds_a_public_suffix_or_single_label_only_when_confirmed(staff_user, domain):
-    with pytest.raises(BlockNeedsConfirmation):
-        domain_block(user=staff_user, domain=domain)
-    assert blocked() == []
-    verdict = domain_block(user=staff_user, domain=domain, confirm=True)
-    assert verdict.target == domain
-    assert blocked() == [domain]
-    assert LogEntry.objects.filter(
-        change_message__contains=f"Blocked {domain} from the query history (confirmed"
-    ).exists()
-
-
-def test_the_service_asks_before_blocking_a_large_share_of_recent_traffic(staff_user, settings):
-    settings.GLORYHOLE_BLOCK_CONFIRM_SHARE = 10
-    seed_traffic({"cdn.example.net": 55, "img.cdn.example.net": 5, "example.org": 40})
-    with pytest.raises(BlockNeedsConfirmation) as asked:
-        domain_block(user=staff_user, domain="cdn.example.net")
-    assert "60.0 %" in asked.value.verdict.confirm[0]
-    settings.GLORYHOLE_BLOCK_CONFIRM_SHARE = 61
-    verdict = domain_block(user=staff_user, domain="cdn.example.net")
-    assert verdict.summary == (
-        "blocks cdn.example.net and every name below it: 60 of 100 queries (60.0 %) and 2 names seen in the last 24 h"
-    )
-
-
-def test_the_service_normalises_what_it_blocks(staff_user):
-    domain_block(user=staff_user, domain=" Ads.Example.COM. ")
-    assert blocked() == ["ads.example.com"]
 
 
 # --- the one-click button (history and blocklists page) ------------------------------

@@ -15,8 +15,8 @@ import dns.message
 import pytest
 
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule
-from dnsengine.pause import blocking_pause
 from dnsengine.services import config_generation_bump
+from dnsengine.services.pause import blocking_pause
 from dnsengine.tests.helpers import answers, rcode
 
 

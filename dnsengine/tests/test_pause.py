@@ -1,8 +1,10 @@
-"""Pausing blocking: the stored state, the resolver's decision, the watcher's cache drops, the web and API."""
+"""Pausing blocking in the engine: the resolver's decision, the watcher's cache drops, a running engine.
+
+The stored state is tested in test_services_pause.py, the buttons and the API in test_views_pause.py.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from datetime import timedelta
@@ -10,10 +12,7 @@ from types import SimpleNamespace
 
 import dns.message
 import pytest
-from django.contrib.auth.models import User
 from django.db import OperationalError
-from django.test import Client as WebClient
-from django.urls import reverse
 from django.utils import timezone
 from dnslib import QTYPE, RR, A, DNSHeader, DNSQuestion, DNSRecord
 
@@ -23,83 +22,11 @@ from dnsengine.cache import ReplyCache, TtlPolicy
 from dnsengine.config import parse_blocking_mode
 from dnsengine.loader import ConfigWatcher
 from dnsengine.models import BlockedDomain, BlockingPause, Blocklist
-from dnsengine.pause import (
-    MAX_PAUSE_MINUTES,
-    blocking_pause,
-    blocking_pause_status,
-    blocking_paused_until,
-    blocking_resume,
-)
 from dnsengine.resolver import Resolver
 from dnsengine.services import config_generation_bump
+from dnsengine.services.pause import blocking_pause, blocking_resume
 from dnsengine.stats import EngineStats
 from dnsengine.tests.helpers import answers
-
-# --- the stored state ---------------------------------------------------------------------------
-
-
-@pytest.mark.django_db
-def test_a_timed_pause_ends_after_its_minutes():
-    before = timezone.now()
-    status = blocking_pause(5, by="alice")
-
-    assert status.paused and status.changed_by == "alice"
-    assert timedelta(minutes=5) <= status.until - before < timedelta(minutes=5, seconds=5)
-    assert 295 <= status.seconds_left <= 300
-    assert blocking_paused_until() == pytest.approx(status.until.timestamp())
-    assert blocking_paused_until(now=status.until.timestamp() + 1) == 0.0
-
-
-@pytest.mark.django_db
-def test_a_pause_without_minutes_lasts_until_resumed():
-    status = blocking_pause(None, by="bob")
-
-    assert status.paused and status.until is None and status.seconds_left is None
-    assert blocking_paused_until() == math.inf
-
-    resumed = blocking_resume(by="bob")
-
-    assert not resumed.paused and blocking_paused_until() == 0.0
-    assert not blocking_pause_status().paused
-
-
-@pytest.mark.django_db
-def test_an_expired_pause_reads_as_not_paused():
-    BlockingPause.objects.create(pk=1, active=True, until=timezone.now() - timedelta(seconds=1))
-
-    assert not blocking_pause_status().paused
-    assert blocking_paused_until() == 0.0
-
-
-@pytest.mark.django_db
-def test_nothing_is_paused_on_a_fresh_install():
-    assert blocking_pause_status().as_json() == {
-        "paused": False,
-        "until": None,
-        "seconds_left": None,
-        "changed_at": None,
-        "changed_by": "",
-    }
-    assert blocking_paused_until() == 0.0
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("minutes", [0, -5, MAX_PAUSE_MINUTES + 1])
-def test_a_pause_of_no_time_or_too_long_is_refused(minutes):
-    with pytest.raises(ValueError, match="a pause lasts 1 to 10080 minutes"):
-        blocking_pause(minutes)
-    assert not BlockingPause.objects.exists()
-
-
-@pytest.mark.django_db
-def test_pausing_does_not_make_engines_rebuild_their_lists():
-    from dnsengine.services import config_generation_current
-
-    generation = config_generation_current()
-    blocking_pause(5)
-    blocking_resume()
-    assert config_generation_current() == generation
-
 
 # --- the resolver and the watcher, on controllable clocks --------------------------------------
 
@@ -302,146 +229,3 @@ def test_a_running_engine_stops_blocking_during_a_short_pause_and_resumes_by_its
     assert changed.wait(5), "the engine did not notice the end of the pause"
     assert engine.resolver.snapshot.paused_until == 0.0
     assert answers(client.query("ads.example.com")) == ["A 0.0.0.0"]
-
-
-# --- the web page buttons and the API ----------------------------------------------------------
-
-
-@pytest.fixture
-def staff(db):
-    return User.objects.create_user("staff", password="pw", is_staff=True)
-
-
-@pytest.fixture
-def viewer(db):
-    return User.objects.create_user("viewer", password="pw")
-
-
-def test_the_buttons_pause_and_resume_and_come_back_to_the_page(web, staff):
-    web.force_login(staff)
-
-    response = web.post(reverse("dnsengine-pause"), {"minutes": "60", "next": "/blocklists/"})
-
-    assert response.status_code == 302 and response["Location"] == "/blocklists/"
-    status = blocking_pause_status()
-    assert status.paused and 3590 < status.seconds_left <= 3600 and status.changed_by == "staff"
-
-    response = web.post(reverse("dnsengine-pause"), {"minutes": ""})
-    assert response["Location"] == reverse("engine-status")
-    assert blocking_pause_status().until is None
-
-    web.post(reverse("dnsengine-resume"), {"next": "https://evil.example/"})
-    assert not blocking_pause_status().paused
-
-
-def test_the_partial_shows_the_state_and_the_buttons_to_staff(staff, rf):
-    from django.template.loader import render_to_string
-
-    request = rf.get("/status/")
-    request.user = staff
-    blocking_pause(5, by="staff")
-
-    html = render_to_string("dnsengine/_pause.html", request=request)
-
-    assert "Blocking is paused" in html and "by staff" in html
-    assert 'value="5"' in html and "Resume blocking" in html
-
-
-def test_a_viewer_sees_the_state_without_buttons(viewer, rf):
-    from django.template.loader import render_to_string
-
-    request = rf.get("/status/")
-    request.user = viewer
-
-    html = render_to_string("dnsengine/_pause.html", request=request)
-
-    assert "Blocking is on." in html and "Pause 5 min" not in html
-
-
-def test_a_viewer_cannot_pause(web, viewer):
-    web.force_login(viewer)
-
-    response = web.post(reverse("dnsengine-pause"), {"minutes": "5"})
-
-    assert response.status_code == 403
-    assert not blocking_pause_status().paused
-
-
-@pytest.fixture
-def token(settings):
-    settings.GLORYHOLE_API_TOKEN = "s3cret"
-    return {"HTTP_AUTHORIZATION": "Bearer s3cret"}
-
-
-def post_json(web, name: str, body, **headers):
-    return web.post(reverse(name), json.dumps(body), content_type="application/json", **headers)
-
-
-@pytest.mark.django_db
-def test_the_api_pauses_with_the_token_and_resumes(web, token):
-    response = post_json(web, "api-pause", {"minutes": 5}, **token)
-
-    assert response.status_code == 200
-    body = response.json()
-    assert body["paused"] and 295 <= body["seconds_left"] <= 300 and body["changed_by"] == "API token"
-
-    body = post_json(web, "api-pause", {"minutes": None}, **token).json()
-    assert body["paused"] and body["until"] is None
-
-    assert web.get(reverse("api-pause"), **token).json()["paused"]
-    assert web.post(reverse("api-resume"), **token).json()["paused"] is False
-    assert not blocking_pause_status().paused
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        ({}, "send {"),
-        ({"minutes": "5"}, "whole number or null"),
-        ({"minutes": True}, "whole number or null"),
-        ({"minutes": 0}, "a pause lasts 1 to 10080 minutes"),
-        ({"minutes": 100000}, "a pause lasts 1 to 10080 minutes"),
-        ([5], "send {"),
-    ],
-)
-def test_the_api_refuses_a_bad_body(web, token, body, message):
-    response = post_json(web, "api-pause", body, **token)
-
-    assert response.status_code == 400 and message in response.json()["error"]
-    assert not blocking_pause_status().paused
-
-
-@pytest.mark.django_db
-def test_the_api_refuses_a_body_that_is_not_json(web, token):
-    response = web.post(reverse("api-pause"), "minutes=5", content_type="text/plain", **token)
-
-    assert response.status_code == 400 and response.json() == {"error": "the body is not JSON"}
-
-
-@pytest.mark.django_db
-def test_the_api_needs_a_session_or_the_token(web, settings):
-    settings.GLORYHOLE_API_TOKEN = "s3cret"
-
-    assert post_json(web, "api-pause", {"minutes": 5}).status_code == 401
-    assert post_json(web, "api-pause", {"minutes": 5}, HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
-    assert web.post(reverse("api-resume")).status_code == 401
-    assert not blocking_pause_status().paused
-
-
-def test_the_api_takes_a_staff_session_with_its_csrf_token_only(staff, viewer):
-    web = WebClient(enforce_csrf_checks=True)
-    web.force_login(staff)
-    assert post_json(web, "api-pause", {"minutes": 5}).status_code == 403  # no CSRF token: a forged request
-    web.get(reverse("engine-status"))
-    csrf = web.cookies["csrftoken"].value
-
-    assert post_json(web, "api-pause", {"minutes": 5}, HTTP_X_CSRFTOKEN=csrf).status_code == 200
-    assert blocking_pause_status().paused
-
-    web.force_login(viewer)
-    web.get(reverse("engine-status"))
-    csrf = web.cookies["csrftoken"].value
-    response = post_json(web, "api-resume", {}, HTTP_X_CSRFTOKEN=csrf)
-    assert response.status_code == 403 and "only staff" in response.json()["error"]
-    assert blocking_pause_status().paused

@@ -8,7 +8,7 @@ from django.urls import reverse
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule
 from dnsengine.selectors import domain_check
 from dnsengine.services import config_generation_current
-from dnsengine.views import MANUAL_LIST
+from dnsengine.services.domains import MANUAL_LIST
 
 URL = reverse("dnsengine-blocklists")
 

@@ -6,7 +6,6 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from dnsengine.models import EngineStatus
 from gloryhole_site.tests.factories import make_query
 from querylog.models import QueryRollup
 
@@ -72,19 +71,6 @@ def test_stats_come_from_the_rollups(viewer_web):
     assert (data["total"], data["blocked"], data["blocked_pct"]) == (10, 4, 40.0)
     assert len(data["chart"]) == 60
     assert viewer_web.get(reverse("api-stats"), {"window": "1y"}).status_code == 400
-
-
-def test_status_reports_each_engine_with_derived_figures(viewer_web):
-    now = timezone.now()
-    EngineStatus.objects.create(
-        name="e1", hostname="h", pid=1, started_at=now, heartbeat_at=now - timedelta(seconds=30),
-        buffer_size=10, buffer_capacity=40, drops=1, written=99,
-    )  # fmt: skip
-    engine = viewer_web.get(reverse("api-status")).json()["engines"][0]
-    assert engine["fill_pct"] == 25.0
-    assert engine["down"] is True
-    assert engine["drop_pct"] == 1.0
-    assert engine["heartbeat_age"] >= 30
 
 
 def test_the_api_is_read_only(viewer_web):

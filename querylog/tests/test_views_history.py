@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from dnsengine.wire import name_to_text
 from gloryhole_site.tests.factories import make_query
-from querylog.forms import cursor_decode, cursor_encode
+from querylog.history import cursor_decode, cursor_encode
 
 URL = reverse("querylog-history")
 

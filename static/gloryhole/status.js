@@ -29,7 +29,7 @@
   }
 
   function buildCard(name) {
-    // Same structure as templates/querylog/_engine_card.html, for an engine that appeared after page load.
+    // Same structure as templates/dnsengine/_engine_card.html, for an engine that appeared after page load.
     const card = el("article", { class: "card engine", "data-engine": name });
     const head = el("header");
     head.append(el("h2", { "data-field": "name" }, name), el("span", { class: "badge state", "data-field": "state" }));

@@ -81,3 +81,19 @@ def test_the_engine_metrics_link_is_off_when_its_port_is(viewer_web, settings):
 def test_a_zero_capacity_buffer_does_not_divide_by_zero(viewer_web):
     engine_row(buffer_size=0, buffer_capacity=0, written=0, drops=0)
     assert viewer_web.get(URL).status_code == 200
+
+
+# --- /api/status -------------------------------------------------------------------------
+
+
+def test_status_reports_each_engine_with_derived_figures(viewer_web):
+    now = timezone.now()
+    EngineStatus.objects.create(
+        name="e1", hostname="h", pid=1, started_at=now, heartbeat_at=now - timedelta(seconds=30),
+        buffer_size=10, buffer_capacity=40, drops=1, written=99,
+    )  # fmt: skip
+    engine = viewer_web.get(reverse("api-status")).json()["engines"][0]
+    assert engine["fill_pct"] == 25.0
+    assert engine["down"] is True
+    assert engine["drop_pct"] == 1.0
+    assert engine["heartbeat_age"] >= 30

@@ -6,9 +6,9 @@
     GET  /api/pause                        the current state
 
 The API takes a signed-in session or the bearer token, like the rest of /api/
-(querylog.api.api_auth). Unlike the rest it writes, so a session request must
-also pass the CSRF check and belong to a staff user; the token alone is enough
-for scripts.
+(gloryhole_site.auth.api_auth). Unlike the rest it writes, so a session request
+must also pass the CSRF check and belong to a staff user
+(gloryhole_site.auth.api_write_refused); the token alone is enough for scripts.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import logging
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.formats import time_format
@@ -27,9 +26,14 @@ from django.utils.timezone import localtime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from dnsengine.pause import MAX_PAUSE_MINUTES, PauseStatus, blocking_pause, blocking_pause_status, blocking_resume
-from dnsengine.views import staff_required
-from querylog.api import api_auth
+from dnsengine.services.pause import (
+    MAX_PAUSE_MINUTES,
+    PauseStatus,
+    blocking_pause,
+    blocking_pause_status,
+    blocking_resume,
+)
+from gloryhole_site.auth import api_auth, api_write_refused, staff_required
 
 logger = logging.getLogger(__name__)
 
@@ -77,14 +81,7 @@ def resume_view(request: HttpRequest) -> HttpResponse:
 
 
 def _write_refused(request: HttpRequest) -> JsonResponse | None:
-    """A session must be staff and pass CSRF; a bearer-token request (no session) passes."""
-    if not request.user.is_authenticated:
-        return None  # api_auth let it through: the token was right
-    if not request.user.is_staff:
-        return JsonResponse({"error": "only staff users can pause blocking"}, status=403)
-    if CsrfViewMiddleware(lambda r: None).process_view(request, None, (), {}) is not None:
-        return JsonResponse({"error": "CSRF check failed: send the X-CSRFToken header"}, status=403)
-    return None
+    return api_write_refused(request, "only staff users can pause blocking")
 
 
 def _who(request: HttpRequest) -> str:

@@ -1,37 +1,17 @@
-"""Writes to the engine's configuration tables."""
+"""Blocking and allowing one name from the web: the manual list and the allowlist."""
 
 from __future__ import annotations
 
-from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE
 from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
 
 from dnsengine.guardrails import DOMAIN, Verdict
-from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, ConfigGeneration
+from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist
 from dnsengine.selectors import block_verdict
+from dnsengine.services.admin_log import log_change
 
 # The list the "block this domain" button adds to; created on first use.
 MANUAL_LIST = "manual"
-
-
-def config_generation_bump() -> None:
-    """Tell every engine polling the database that its configuration changed."""
-    now = timezone.now()
-    with transaction.atomic():
-        updated = ConfigGeneration.objects.filter(pk=1).update(value=F("value") + 1, changed_at=now)
-        if not updated:
-            ConfigGeneration.objects.get_or_create(pk=1, defaults={"value": 1, "changed_at": now})
-
-
-def config_generation_current() -> int:
-    row = ConfigGeneration.objects.filter(pk=1).values_list("value", flat=True).first()
-    return row or 0
-
-
-def log_change(user, obj, flag: int, message: str) -> None:
-    """Record a change in Django admin's LogEntry table, so /admin/'s history shows who changed what."""
-    LogEntry.objects.log_actions(user.pk, [obj], flag, message, single_object=True)
 
 
 class BlockNotAdded(Exception):
@@ -81,3 +61,22 @@ def domain_block(*, user, domain: str, confirm: bool = False, source: str = "the
             entry.save(update_fields=["enabled"])
             log_change(user, entry, CHANGE, "Disabled by 'block this domain'")
     return verdict
+
+
+def domain_allow(*, user, domain: str, include_subdomains: bool = False) -> AllowedDomain:
+    """Allowlist `domain` (creating or re-enabling its entry); the engines reload on the generation bump."""
+    with transaction.atomic():
+        entry = AllowedDomain.objects.select_for_update().filter(domain=domain).first()
+        if entry is None:
+            entry = AllowedDomain.objects.create(
+                domain=domain,
+                include_subdomains=include_subdomains,
+                comment=f"allowed from the web by {user.get_username()}"[:200],
+            )
+            log_change(user, entry, ADDITION, "Allowed from the query history")
+        else:
+            entry.enabled = True
+            entry.include_subdomains = entry.include_subdomains or include_subdomains
+            entry.save(update_fields=["enabled", "include_subdomains"])
+            log_change(user, entry, CHANGE, "Enabled from the query history")
+    return entry

@@ -1,5 +1,10 @@
 """Pausing blocking for everyone: for some minutes, or until someone resumes.
 
+The writes (`blocking_pause`, `blocking_resume`) and the two reads of the same
+row that go with them: the state for the pages and the API
+(`blocking_pause_status`), and the end of the pause for the engines
+(`blocking_paused_until`).
+
 The state is one BlockingPause row. It is not part of the config generation, so
 a pause does not make the engines rebuild their matcher: each engine's
 ConfigWatcher reads `blocking_paused_until()` on every poll, puts it in the
