@@ -21,6 +21,7 @@ from gloryhole_site.env import (
     env_time_zone,
 )
 from gloryhole_site.envfile import apply_env_file
+from querylog.logger.config import query_log_settings_from_environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("GLORYHOLE_DATA_DIR", str(BASE_DIR / "data")))
@@ -188,13 +189,13 @@ GLORYHOLE_ENGINE_NAME = env_str("GLORYHOLE_ENGINE_NAME", "")
 GLORYHOLE_METRICS_PORT = env_int("GLORYHOLE_METRICS_PORT", 9153, minimum=0, maximum=65535)
 
 # --- Query log ----------------------------------------------------------------------
-GLORYHOLE_QUERY_LOG_ENABLED = env_bool("GLORYHOLE_QUERY_LOG_ENABLED", True)
-GLORYHOLE_QUERY_LOG_MODE = env_str("GLORYHOLE_QUERY_LOG_MODE", "pool")
-GLORYHOLE_QUERY_LOG_BUFFER = env_int("GLORYHOLE_QUERY_LOG_BUFFER", 50000, minimum=1, maximum=10_000_000)
-GLORYHOLE_QUERY_LOG_WORKERS = env_int("GLORYHOLE_QUERY_LOG_WORKERS", 1, minimum=1, maximum=64)
-GLORYHOLE_QUERY_LOG_BATCH = env_int("GLORYHOLE_QUERY_LOG_BATCH", 2000, minimum=1, maximum=100000)
-GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL = env_float("GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL", 0.5, minimum=0.01, maximum=60)
-GLORYHOLE_QUERY_LOG_RETENTION_DAYS = env_int("GLORYHOLE_QUERY_LOG_RETENTION_DAYS", 7, minimum=0, maximum=3650)
+# Every GLORYHOLE_QUERY_LOG_* setting (ENABLED, MODE, BUFFER, WORKERS, BATCH,
+# FLUSH_INTERVAL, ROLLUPS, CLOSE_TIMEOUT, RETENTION_DAYS, PURGE_INTERVAL), each read
+# with the parser, default and bounds of its row in querylog/logger/config.py.
+globals().update(query_log_settings_from_environ())
+GLORYHOLE_HEARTBEAT_INTERVAL = env_float("GLORYHOLE_HEARTBEAT_INTERVAL", 2.0, minimum=0.1, maximum=3600)
+# The engine's /metrics listens here on GLORYHOLE_METRICS_PORT (0 disables it).
+GLORYHOLE_METRICS_HOST = env_str("GLORYHOLE_METRICS_HOST", "127.0.0.1")
 
 # --- Web (added) --------------------------------------------------------------------
 STATICFILES_DIRS = [BASE_DIR / "static"]
@@ -211,17 +212,6 @@ GLORYHOLE_API_TOKEN = env_str("GLORYHOLE_API_TOKEN", "")
 GLORYHOLE_UPLOAD_MAX_BYTES = env_int("GLORYHOLE_UPLOAD_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
 GLORYHOLE_EXPORT_MAX_ROWS = env_int("GLORYHOLE_EXPORT_MAX_ROWS", 100_000, minimum=1, maximum=10_000_000)
 GLORYHOLE_STATUS_REFRESH_SECONDS = env_float("GLORYHOLE_STATUS_REFRESH_SECONDS", 2.0, minimum=0.5, maximum=60)
-
-# --- Query log (added) --------------------------------------------------------------
-# Rollup tables for the dashboard, written in the same transaction as each batch.
-GLORYHOLE_QUERY_LOG_ROLLUPS = env_bool("GLORYHOLE_QUERY_LOG_ROLLUPS", True)
-# How long rundns waits on stop for queued entries to be written.
-GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT = env_float("GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT", 30.0, minimum=0, maximum=3600)
-# Seconds between retention purges in the engine (GLORYHOLE_QUERY_LOG_RETENTION_DAYS=0 keeps everything).
-GLORYHOLE_QUERY_LOG_PURGE_INTERVAL = env_float("GLORYHOLE_QUERY_LOG_PURGE_INTERVAL", 3600.0, minimum=10, maximum=604800)
-GLORYHOLE_HEARTBEAT_INTERVAL = env_float("GLORYHOLE_HEARTBEAT_INTERVAL", 2.0, minimum=0.1, maximum=3600)
-# The engine's /metrics listens here on GLORYHOLE_METRICS_PORT (0 disables it).
-GLORYHOLE_METRICS_HOST = env_str("GLORYHOLE_METRICS_HOST", "127.0.0.1")
 
 # --- Blocklists (added) -------------------------------------------------------------
 # The engine refreshes URL subscriptions this often (with a few % of jitter); 0 leaves it

@@ -28,7 +28,7 @@ from django.db import (
 from django.db.models import Model
 from django.utils import timezone
 
-from querylog.logger import sqlite_write_lock
+from querylog.db import sqlite_write_lock
 from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
 from querylog.selectors import summaries_build
 
@@ -178,4 +178,4 @@ def retention_thread_from_settings() -> RetentionThread | None:
     days = settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS
     if not days:
         return None
-    return RetentionThread(days, interval=getattr(settings, "GLORYHOLE_QUERY_LOG_PURGE_INTERVAL", 3600.0))
+    return RetentionThread(days, interval=settings.GLORYHOLE_QUERY_LOG_PURGE_INTERVAL)
