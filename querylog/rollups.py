@@ -128,8 +128,8 @@ def rollup_write(rows: RollupRows, using: str = DEFAULT_DB_ALIAS, *, reuse_sqlit
         head, tail, width = _upsert_parts(connection, model, keys)
         if connection.vendor == "postgresql":
             # One array per column instead of one parameter per value: Django's psycopg
-            # cursor binds parameters on the client, ~10 us each, which made the rollups
-            # most of a batch's cost on PostgreSQL (docs/scale-out.md).
+            # cursor binds parameters on the client one at a time, which made the rollups
+            # most of a batch's cost on PostgreSQL (figures: docs/scale-out.md).
             execute_unnest(connection, head, model, (*keys, "count"), values, tail)
         else:
             execute_values(connection, head, width, values, tail, reuse_sqlite_statements=reuse_sqlite_statements)

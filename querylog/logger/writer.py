@@ -106,8 +106,8 @@ class QueryLogWriter:
     sqlite3 module releases and re-takes the GIL around every row, and with busy
     listener threads each re-take waits (``make bench`` compares the methods).
     ``"bulk_create"`` is the plain ORM path, kept for comparison: on SQLite it
-    splits a batch into INSERTs of ~90 rows (999 parameters) and makes ~11 Python
-    calls per value.
+    splits a batch into INSERTs of at most 999 parameters and prepares every value
+    with several Python calls (docs/querylog.md, "Benchmark").
 
     ``reuse_sqlite_statements=False`` writes each SQLite batch as few statements as
     the variable limit allows, so a statement per distinct batch size instead of a
