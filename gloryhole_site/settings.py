@@ -22,6 +22,7 @@ from gloryhole_site.env import (
     env_time_zone,
 )
 from gloryhole_site.envfile import apply_env_file
+from querylog.logger import config as query_log
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("GLORYHOLE_DATA_DIR", str(BASE_DIR / "data")))
@@ -219,21 +220,18 @@ GLORYHOLE_HEARTBEAT_INTERVAL = env_float("GLORYHOLE_HEARTBEAT_INTERVAL", 2.0, mi
 GLORYHOLE_FAIL_OPEN = env_bool("GLORYHOLE_FAIL_OPEN", False)
 
 # --- Query log ----------------------------------------------------------------------
-GLORYHOLE_QUERY_LOG_ENABLED = env_bool("GLORYHOLE_QUERY_LOG_ENABLED", True)
-GLORYHOLE_QUERY_LOG_MODE = env_str("GLORYHOLE_QUERY_LOG_MODE", "pool")
-GLORYHOLE_QUERY_LOG_BUFFER = env_int("GLORYHOLE_QUERY_LOG_BUFFER", 50000, minimum=1, maximum=10_000_000)
-GLORYHOLE_QUERY_LOG_WORKERS = env_int("GLORYHOLE_QUERY_LOG_WORKERS", 1, minimum=1, maximum=64)
-GLORYHOLE_QUERY_LOG_BATCH = env_int("GLORYHOLE_QUERY_LOG_BATCH", 2000, minimum=1, maximum=100000)
-GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL = env_float("GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL", 0.5, minimum=0.01, maximum=60)
-GLORYHOLE_QUERY_LOG_RETENTION_DAYS = env_int("GLORYHOLE_QUERY_LOG_RETENTION_DAYS", 7, minimum=0, maximum=3650)
-
-# --- Query log (added) --------------------------------------------------------------
-# Rollup tables for the dashboard, written in the same transaction as each batch.
-GLORYHOLE_QUERY_LOG_ROLLUPS = env_bool("GLORYHOLE_QUERY_LOG_ROLLUPS", True)
-# How long rundns waits on stop for queued entries to be written.
-GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT = env_float("GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT", 30.0, minimum=0, maximum=3600)
-# Seconds between retention purges in the engine (GLORYHOLE_QUERY_LOG_RETENTION_DAYS=0 keeps everything).
-GLORYHOLE_QUERY_LOG_PURGE_INTERVAL = env_float("GLORYHOLE_QUERY_LOG_PURGE_INTERVAL", 3600.0, minimum=10, maximum=604800)
+# Each one's parser, default and bounds: its row in querylog/logger/config.py, which
+# QueryLogConfig also re-reads on SIGHUP.
+GLORYHOLE_QUERY_LOG_ENABLED = query_log.ENABLED.read()
+GLORYHOLE_QUERY_LOG_MODE = query_log.MODE.read()
+GLORYHOLE_QUERY_LOG_BUFFER = query_log.BUFFER.read()
+GLORYHOLE_QUERY_LOG_WORKERS = query_log.WORKERS.read()
+GLORYHOLE_QUERY_LOG_BATCH = query_log.BATCH.read()
+GLORYHOLE_QUERY_LOG_FLUSH_INTERVAL = query_log.FLUSH_INTERVAL.read()
+GLORYHOLE_QUERY_LOG_ROLLUPS = query_log.ROLLUPS.read()
+GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT = query_log.CLOSE_TIMEOUT.read()
+GLORYHOLE_QUERY_LOG_RETENTION_DAYS = query_log.RETENTION_DAYS.read()
+GLORYHOLE_QUERY_LOG_PURGE_INTERVAL = query_log.PURGE_INTERVAL.read()
 
 # --- Blocklists -----------------------------------------------------------------------
 # The engine refreshes URL subscriptions this often (with a few % of jitter); 0 leaves it

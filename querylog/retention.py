@@ -28,7 +28,7 @@ from django.db import (
 from django.db.models import Model
 from django.utils import timezone
 
-from querylog.logger import sqlite_write_lock
+from querylog.db import sqlite_write_lock
 from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
 from querylog.selectors import summaries_build
 

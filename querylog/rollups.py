@@ -1,8 +1,8 @@
 """Per-minute / per-hour counts the dashboard reads instead of scanning QueryLog.
 
-The query logger's writer calls these for every batch, inside the batch's
-transaction, so the rollups always agree with the rows: aggregation happens in
-Python (a batch of 2000 entries becomes a few dozen to a few hundred rows), then
+The query logger's writer (``querylog.logger.writer``) calls these for every batch,
+inside the batch's transaction, so the rollups always agree with the rows: aggregation
+happens in Python (a batch of 2000 entries becomes a few dozen to a few hundred rows), then
 one upsert per table adds the counts:
 
     INSERT ... ON CONFLICT (key) DO UPDATE SET count = <table>.count + excluded.count
@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Q
 
+from querylog.db import execute_values, without_nul
 from querylog.entry import QueryLogEntry
 from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
 
@@ -95,11 +96,11 @@ def _upsert_parts(connection, model, key_fields: Sequence[str]) -> tuple[str, st
     return head, tail, len(columns)
 
 
-def rollup_write(rows: RollupRows, using: str = DEFAULT_DB_ALIAS) -> None:
-    """Add aggregated counts to the rollup tables. Call inside the batch's transaction."""
-    # Imported here: the logger imports this module for its writer.
-    from querylog.logger import execute_values
+def rollup_write(rows: RollupRows, using: str = DEFAULT_DB_ALIAS, *, reuse_sqlite_statements: bool = True) -> None:
+    """Add aggregated counts to the rollup tables. Call inside the batch's transaction.
 
+    ``reuse_sqlite_statements``: as ``querylog.db.execute_values`` takes it.
+    """
     connection = connections[using]
     field = QueryRollup._meta.get_field("bucket")
     buckets: dict[int, object] = {}
@@ -127,11 +128,11 @@ def rollup_write(rows: RollupRows, using: str = DEFAULT_DB_ALIAS) -> None:
         head, tail, width = _upsert_parts(connection, model, keys)
         if connection.vendor == "postgresql":
             # One array per column instead of one parameter per value: Django's psycopg
-            # cursor binds parameters on the client, ~10 us each, which made the rollups
-            # most of a batch's cost on PostgreSQL (docs/scale-out.md).
+            # cursor binds parameters on the client one at a time, which made the rollups
+            # most of a batch's cost on PostgreSQL (figures: docs/scale-out.md).
             execute_unnest(connection, head, model, (*keys, "count"), values, tail)
         else:
-            execute_values(connection, head, width, values, tail)
+            execute_values(connection, head, width, values, tail, reuse_sqlite_statements=reuse_sqlite_statements)
     _forget_stale_summaries(rows, using)
 
 
@@ -179,8 +180,6 @@ def _merged_without_nul(rows: Sequence[tuple]) -> list[tuple]:
     the same row twice; merging keeps the batch a single statement. Sorted again for the
     lock order (see rollup_write).
     """
-    from querylog.logger import without_nul
-
     merged: dict[tuple, int] = {}
     for *key, count in rows:
         clean = tuple(without_nul(k) if isinstance(k, str) else k for k in key)

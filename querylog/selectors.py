@@ -18,8 +18,8 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
+from querylog.db import sqlite_write_lock
 from querylog.history import HistoryFilter, cursor_encode
-from querylog.logger import sqlite_write_lock
 from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
 from querylog.rollups import SUMMARY_AFTER
 

@@ -8,7 +8,7 @@ freed elsewhere is then taken again at once by the WAL. ``PRAGMA
 wal_checkpoint(TRUNCATE)`` copies everything back and cuts the file to 0 bytes.
 
 Who runs it and when (``WalKeeper``): a query-log writer thread, on its own connection,
-under the process's SQLite write lock (``querylog.logger.sqlite_write_lock``) and outside
+under the process's SQLite write lock (``querylog.db.sqlite_write_lock``) and outside
 any transaction; never the DNS thread. It runs
 
 - right after a write failed because the disk (or ``max_page_count``) is full, at most

@@ -10,7 +10,7 @@ variant gets the same sizes; --batch N makes every batch N rows), two ways:
 
 - one multi-row INSERT per batch (up to SQLite's variable limit), the statement
   text different for every size;
-- pieces of querylog.logger.SQLITE_CHUNK_ROWS rows and a rest in power-of-two
+- pieces of querylog.db.SQLITE_CHUNK_ROWS rows and a rest in power-of-two
   pieces, so a table has about a dozen statements, each compiled once per
   connection (what the writer does; a full batch is still one statement).
 
@@ -47,7 +47,8 @@ def _sizes(total: int, fixed: int = 0) -> list[int]:
 def run(template: Path, tmp: Path, entries, sizes: list[int], reuse: bool) -> tuple[float, float, float]:
     from django.db import connections
 
-    import querylog.logger as ql
+    from querylog.db import sqlite_values_sql
+    from querylog.logger import QueryLogWriter
     from querylog.memory import read_memory
 
     connections.close_all()
@@ -56,9 +57,8 @@ def run(template: Path, tmp: Path, entries, sizes: list[int], reuse: bool) -> tu
         old.unlink()
     shutil.copyfile(template, path)
     connections["default"].settings_dict["NAME"] = str(path)
-    ql._REUSE_SQLITE_STATEMENTS = reuse
-    ql._sqlite_values_sql.cache_clear()
-    writer = ql.QueryLogWriter(rollups=True)
+    sqlite_values_sql.cache_clear()
+    writer = QueryLogWriter(rollups=True, reuse_sqlite_statements=reuse)
     cpu, wall = time.process_time(), time.perf_counter()
     i = 0
     for size in sizes:

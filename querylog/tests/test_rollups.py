@@ -85,10 +85,10 @@ def test_the_writer_keeps_rollups_equal_to_the_rows():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_rollup_write_rolls_back_the_rows_too(monkeypatch):
-    def broken(rows, using="default"):
+    def broken(rows, using="default", **kwargs):
         raise RuntimeError("rollup failed")
 
-    monkeypatch.setattr("querylog.logger.rollup_write", broken)
+    monkeypatch.setattr("querylog.logger.writer.rollup_write", broken)
 
     with pytest.raises(RuntimeError):
         QueryLogWriter()([make_entry(at=T0)])
