@@ -12,8 +12,7 @@ import dns.flags
 import dns.message
 import dns.query
 
-from conftest import Client
-from dnsengine.tests.helpers import answers, rcode
+from gloryhole_site.testing.dnsclient import Client, answers, rcode
 
 
 def test_five_hundred_slow_misses_are_all_answered_while_cached_names_stay_fast(make_engine, engine_config, upstream):

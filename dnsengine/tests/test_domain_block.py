@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from dnsengine.models import BlockedDomain
 from dnsengine.services import MANUAL_LIST, BlockNeedsConfirmation, BlockRefused, domain_block
-from dnsengine.tests.helpers import ROOT
+from gloryhole_site.testing import ROOT
 from querylog.models import DomainRollup, QueryRollup
 
 BLOCK = reverse("dnsengine-domain-block")

@@ -12,12 +12,11 @@ import dns.message
 import dns.query
 import pytest
 
-from conftest import Client
-from devtools.fake_upstream import FakeUpstream
 from dnsengine.config import parse_blocking_mode, parse_upstreams
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule, LocalRecord
 from dnsengine.services import config_generation_bump
-from dnsengine.tests.helpers import answers, rcode
+from gloryhole_site.testing.dnsclient import Client, answers, rcode
+from gloryhole_site.testing.fake_upstream import FakeUpstream
 
 
 def block(*domains: str, list_name: str = "ads") -> None:

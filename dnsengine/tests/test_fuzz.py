@@ -11,7 +11,7 @@ import dns.opcode
 import dns.query
 import dns.rcode
 
-from dnsengine.tests.helpers import answers, rcode
+from gloryhole_site.testing.dnsclient import answers, rcode
 
 SEED = 20261127
 

@@ -18,7 +18,7 @@ from dnsengine.blocklist import BlocklistError, parse_blocklist
 from dnsengine.blocklist_services import blocklist_import, blocklist_load, blocklist_record_error
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist
 from dnsengine.services import config_generation_current
-from dnsengine.tests.helpers import shared_database_url
+from gloryhole_site.testing.rundns import shared_database_url
 
 pytestmark = pytest.mark.django_db
 

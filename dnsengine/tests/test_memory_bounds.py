@@ -11,7 +11,7 @@ import dns.edns
 import dns.message
 
 from dnsengine.resolver import MAX_RENDERED_QUERY, Exchange
-from dnsengine.tests.helpers import rcode
+from gloryhole_site.testing.dnsclient import rcode
 
 
 def rss_bytes() -> int:

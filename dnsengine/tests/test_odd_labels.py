@@ -17,7 +17,7 @@ import pytest
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule
 from dnsengine.pause import blocking_pause
 from dnsengine.services import config_generation_bump
-from dnsengine.tests.helpers import answers, rcode
+from gloryhole_site.testing.dnsclient import answers, rcode
 
 
 def wire_name(*labels: bytes) -> bytes:

@@ -17,7 +17,6 @@ from django.urls import reverse
 from django.utils import timezone
 from dnslib import QTYPE, RR, A, DNSHeader, DNSQuestion, DNSRecord
 
-from conftest import Client
 from dnsengine import loader, wire
 from dnsengine.cache import ReplyCache, TtlPolicy
 from dnsengine.config import parse_blocking_mode
@@ -33,7 +32,7 @@ from dnsengine.pause import (
 from dnsengine.resolver import Resolver
 from dnsengine.services import config_generation_bump
 from dnsengine.stats import EngineStats
-from dnsengine.tests.helpers import answers
+from gloryhole_site.testing.dnsclient import Client, answers
 
 # --- the stored state ---------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ import time
 import dns.exception
 import pytest
 
-from conftest import Client
 from dnsengine.models import BlockedDomain, Blocklist, EngineStatus
 from dnsengine.services import config_generation_bump
-from dnsengine.tests.helpers import answers, rundns_env, start_rundns
+from gloryhole_site.testing.dnsclient import Client, answers
+from gloryhole_site.testing.rundns import rundns_env, start_rundns
 from querylog.models import QueryLog
 
 

@@ -13,7 +13,7 @@ import dns.query
 import pytest
 
 from dnsengine.server import MAX_TCP_PIPELINE
-from dnsengine.tests.helpers import answers, rcode
+from gloryhole_site.testing.dnsclient import answers, rcode
 
 
 def framed(name: str, rdtype: str = "A", qid: int = 0) -> bytes:

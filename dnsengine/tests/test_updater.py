@@ -12,12 +12,13 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from conftest import Client
 from dnsengine.blocklist_services import _claim
 from dnsengine.engine import Engine
 from dnsengine.models import BlockedDomain, Blocklist
-from dnsengine.tests.helpers import RecordingSink, answers, shared_database_url
 from dnsengine.updater import BlocklistUpdater, blocklists_due, update_in_process, update_in_subprocess
+from gloryhole_site.testing.dnsclient import Client, answers
+from gloryhole_site.testing.querylog import RecordingSink
+from gloryhole_site.testing.rundns import shared_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_lists")]
 

@@ -7,11 +7,10 @@ import time
 
 import pytest
 
-from conftest import Client
-from devtools.fake_upstream import FakeUpstream
 from dnsengine.config import parse_upstreams
-from dnsengine.tests.helpers import answers, rcode
 from dnsengine.upstream import HEDGE_MIN, RTT_RECOMPUTE_EVERY, _RoundTrips
+from gloryhole_site.testing.dnsclient import Client, answers, rcode
+from gloryhole_site.testing.fake_upstream import FakeUpstream
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import threading
 import time
 
 from devtools.run import commands, prepare_steps, supervise, without_traceback
-from dnsengine.tests.helpers import ROOT
+from gloryhole_site.testing import ROOT
 
 
 def child(code: str) -> subprocess.Popen:

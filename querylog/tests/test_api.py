@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dnsengine.models import EngineStatus
-from gloryhole_site.tests.factories import make_query
+from gloryhole_site.testing.factories import make_query
 from querylog.models import QueryRollup
 
 

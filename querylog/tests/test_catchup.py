@@ -9,9 +9,9 @@ import time
 import pytest
 from django.db import connection
 
+from gloryhole_site.testing.querylog import make_entries
 from querylog.logger import CloseReport, QueryLogger
 from querylog.models import QueryLog
-from querylog.tests.helpers import make_entries
 
 
 class TimedWriter:

@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.db.utils import ConnectionHandler
 
+from gloryhole_site.testing.querylog import RecordingWriter, SignallingWriter, make_entries, make_entry
 from querylog.logger import (
     SQLITE_CHUNK_ROWS,
     THREAD_MODE_MAX_CONNECTIONS,
@@ -31,7 +32,6 @@ from querylog.logger import (
 )
 from querylog.memory import read_memory
 from querylog.models import DomainRollup, QueryLog
-from querylog.tests.helpers import RecordingWriter, SignallingWriter, make_entries, make_entry
 
 
 @pytest.fixture

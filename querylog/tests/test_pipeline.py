@@ -11,10 +11,10 @@ import time
 import dns.message
 import pytest
 
-from conftest import Client
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, EngineStatus, LocalRecord
 from dnsengine.services import config_generation_bump
-from dnsengine.tests.helpers import rundns_env, start_rundns
+from gloryhole_site.testing.dnsclient import Client
+from gloryhole_site.testing.rundns import rundns_env, start_rundns
 from querylog.logger import QueryLogger
 from querylog.models import QueryLog
 

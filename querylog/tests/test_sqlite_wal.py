@@ -9,11 +9,11 @@ import time
 import pytest
 from django.db import OperationalError, connection
 
+from gloryhole_site.testing.querylog import make_entries
 from querylog import sqlite_wal
 from querylog.logger import CloseReport, QueryLogger, QueryLogWriter
 from querylog.models import QueryLog
 from querylog.sqlite_wal import WalKeeper, is_disk_full, wal_size, wal_truncate
-from querylog.tests.helpers import make_entries
 
 pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's WAL")
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dnsengine.wire import name_to_text
-from gloryhole_site.tests.factories import make_query
+from gloryhole_site.testing.factories import make_query
 from querylog.forms import cursor_decode, cursor_encode
 
 URL = reverse("querylog-history")

@@ -5,7 +5,7 @@ other types NODATA) and can be told to delay, stay silent, answer SERVFAIL,
 NXDOMAIN, or set TC on UDP so the client has to retry over TCP. It never
 forwards anything anywhere.
 
-    python -m devtools.fake_upstream --port 5399
+    python -m gloryhole_site.testing.fake_upstream --port 5399
 """
 
 from __future__ import annotations
