@@ -311,6 +311,7 @@ def test_command_never_stores_a_lookalike_as_the_name_it_imitates(tmp_path):
     assert "skipped 2 invalid domain" in out
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_the_command_exits_non_zero_with_one_line_on_refusal(tmp_path, good_list, monkeypatch):
     path = tmp_path / "junk.txt"

@@ -11,6 +11,8 @@ import pytest
 from gloryhole_site.testing.dnsclient import Client, answers
 from gloryhole_site.testing.rundns import run_rundns, rundns_env, start_rundns
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -24,6 +24,8 @@ from gloryhole_site.testing import ROOT
 from gloryhole_site.testing.dnsclient import Client, answers
 from gloryhole_site.testing.rundns import run_rundns, rundns_env
 
+pytestmark = pytest.mark.integration
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -19,6 +19,8 @@ from gloryhole_site.testing.dnsclient import Client, answers
 from gloryhole_site.testing.rundns import rundns_env, start_rundns
 from querylog.models import QueryLog
 
+pytestmark = pytest.mark.integration
+
 
 def _wait_for(predicate, timeout: float, step: float = 0.05) -> float | None:
     """Seconds until predicate() was true, or None after timeout."""

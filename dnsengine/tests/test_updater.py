@@ -154,6 +154,7 @@ def child_env(monkeypatch):
     monkeypatch.setenv("GLORYHOLE_BLOCKLIST_UPDATE_HOURS", "24")
 
 
+@pytest.mark.integration
 def test_the_child_process_updates_the_due_lists(list_server, child_env, capfd):
     Blocklist.objects.create(name="due", url=list_server.serve("/due", "0.0.0.0 child.example.com\n"))
 
@@ -166,6 +167,7 @@ def test_the_child_process_updates_the_due_lists(list_server, child_env, capfd):
     assert "INFO dnsengine.blocklist_services: blocklist update: due: updated, 1 entries (+1 / -0)" in err
 
 
+@pytest.mark.integration
 def test_a_failed_download_in_the_child_is_logged_once_in_one_line(list_server, child_env, capfd, caplog):
     url = list_server.serve("/gone", status=404)
     Blocklist.objects.create(name="gone", url=url)
@@ -187,6 +189,7 @@ def test_a_failed_download_in_the_child_is_logged_once_in_one_line(list_server, 
     assert "CommandError" not in err
 
 
+@pytest.mark.integration
 def test_stopping_the_engine_ends_an_update_in_progress(list_server, child_env):
     Blocklist.objects.create(name="slow", url=list_server.serve("/slow", "a.example.com\n", delay=30))
     stop = threading.Event()

@@ -29,6 +29,8 @@ from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, EngineStat
 from gloryhole_site.testing.factories import make_query
 from querylog.models import ClientRollup, DomainRollup, QueryRollup
 
+pytestmark = pytest.mark.integration
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",

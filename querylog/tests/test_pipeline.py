@@ -135,6 +135,7 @@ def _load_in_background(port: int, stop: threading.Event, counts: list[int]) -> 
     return thread
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_sigterm_under_load_leaves_one_row_per_answered_query(upstream, tmp_path):
     proc, port = start_rundns(_env(upstream, tmp_path))
@@ -152,6 +153,7 @@ def test_sigterm_under_load_leaves_one_row_per_answered_query(upstream, tmp_path
     assert f"query log: {answered} written, 0 dropped, 0 unwritten" in out
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_sighup_switches_mode_and_workers_without_losing_an_entry(upstream, tmp_path):
     env_file = tmp_path / "gloryhole.env"
