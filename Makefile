@@ -41,7 +41,8 @@ test-sqlite: dev-venv chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast loop while editing: SQLite, without the tests marked integration (those that
-# start rundns, manage.py, gunicorn, another python or a browser). Under a minute.
+# start rundns, manage.py, gunicorn, another python or a browser, and those that hold a
+# running engine or writer for a second or more).
 test-fast: dev-venv
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 

@@ -283,6 +283,7 @@ def test_the_watcher_wakes_when_the_pause_ends_not_an_interval_later(rig):
 # --- end to end: a real engine on loopback ----------------------------------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_a_running_engine_stops_blocking_during_a_short_pause_and_resumes_by_itself(make_engine, engine_config):
     blocklist = Blocklist.objects.create(name="ads")

@@ -254,6 +254,7 @@ def test_an_update_reaches_a_running_engine_without_restart_and_blocks_are_attri
     assert engine.resolver.snapshot.matcher.size == 2
 
 
+@pytest.mark.integration
 def test_dns_keeps_answering_while_an_update_downloads(list_server, make_engine, engine_config, settings):
     settings.GLORYHOLE_BLOCKLIST_FETCH_MAX_SECONDS = 1.5
     engine = make_engine(engine_config)

@@ -128,6 +128,7 @@ class StallProbe:
         self._thread.join()
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="the SQLite writer's pieces; the pacing is tested above")
 @pytest.mark.skipif(not hasattr(time, "pthread_getcpuclockid"), reason="needs per-thread CPU clocks")
 @pytest.mark.django_db(transaction=True)

@@ -50,6 +50,7 @@ def logged_engine(make_engine, engine_config):
     query_logger.close(timeout=10)
 
 
+@pytest.mark.integration
 def test_every_answered_query_becomes_exactly_one_row(logged_engine):
     engine, query_logger = logged_engine
     names = [f"n{i % 700}.example.com" for i in range(5000)]  # misses first, then cache hits
@@ -104,6 +105,7 @@ def test_each_decision_path_is_logged_with_its_reason(logged_engine):
     assert all(r.duration_us > 0 for r in QueryLog.objects.exclude(status="error"))
 
 
+@pytest.mark.integration
 def test_the_thread_count_stays_fixed_under_load_with_logging(logged_engine):
     engine, _ = logged_engine
     blast(engine.port, [f"warm{i}.example.com" for i in range(50)])

@@ -268,6 +268,7 @@ def shown_rows(html: str) -> list[tuple[str, str]]:
     return [(unescape(href), unescape(text)) for href, text in _ROW.findall(html)]
 
 
+@pytest.mark.integration
 def test_every_byte_value_in_a_label_shows_escaped_and_its_link_finds_that_row(viewer_web):
     names = [name_to_text(wire(b"a" + bytes([b]) + b"z", b"tunnel", b"example")) for b in range(256)]
     for name in names:
