@@ -1,4 +1,4 @@
-"""A tiny authoritative-looking DNS server on loopback, for tests and load tests.
+"""A tiny authoritative-looking DNS server on loopback, for tests and for trying the engine by hand.
 
 It answers every A query with a fixed address (AAAA with a fixed IPv6 one,
 other types NODATA) and can be told to delay, stay silent, answer SERVFAIL,
