@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5300
 DURATION ?= 60
 
-.PHONY: run test test-sqlite test-postgres bench-pg faults soak lint format bench bench-web loadtest migrations-check migrate venv dev-venv clean chromium
+.PHONY: run test test-sqlite test-fast test-postgres bench-pg faults soak lint format bench bench-web loadtest migrations-check migrate venv dev-venv clean chromium
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ test: test-sqlite test-postgres
 
 test-sqlite: dev-venv chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast loop while editing: SQLite, without the tests marked integration (those that
+# start rundns, manage.py, gunicorn, another python or a browser, and those that hold a
+# running engine or writer for a second or more).
+test-fast: dev-venv
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
 test-postgres: dev-venv chromium
 	devtools/pgtest.sh $(PY) -m pytest $(PYTEST_ARGS)

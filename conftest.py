@@ -1,4 +1,7 @@
-"""Fixtures shared by every app's tests: a fake upstream and a running engine on loopback."""
+"""Fixtures shared by every app's tests: a fake upstream and a running engine on loopback.
+
+The helpers they use, and that tests import, are in `gloryhole_site.testing`.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,12 @@ import dataclasses
 import os
 import time
 
-import dns.message
-import dns.query
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client as WebClient
 
-from devtools.fake_upstream import FakeUpstream
+from gloryhole_site.testing.dnsclient import Client
+from gloryhole_site.testing.fake_upstream import FakeUpstream
 
 # No test may ever reach a real resolver: the default upstream list points at public
 # resolvers, so replace it before settings are read.
@@ -106,19 +108,6 @@ def make_engine(transactional_db):
 @pytest.fixture
 def engine(make_engine, engine_config):
     return make_engine(engine_config)
-
-
-class Client:
-    """A real DNS client (dnspython) pointed at an engine on loopback."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-    def query(self, name: str, rdtype: str = "A", *, tcp: bool = False, timeout: float = 3.0, **make_kwargs):
-        message = dns.message.make_query(name, rdtype, **make_kwargs)
-        if tcp:
-            return dns.query.tcp(message, "127.0.0.1", port=self.port, timeout=timeout)
-        return dns.query.udp(message, "127.0.0.1", port=self.port, timeout=timeout, ignore_trailing=False)
 
 
 @pytest.fixture

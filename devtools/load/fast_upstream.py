@@ -1,6 +1,6 @@
 """A lean fake upstream for load tests: answers straight from bytes, one thread.
 
-`devtools.fake_upstream` parses every packet with dnslib, so in a load test it,
+`gloryhole_site.testing.fake_upstream` parses every packet with dnslib, so in a load test it,
 not the server under test, would set the ceiling. This one only walks the question: it flips QR and RA, copies the
 question and appends one A (192.0.2.1) or AAAA (2001:db8::1) answer whose name
 is a 0xC00C pointer back to the question; any other type gets NODATA. Names

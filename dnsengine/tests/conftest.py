@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dnsengine.tests.listserver import ListServer
+from gloryhole_site.testing.list_server import ListServer
 
 
 @pytest.fixture

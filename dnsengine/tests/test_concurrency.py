@@ -11,11 +11,12 @@ import time
 import dns.flags
 import dns.message
 import dns.query
+import pytest
 
-from conftest import Client
-from dnsengine.tests.helpers import answers, rcode
+from gloryhole_site.testing.dnsclient import Client, answers, rcode
 
 
+@pytest.mark.integration
 def test_five_hundred_slow_misses_are_all_answered_while_cached_names_stay_fast(make_engine, engine_config, upstream):
     engine = make_engine(dataclasses.replace(engine_config, upstream_timeout=2.0))
     dns_client = Client(engine.port)

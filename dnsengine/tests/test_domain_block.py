@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from dnsengine.models import BlockedDomain
 from dnsengine.services.domains import MANUAL_LIST
-from dnsengine.tests.helpers import ROOT
+from gloryhole_site.testing import ROOT
 from querylog.models import DomainRollup, QueryRollup
 
 BLOCK = reverse("dnsengine-domain-block")
@@ -111,6 +111,7 @@ def test_the_blocklists_page_offers_no_block_button_for_a_refused_name(staff_web
 # --- the setting -----------------------------------------------------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("raw", ["150", "-1", "lots"])
 def test_a_bad_confirm_share_stops_start_up_naming_the_variable(raw):
     env = {**os.environ, "GLORYHOLE_BLOCK_CONFIRM_SHARE": raw}

@@ -12,12 +12,11 @@ import dns.message
 import dns.query
 import pytest
 
-from conftest import Client
-from devtools.fake_upstream import FakeUpstream
 from dnsengine.config import parse_blocking_mode, parse_upstreams
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule, LocalRecord
 from dnsengine.services import config_generation_bump
-from dnsengine.tests.helpers import answers, rcode
+from gloryhole_site.testing.dnsclient import Client, answers, rcode
+from gloryhole_site.testing.fake_upstream import FakeUpstream
 
 
 def block(*domains: str, list_name: str = "ads") -> None:
@@ -203,6 +202,7 @@ def test_it_picks_up_database_changes_without_a_restart(engine, dns_client):
         time.sleep(0.05)
 
 
+@pytest.mark.integration
 def test_queries_keep_flowing_while_a_reload_happens(engine, dns_client):
     block(*[f"d{i}.bulk.test" for i in range(20000)])
     stop = threading.Event()
@@ -226,6 +226,7 @@ def test_queries_keep_flowing_while_a_reload_happens(engine, dns_client):
     assert answers(dns_client.query("x.d5.bulk.test")) == ["A 0.0.0.0"]
 
 
+@pytest.mark.integration
 def test_the_thread_count_does_not_grow_with_load(engine, dns_client):
     dns_client.query("warmup.example.com")
     before = threading.active_count()

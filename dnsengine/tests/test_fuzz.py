@@ -10,8 +10,9 @@ import dns.message
 import dns.opcode
 import dns.query
 import dns.rcode
+import pytest
 
-from dnsengine.tests.helpers import answers, rcode
+from gloryhole_site.testing.dnsclient import answers, rcode
 
 SEED = 20261127
 
@@ -51,6 +52,7 @@ def _mutations(rng: random.Random, count: int) -> list[bytes]:
     return packets
 
 
+@pytest.mark.integration
 def test_it_survives_ten_thousand_hostile_packets_over_udp_and_tcp(engine, dns_client):
     rng = random.Random(SEED)
     udp_packets = _mutations(rng, 8000)
@@ -129,6 +131,7 @@ def test_it_answers_badvers_for_an_unknown_edns_version(engine, dns_client):
     assert reply.rcode() == dns.rcode.BADVERS
 
 
+@pytest.mark.integration
 def test_it_closes_a_tcp_connection_that_never_completes_its_message(engine):
     with socket.create_connection(("127.0.0.1", engine.port), timeout=5) as conn:
         conn.sendall(struct.pack("!H", 300) + b"\x00" * 20)  # 280 bytes never come

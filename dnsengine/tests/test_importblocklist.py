@@ -18,7 +18,7 @@ from dnsengine.blocklist import BlocklistError, parse_blocklist
 from dnsengine.blocklist_services import blocklist_import, blocklist_load, blocklist_record_error
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist
 from dnsengine.services import config_generation_current
-from dnsengine.tests.helpers import shared_database_url
+from gloryhole_site.testing.rundns import shared_database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -311,6 +311,7 @@ def test_command_never_stores_a_lookalike_as_the_name_it_imitates(tmp_path):
     assert "skipped 2 invalid domain" in out
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_the_command_exits_non_zero_with_one_line_on_refusal(tmp_path, good_list, monkeypatch):
     path = tmp_path / "junk.txt"

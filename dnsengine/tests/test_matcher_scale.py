@@ -110,6 +110,7 @@ def test_odd_names_do_not_raise(name):
     assert matcher.match(name) is None
 
 
+@pytest.mark.integration
 def test_many_lists_get_wider_list_indices():
     lists = [(f"list{i}", [f"d{i}.example"]) for i in range(70_000)]
 
@@ -119,6 +120,7 @@ def test_many_lists_get_wider_list_indices():
     assert matcher.match("d69999.example") == Decision("block", "list:list69999")
 
 
+@pytest.mark.integration
 @pytest.mark.django_db
 def test_a_reload_streams_lists_larger_than_one_fetch_from_the_database():
     Blocklist.objects.all().delete()

@@ -9,9 +9,10 @@ import time
 
 import dns.edns
 import dns.message
+import pytest
 
 from dnsengine.resolver import MAX_RENDERED_QUERY, Exchange
-from dnsengine.tests.helpers import rcode
+from gloryhole_site.testing.dnsclient import rcode
 
 
 def rss_bytes() -> int:
@@ -70,6 +71,7 @@ def test_the_rendered_replies_stay_within_their_byte_budget(engine):
     assert resolver._rendered_bytes == sum(len(k) + 2 + len(v[0]) + 2 + 150 for k, v in resolver._rendered.items())
 
 
+@pytest.mark.integration
 def test_the_reply_cache_is_bounded_by_the_configured_bytes(make_engine, engine_config, upstream):
     import dataclasses
 

@@ -17,7 +17,7 @@ import pytest
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule
 from dnsengine.services import config_generation_bump
 from dnsengine.services.pause import blocking_pause
-from dnsengine.tests.helpers import answers, rcode
+from gloryhole_site.testing.dnsclient import answers, rcode
 
 
 def wire_name(*labels: bytes) -> bytes:
@@ -74,6 +74,7 @@ def test_odd_labels_under_a_blocked_domain_are_blocked(blocking_engine, upstream
     assert upstream.received == 0
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("byte", range(256))
 def test_every_byte_value_in_a_label_is_blocked_under_a_blocked_domain(blocking_engine, upstream, byte):
     qname = wire_name(bytes([byte]), b"doubleclick", b"net")

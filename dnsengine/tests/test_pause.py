@@ -16,7 +16,6 @@ from django.db import OperationalError
 from django.utils import timezone
 from dnslib import QTYPE, RR, A, DNSHeader, DNSQuestion, DNSRecord
 
-from conftest import Client
 from dnsengine import loader, wire
 from dnsengine.cache import ReplyCache, TtlPolicy
 from dnsengine.config import parse_blocking_mode
@@ -26,7 +25,7 @@ from dnsengine.resolver import Resolver
 from dnsengine.services import config_generation_bump
 from dnsengine.services.pause import blocking_pause, blocking_resume
 from dnsengine.stats import EngineStats
-from dnsengine.tests.helpers import answers
+from gloryhole_site.testing.dnsclient import Client, answers
 
 # --- the resolver and the watcher, on controllable clocks --------------------------------------
 
@@ -211,6 +210,7 @@ def test_the_watcher_wakes_when_the_pause_ends_not_an_interval_later(rig):
 # --- end to end: a real engine on loopback ----------------------------------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_a_running_engine_stops_blocking_during_a_short_pause_and_resumes_by_itself(make_engine, engine_config):
     blocklist = Blocklist.objects.create(name="ads")

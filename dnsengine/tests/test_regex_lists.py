@@ -12,7 +12,7 @@ from dnsengine.blocklist_services import blocklist_import
 from dnsengine.models import Blocklist, BlockRule
 from dnsengine.rules import MAX_REGEX_LENGTH, Decision
 from dnsengine.services import config_generation_current
-from dnsengine.tests.helpers import answers
+from gloryhole_site.testing.dnsclient import Client, answers
 
 REGEX_LIST = (
     "# mmotti-style regex list\n"
@@ -216,8 +216,6 @@ def test_updateblocklists_keeps_reading_a_regex_subscription_as_regexes(list_ser
 
 
 def test_a_running_engine_blocks_by_a_regex_list_until_it_is_disabled(make_engine, engine_config):
-    from conftest import Client
-
     engine = make_engine(engine_config)
     dns_client = Client(engine.port)
     BlockRule.objects.create(kind="regex", pattern=r"^mine\.")

@@ -8,8 +8,10 @@ import subprocess
 
 import pytest
 
-from conftest import Client
-from dnsengine.tests.helpers import answers, run_rundns, rundns_env, start_rundns
+from gloryhole_site.testing.dnsclient import Client, answers
+from gloryhole_site.testing.rundns import run_rundns, rundns_env, start_rundns
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.mark.django_db(transaction=True)

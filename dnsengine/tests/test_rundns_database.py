@@ -20,8 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Client
-from dnsengine.tests.helpers import ROOT, answers, run_rundns, rundns_env
+from gloryhole_site.testing import ROOT
+from gloryhole_site.testing.dnsclient import Client, answers
+from gloryhole_site.testing.rundns import run_rundns, rundns_env
+
+pytestmark = pytest.mark.integration
 
 
 def free_port() -> int:

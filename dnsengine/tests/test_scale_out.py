@@ -13,11 +13,13 @@ import time
 import dns.exception
 import pytest
 
-from conftest import Client
 from dnsengine.models import BlockedDomain, Blocklist, EngineStatus
 from dnsengine.services import config_generation_bump
-from dnsengine.tests.helpers import answers, rundns_env, start_rundns
+from gloryhole_site.testing.dnsclient import Client, answers
+from gloryhole_site.testing.rundns import rundns_env, start_rundns
 from querylog.models import QueryLog
+
+pytestmark = pytest.mark.integration
 
 
 def _wait_for(predicate, timeout: float, step: float = 0.05) -> float | None:

@@ -9,7 +9,8 @@ import pytest
 from dnsengine.models import LocalRecord
 from dnsengine.services import config_generation_bump
 from dnsengine.special import INVALID, LOCALHOST, PRIVATE_REVERSE, SINGLE_LABEL, special_use
-from dnsengine.tests.helpers import RecordingSink, answers, rcode
+from gloryhole_site.testing.dnsclient import Client, answers, rcode
+from gloryhole_site.testing.querylog import RecordingSink
 
 
 @pytest.mark.parametrize(
@@ -71,8 +72,6 @@ def logged_engine(make_engine, engine_config):
 
 
 def test_localhost_is_loopback_and_never_asked_upstream(logged_engine, upstream):
-    from conftest import Client
-
     engine, sink = logged_engine
     client = Client(engine.port)
 
@@ -95,8 +94,6 @@ def test_localhost_is_loopback_and_never_asked_upstream(logged_engine, upstream)
     "name", ["invalid", "x.invalid", "1.0.0.10.in-addr.arpa", "7.1.168.192.in-addr.arpa", "nas", "wpad"]
 )
 def test_invalid_private_reverse_and_single_label_names_get_nxdomain_locally(logged_engine, upstream, name):
-    from conftest import Client
-
     engine, sink = logged_engine
     rdtype = "PTR" if name.endswith(".arpa") else "A"
 
@@ -117,8 +114,6 @@ def test_public_reverse_lookups_and_dotted_names_still_go_upstream(engine, dns_c
 
 
 def test_the_settings_forward_single_labels_and_private_reverse_lookups(make_engine, engine_config, upstream):
-    from conftest import Client
-
     config = dataclasses.replace(engine_config, forward_single_label=True, forward_private_reverse=True)
     client = Client(make_engine(config).port)
 

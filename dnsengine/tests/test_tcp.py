@@ -13,7 +13,7 @@ import dns.query
 import pytest
 
 from dnsengine.server import MAX_TCP_PIPELINE
-from dnsengine.tests.helpers import answers, rcode
+from gloryhole_site.testing.dnsclient import answers, rcode
 
 
 def framed(name: str, rdtype: str = "A", qid: int = 0) -> bytes:
@@ -51,6 +51,7 @@ def probe(port: int, *, tcp: bool, name: str = "localhost", rdtype: str = "A") -
     return dns.query.udp(message, "127.0.0.1", port=port, timeout=2)
 
 
+@pytest.mark.integration
 def test_a_client_that_pipelines_and_resets_without_reading_stops_nothing(make_engine, engine_config, upstream):
     upstream.behaviour.big_txt = 250  # 50 KB answers: 400 of them are far more than the socket buffers hold
     engine = make_engine(engine_config)
@@ -82,6 +83,7 @@ def test_a_client_that_pipelines_and_resets_without_reading_stops_nothing(make_e
     assert not stopper.is_alive(), "the engine did not stop"
 
 
+@pytest.mark.integration
 def test_a_half_closed_connection_gets_its_forwarded_answers(engine, upstream):
     upstream.behaviour.delay = 0.05  # the FIN is in before the answer
     for i in range(20):
@@ -128,6 +130,7 @@ def test_one_client_cannot_take_every_tcp_connection(make_engine, engine_config)
             sock.close()
 
 
+@pytest.mark.integration
 def test_when_every_connection_is_busy_a_new_one_is_refused(make_engine, engine_config, upstream):
     upstream.behaviour.mode = "silent"  # answers never come: every connection has a query in flight
     engine = make_engine(dataclasses.replace(engine_config, tcp_max_connections=4, upstream_timeout=1.0))
@@ -150,6 +153,7 @@ def test_when_every_connection_is_busy_a_new_one_is_refused(make_engine, engine_
             sock.close()
 
 
+@pytest.mark.integration
 def test_a_connection_is_not_read_past_its_pipeline_limit_yet_every_query_is_answered(make_engine, engine_config,
                                                                                      upstream):  # fmt: skip
     upstream.behaviour.delay = 0.3
@@ -224,6 +228,7 @@ def test_connections_holding_only_an_unfinished_message_make_room_for_a_new_clie
             sock.close()
 
 
+@pytest.mark.integration
 def test_a_connection_waiting_for_an_answer_outlives_the_idle_timeout(make_engine, engine_config, upstream):
     upstream.behaviour.delay = 1.5  # past the first idle sweep, which comes a second after the start
     engine = make_engine(dataclasses.replace(engine_config, tcp_idle_timeout=0.2, upstream_timeout=3.0))

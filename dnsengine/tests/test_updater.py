@@ -12,12 +12,13 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from conftest import Client
 from dnsengine.blocklist_services import _claim
 from dnsengine.engine import Engine
 from dnsengine.models import BlockedDomain, Blocklist
-from dnsengine.tests.helpers import RecordingSink, answers, shared_database_url
 from dnsengine.updater import BlocklistUpdater, blocklists_due, update_in_process, update_in_subprocess
+from gloryhole_site.testing.dnsclient import Client, answers
+from gloryhole_site.testing.querylog import RecordingSink
+from gloryhole_site.testing.rundns import shared_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("offline_lists")]
 
@@ -153,6 +154,7 @@ def child_env(monkeypatch):
     monkeypatch.setenv("GLORYHOLE_BLOCKLIST_UPDATE_HOURS", "24")
 
 
+@pytest.mark.integration
 def test_the_child_process_updates_the_due_lists(list_server, child_env, capfd):
     Blocklist.objects.create(name="due", url=list_server.serve("/due", "0.0.0.0 child.example.com\n"))
 
@@ -165,6 +167,7 @@ def test_the_child_process_updates_the_due_lists(list_server, child_env, capfd):
     assert "INFO dnsengine.blocklist_services: blocklist update: due: updated, 1 entries (+1 / -0)" in err
 
 
+@pytest.mark.integration
 def test_a_failed_download_in_the_child_is_logged_once_in_one_line(list_server, child_env, capfd, caplog):
     url = list_server.serve("/gone", status=404)
     Blocklist.objects.create(name="gone", url=url)
@@ -186,6 +189,7 @@ def test_a_failed_download_in_the_child_is_logged_once_in_one_line(list_server, 
     assert "CommandError" not in err
 
 
+@pytest.mark.integration
 def test_stopping_the_engine_ends_an_update_in_progress(list_server, child_env):
     Blocklist.objects.create(name="slow", url=list_server.serve("/slow", "a.example.com\n", delay=30))
     stop = threading.Event()
@@ -250,6 +254,7 @@ def test_an_update_reaches_a_running_engine_without_restart_and_blocks_are_attri
     assert engine.resolver.snapshot.matcher.size == 2
 
 
+@pytest.mark.integration
 def test_dns_keeps_answering_while_an_update_downloads(list_server, make_engine, engine_config, settings):
     settings.GLORYHOLE_BLOCKLIST_FETCH_MAX_SECONDS = 1.5
     engine = make_engine(engine_config)

@@ -7,11 +7,10 @@ import time
 
 import pytest
 
-from conftest import Client
-from devtools.fake_upstream import FakeUpstream
 from dnsengine.config import parse_upstreams
-from dnsengine.tests.helpers import answers, rcode
 from dnsengine.upstream import HEDGE_MIN, RTT_RECOMPUTE_EVERY, _RoundTrips
+from gloryhole_site.testing.dnsclient import Client, answers, rcode
+from gloryhole_site.testing.fake_upstream import FakeUpstream
 
 
 @pytest.fixture
@@ -88,6 +87,7 @@ def test_a_slow_primary_is_raced_and_its_late_answer_is_not_a_failure(make_engin
     assert_nothing_in_flight(engine)
 
 
+@pytest.mark.integration
 def test_with_every_upstream_silent_servfail_comes_when_the_last_attempt_times_out(
     make_engine, engine_config, two_upstreams
 ):
@@ -131,6 +131,7 @@ def test_round_trips_give_the_p99_of_the_recent_samples():
     assert rtts.p99 == 0.02  # old samples leave the window
 
 
+@pytest.mark.integration
 def test_a_race_timer_of_an_answered_query_does_not_race_a_later_one_with_the_same_id(
     make_engine, engine_config, two_upstreams
 ):

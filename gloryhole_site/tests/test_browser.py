@@ -26,8 +26,10 @@ from django.db import connections
 from django.utils import timezone
 
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, EngineStatus
-from gloryhole_site.tests.factories import make_query
+from gloryhole_site.testing.factories import make_query
 from querylog.models import ClientRollup, DomainRollup, QueryRollup
+
+pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

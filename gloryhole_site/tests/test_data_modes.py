@@ -13,7 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.conf import settings as django_settings
+
+pytestmark = pytest.mark.integration
 
 # Opens the database (WAL: the -wal and -shm files exist while it is open), writes, and
 # lists every file's mode while the connection is still open.

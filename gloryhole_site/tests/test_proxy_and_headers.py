@@ -199,6 +199,7 @@ def settings_with(tmp_path, **env) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.integration
 def test_the_defaults_are_plain_http_with_no_proxy(tmp_path):
     result = settings_with(tmp_path)
     assert result.returncode == 0, result.stderr
@@ -220,6 +221,7 @@ def test_the_defaults_are_plain_http_with_no_proxy(tmp_path):
     }
 
 
+@pytest.mark.integration
 def test_https_behind_a_proxy_is_set_from_the_environment(tmp_path):
     result = settings_with(
         tmp_path,
@@ -250,6 +252,7 @@ def test_https_behind_a_proxy_is_set_from_the_environment(tmp_path):
     assert (values["AXES_FAILURE_LIMIT"], values["GLORYHOLE_LOGIN_LOCKOUT_SECONDS"]) == ("10", "30")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("env", "named"),
     [

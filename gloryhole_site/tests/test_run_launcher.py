@@ -10,14 +10,17 @@ import sys
 import threading
 import time
 
-from dnsengine.tests.helpers import ROOT
+import pytest
+
 from gloryhole_site.run import commands, prepare_steps, supervise, without_traceback
+from gloryhole_site.testing import ROOT
 
 
 def child(code: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
+@pytest.mark.integration
 def test_when_one_child_exits_the_other_is_stopped_and_its_status_reported():
     quick = child("import sys; sys.exit(3)")
     slow = child("import time; time.sleep(60)")
@@ -26,6 +29,7 @@ def test_when_one_child_exits_the_other_is_stopped_and_its_status_reported():
     assert slow.poll() is not None  # terminated, not left running
 
 
+@pytest.mark.integration
 def test_a_stop_signal_stops_every_child_with_sigterm():
     stop = threading.Event()
     a = child("import time; time.sleep(60)")
@@ -78,6 +82,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.integration
 def test_a_first_run_shows_the_password_box_last_before_the_engine_and_web_start(tmp_path, upstream):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "GLORYHOLE_ADMIN_PASSWORD")}
     env.update(

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from gloryhole_site.tests.factories import make_query
+from gloryhole_site.testing.factories import make_query
 from querylog.models import QueryRollup
 
 

@@ -9,27 +9,11 @@ import time
 import pytest
 from django.db import connection
 
+from gloryhole_site.testing.querylog import RecordingWriter, SignallingWriter, make_entries, make_entry, pool
 from querylog.logger.baselines import ThreadPerQueryLogger
 from querylog.logger.counters import CloseReport
-from querylog.logger.pool import QueryLogger
 from querylog.logger.writer import QueryLogWriter
 from querylog.models import QueryLog
-from querylog.tests.helpers import RecordingWriter, SignallingWriter, make_entries, make_entry
-
-
-@pytest.fixture
-def loggers():
-    """Loggers a test builds; closed at teardown even when the test fails."""
-    made = []
-    yield made
-    for logger in made:
-        logger.close(timeout=5)
-
-
-def pool(loggers, *, buffer=1000, workers=1, batch=100, flush=0.02, **kwargs) -> QueryLogger:
-    logger = QueryLogger(buffer, workers, batch, flush, **kwargs)
-    loggers.append(logger)
-    return logger
 
 
 def test_it_keeps_the_batch_and_retries_after_an_operational_error(loggers):
@@ -86,6 +70,7 @@ SQLITE_ONLY = "SQLite-only: the PostgreSQL run has its own test for this, next t
 POSTGRES_ONLY = "PostgreSQL-only: the SQLite run has its own test for this, next to this one"
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(connection.vendor != "sqlite", reason=SQLITE_ONLY)
 @pytest.mark.django_db(transaction=True)
 def test_it_retries_while_the_database_is_locked_and_writes_everything_after(loggers, monkeypatch):
@@ -130,6 +115,7 @@ def database_locked():
         locker.close()
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("mode", ["pool", "thread"])
 def test_close_out_of_time_reports_exactly_what_was_written(loggers, mode):

@@ -7,19 +7,10 @@ import threading
 import pytest
 from django.db import connection
 
+from gloryhole_site.testing.querylog import RecordingWriter, make_entries
 from querylog.logger.baselines import THREAD_MODE_MAX_CONNECTIONS, ThreadPerQueryLogger
 from querylog.logger.counters import CloseReport
 from querylog.models import QueryLog
-from querylog.tests.helpers import RecordingWriter, make_entries
-
-
-@pytest.fixture
-def loggers():
-    """Loggers a test builds; closed at teardown even when the test fails."""
-    made = []
-    yield made
-    for logger in made:
-        logger.close(timeout=5)
 
 
 def test_thread_mode_starts_a_thread_per_entry(loggers):

@@ -9,9 +9,9 @@ import time
 import pytest
 from django.db import connection
 
+from gloryhole_site.testing.querylog import make_entries
 from querylog.logger import CloseReport, QueryLogger
 from querylog.models import QueryLog
-from querylog.tests.helpers import make_entries
 
 
 class TimedWriter:
@@ -128,6 +128,7 @@ class StallProbe:
         self._thread.join()
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="the SQLite writer's pieces; the pacing is tested above")
 @pytest.mark.skipif(not hasattr(time, "pthread_getcpuclockid"), reason="needs per-thread CPU clocks")
 @pytest.mark.django_db(transaction=True)

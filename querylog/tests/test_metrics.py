@@ -9,10 +9,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from dnsengine.stats import EngineStats
+from gloryhole_site.testing.querylog import RecordingWriter, make_entries
 from querylog import memory
 from querylog.logger import QueryLogger
 from querylog.metrics import metrics_server_from_settings, start_metrics_server
-from querylog.tests.helpers import RecordingWriter, make_entries
 
 
 def scrape(url: str) -> dict[str, dict]:

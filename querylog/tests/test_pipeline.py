@@ -11,10 +11,10 @@ import time
 import dns.message
 import pytest
 
-from conftest import Client
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, EngineStatus, LocalRecord
 from dnsengine.services import config_generation_bump
-from dnsengine.tests.helpers import rundns_env, start_rundns
+from gloryhole_site.testing.dnsclient import Client
+from gloryhole_site.testing.rundns import rundns_env, start_rundns
 from querylog.logger import QueryLogger
 from querylog.models import QueryLog
 
@@ -50,6 +50,7 @@ def logged_engine(make_engine, engine_config):
     query_logger.close(timeout=10)
 
 
+@pytest.mark.integration
 def test_every_answered_query_becomes_exactly_one_row(logged_engine):
     engine, query_logger = logged_engine
     names = [f"n{i % 700}.example.com" for i in range(5000)]  # misses first, then cache hits
@@ -104,6 +105,7 @@ def test_each_decision_path_is_logged_with_its_reason(logged_engine):
     assert all(r.duration_us > 0 for r in QueryLog.objects.exclude(status="error"))
 
 
+@pytest.mark.integration
 def test_the_thread_count_stays_fixed_under_load_with_logging(logged_engine):
     engine, _ = logged_engine
     blast(engine.port, [f"warm{i}.example.com" for i in range(50)])
@@ -135,6 +137,7 @@ def _load_in_background(port: int, stop: threading.Event, counts: list[int]) -> 
     return thread
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_sigterm_under_load_leaves_one_row_per_answered_query(upstream, tmp_path):
     proc, port = start_rundns(_env(upstream, tmp_path))
@@ -152,6 +155,7 @@ def test_sigterm_under_load_leaves_one_row_per_answered_query(upstream, tmp_path
     assert f"query log: {answered} written, 0 dropped, 0 unwritten" in out
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_sighup_switches_mode_and_workers_without_losing_an_entry(upstream, tmp_path):
     env_file = tmp_path / "gloryhole.env"

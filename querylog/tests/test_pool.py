@@ -10,26 +10,9 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection
 
+from gloryhole_site.testing.querylog import RecordingWriter, make_entries, make_entry, pool
 from querylog.logger.counters import CloseReport
-from querylog.logger.pool import QueryLogger
 from querylog.models import DomainRollup, QueryLog
-from querylog.tests.helpers import RecordingWriter, make_entries, make_entry
-
-
-@pytest.fixture
-def loggers():
-    """Loggers a test builds; closed at teardown even when the test fails."""
-    made = []
-    yield made
-    for logger in made:
-        logger.close(timeout=5)
-
-
-def pool(loggers, *, buffer=1000, workers=1, batch=100, flush=0.02, **kwargs) -> QueryLogger:
-    logger = QueryLogger(buffer, workers, batch, flush, **kwargs)
-    loggers.append(logger)
-    return logger
-
 
 # --- intake -----------------------------------------------------------------------
 
@@ -101,6 +84,7 @@ def test_it_warns_about_the_fill_level_at_most_once_per_interval(loggers, caplog
     assert logger.drops == 50
 
 
+@pytest.mark.integration
 def test_pool_mode_keeps_a_fixed_number_of_threads_under_load(loggers):
     before = threading.active_count()
     logger = pool(loggers, buffer=200_000, workers=3, batch=500, writer=RecordingWriter()).start()

@@ -4,11 +4,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from gloryhole_site.testing.querylog import make_entry
 from querylog import rollups
 from querylog.logger import QueryLogWriter
 from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup
 from querylog.rollups import rollup_apply, rollup_rows
-from querylog.tests.helpers import make_entry
 
 T0 = 1_700_000_000.0 - 1_700_000_000.0 % 3600  # an hour boundary
 

@@ -9,11 +9,11 @@ import time
 import pytest
 from django.db import OperationalError, connection
 
+from gloryhole_site.testing.querylog import make_entries
 from querylog import sqlite_wal
 from querylog.logger import CloseReport, QueryLogger, QueryLogWriter
 from querylog.models import QueryLog
 from querylog.sqlite_wal import WalKeeper, is_disk_full, wal_size, wal_truncate
-from querylog.tests.helpers import make_entries
 
 pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's WAL")
 
@@ -64,6 +64,7 @@ def test_a_full_database_is_recognised_as_a_disk_full_error(tmp_path):
     assert not is_disk_full(OperationalError("database is locked"))
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_the_wal_is_truncated_when_writes_fail_for_lack_of_space_and_again_after_the_backlog(small_disk):
     logger = QueryLogger(100_000, 1, 500, 0.02, "wal", retry_initial=0.01, retry_max=0.1).start()

@@ -7,14 +7,15 @@ import threading
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from gloryhole_site.testing.querylog import RecordingWriter, make_entries, make_entry
 from querylog.logger.config import QueryLogConfig
 from querylog.logger.counters import CloseReport
 from querylog.logger.pool import QueryLogger
 from querylog.logger.swappable import SwappableQueryLogger
 from querylog.models import QueryLog
-from querylog.tests.helpers import RecordingWriter, make_entries, make_entry
 
 
+@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_swapping_mode_and_workers_loses_no_entry():
     swappable = SwappableQueryLogger(QueryLogger(20000, 1, 200, 0.02)).start()

@@ -10,7 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from gloryhole_site.tests.factories import make_query
+from gloryhole_site.testing.factories import make_query
+from gloryhole_site.testing.querylog import make_entry
 from querylog.models import ClientRollup, DomainRollup, QueryRollup, RollupSummary
 from querylog.rollups import rollup_apply
 from querylog.selectors import (
@@ -21,7 +22,6 @@ from querylog.selectors import (
     dashboard_stats,
     summaries_build,
 )
-from querylog.tests.helpers import make_entry
 
 URL = reverse("querylog-dashboard")
 

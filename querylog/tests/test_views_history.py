@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dnsengine.wire import name_to_text
-from gloryhole_site.tests.factories import make_query
+from gloryhole_site.testing.factories import make_query
 from querylog.history import cursor_decode, cursor_encode
 
 URL = reverse("querylog-history")
@@ -268,6 +268,7 @@ def shown_rows(html: str) -> list[tuple[str, str]]:
     return [(unescape(href), unescape(text)) for href, text in _ROW.findall(html)]
 
 
+@pytest.mark.integration
 def test_every_byte_value_in_a_label_shows_escaped_and_its_link_finds_that_row(viewer_web):
     names = [name_to_text(wire(b"a" + bytes([b]) + b"z", b"tunnel", b"example")) for b in range(256)]
     for name in names:

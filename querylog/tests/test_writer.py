@@ -7,10 +7,10 @@ import sqlite3
 import pytest
 from django.db import connection
 
+from gloryhole_site.testing.querylog import make_entries, make_entry
 from querylog.logger.writer import WRITE_METHODS, QueryLogWriter
 from querylog.memory import read_memory
 from querylog.models import QueryLog
-from querylog.tests.helpers import make_entries, make_entry
 
 SQLITE_ONLY = "SQLite-only: the PostgreSQL run has its own test for this, next to this one"
 POSTGRES_ONLY = "PostgreSQL-only: the SQLite run has its own test for this, next to this one"
@@ -84,6 +84,7 @@ def test_a_batch_over_the_sqlite_variable_limit_is_split_into_several_statements
     assert sorted(QueryLog.objects.values_list("duration_us", flat=True)) == [100 + i for i in range(30)]
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's statement cache")
 @pytest.mark.skipif(read_memory().sqlite_bytes is None, reason="no SQLite memory statistics on this platform")
 @pytest.mark.django_db(transaction=True)

@@ -1,11 +1,11 @@
-"""A tiny authoritative-looking DNS server on loopback, for tests and load tests.
+"""A tiny authoritative-looking DNS server on loopback, for tests and for trying the engine by hand.
 
 It answers every A query with a fixed address (AAAA with a fixed IPv6 one,
 other types NODATA) and can be told to delay, stay silent, answer SERVFAIL,
 NXDOMAIN, or set TC on UDP so the client has to retry over TCP. It never
 forwards anything anywhere.
 
-    python -m devtools.fake_upstream --port 5399
+    python -m gloryhole_site.testing.fake_upstream --port 5399
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Entries and stand-in batch writers for the query log tests."""
+"""Query-log entries, stand-in batch writers, and a stand-in query logger that records what the engine logs."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from django.db import OperationalError
 
 from querylog.entry import QueryLogEntry
+from querylog.logger import QueryLogger
 
 STATUSES = ("forwarded", "blocked", "cached", "local", "allowed", "error")
 
@@ -82,3 +83,44 @@ class SignallingWriter:
             if self.errors >= self.after:
                 self.failed.set()
             raise
+
+
+class RecordingSink:
+    """A query logger that keeps every entry and lets a test wait for them.
+
+    The engine hands an entry over just after it sends the reply, so a test that
+    has its answer may not see the entry yet: wait_for() and last_for() wait.
+    """
+
+    def __init__(self) -> None:
+        self.entries = []
+        self._changed = threading.Condition()
+
+    def log_async(self, entry) -> bool:
+        with self._changed:
+            self.entries.append(entry)
+            self._changed.notify_all()
+        return True
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list:
+        """The entries, once there are at least `count` of them."""
+        with self._changed:
+            assert self._changed.wait_for(lambda: len(self.entries) >= count, timeout), f"fewer than {count} entries"
+            return list(self.entries)
+
+    def last_for(self, domain: str, timeout: float = 5.0):
+        """The newest entry for `domain`, waiting for one to come."""
+
+        def find():
+            return next((e for e in reversed(self.entries) if e.domain == domain), None)
+
+        with self._changed:
+            assert self._changed.wait_for(find, timeout), f"no log entry for {domain}"
+            return find()
+
+
+def pool(loggers, *, buffer=1000, workers=1, batch=100, flush=0.02, **kwargs) -> QueryLogger:
+    """A pool-mode logger with small test bounds, closed by the `loggers` fixture."""
+    logger = QueryLogger(buffer, workers, batch, flush, **kwargs)
+    loggers.append(logger)
+    return logger

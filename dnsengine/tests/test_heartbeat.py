@@ -10,8 +10,8 @@ from dnsengine import heartbeat as heartbeat_module
 from dnsengine.heartbeat import Heartbeat, engine_status_publish
 from dnsengine.models import EngineStatus
 from dnsengine.stats import EngineStats
+from gloryhole_site.testing.querylog import RecordingWriter, make_entries
 from querylog.logger import QueryLogger
-from querylog.tests.helpers import RecordingWriter, make_entries
 
 
 @pytest.fixture
