@@ -75,7 +75,8 @@ def upstream():
 
 @pytest.fixture
 def engine_config(upstream):
-    from dnsengine.config import EngineConfig, parse_upstreams
+    from dnsengine.core.options import parse_upstreams
+    from dnsengine.runtime.config import EngineConfig
 
     config = EngineConfig.from_settings("127.0.0.1", 0)
     return dataclasses.replace(
@@ -90,7 +91,7 @@ def engine_config(upstream):
 @pytest.fixture
 def make_engine(transactional_db):
     """Start engines (stopped at teardown): make_engine(config, query_logger=None)."""
-    from dnsengine.engine import Engine
+    from dnsengine.runtime.engine import Engine
 
     started = []
 

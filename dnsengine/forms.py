@@ -6,8 +6,8 @@ from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
+from dnsengine.core.names import normalize_domain
 from dnsengine.models import Blocklist
-from dnsengine.names import normalize_domain
 
 # What a text blocklist may start with: anything but NUL bytes and the magic
 # numbers of the binary formats people upload by mistake.

@@ -22,9 +22,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dnsengine.names import normalize_domain
-from dnsengine.rules import compile_rule
-from dnsengine.suffixes import ICANN, PRIVATE, public_suffix_kind
+from dnsengine.blocklists.suffixes import ICANN, PRIVATE, public_suffix_kind
+from dnsengine.core.names import normalize_domain
+from dnsengine.core.rules import compile_rule
 
 DOMAIN = "domain"  # a list entry: the name and every name below it
 WILDCARD = "wildcard"
@@ -159,7 +159,7 @@ def covers_domain(name: str) -> Callable[[str], bool]:
 def covers_pattern(kind: str, pattern: str) -> Callable[[str], bool]:
     """The names a wildcard or regex rule blocks, as the engine's matcher decides (ValueError if invalid)."""
     # The engine matches every rule with search() against the name's text form;
-    # wildcards carry their own anchors (dnsengine.rules.Matcher.match).
+    # wildcards carry their own anchors (dnsengine.core.rules.Matcher.match).
     return compile_rule(kind, pattern).search
 
 
@@ -196,7 +196,7 @@ def _share_reason(traffic: RecentTraffic | None, confirm_share: float) -> str:
 
 
 def domain_verdict(name: str, traffic: RecentTraffic | None, confirm_share: float) -> Verdict:
-    """The verdict on blocking `name` (normalised, as dnsengine.names.normalize_domain returns it) and below."""
+    """The verdict on blocking `name` (normalised, as dnsengine.core.names.normalize_domain returns it) and below."""
     refused = domain_refusal(name)
     reasons = [] if refused else [_suffix_reason(name, under=False), _share_reason(traffic, confirm_share)]
     return Verdict(

@@ -14,7 +14,7 @@ from django.core.validators import URLValidator
 from django.db import models
 from django.utils import timezone
 
-from dnsengine.names import normalize_domain
+from dnsengine.core.names import normalize_domain
 
 
 def validate_domain(value: str) -> None:
@@ -40,7 +40,7 @@ class Blocklist(models.Model):
         HOSTS = "hosts", "Hosts file"
         DOMAINS = "domains", "Plain domains"
         ADBLOCK = "adblock", "Adblock (||domain^)"
-        # Never auto-detected: see dnsengine.blocklist.FORMATS.
+        # Never auto-detected: see dnsengine.blocklists.formats.FORMATS.
         REGEX = "regex", "Regex list (one per line)"
 
     name = models.CharField(max_length=100, unique=True)
@@ -139,7 +139,7 @@ class BlockRule(models.Model):
         return f"{self.kind}:{self.pattern}"
 
     def clean(self) -> None:
-        from dnsengine.rules import compile_rule
+        from dnsengine.core.rules import compile_rule
 
         try:
             compile_rule(self.kind, self.pattern)

@@ -10,10 +10,10 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from dnsengine.core.names import normalize_domain
+from dnsengine.core.rules import Matcher, compile_rule
 from dnsengine.guardrails import DOMAIN, Verdict, covers_pattern, domain_refusal, domain_verdict, pattern_verdict
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule, EngineStatus
-from dnsengine.names import normalize_domain
-from dnsengine.rules import Matcher, compile_rule
 from querylog.traffic import recent_traffic_of_domain, recent_traffic_of_rule
 
 # An engine writes its heartbeat every ~2 s; several missed ones mean it is gone.

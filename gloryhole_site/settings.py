@@ -186,7 +186,7 @@ LOGGING = {
 }
 
 # --- DNS engine (python manage.py rundns) ---------------------------------------------
-# Raw values here; dnsengine.config.EngineConfig validates their meaning and names
+# Raw values here; dnsengine.runtime.config.EngineConfig validates their meaning and names
 # the setting in its error.
 GLORYHOLE_DNS_HOST = env_str("GLORYHOLE_DNS_HOST", "127.0.0.1")
 GLORYHOLE_DNS_PORT = env_int("GLORYHOLE_DNS_PORT", 5300, minimum=0, maximum=65535)

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from querylog.entry import QueryLogEntry
+from dnsengine.core.entry import QueryLogEntry
 from querylog.models import QueryLog
 
 log = logging.getLogger(__name__)

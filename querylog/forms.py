@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from django import forms
 from django.utils import timezone
 
-from dnsengine.names import normalize_domain
-from dnsengine.nametext import name_text_canonical
+from dnsengine.core.names import normalize_domain
+from dnsengine.core.nametext import name_text_canonical
 from querylog.history import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SCAN_MAX_WINDOW, HistoryFilter, cursor_decode
 from querylog.models import QueryLog
 

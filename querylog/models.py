@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.db import models
 
-# The engine logs names in presentation form (dnsengine.wire.name_to_text), where a byte that
+# The engine logs names in presentation form (dnsengine.core.wire.name_to_text), where a byte that
 # is not printable ASCII takes four characters (\DDD). A 255-byte name holds at most 250
 # label bytes, in 4 labels: 250 * 4 characters and 3 dots, 1,003 in all.
 DOMAIN_TEXT_MAX = 1004

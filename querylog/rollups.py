@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Q
 
+from dnsengine.core.entry import QueryLogEntry
 from querylog.db import execute_values, without_nul
-from querylog.entry import QueryLogEntry
 from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
 
 # The dashboard stores a summary of an hour or day once it is this far past

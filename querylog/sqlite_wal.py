@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
-from dnsengine.throttle import RateLimitedLog
+from dnsengine.core.throttle import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

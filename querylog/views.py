@@ -14,9 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from dnsengine.core.names import normalize_domain
+from dnsengine.core.nametext import name_text_for_link
 from dnsengine.guardrails import blockable_parent
-from dnsengine.names import normalize_domain
-from dnsengine.nametext import name_text_for_link
 from querylog.forms import COMMON_QTYPES, DashboardForm, HistoryFilterForm
 from querylog.models import QueryLog
 from querylog.selectors import HISTORY_FIELDS, dashboard_stats, query_history, query_history_export

@@ -326,10 +326,10 @@ class HashTable:
 
 
 class EngineTable:
-    """The Matcher's own table (dnsengine.rules._DomainTable), find() only, to compare with the designs above."""
+    """The Matcher's own table (dnsengine.core.rules._DomainTable), find() only, to compare with the designs above."""
 
     def __init__(self, lists: Iterable[tuple[int, Iterable[str]]]) -> None:
-        from dnsengine.rules import _DomainTable
+        from dnsengine.core.rules import _DomainTable
 
         self.table = _DomainTable.build(names for _, names in lists)
 
@@ -338,10 +338,10 @@ class EngineTable:
 
 
 class EngineMatcher:
-    """dnsengine.rules.Matcher itself (the XXH3 hash table), through match(), Decision and all."""
+    """dnsengine.core.rules.Matcher itself (the XXH3 hash table), through match(), Decision and all."""
 
     def __init__(self, lists: Iterable[tuple[int, Iterable[str]]]) -> None:
-        from dnsengine.rules import Matcher
+        from dnsengine.core.rules import Matcher
 
         self.matcher = Matcher.build(lists=((LISTS[index], names) for index, names in lists))
 
@@ -396,7 +396,7 @@ def lookups_per_second(find: Callable[[str], object], names: list[str], rounds: 
 def run_design(design: str, directory: Path) -> dict:
     samples = {k: (directory / f"{k}.txt").read_text().split() for k in ("hits", "subdomains", "misses")}
     if design in ("matcher", "table-xxh3"):
-        import dnsengine.rules  # noqa: F401  (imported before the baseline)
+        import dnsengine.core.rules  # noqa: F401  (imported before the baseline)
     gc.collect()
     before = rss_bytes()
     started = time.perf_counter()
@@ -417,10 +417,10 @@ def run_reload(directory: Path) -> dict:
     """Import the lists into a throw-away SQLite database, then time the engine's snapshot_load()."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-blocklist-db-", dir=directory))
     setup_django(tmp)
-    from dnsengine.blocklist import ParseResult
-    from dnsengine.blocklist_services import blocklist_import
-    from dnsengine.loader import snapshot_load
+    from dnsengine.blocklists.formats import ParseResult
+    from dnsengine.blocklists.importer import blocklist_import
     from dnsengine.models import Blocklist
+    from dnsengine.runtime.watcher import snapshot_load
 
     # Only the benchmark's lists: the default ones the migration creates would add to the count.
     Blocklist.objects.all().delete()

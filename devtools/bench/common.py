@@ -68,7 +68,7 @@ def home_entries(n: int, seed: int = 7):
     """QueryLogEntry objects like a home network's traffic: 30 clients, 5,000 domains
     with a Zipf-like popularity, statuses weighted as a busy resolver sees them,
     timestamps 10,000 per second."""
-    from querylog.entry import QueryLogEntry
+    from dnsengine.core.entry import QueryLogEntry
 
     rng = random.Random(seed)
     domains = [f"d{i}.example.com" for i in range(5000)]
@@ -96,7 +96,7 @@ def home_entries(n: int, seed: int = 7):
 def miss_entries(n: int, seed: int = 11):
     """QueryLogEntry objects as `make loadtest` sends them: 30 % blocked, most names new,
     so rows land all over the domain index."""
-    from querylog.entry import QueryLogEntry
+    from dnsengine.core.entry import QueryLogEntry
 
     rng = random.Random(seed)
     start = time.time()

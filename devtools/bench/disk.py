@@ -36,7 +36,7 @@ MIB = 2**20
 
 def entries(workload: str, n: int, days: float, seed: int = 11):
     """The entries of one workload, in time order, as the engine would hand them over."""
-    from querylog.entry import QueryLogEntry
+    from dnsengine.core.entry import QueryLogEntry
 
     rng = random.Random(seed)
     if workload == "home":

@@ -22,12 +22,12 @@ import dns.message  # noqa: E402
 import dns.rrset  # noqa: E402
 from dnslib import DNSRecord  # noqa: E402
 
-from dnsengine import wire  # noqa: E402
-from dnsengine.cache import ReplyCache, TtlPolicy  # noqa: E402
-from dnsengine.config import parse_blocking_mode  # noqa: E402
-from dnsengine.resolver import Resolver, Snapshot  # noqa: E402
-from dnsengine.rules import Matcher  # noqa: E402
-from dnsengine.stats import EngineStats  # noqa: E402
+from dnsengine.core import wire  # noqa: E402
+from dnsengine.core.cache import ReplyCache, TtlPolicy  # noqa: E402
+from dnsengine.core.options import parse_blocking_mode  # noqa: E402
+from dnsengine.core.resolver import Resolver, Snapshot  # noqa: E402
+from dnsengine.core.rules import Matcher  # noqa: E402
+from dnsengine.core.stats import EngineStats  # noqa: E402
 
 ROUNDS = 5
 N = 50_000
@@ -104,7 +104,7 @@ def main() -> None:
     reply.answer.append(dns.rrset.from_text("www.example.com.", 300, "IN", "A", "192.0.2.1"))
     packed = reply.to_wire()
     scanned = wire.scan_reply(packed, wire.question_end(packed))
-    from dnsengine.cache import entry_from_reply
+    from dnsengine.core.cache import entry_from_reply
 
     parsed = wire.parse_query(query)
     resolver.cache.put(

@@ -47,9 +47,9 @@ def _sizes(total: int, fixed: int = 0) -> list[int]:
 def run(template: Path, tmp: Path, entries, sizes: list[int], reuse: bool) -> tuple[float, float, float]:
     from django.db import connections
 
+    from dnsengine.runtime.memory import read_memory
     from querylog.db import sqlite_values_sql
     from querylog.logger import QueryLogWriter
-    from querylog.memory import read_memory
 
     connections.close_all()
     path = tmp / "run.sqlite3"

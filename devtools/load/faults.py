@@ -578,7 +578,7 @@ def soak(h: Harness, qps: int, duration: int) -> list[str]:
     engine = h.start_engine()
     perf, out = h.dnsperf(engine.port, qps, duration)
     print(f"soak: {qps} QPS for {duration} s on {'PostgreSQL' if is_postgres(h.url) else 'SQLite'}", flush=True)
-    # RSS, and what it is made of (querylog/memory.py; 0 where the platform has no reading):
+    # RSS, and what it is made of (dnsengine/runtime/memory.py; 0 where the platform has no reading):
     # SQLite's heap, bytes malloc hands out, bytes freed but kept by malloc, and Python's
     # live small objects (thousands of blocks).
     print(

@@ -24,7 +24,7 @@ BUNDLED_PATH = Path(__file__).resolve().parent.parent / "data" / "bundled-blockl
 
 
 def create_default_lists(apps, schema_editor):
-    from dnsengine.blocklist import read_blocklist_file
+    from dnsengine.blocklists.formats import read_blocklist_file
 
     Blocklist = apps.get_model("dnsengine", "Blocklist")
     BlockedDomain = apps.get_model("dnsengine", "BlockedDomain")

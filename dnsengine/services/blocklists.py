@@ -1,7 +1,7 @@
 """Blocklist writes made from the web: switch a list on or off, load an uploaded file.
 
 Loading itself (reading within the limits, writing the difference, subscriptions)
-is `dnsengine.blocklist_services`, shared with the management commands and the
+is `dnsengine.blocklists.importer`, shared with the management commands and the
 engine's updater; this adds the record of who did it.
 """
 
@@ -12,7 +12,7 @@ from typing import BinaryIO
 from django.contrib.admin.models import ADDITION, CHANGE
 from django.db import transaction
 
-from dnsengine.blocklist_services import ImportSummary, blocklist_load
+from dnsengine.blocklists.importer import ImportSummary, blocklist_load
 from dnsengine.models import Blocklist
 from dnsengine.services.admin_log import log_change
 

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from dnsengine import blocklist
-from dnsengine.blocklist import (
+from dnsengine.blocklists import formats
+from dnsengine.blocklists.formats import (
     MAX_LINE_LENGTH,
     BlocklistError,
     BlocklistTooLarge,
@@ -292,8 +292,8 @@ def test_it_skips_invalid_utf8_lines_as_not_text():
 
 def test_it_skips_long_lines_without_looking_inside_them(monkeypatch):
     seen = []
-    real = blocklist.normalize_domain
-    monkeypatch.setattr(blocklist, "normalize_domain", lambda value, **kw: seen.append(value) or real(value, **kw))
+    real = formats.normalize_domain
+    monkeypatch.setattr(formats, "normalize_domain", lambda value, **kw: seen.append(value) or real(value, **kw))
     result = parse_blocklist(["a" * 10_000, b"0.0.0.0 " + b"b" * 1_000_000, "ok.example.com"])
     assert result.domains == ["ok.example.com"]
     assert result.skipped == {"line too long": 2}
@@ -549,7 +549,7 @@ def test_it_stops_reading_a_stream_at_the_byte_limit():
 def test_a_file_over_the_byte_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
     path = tmp_path / "big.txt"
     path.write_text("ads.example.com\n" * 1000)
-    monkeypatch.setattr(blocklist, "parse_blocklist", lambda *a, **kw: pytest.fail("the file was read"))
+    monkeypatch.setattr(formats, "parse_blocklist", lambda *a, **kw: pytest.fail("the file was read"))
     with pytest.raises(BlocklistTooLarge, match=r"big\.txt is 16,000 bytes, over the 1,024-byte limit"):
         read_blocklist_file(path, max_bytes=1024)
 

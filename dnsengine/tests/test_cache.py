@@ -13,9 +13,9 @@ import dns.rdatatype
 import pytest
 from dnslib import CNAME, EDNS0, QTYPE, RCODE, RR, SOA, A, DNSRecord
 
-from dnsengine import wire
-from dnsengine.cache import CacheEntry, ReplyCache, TtlPolicy, entry_from_reply
-from dnsengine.wire import ScannedReply
+from dnsengine.core import wire
+from dnsengine.core.cache import CacheEntry, ReplyCache, TtlPolicy, entry_from_reply
+from dnsengine.core.wire import ScannedReply
 
 T0 = 1000.0
 

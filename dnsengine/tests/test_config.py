@@ -7,9 +7,10 @@ import socket
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from dnsengine.config import BlockingMode, EngineConfig, Upstream, parse_blocking_mode, parse_upstreams
+from dnsengine.core.options import BlockingMode, ConfigError, Upstream, parse_blocking_mode, parse_upstreams
 
 # -- parse_upstreams -------------------------------------------------------------------
+from dnsengine.runtime.config import EngineConfig
 
 
 @pytest.mark.parametrize(
@@ -54,14 +55,14 @@ def test_an_upstream_knows_its_address_family_and_label():
     ],
 )
 def test_it_refuses_a_bad_upstream_and_names_the_setting(raw, message):
-    with pytest.raises(ImproperlyConfigured) as info:
+    with pytest.raises(ConfigError) as info:
         parse_upstreams(raw)
 
     assert str(info.value) == message
 
 
 def test_it_names_the_setting_it_was_given():
-    with pytest.raises(ImproperlyConfigured, match=r"^GLORYHOLE_FALLBACK_UPSTREAMS: "):
+    with pytest.raises(ConfigError, match=r"^GLORYHOLE_FALLBACK_UPSTREAMS: "):
         parse_upstreams("resolver.lan", setting="GLORYHOLE_FALLBACK_UPSTREAMS")
 
 
@@ -98,7 +99,7 @@ def test_it_reads_each_blocking_mode(raw, expected):
     ],
 )
 def test_it_refuses_a_bad_blocking_mode_and_names_the_setting(raw, message):
-    with pytest.raises(ImproperlyConfigured) as info:
+    with pytest.raises(ConfigError) as info:
         parse_blocking_mode(raw)
 
     assert str(info.value) == message

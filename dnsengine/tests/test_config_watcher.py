@@ -7,10 +7,10 @@ import logging
 import pytest
 from django.db import OperationalError
 
-from dnsengine import loader
-from dnsengine.loader import ConfigWatcher
+from dnsengine.core.resolver import Snapshot
 from dnsengine.models import BlockedDomain, Blocklist
-from dnsengine.resolver import Snapshot
+from dnsengine.runtime import watcher as watcher_module
+from dnsengine.runtime.watcher import ConfigWatcher
 from dnsengine.services import config_generation_bump
 
 
@@ -46,7 +46,7 @@ def take_database_down(monkeypatch) -> None:
     def fail() -> int:
         raise OperationalError('connection to server at "127.0.0.1", port 1 failed: Connection refused\n\tIs it up?')
 
-    monkeypatch.setattr(loader, "config_generation_current", fail)
+    monkeypatch.setattr(watcher_module, "config_generation_current", fail)
 
 
 @pytest.fixture
@@ -56,11 +56,11 @@ def database_down(monkeypatch):
 
 
 def failure_lines(caplog) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "dnsengine.loader" and r.levelno >= logging.WARNING]
+    return [r for r in caplog.records if r.name == "dnsengine.runtime.watcher" and r.levelno >= logging.WARNING]
 
 
 def test_repeated_reload_failures_are_logged_once_a_minute_with_the_reason_on_one_line(watcher, monkeypatch, caplog):
-    caplog.set_level(logging.WARNING, logger="dnsengine.loader")
+    caplog.set_level(logging.WARNING, logger="dnsengine.runtime.watcher")
     assert watcher.load_now()  # the first snapshot, before the database went away
     take_database_down(monkeypatch)
 
@@ -84,7 +84,7 @@ def test_repeated_reload_failures_are_logged_once_a_minute_with_the_reason_on_on
 
 
 def test_the_first_failure_keeps_its_traceback_at_debug_only(watcher, database_down, caplog):
-    caplog.set_level(logging.DEBUG, logger="dnsengine.loader")
+    caplog.set_level(logging.DEBUG, logger="dnsengine.runtime.watcher")
 
     for _ in range(3):
         watcher.load_now()
@@ -94,7 +94,7 @@ def test_the_first_failure_keeps_its_traceback_at_debug_only(watcher, database_d
 
 
 def test_with_nothing_loaded_yet_the_line_says_so_rather_than_previous_one(watcher, database_down, caplog):
-    caplog.set_level(logging.WARNING, logger="dnsengine.loader")
+    caplog.set_level(logging.WARNING, logger="dnsengine.runtime.watcher")
 
     watcher.load_now()
 
@@ -104,7 +104,7 @@ def test_with_nothing_loaded_yet_the_line_says_so_rather_than_previous_one(watch
 
 
 def test_when_the_database_is_back_the_lists_load_and_the_recovery_is_logged(watcher, database_down, caplog):
-    caplog.set_level(logging.INFO, logger="dnsengine.loader")
+    caplog.set_level(logging.INFO, logger="dnsengine.runtime.watcher")
     watcher.load_now()
     watcher.load_now()
     database_down.undo()

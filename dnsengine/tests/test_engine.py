@@ -12,10 +12,11 @@ import dns.message
 import dns.query
 import pytest
 
-from dnsengine.config import parse_blocking_mode, parse_upstreams
+from dnsengine.core.options import parse_blocking_mode, parse_upstreams
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule, LocalRecord
 from dnsengine.services import config_generation_bump
 from gloryhole_site.testing.dnsclient import Client, answers, rcode
+from gloryhole_site.testing.engine import engine_reload
 from gloryhole_site.testing.fake_upstream import FakeUpstream
 
 
@@ -23,10 +24,6 @@ def block(*domains: str, list_name: str = "ads") -> None:
     blocklist, _ = Blocklist.objects.get_or_create(name=list_name)
     BlockedDomain.objects.bulk_create([BlockedDomain(blocklist=blocklist, domain=d) for d in domains])
     config_generation_bump()
-
-
-def reload(engine) -> None:
-    assert engine.watcher.load_now()
 
 
 def test_it_forwards_unlisted_names_to_the_upstream(dns_client, upstream):
@@ -38,7 +35,7 @@ def test_it_forwards_unlisted_names_to_the_upstream(dns_client, upstream):
 
 def test_it_answers_a_blocked_name_with_the_null_address(engine, dns_client, upstream):
     block("ads.example.com")
-    reload(engine)
+    engine_reload(engine)
     assert answers(dns_client.query("ads.example.com")) == ["A 0.0.0.0"]
     assert answers(dns_client.query("ads.example.com", "AAAA")) == ["AAAA ::"]
     mx = dns_client.query("ads.example.com", "MX")
@@ -48,7 +45,7 @@ def test_it_answers_a_blocked_name_with_the_null_address(engine, dns_client, ups
 
 def test_it_blocks_subdomains_of_a_listed_domain(engine, dns_client):
     block("tracker.net")
-    reload(engine)
+    engine_reload(engine)
     assert answers(dns_client.query("a.b.tracker.net")) == ["A 0.0.0.0"]
     assert answers(dns_client.query("nottracker.net")) == ["A 192.0.2.1"]
 
@@ -56,7 +53,7 @@ def test_it_blocks_subdomains_of_a_listed_domain(engine, dns_client):
 def test_it_blocks_by_wildcard_and_regex_rules(engine, dns_client):
     BlockRule.objects.create(kind="wildcard", pattern="*.doubleclick.test")
     BlockRule.objects.create(kind="regex", pattern=r"^ads?\d+\.")
-    reload(engine)
+    engine_reload(engine)
     assert answers(dns_client.query("x.doubleclick.test")) == ["A 0.0.0.0"]
     assert answers(dns_client.query("doubleclick.test")) == ["A 192.0.2.1"]
     assert answers(dns_client.query("ad42.example.org")) == ["A 0.0.0.0"]
@@ -68,7 +65,7 @@ def test_the_allowlist_wins_over_every_block_rule(engine, dns_client):
     BlockRule.objects.create(kind="regex", pattern="cdn")
     AllowedDomain.objects.create(domain="cdn.example.org")
     AllowedDomain.objects.create(domain="good.example.org", include_subdomains=True)
-    reload(engine)
+    engine_reload(engine)
     assert answers(dns_client.query("cdn.example.org")) == ["A 192.0.2.1"]
     assert answers(dns_client.query("x.good.example.org")) == ["A 192.0.2.1"]
     assert answers(dns_client.query("other.example.org")) == ["A 0.0.0.0"]
@@ -100,7 +97,7 @@ def test_local_records_answer_without_asking_upstream(engine, dns_client, upstre
     LocalRecord.objects.create(name="nas.home", type="A", value="192.168.1.10")
     LocalRecord.objects.create(name="nas.home", type="AAAA", value="fd00::10")
     LocalRecord.objects.create(name="files.home", type="CNAME", value="nas.home")
-    reload(engine)
+    engine_reload(engine)
     assert answers(dns_client.query("nas.home")) == ["A 192.168.1.10"]
     assert answers(dns_client.query("files.home")) == ["A 192.168.1.10", "CNAME nas.home."]
     assert answers(dns_client.query("files.home", "AAAA")) == ["AAAA fd00::10", "CNAME nas.home."]
@@ -109,7 +106,7 @@ def test_local_records_answer_without_asking_upstream(engine, dns_client, upstre
 
 def test_a_local_name_without_the_asked_type_gets_nodata_not_forwarded(engine, dns_client, upstream):
     LocalRecord.objects.create(name="printer.home", type="A", value="192.168.1.20")
-    reload(engine)
+    engine_reload(engine)
     reply = dns_client.query("printer.home", "AAAA")
     assert rcode(reply) == "NOERROR"
     assert reply.answer == []
@@ -118,7 +115,7 @@ def test_a_local_name_without_the_asked_type_gets_nodata_not_forwarded(engine, d
 
 def test_a_local_cname_to_an_outside_name_is_completed_from_upstream(engine, dns_client, upstream):
     LocalRecord.objects.create(name="www.home", type="CNAME", value="cdn.example.net")
-    reload(engine)
+    engine_reload(engine)
     assert answers(dns_client.query("www.home")) == ["A 192.0.2.1", "CNAME cdn.example.net."]
     assert ("cdn.example.net", "A") in upstream.queries
 
@@ -126,7 +123,7 @@ def test_a_local_cname_to_an_outside_name_is_completed_from_upstream(engine, dns
 def test_a_blocked_name_wins_over_a_local_record(engine, dns_client):
     LocalRecord.objects.create(name="ads.home.test", type="A", value="192.168.1.30")
     block("ads.home.test")
-    reload(engine)
+    engine_reload(engine)
     assert answers(dns_client.query("ads.home.test")) == ["A 0.0.0.0"]
 
 
@@ -218,7 +215,7 @@ def test_queries_keep_flowing_while_a_reload_happens(engine, dns_client):
     asker = threading.Thread(target=ask_repeatedly)
     asker.start()
     try:
-        reload(engine)
+        engine_reload(engine)
     finally:
         stop.set()
         asker.join()

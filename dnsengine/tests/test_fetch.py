@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from dnsengine.fetch import FetchError, check_url, fetch_blocklist
+from dnsengine.blocklists.fetch import FetchError, check_url, fetch_blocklist
 
 HOSTS = "# a hosts file\n0.0.0.0 ads.example.com\n0.0.0.0 tracker.example.net\n"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dnsengine.core.wire import name_to_text
 from dnsengine.guardrails import (
     REGEX,
     WILDCARD,
@@ -16,7 +17,6 @@ from dnsengine.guardrails import (
     format_share,
     pattern_verdict,
 )
-from dnsengine.wire import name_to_text
 
 QUIET = RecentTraffic(queries=56_789, matched_queries=1_234, matched_names=12)
 

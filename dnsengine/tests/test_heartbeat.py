@@ -6,10 +6,10 @@ import threading
 import pytest
 from django.db import OperationalError
 
-from dnsengine import heartbeat as heartbeat_module
-from dnsengine.heartbeat import Heartbeat, engine_status_publish
+from dnsengine.core.stats import EngineStats
 from dnsengine.models import EngineStatus
-from dnsengine.stats import EngineStats
+from dnsengine.runtime import heartbeat as heartbeat_module
+from dnsengine.runtime.heartbeat import Heartbeat, engine_status_publish
 from gloryhole_site.testing.querylog import RecordingWriter, make_entries
 from querylog.logger import QueryLogger
 
@@ -80,7 +80,7 @@ def test_a_failed_beat_is_logged_on_one_line_once_a_minute(monkeypatch, caplog):
     for _ in range(3):
         beat.beat()
 
-    (record,) = [r for r in caplog.records if r.name == "dnsengine.heartbeat"]
+    (record,) = [r for r in caplog.records if r.name == "dnsengine.runtime.heartbeat"]
     assert "Connection refused Is the server running" in record.getMessage()
     assert "\n" not in record.getMessage()
     assert record.exc_info is None

@@ -13,9 +13,9 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from dnsengine import blocklist_rows
-from dnsengine.blocklist import BlocklistError, parse_blocklist
-from dnsengine.blocklist_services import blocklist_import, blocklist_load, blocklist_record_error
+from dnsengine.blocklists import store
+from dnsengine.blocklists.formats import BlocklistError, parse_blocklist
+from dnsengine.blocklists.importer import blocklist_import, blocklist_load, blocklist_record_error
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist
 from dnsengine.services import config_generation_current
 from gloryhole_site.testing.rundns import shared_database_url
@@ -374,11 +374,11 @@ def test_load_stops_reading_a_stream_at_the_byte_limit_and_records_why(settings)
 def test_import_lets_another_writer_in_between_its_pieces(monkeypatch):
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's one write lock; PostgreSQL locks rows")
-    monkeypatch.setattr(blocklist_rows, "WRITE_SLICE", 0.0)
-    monkeypatch.setattr(blocklist_rows, "BATCH_SIZE", 100)
+    monkeypatch.setattr(store, "WRITE_SLICE", 0.0)
+    monkeypatch.setattr(store, "BATCH_SIZE", 100)
     other = sqlite3.connect(connection.settings_dict["NAME"], timeout=0, isolation_level=None)
     got_in = []
-    real_sleep = blocklist_rows.time.sleep
+    real_sleep = store.time.sleep
 
     def pause(seconds: float) -> None:
         # Another process's writer (the query log's), without any patience: the lock must be free now.
@@ -387,7 +387,7 @@ def test_import_lets_another_writer_in_between_its_pieces(monkeypatch):
         got_in.append(seconds)
         real_sleep(seconds)
 
-    monkeypatch.setattr(blocklist_rows.time, "sleep", pause)
+    monkeypatch.setattr(store.time, "sleep", pause)
     try:
         blocklist_import("ads", parse_blocklist([f"host{i}.example.com" for i in range(1000)]))
         blocklist_import("ads", parse_blocklist([f"host{i}.example.org" for i in range(1000)]))
@@ -400,7 +400,7 @@ def test_import_lets_another_writer_in_between_its_pieces(monkeypatch):
 
 def test_import_compares_again_when_another_import_wrote_the_list_meanwhile(monkeypatch):
     blocklist_import("ads", parse_blocklist(["a.example.com", "b.example.com"]))
-    real = blocklist_rows.write_difference
+    real = store.write_difference
     rounds = []
 
     def racing(blocklist_id, new_sorted):
@@ -411,7 +411,7 @@ def test_import_compares_again_when_another_import_wrote_the_list_meanwhile(monk
         rounds.append(counts)
         return counts
 
-    monkeypatch.setattr(blocklist_rows, "write_difference", racing)
+    monkeypatch.setattr(store, "write_difference", racing)
 
     summary = blocklist_import("ads", parse_blocklist(["b.example.com", "c.example.com"]))
 
@@ -423,15 +423,15 @@ def test_import_compares_again_when_another_import_wrote_the_list_meanwhile(monk
 
 def test_import_survives_another_import_inserting_a_name_it_is_about_to_add(monkeypatch):
     blocklist_import("ads", parse_blocklist(["a.example.com", "b.example.com"]))
-    real = blocklist_rows.blocklist_names
+    real = store.blocklist_names
 
     def racing(blocklist_id, *, ordered=False):
         yield from real(blocklist_id, ordered=ordered)
         # The other import adds c.example.com once this one has compared, before it writes.
         BlockedDomain.objects.create(blocklist_id=blocklist_id, domain="c.example.com")
-        monkeypatch.setattr(blocklist_rows, "blocklist_names", real)
+        monkeypatch.setattr(store, "blocklist_names", real)
 
-    monkeypatch.setattr(blocklist_rows, "blocklist_names", racing)
+    monkeypatch.setattr(store, "blocklist_names", racing)
 
     blocklist_import("ads", parse_blocklist(["b.example.com", "c.example.com"]))
 

@@ -1,11 +1,11 @@
-"""The fast public-suffix check of list imports agrees with dnsengine.suffixes, name for name."""
+"""The fast public-suffix check of list imports agrees with dnsengine.blocklists.suffixes, name for name."""
 
 from __future__ import annotations
 
 from publicsuffixlist import PSLFILE, encode_idn
 
-from dnsengine.list_suffixes import is_icann_suffix
-from dnsengine.suffixes import ICANN, public_suffix_kind
+from dnsengine.blocklists.list_suffixes import is_icann_suffix
+from dnsengine.blocklists.suffixes import ICANN, public_suffix_kind
 
 
 def names_around_every_rule() -> set[str]:

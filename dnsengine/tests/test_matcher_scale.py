@@ -1,6 +1,6 @@
 """The matcher's hash table at scale: correct for every name, compact, and loaded in one pass.
 
-No timings here (devtools/bench_blocklist.py measures those): these check what
+No timings here (`make bench-blocklist` measures those): these check what
 the compact design could get wrong, probing, attribution, dedup, memory bound.
 """
 
@@ -10,12 +10,12 @@ import zlib
 
 import pytest
 
-from dnsengine import rules
-from dnsengine.blocklist import ParseResult
-from dnsengine.blocklist_services import blocklist_import
-from dnsengine.loader import snapshot_load
+from dnsengine.blocklists.formats import ParseResult
+from dnsengine.blocklists.importer import blocklist_import
+from dnsengine.core import rules
+from dnsengine.core.rules import Decision, Matcher, _DomainTable
 from dnsengine.models import Blocklist
-from dnsengine.rules import Decision, Matcher, _DomainTable
+from dnsengine.runtime.watcher import snapshot_load
 
 N = 200_000
 

@@ -11,7 +11,7 @@ import dns.edns
 import dns.message
 import pytest
 
-from dnsengine.resolver import MAX_RENDERED_QUERY, Exchange
+from dnsengine.core.resolver import MAX_RENDERED_QUERY, Exchange
 from gloryhole_site.testing.dnsclient import rcode
 
 

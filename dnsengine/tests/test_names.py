@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dnsengine.core.names import normalize_domain
 from dnsengine.forms import DomainActionForm
-from dnsengine.names import normalize_domain
 
 LOOKALIKES = [
     "ⓖⓞⓞⓖⓛⓔ.com",  # circled letters: IDNA 2003 (Python's "idna" codec) maps them to google.com

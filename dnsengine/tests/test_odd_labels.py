@@ -18,6 +18,7 @@ from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule
 from dnsengine.services import config_generation_bump
 from dnsengine.services.pause import blocking_pause
 from gloryhole_site.testing.dnsclient import answers, rcode
+from gloryhole_site.testing.engine import engine_reload
 
 
 def wire_name(*labels: bytes) -> bytes:
@@ -45,7 +46,7 @@ def block(*domains: str) -> None:
 @pytest.fixture
 def blocking_engine(engine):
     block("doubleclick.net", "evil-ads.test", "tracker.example")
-    assert engine.watcher.load_now()
+    engine_reload(engine)
     return engine
 
 
@@ -107,7 +108,7 @@ def test_an_allow_rule_covers_odd_names_below_it(engine, upstream):
     block("doubleclick.net")
     AllowedDomain.objects.create(domain="ok.doubleclick.net", include_subdomains=True)
     config_generation_bump()
-    assert engine.watcher.load_now()
+    engine_reload(engine)
 
     assert answers(ask(engine.port, wire_name(b"a b", b"ok", b"doubleclick", b"net"))[0]) == ["A 192.0.2.1"]
     assert answers(ask(engine.port, wire_name(b"a b", b"no", b"doubleclick", b"net"))[0]) == ["A 0.0.0.0"]
@@ -118,7 +119,7 @@ def test_wildcard_and_regex_rules_match_the_escaped_text_of_odd_names(engine, up
     # Regex rules see the presentation form: a space is \032, a NUL \000, é \195\169.
     BlockRule.objects.create(kind="regex", pattern=r"\\032secret\.")
     config_generation_bump()
-    assert engine.watcher.load_now()
+    engine_reload(engine)
 
     assert answers(ask(engine.port, wire_name(b"a\x00b", b"tunnel", b"example"))[0]) == ["A 0.0.0.0"]
     assert answers(ask(engine.port, wire_name(b"a secret", b"example", b"org"))[0]) == ["A 0.0.0.0"]
@@ -127,7 +128,7 @@ def test_wildcard_and_regex_rules_match_the_escaped_text_of_odd_names(engine, up
 
 def test_a_pause_lets_odd_names_through_like_any_other(blocking_engine, upstream):
     blocking_pause(5, by="test")
-    assert blocking_engine.watcher.load_now()
+    engine_reload(blocking_engine)
 
     reply, _ = ask(blocking_engine.port, wire_name(b"x=1", b"doubleclick", b"net"))
 

@@ -16,15 +16,16 @@ from django.db import OperationalError
 from django.utils import timezone
 from dnslib import QTYPE, RR, A, DNSHeader, DNSQuestion, DNSRecord
 
-from dnsengine import loader, wire
-from dnsengine.cache import ReplyCache, TtlPolicy
-from dnsengine.config import parse_blocking_mode
-from dnsengine.loader import ConfigWatcher
+from dnsengine.core import wire
+from dnsengine.core.cache import ReplyCache, TtlPolicy
+from dnsengine.core.options import parse_blocking_mode
+from dnsengine.core.resolver import Resolver
+from dnsengine.core.stats import EngineStats
 from dnsengine.models import BlockedDomain, BlockingPause, Blocklist
-from dnsengine.resolver import Resolver
+from dnsengine.runtime import watcher
+from dnsengine.runtime.watcher import ConfigWatcher
 from dnsengine.services import config_generation_bump
 from dnsengine.services.pause import blocking_pause, blocking_resume
-from dnsengine.stats import EngineStats
 from gloryhole_site.testing.dnsclient import Client, answers
 
 # --- the resolver and the watcher, on controllable clocks --------------------------------------
@@ -159,7 +160,7 @@ def test_a_pause_ends_and_its_answers_are_dropped_even_while_the_database_is_dow
     def database_down():
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(loader, "config_generation_current", database_down)
+    monkeypatch.setattr(watcher, "config_generation_current", database_down)
     rig.clocks.offset = 301
 
     assert rig.watcher.load_now()

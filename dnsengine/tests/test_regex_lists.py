@@ -7,12 +7,13 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from dnsengine.blocklist import MAX_REGEX_RULES, BlocklistError, has_nested_quantifier, parse_blocklist
-from dnsengine.blocklist_services import blocklist_import
+from dnsengine.blocklists.formats import MAX_REGEX_RULES, BlocklistError, has_nested_quantifier, parse_blocklist
+from dnsengine.blocklists.importer import blocklist_import
+from dnsengine.core.rules import MAX_REGEX_LENGTH, Decision
 from dnsengine.models import Blocklist, BlockRule
-from dnsengine.rules import MAX_REGEX_LENGTH, Decision
 from dnsengine.services import config_generation_current
 from gloryhole_site.testing.dnsclient import Client, answers
+from gloryhole_site.testing.engine import engine_reload
 
 REGEX_LIST = (
     "# mmotti-style regex list\n"
@@ -220,7 +221,7 @@ def test_a_running_engine_blocks_by_a_regex_list_until_it_is_disabled(make_engin
     dns_client = Client(engine.port)
     BlockRule.objects.create(kind="regex", pattern=r"^mine\.")
     import_regex("regexes", r"^ads?\d+\.", r"(\.|^)tracker\.test$")
-    assert engine.watcher.load_now()
+    engine_reload(engine)
 
     matcher = engine.resolver.snapshot.matcher
     assert matcher.match("ad42.example.org") == Decision("block", r"list:regexes regex:^ads?\d+\.")
@@ -233,7 +234,7 @@ def test_a_running_engine_blocks_by_a_regex_list_until_it_is_disabled(make_engin
     blocklist = Blocklist.objects.get(name="regexes")
     blocklist.enabled = False
     blocklist.save()
-    assert engine.watcher.load_now()
+    engine_reload(engine)
 
     matcher = engine.resolver.snapshot.matcher
     assert matcher.match("ad42.example.org") is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dnsengine.rules import MAX_REGEX_LENGTH, Decision, Matcher, compile_rule
+from dnsengine.core.rules import MAX_REGEX_LENGTH, Decision, Matcher, compile_rule
 
 
 def matches(kind: str, pattern: str, name: str) -> bool:

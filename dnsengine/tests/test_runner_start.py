@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from dnsengine import runner as runner_module
-from dnsengine.dbcheck import DatabaseUnreachable
-from dnsengine.runner import EngineRunner
+from dnsengine.runtime import runner as runner_module
+from dnsengine.runtime.dbcheck import DatabaseUnreachable
+from dnsengine.runtime.runner import EngineRunner
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def database_back_after(monkeypatch):
 
 def test_it_waits_for_the_database_then_loads_the_configuration(transactional_db, engine_config, database_back_after,
                                                                 caplog):  # fmt: skip
-    caplog.set_level(logging.INFO, logger="dnsengine.runner")
+    caplog.set_level(logging.INFO, logger="dnsengine.runtime.runner")
     attempts = database_back_after(3)
     runner = EngineRunner(engine_config)
 

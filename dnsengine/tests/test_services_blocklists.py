@@ -7,7 +7,7 @@ import io
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 
-from dnsengine.blocklist import BlocklistError
+from dnsengine.blocklists.formats import BlocklistError
 from dnsengine.models import BlockedDomain, Blocklist
 from dnsengine.services.blocklists import blocklist_toggle, blocklist_upload
 

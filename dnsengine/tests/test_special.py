@@ -6,10 +6,11 @@ import dataclasses
 
 import pytest
 
+from dnsengine.core.special import INVALID, LOCALHOST, PRIVATE_REVERSE, SINGLE_LABEL, special_use
 from dnsengine.models import LocalRecord
 from dnsengine.services import config_generation_bump
-from dnsengine.special import INVALID, LOCALHOST, PRIVATE_REVERSE, SINGLE_LABEL, special_use
 from gloryhole_site.testing.dnsclient import Client, answers, rcode
+from gloryhole_site.testing.engine import engine_reload
 from gloryhole_site.testing.querylog import RecordingSink
 
 
@@ -126,7 +127,7 @@ def test_the_settings_forward_single_labels_and_private_reverse_lookups(make_eng
 def test_a_local_record_wins_over_the_single_label_rule(engine, dns_client, upstream):
     LocalRecord.objects.create(name="nas", type="A", value="192.168.1.10", ttl=60)
     config_generation_bump()
-    assert engine.watcher.load_now()
+    engine_reload(engine)
 
     assert answers(dns_client.query("nas")) == ["A 192.168.1.10"]
     assert rcode(dns_client.query("printer")) == "NXDOMAIN"

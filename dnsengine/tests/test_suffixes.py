@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from dnsengine.suffixes import ICANN, PRIVATE, public_suffix_kind
+from dnsengine.blocklists.suffixes import ICANN, PRIVATE, public_suffix_kind
 
 
 @pytest.mark.parametrize("name", ["com", "co.uk", "xn--p1ai", "lan", "localhost", "COM.", "x.ck"])

@@ -12,7 +12,7 @@ import dns.message
 import dns.query
 import pytest
 
-from dnsengine.server import MAX_TCP_PIPELINE
+from dnsengine.core.server import MAX_TCP_PIPELINE
 from gloryhole_site.testing.dnsclient import answers, rcode
 
 

@@ -14,10 +14,10 @@ from django.apps import apps
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from dnsengine import blocklist_services
-from dnsengine.loader import snapshot_load
+from dnsengine.blocklists import importer
+from dnsengine.core.rules import Decision
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist
-from dnsengine.rules import Decision
+from dnsengine.runtime.watcher import snapshot_load
 from dnsengine.services import config_generation_current
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("offline_lists")]
@@ -343,7 +343,7 @@ def test_a_fresh_install_blocks_from_the_bundled_list():
     # Migration 0003's rows (the offline_lists fixture removed its StevenBlack subscription).
     bundled = Blocklist.objects.get(name=defaults.BUNDLED_NAME)
     assert bundled.enabled and bundled.domain_count == len(domains_of(bundled.name)) > 250
-    assert bundled.source == blocklist_services.BUNDLED_SOURCE
+    assert bundled.source == importer.BUNDLED_SOURCE
 
     matcher = snapshot_load().matcher
 
@@ -370,7 +370,7 @@ def test_the_bundled_list_is_reloaded_only_when_its_file_changes(tmp_path, monke
 
     changed = tmp_path / "bundled.txt"
     changed.write_text("only.example.com\n")
-    monkeypatch.setattr(blocklist_services, "BUNDLED_PATH", changed)
+    monkeypatch.setattr(importer, "BUNDLED_PATH", changed)
     out, _ = run(name)
 
     assert f"{name}: updated, 1 entries" in out

@@ -12,10 +12,10 @@ import pytest
 from django.db import connections
 from django.utils import timezone
 
-from dnsengine.blocklist_services import _claim
-from dnsengine.engine import Engine
+from dnsengine.blocklists.importer import _claim
 from dnsengine.models import BlockedDomain, Blocklist
-from dnsengine.updater import BlocklistUpdater, blocklists_due, update_in_process, update_in_subprocess
+from dnsengine.runtime.engine import Engine
+from dnsengine.runtime.updater import BlocklistUpdater, blocklists_due, update_in_process, update_in_subprocess
 from gloryhole_site.testing.dnsclient import Client, answers
 from gloryhole_site.testing.querylog import RecordingSink
 from gloryhole_site.testing.rundns import shared_database_url
@@ -164,7 +164,7 @@ def test_the_child_process_updates_the_due_lists(list_server, child_env, capfd):
     assert domains_of("due") == {"child.example.com"}
     # The child logs to the standard error it shares with the engine.
     err = capfd.readouterr().err
-    assert "INFO dnsengine.blocklist_services: blocklist update: due: updated, 1 entries (+1 / -0)" in err
+    assert "INFO dnsengine.blocklists.importer: blocklist update: due: updated, 1 entries (+1 / -0)" in err
 
 
 @pytest.mark.integration
@@ -180,12 +180,12 @@ def test_a_failed_download_in_the_child_is_logged_once_in_one_line(list_server, 
     about_it = [line for line in err.splitlines() if "gone" in line]
     assert len(about_it) == 1, err
     assert re.fullmatch(
-        rf"{TIMESTAMP} WARNING dnsengine.blocklist_services: blocklist update: gone: FAILED, keeps its 0 entries: "
+        rf"{TIMESTAMP} WARNING dnsengine.blocklists.importer: blocklist update: gone: FAILED, keeps its 0 entries: "
         rf"{re.escape(url)} answered HTTP 404 Not Found \(\d+\.\d s\)",
         about_it[0],
     ), about_it[0]
     # This process adds nothing: no line of the child's nested in one of ours, no "ended with status".
-    assert not [r for r in caplog.records if r.name == "dnsengine.updater"]
+    assert not [r for r in caplog.records if r.name == "dnsengine.runtime.updater"]
     assert "CommandError" not in err
 
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from dnsengine.config import parse_upstreams
-from dnsengine.upstream import HEDGE_MIN, RTT_RECOMPUTE_EVERY, _RoundTrips
+from dnsengine.core.options import parse_upstreams
+from dnsengine.core.upstream import HEDGE_MIN, RTT_RECOMPUTE_EVERY, _RoundTrips
 from gloryhole_site.testing.dnsclient import Client, answers, rcode
 from gloryhole_site.testing.fake_upstream import FakeUpstream
 

@@ -12,8 +12,8 @@ import dns.rcode
 import pytest
 from dnslib import CNAME, EDNS0, QTYPE, RCODE, RR, SOA, A, DNSRecord
 
-from dnsengine import wire
-from dnsengine.wire import WireError
+from dnsengine.core import wire
+from dnsengine.core.wire import WireError
 
 EXAMPLE_COM = b"\x07example\x03com\x00"
 A_IN = b"\x00\x01\x00\x01"
@@ -593,7 +593,7 @@ def test_it_builds_a_truncated_reply_from_header_and_question():
 
 
 def test_name_to_text_escapes_control_bytes_and_dots_inside_a_label():
-    from dnsengine.wire import name_to_text
+    from dnsengine.core.wire import name_to_text
 
     assert name_to_text(b"\x03a\x00b\x03a.c\x03com\x00") == "a\\000b.a\\046c.com"
     assert name_to_text(b"\x07Example\x03COM\x00") == "example.com"

@@ -13,7 +13,7 @@ from django.template.defaultfilters import filesizeformat
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from dnsengine.blocklist import BlocklistError
+from dnsengine.blocklists.formats import BlocklistError
 from dnsengine.forms import BlocklistUploadForm, DomainTestForm, upload_max_bytes
 from dnsengine.guardrails import domain_refusal
 from dnsengine.models import Blocklist

@@ -5,6 +5,7 @@
 - `dnsclient`: a real DNS client pointed at an engine, and readers of its replies.
 - `rundns`: `manage.py rundns` as a subprocess sharing the test database.
 - `querylog`: query-log entries and stand-in writers and loggers.
+- `engine`: helpers for an engine running in the test process.
 - `factories`: `QueryLog` rows for the web tests.
 - `list_server`: a blocklist HTTP server on loopback.
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from django.db import OperationalError
 
-from querylog.entry import QueryLogEntry
+from dnsengine.core.entry import QueryLogEntry
 from querylog.logger import QueryLogger
 
 STATUSES = ("forwarded", "blocked", "cached", "local", "allowed", "error")

@@ -183,7 +183,7 @@ def readme_default_mismatches(defaults: dict[str, object], markdown: str, meant:
     return wrong
 
 
-# An empty GLORYHOLE_ENGINE_NAME means "hostname:port" (dnsengine/config.py).
+# An empty GLORYHOLE_ENGINE_NAME means "hostname:port" (dnsengine/runtime/config.py).
 _README_WORDING = {"GLORYHOLE_ENGINE_NAME": "`hostname:port`"}
 
 
@@ -269,7 +269,7 @@ def test_no_code_repeats_a_settings_default():
 
 def test_the_scan_covers_the_apps():
     scanned = {path.relative_to(ROOT).as_posix() for path in _project_python_files()}
-    assert {"dnsengine/heartbeat.py", "querylog/views.py", "gloryhole_site/settings.py"} <= scanned
+    assert {"dnsengine/runtime/heartbeat.py", "querylog/views.py", "gloryhole_site/settings.py"} <= scanned
 
 
 @pytest.fixture(scope="module")

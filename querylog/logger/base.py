@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from django.db import InterfaceError, OperationalError, connections
 
-from dnsengine.throttle import RateLimitedLog
+from dnsengine.core.entry import QueryLogEntry
+from dnsengine.core.throttle import RateLimitedLog
 from querylog.db import sqlite_write_lock
-from querylog.entry import QueryLogEntry
 from querylog.logger.counters import (
     BATCH_SECONDS_BUCKETS,
     QUEUE_DEPTH_BUCKETS,

@@ -14,8 +14,8 @@ import time
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from dnsengine.core.entry import QueryLogEntry
 from querylog.db import NO_LOCK
-from querylog.entry import QueryLogEntry
 from querylog.logger.base import ABANDON_GRACE, QueryLoggerBase
 from querylog.logger.counters import (
     BATCH_SECONDS_BUCKETS,

@@ -18,7 +18,7 @@ from collections import deque
 
 from django.db import connections
 
-from querylog.entry import QueryLogEntry
+from dnsengine.core.entry import QueryLogEntry
 from querylog.logger.base import ABANDON_GRACE, QueryLoggerBase, reset_connections
 from querylog.logger.counters import CloseReport
 from querylog.logger.writer import CATCHUP_PAUSE_RATIO, BatchWriter, Pacer

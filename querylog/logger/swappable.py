@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from querylog.entry import QueryLogEntry
+from dnsengine.core.entry import QueryLogEntry
 from querylog.logger.baselines import DisabledQueryLogger
 from querylog.logger.build import QueryLoggerLike, query_logger_build
 from querylog.logger.config import QueryLogConfig

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
+from dnsengine.core.entry import QueryLogEntry
 from querylog.db import (
     COLUMNS,
     NO_LOCK,
@@ -26,7 +27,6 @@ from querylog.db import (
     row_builder,
     sqlite_write_lock,
 )
-from querylog.entry import QueryLogEntry
 from querylog.models import QueryLog
 from querylog.rollups import rollup_rows, rollup_write
 

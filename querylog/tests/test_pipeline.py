@@ -14,6 +14,7 @@ import pytest
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, EngineStatus, LocalRecord
 from dnsengine.services import config_generation_bump
 from gloryhole_site.testing.dnsclient import Client
+from gloryhole_site.testing.engine import engine_reload
 from gloryhole_site.testing.rundns import rundns_env, start_rundns
 from querylog.logger import QueryLogger
 from querylog.models import QueryLog
@@ -71,7 +72,7 @@ def test_each_decision_path_is_logged_with_its_reason(logged_engine):
     AllowedDomain.objects.create(domain="ok.ads.example.net")
     LocalRecord.objects.create(name="nas.home", type="A", value="192.168.1.5")
     config_generation_bump()
-    assert engine.watcher.load_now()
+    engine_reload(engine)
     client = Client(engine.port)
     client.query("x.ads.example.net")
     client.query("ok.ads.example.net", "AAAA")

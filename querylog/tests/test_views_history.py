@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from dnsengine.wire import name_to_text
+from dnsengine.core.wire import name_to_text
 from gloryhole_site.testing.factories import make_query
 from querylog.history import cursor_decode, cursor_encode
 

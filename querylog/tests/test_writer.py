@@ -7,9 +7,9 @@ import sqlite3
 import pytest
 from django.db import connection
 
+from dnsengine.runtime.memory import read_memory
 from gloryhole_site.testing.querylog import make_entries, make_entry
 from querylog.logger.writer import WRITE_METHODS, QueryLogWriter
-from querylog.memory import read_memory
 from querylog.models import QueryLog
 
 SQLITE_ONLY = "SQLite-only: the PostgreSQL run has its own test for this, next to this one"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dnsengine.blocklist import FORMATS, BlocklistError
-from dnsengine.blocklist_services import blocklist_load
+from dnsengine.blocklists.formats import FORMATS, BlocklistError
+from dnsengine.blocklists.importer import blocklist_load
 
 
 class Command(BaseCommand):

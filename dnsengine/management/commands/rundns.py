@@ -8,8 +8,8 @@ import threading
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
-from dnsengine.config import EngineConfig
-from dnsengine.runner import DATABASE_WAIT_REPORT_SECONDS, EngineRunner, EngineStartError
+from dnsengine.runtime.config import EngineConfig
+from dnsengine.runtime.runner import DATABASE_WAIT_REPORT_SECONDS, EngineRunner, EngineStartError
 
 
 class Command(BaseCommand):

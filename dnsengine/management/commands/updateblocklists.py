@@ -6,7 +6,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dnsengine.blocklist_services import FAILED, SKIPPED, UPDATED, UpdateOutcome, blocklists_update
+from dnsengine.blocklists.importer import FAILED, SKIPPED, UPDATED, UpdateOutcome, blocklists_update
 
 
 class Command(BaseCommand):

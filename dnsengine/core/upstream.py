@@ -2,7 +2,7 @@
 
 The classic design (dnsmasq's): queries go out on a few non-blocking UDP
 sockets, each with a random ID, and wait in a table of pending queries; the
-I/O loop (`dnsengine.ioloop`, the same thread that reads the clients' UDP
+I/O loop (`dnsengine.core.ioloop`, the same thread that reads the clients' UDP
 queries in the engine) reads every reply, matches it to its pending query by
 socket and ID, checks that it answers the question we asked, and hands it to
 the query's callback. The same thread expires queries whose upstream stayed
@@ -32,11 +32,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dnsengine import wire
-from dnsengine.config import Upstream
-from dnsengine.ioloop import IoLoop
-from dnsengine.stats import EngineStats
-from dnsengine.throttle import RateLimitedLog
+from dnsengine.core import wire
+from dnsengine.core.ioloop import IoLoop
+from dnsengine.core.options import Upstream
+from dnsengine.core.stats import EngineStats
+from dnsengine.core.throttle import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 _warn = RateLimitedLog(logger, interval=10.0)

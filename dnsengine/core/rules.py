@@ -15,7 +15,7 @@ from itertools import islice
 
 from xxhash import xxh3_64_intdigest
 
-from dnsengine.names import normalize_domain
+from dnsengine.core.names import normalize_domain
 
 MAX_REGEX_LENGTH = 500
 # Fill limit of the blocked-name table: linear probing stays at a few probes per lookup below it.
@@ -59,9 +59,9 @@ class Decision:
 class _DomainTable:
     """Blocked names as 64-bit XXH3 keys, each with the index of its list, in two flat arrays.
 
-    Open addressing with linear probing, at most 60% full: 1,000,000 names take
-    2**21 slots of 8 + 2 bytes, 21 MB, where a dict of str took over 100 MB
-    (devtools/bench_blocklist.py measures both, and the other designs tried).
+    Open addressing with linear probing, at most 60% full: n names take the next
+    power of two above n / 0.6 slots of 8 + 2 bytes, a fraction of a dict of str
+    (`make bench-blocklist` measures both, and the other designs tried).
 
     The names themselves are not kept, so an unlisted name whose key equals a
     listed one's would be blocked. XXH3 spreads names like a random function,

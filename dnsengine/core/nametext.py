@@ -1,6 +1,6 @@
 """Names as people type them back: the query log's text form, parsed and put in canonical form.
 
-The engine logs a name in presentation form (dnsengine.wire.name_to_text):
+The engine logs a name in presentation form (dnsengine.core.wire.name_to_text):
 printable ASCII as itself, every other byte, a dot inside a label and the
 backslash as \\DDD. The history's links and filter box take that text back;
 dnspython reads it (\\DDD and \\X escapes, 63-byte labels, 255-byte names) and
@@ -13,7 +13,7 @@ from __future__ import annotations
 import dns.exception
 import dns.name
 
-from dnsengine.wire import name_to_text
+from dnsengine.core.wire import name_to_text
 
 # Characters the history's filter box reads as syntax, not as part of a name:
 # `*` marks a suffix or substring search, and dnspython reads a lone `@` as

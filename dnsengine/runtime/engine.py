@@ -6,15 +6,15 @@ import logging
 
 from django.conf import settings
 
-from dnsengine.cache import ReplyCache, TtlPolicy
-from dnsengine.config import EngineConfig
-from dnsengine.ioloop import IoLoop
-from dnsengine.loader import ConfigWatcher
-from dnsengine.resolver import QueryLogSink, Resolver
-from dnsengine.server import DNSServer
-from dnsengine.stats import EngineStats
-from dnsengine.updater import BlocklistUpdater
-from dnsengine.upstream import UpstreamForwarder
+from dnsengine.core.cache import ReplyCache, TtlPolicy
+from dnsengine.core.ioloop import IoLoop
+from dnsengine.core.resolver import QueryLogSink, Resolver
+from dnsengine.core.server import DNSServer
+from dnsengine.core.stats import EngineStats
+from dnsengine.core.upstream import UpstreamForwarder
+from dnsengine.runtime.config import EngineConfig
+from dnsengine.runtime.updater import BlocklistUpdater
+from dnsengine.runtime.watcher import ConfigWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class Engine:
         self.config = config
         self.stats = EngineStats()
         self.cache = ReplyCache(config.cache_size, max_bytes=config.cache_max_bytes)
-        # One thread reads the clients' UDP queries and the upstreams' replies (see dnsengine.ioloop).
+        # One thread reads the clients' UDP queries and the upstreams' replies (see dnsengine.core.ioloop).
         self.loop = IoLoop("dns-io")
         self.forwarder = UpstreamForwarder(config.upstreams, config.upstream_timeout, config.max_inflight, self.stats,
                                            self.loop)  # fmt: skip

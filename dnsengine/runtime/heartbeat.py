@@ -24,8 +24,8 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
+from dnsengine.core.stats import EngineStats
 from dnsengine.models import EngineStatus
-from dnsengine.stats import EngineStats
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ PRIVATE = "private"  # a suffix a company hands out (github.io, blogspot.com)
 
 @cache
 def _lists() -> tuple[PublicSuffixList, PublicSuffixList]:
-    # Loaded on first use (~40 ms): the DNS engine's hot path never needs it.
+    # Loaded on first use: the DNS engine's hot path never needs it.
     return PublicSuffixList(only_icann=True), PublicSuffixList()
 
 

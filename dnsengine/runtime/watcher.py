@@ -17,10 +17,10 @@ from collections.abc import Callable
 
 from django.db import close_old_connections, connections
 
-from dnsengine.blocklist_rows import blocklist_names
+from dnsengine.blocklists.store import blocklist_names
+from dnsengine.core.resolver import LocalRecords, Resolver, Snapshot
+from dnsengine.core.rules import Matcher
 from dnsengine.models import AllowedDomain, Blocklist, BlockRule, LocalRecord
-from dnsengine.resolver import LocalRecords, Resolver, Snapshot
-from dnsengine.rules import Matcher
 from dnsengine.services import config_generation_current
 from dnsengine.services.pause import blocking_paused_until
 

@@ -3,7 +3,7 @@ regex rules, the allowlist entries of its @@ exceptions.
 
 In SQL, not through the ORM's save() and delete(): signals.py bumps the config
 generation once per saved or deleted row, where an import bumps it once in all
-(blocklist_services.blocklist_import).
+(importer.blocklist_import).
 """
 
 from __future__ import annotations
@@ -132,8 +132,8 @@ def _execute(sql: str, params: list) -> None:
 def _insert_batches(blocklist_id: int, domains: list[str]) -> Iterator[Callable[[], None]]:
     """Inserts with executemany, or COPY on PostgreSQL, BATCH_SIZE rows each.
 
-    Measured on SQLite for 1M names: bulk_create took 41-45 s (model instances,
-    and batches cut to 499 rows by SQLite's parameter limit), executemany 14 s.
+    Not bulk_create: it builds a model instance per name and SQLite's parameter
+    limit cuts its batches short (docs/querylog.md compares the two for log rows).
     A name that another import of the list inserted meanwhile is left alone
     (SQLite: INSERT OR IGNORE; PostgreSQL: the slice fails and the import
     compares again).
@@ -155,8 +155,7 @@ def _insert_rows(target: str, rows: list[tuple[int, str]]) -> None:
 
 def _copy_rows(target: str, rows: list[tuple[int, str]]) -> None:
     # COPY: Django's psycopg cursor binds parameters on the client and executemany
-    # sends one statement per row; 200k new names took 11.2 s that way against
-    # 1.0 s on SQLite. SQLite has no COPY.
+    # sends one statement per row, a round trip each. SQLite has no COPY.
     with connection.cursor() as cursor, connection.wrap_database_errors:
         with cursor.cursor.copy(f"COPY {target} FROM STDIN") as copy:
             for row in rows:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-from dnsengine.blocklist import BlocklistError
+from dnsengine.blocklists.formats import BlocklistError
 
 USER_AGENT = "Glory-Hole blocklist updater (+https://github.com/glory-hole)"
 CHUNK_SIZE = 1 << 16

@@ -1,9 +1,9 @@
 """Writes for blocklists: read a list file within the limits, load it into the database,
 record a failed load, refresh subscriptions from their URL. The row-level SQL is in
-dnsengine.blocklist_rows.
+dnsengine.blocklists.store.
 
 Shared by `manage.py importblocklist`, the web upload, `manage.py updateblocklists`
-and the engine's scheduled updater (dnsengine.updater).
+and the engine's scheduled updater (dnsengine.runtime.updater).
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from dnsengine import blocklist_rows
-from dnsengine.blocklist import (
+from dnsengine.blocklists import store
+from dnsengine.blocklists.fetch import Progress, fetch_blocklist
+from dnsengine.blocklists.formats import (
     BlocklistError,
     BlocklistTooLarge,
     ParseResult,
@@ -35,7 +36,6 @@ from dnsengine.blocklist import (
     read_blocklist,
     read_blocklist_file,
 )
-from dnsengine.fetch import Progress, fetch_blocklist
 from dnsengine.models import BlockedDomain, Blocklist
 from dnsengine.services import config_generation_bump
 
@@ -176,7 +176,7 @@ def blocklist_import(
         )
     added = removed = 0
     for _ in range(_ROUNDS):
-        round_added, round_removed = blocklist_rows.write_difference(blocklist.pk, new_sorted)
+        round_added, round_removed = store.write_difference(blocklist.pk, new_sorted)
         added += round_added
         removed += round_removed
         fields = {
@@ -197,8 +197,8 @@ def blocklist_import(
                 # Another import of this list wrote at the same time: compare again.
                 transaction.set_rollback(True)
                 continue
-            allowed_added = blocklist_rows.allow_exceptions(result.allowed, name)
-            rules_added, rules_removed = blocklist_rows.replace_rules(blocklist, result.rules)
+            allowed_added = store.allow_exceptions(result.allowed, name)
+            rules_added, rules_removed = store.replace_rules(blocklist, result.rules)
             # Raw inserts and deletes fire no signals, so the engines learn of it here;
             # a daily refresh that changed nothing must not make them rebuild a million names.
             changed = added or removed or allowed_added or rules_added or rules_removed
@@ -267,7 +267,7 @@ def blocklist_record_error(name: str, message: str) -> bool:
 # fresh install blocks before it has downloaded anything. Refreshed from the file
 # when a new release changes it.
 BUNDLED_SOURCE = "bundled:bundled-blocklist.txt"
-BUNDLED_PATH = Path(__file__).resolve().parent / "data" / "bundled-blocklist.txt"
+BUNDLED_PATH = Path(__file__).resolve().parent.parent / "data" / "bundled-blocklist.txt"
 
 # After a failed download, try again this soon (never later than the usual interval):
 # the first fetch of a fresh install often fails only because the network was not up yet.

@@ -1,6 +1,6 @@
 """UDP and TCP listeners on a fixed set of threads.
 
-- UDP: a reader on the engine's I/O loop (`dnsengine.ioloop`), the thread that
+- UDP: a reader on the engine's I/O loop (`dnsengine.core.ioloop`), the thread that
   also reads the upstreams' replies, so a forwarded query never crosses threads.
   It reads up to `UDP_BATCH` datagrams per pass; the socket's large receive
   buffer absorbs bursts.
@@ -23,10 +23,10 @@ import threading
 import time
 from collections import deque
 
-from dnsengine.ioloop import IoLoop
-from dnsengine.resolver import Resolver
-from dnsengine.stats import EngineStats
-from dnsengine.throttle import RateLimitedLog
+from dnsengine.core.ioloop import IoLoop
+from dnsengine.core.resolver import Resolver
+from dnsengine.core.stats import EngineStats
+from dnsengine.core.throttle import RateLimitedLog
 
 logger = logging.getLogger(__name__)
 _warn = RateLimitedLog(logger, interval=10.0)

@@ -28,7 +28,7 @@ from django.db import close_old_connections, connections
 from django.db.models import Q
 from django.utils import timezone
 
-from dnsengine.blocklist_services import BUNDLED_SOURCE, blocklists_update
+from dnsengine.blocklists.importer import BUNDLED_SOURCE, blocklists_update
 from dnsengine.models import Blocklist
 
 logger = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ missing or unmigrated database stops start-up instead), then bind the DNS
 port, the query logger, the engine, then the metrics endpoint, heartbeat and
 retention. Stop: the listeners first (nothing new arrives), then the query
 logger drains everything it accepted, then a last heartbeat publishes the
-final counts, then the database connections close. The Go Glory-Hole closed
-storage before its logger and lost the queue; this order is the fix.
+final counts, then the database connections close. Storage closes after the logger,
+or the entries still queued would be lost.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 
-from dnsengine.config import EngineConfig
-from dnsengine.dbcheck import DatabaseUnreachable, database_check, one_line
-from dnsengine.engine import Engine
-from dnsengine.heartbeat import Heartbeat
+from dnsengine.runtime.config import EngineConfig
+from dnsengine.runtime.dbcheck import DatabaseUnreachable, database_check, one_line
+from dnsengine.runtime.engine import Engine
+from dnsengine.runtime.heartbeat import Heartbeat
+from dnsengine.runtime.metrics import MetricsServer, start_metrics_server
 from gloryhole_site.envfile import apply_env_file
 from querylog.logger import CloseReport, SwappableQueryLogger
-from querylog.metrics import MetricsServer, start_metrics_server
 from querylog.retention import RetentionThread, retention_thread_from_settings
 
 logger = logging.getLogger(__name__)
@@ -113,8 +113,7 @@ class EngineRunner:
             self.retention.start()
         # Everything loaded so far (Django, the modules, the first blocklist snapshot)
         # lives as long as the process: out of the collector's sight, a full collection
-        # no longer walks it. Measured at 10k QPS: one full collection took 40 ms before,
-        # a DNS stall that shows in the p99 (docs/loadtest.md).
+        # no longer walks it, so it is no DNS stall in the p99 (docs/loadtest.md).
         gc.collect()
         gc.freeze()
         return True

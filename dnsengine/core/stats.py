@@ -36,8 +36,8 @@ class EngineStats:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, status: str, duration_us: int) -> None:
-        # One lock per answered query (about 0.1 us uncontended) keeps the
-        # counts exact with several listener threads.
+        # One uncontended lock per answered query keeps the counts exact with
+        # several listener threads.
         with self._lock:
             q = self.queries_by_status
             q[status] = q.get(status, 0) + 1

@@ -1,13 +1,13 @@
 """Is a list entry an ICANN public suffix? Asked once per name of every list import.
 
-dnsengine.suffixes answers it from the Public Suffix List in about 3 µs a name,
-3 s for a million-name list (a slower web upload). Almost no list name is a
+dnsengine.blocklists.suffixes answers it from the Public Suffix List, which is slow
+enough per name to make a million-name upload noticeably slower. Almost no list name is a
 suffix, so this module first asks a cheaper question that is never wrong the
 other way: could the name be one at all? It can only if the list has a rule
 for the name itself, or a wildcard rule for it or its parent (`*.kawasaki.jp`
 makes both `kawasaki.jp` and `x.kawasaki.jp` public), the rules the
 `publicsuffixlist` package matches at a name's own depth. Only those few names
-are then looked up for real, through dnsengine.suffixes.
+are then looked up for real, through dnsengine.blocklists.suffixes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from functools import cache
 
 from publicsuffixlist import PSLFILE, encode_idn
 
-from dnsengine.suffixes import ICANN, public_suffix_kind
+from dnsengine.blocklists.suffixes import ICANN, public_suffix_kind
 
 _BEGIN_ICANN = "// ===BEGIN ICANN DOMAINS==="
 _END_ICANN = "// ===END ICANN DOMAINS==="

@@ -14,8 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dnsengine import wire
-from dnsengine.wire import FLAG_AD, FLAG_CD, FLAG_QR, FLAG_RA, FLAG_RD, Query, ScannedReply
+from dnsengine.core import wire
+from dnsengine.core.wire import FLAG_AD, FLAG_CD, FLAG_QR, FLAG_RA, FLAG_RD, Query, ScannedReply
 
 
 @dataclass(slots=True)
@@ -140,9 +140,9 @@ class ReplyCache:
 
     Entries are kept as plain tuples of immutable values, not CacheEntry objects:
     the garbage collector stops tracking such tuples, so a full cache costs a full
-    collection nothing. With 30,000 tracked entries (this cache and the resolver's
-    rendered replies) a full collection took ~15 ms under load, a DNS stall. A hit
-    pays for one CacheEntry built from the tuple (well under a microsecond).
+    collection nothing; tens of thousands of tracked entries (this cache and the
+    resolver's rendered replies) would make every full collection a DNS stall. A hit
+    pays for one CacheEntry built from the tuple.
     """
 
     def __init__(self, max_size: int, clock: Callable[[], float] = time.monotonic,

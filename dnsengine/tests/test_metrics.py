@@ -8,11 +8,11 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dnsengine.stats import EngineStats
+from dnsengine.core.stats import EngineStats
+from dnsengine.runtime import memory
+from dnsengine.runtime.metrics import metrics_server_from_settings, start_metrics_server
 from gloryhole_site.testing.querylog import RecordingWriter, make_entries
-from querylog import memory
 from querylog.logger import QueryLogger
-from querylog.metrics import metrics_server_from_settings, start_metrics_server
 
 
 def scrape(url: str) -> dict[str, dict]:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import BinaryIO
 
-from dnsengine.list_suffixes import is_icann_suffix
-from dnsengine.names import normalize_domain
-from dnsengine.rules import compile_rule
+from dnsengine.blocklists.list_suffixes import is_icann_suffix
+from dnsengine.core.names import normalize_domain
+from dnsengine.core.rules import compile_rule
 
 logger = logging.getLogger(__name__)
 

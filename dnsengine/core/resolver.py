@@ -8,7 +8,7 @@ to the query logger. Order: cache, then allowlist > block rules > local records
 only the first query for a name pays for dnslib.
 
 Forwarded queries finish when the upstream's reply is read, through a callback
-on the engine's I/O loop thread (dnsengine.ioloop): the thread that read the
+on the engine's I/O loop thread (dnsengine.core.ioloop): the thread that read the
 query never waits for the network.
 """
 
@@ -25,15 +25,15 @@ from typing import Protocol
 
 from dnslib import AAAA, CNAME, QTYPE, RR, SOA, A, DNSHeader, DNSQuestion, DNSRecord
 
-from dnsengine import wire
-from dnsengine.cache import CacheEntry, ReplyCache, TtlPolicy, entry_from_reply
-from dnsengine.config import BlockingMode
-from dnsengine.rules import Matcher
-from dnsengine.special import LOCALHOST, special_use
-from dnsengine.stats import EngineStats
-from dnsengine.throttle import RateLimitedLog
-from dnsengine.wire import Query, WireError
-from querylog.entry import QueryLogEntry
+from dnsengine.core import wire
+from dnsengine.core.cache import CacheEntry, ReplyCache, TtlPolicy, entry_from_reply
+from dnsengine.core.entry import QueryLogEntry
+from dnsengine.core.options import BlockingMode
+from dnsengine.core.rules import Matcher
+from dnsengine.core.special import LOCALHOST, special_use
+from dnsengine.core.stats import EngineStats
+from dnsengine.core.throttle import RateLimitedLog
+from dnsengine.core.wire import Query, WireError
 
 logger = logging.getLogger(__name__)
 _bad_packet_log = RateLimitedLog(logger, interval=10.0)
@@ -292,7 +292,7 @@ class Resolver:
     # -- blocked answers --------------------------------------------------------------
 
     def _answer_special(self, ex: Exchange, name: str, kind: str, now: float) -> None:
-        """A name that never leaves the box (dnsengine.special): loopback for localhost, else NXDOMAIN."""
+        """A name that never leaves the box (dnsengine.core.special): loopback for localhost, else NXDOMAIN."""
         query = ex.query
         entry = self._special_entries.get((kind, query.qtype))
         if entry is None:
@@ -315,7 +315,7 @@ class Resolver:
 
         Every owner name is a pointer to the question (offset 12), so the same bytes
         serve any blocked name: a first query for a never-seen blocked name costs a
-        dict lookup instead of building a reply with dnslib (~200 us). Its TTLs are
+        dict lookup instead of building a reply with dnslib. Its TTLs are
         always the full block TTL (no TTL offsets to age).
         """
         entry = self._blocked_entries.get(qtype)

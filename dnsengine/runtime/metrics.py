@@ -9,14 +9,14 @@ objects would take a lock per update on the hot path.
     ...
     server.stop()
 
-Names (README lists them): dns_query_log_buffer_size, dns_query_log_buffer_capacity,
+Names (docs/querylog.md lists them): dns_query_log_buffer_size, dns_query_log_buffer_capacity,
 dns_query_log_drops_total, dns_query_log_written_total, dns_query_log_write_errors_total,
 dns_query_log_unwritten_total, dns_query_log_workers, dns_query_log_write_rate,
 dns_query_log_worker_queue_depth (histogram), dns_query_log_batch_seconds (histogram),
 dns_queries_total{status}, dns_query_duration_seconds (histogram),
 dns_engine_events_total{event}, dns_engine_threads, dns_gc_pause_seconds{generation}
 (histogram), dns_engine_sqlite_heap_bytes, dns_engine_malloc_bytes{state} and
-dns_engine_python_allocated_blocks (querylog/memory.py), plus the standard process_* metrics (RSS, CPU, open fds).
+dns_engine_python_allocated_blocks (memory.py), plus the standard process_* metrics (RSS, CPU, open fds).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from dnsengine.stats import DURATION_BUCKETS_US, EngineStats
+from dnsengine.core.stats import DURATION_BUCKETS_US, EngineStats
+from dnsengine.runtime.memory import read_memory
 from querylog.logger import HistogramSnapshot
-from querylog.memory import read_memory
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class GcPauseTracker:
     """Times each garbage collection through ``gc.callbacks`` into per-generation histograms.
 
     The callback runs inside the collector, which holds the GIL and is never
-    re-entered, so plain list updates are safe and cost ~1 us per collection.
+    re-entered, so plain list updates are safe.
     """
 
     def __init__(self, bounds: tuple[float, ...] = GC_PAUSE_BUCKETS) -> None:

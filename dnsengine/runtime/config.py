@@ -1,0 +1,85 @@
+"""The engine's settings, validated once at start-up.
+
+settings.py reads raw values from the environment; this module checks what
+they mean (an upstream address, a blocking mode) and names the setting in the
+error, so a bad value stops `rundns` with a message instead of a traceback
+halfway through serving.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from dnsengine.core.options import BlockingMode, ConfigError, Upstream, parse_blocking_mode, parse_upstreams
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    host: str
+    port: int
+    upstreams: tuple[Upstream, ...]
+    upstream_timeout: float
+    max_inflight: int
+    blocking: BlockingMode
+    block_ttl: int
+    cache_size: int
+    cache_max_bytes: int
+    cache_min_ttl: int
+    cache_max_ttl: int
+    cache_negative_max_ttl: int
+    tcp_max_connections: int
+    tcp_max_per_client: int
+    tcp_idle_timeout: float
+    forward_single_label: bool
+    forward_private_reverse: bool
+    reload_interval: float
+    engine_name: str
+    metrics_port: int
+
+    @classmethod
+    def from_settings(cls, host: str | None = None, port: int | None = None) -> EngineConfig:
+        host = host if host is not None else settings.GLORYHOLE_DNS_HOST
+        port = port if port is not None else settings.GLORYHOLE_DNS_PORT
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"GLORYHOLE_DNS_HOST / --host={host!r} must be an IP address (0.0.0.0 or :: for all)"
+            ) from None
+        if not 0 <= port <= 65535:
+            raise ImproperlyConfigured(f"GLORYHOLE_DNS_PORT / --port={port} is not a port number")
+        min_ttl, max_ttl = settings.GLORYHOLE_CACHE_MIN_TTL, settings.GLORYHOLE_CACHE_MAX_TTL
+        if min_ttl > max_ttl:
+            raise ImproperlyConfigured(f"GLORYHOLE_CACHE_MIN_TTL={min_ttl} is above GLORYHOLE_CACHE_MAX_TTL={max_ttl}")
+        try:
+            upstreams = parse_upstreams(settings.GLORYHOLE_UPSTREAMS)
+            blocking = parse_blocking_mode(settings.GLORYHOLE_BLOCKING_MODE)
+        except ConfigError as error:
+            raise ImproperlyConfigured(str(error)) from None
+        return cls(
+            host=host,
+            port=port,
+            upstreams=upstreams,
+            upstream_timeout=settings.GLORYHOLE_UPSTREAM_TIMEOUT,
+            max_inflight=settings.GLORYHOLE_MAX_INFLIGHT,
+            blocking=blocking,
+            block_ttl=settings.GLORYHOLE_BLOCK_TTL,
+            cache_size=settings.GLORYHOLE_CACHE_SIZE,
+            cache_max_bytes=settings.GLORYHOLE_CACHE_MAX_BYTES,
+            cache_min_ttl=min_ttl,
+            cache_max_ttl=max_ttl,
+            cache_negative_max_ttl=settings.GLORYHOLE_CACHE_NEGATIVE_MAX_TTL,
+            tcp_max_connections=settings.GLORYHOLE_TCP_MAX_CONNECTIONS,
+            tcp_max_per_client=settings.GLORYHOLE_TCP_MAX_CONNECTIONS_PER_CLIENT,
+            tcp_idle_timeout=settings.GLORYHOLE_TCP_IDLE_TIMEOUT,
+            forward_single_label=settings.GLORYHOLE_FORWARD_SINGLE_LABEL,
+            forward_private_reverse=settings.GLORYHOLE_FORWARD_PRIVATE_REVERSE,
+            reload_interval=settings.GLORYHOLE_RELOAD_INTERVAL,
+            engine_name=settings.GLORYHOLE_ENGINE_NAME or f"{socket.gethostname()}:{port}",
+            metrics_port=settings.GLORYHOLE_METRICS_PORT,
+        )
