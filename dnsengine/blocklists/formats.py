@@ -4,6 +4,10 @@ Everything here is pure (no database) and streams: lines are handled one at a
 time, so a 100 MB list never sits in memory as one string. Blocklists come from
 the internet, so no input line may raise; a line that cannot be used is counted
 under a short human-readable reason in `ParseResult.skipped` instead.
+
+One module past ~500 lines on purpose: format detection, the line parser and the
+readers apply the same line rules (comments, boilerplate, junk reasons), and a
+module per format would have each importing the others' rules.
 """
 
 from __future__ import annotations

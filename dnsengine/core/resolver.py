@@ -4,12 +4,16 @@
 sure exactly one reply (or none, for packets that must be dropped) goes back
 through `transport.send`, and that every answered query is counted and handed
 to the query logger. Order: cache, then allowlist > block rules > local records
-> upstream. Replies built here (blocked, local) are cached as bytes too, so
+> names that never leave the box > upstream. Replies built here (blocked, local) are cached as bytes too, so
 only the first query for a name pays for dnslib.
 
 Forwarded queries finish when the upstream's reply is read, through a callback
 on the engine's I/O loop thread (dnsengine.core.ioloop): the thread that read the
 query never waits for the network.
+
+One module just past ~500 lines on purpose: it is one query's path from packet to
+reply and log entry, read top to bottom; the pieces it decides with (cache, rules,
+special names, wire) are modules of their own.
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ its demotion). A truncated reply is retried over TCP
 by a small fixed pool of threads. Everything is bounded: pending queries by
 `max_inflight` (beyond it: refused at once, and counted), TCP retries by a
 queue.
+
+One module past ~500 lines on purpose: the pending table, the timeouts, the
+racing and the demotion all work on the same per-query state, which only the I/O
+thread touches; split, that state would have to be shared across modules.
 """
 
 from __future__ import annotations
