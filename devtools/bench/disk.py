@@ -74,7 +74,7 @@ def entries(workload: str, n: int, days: float, seed: int = 11):
 def measure(template: Path, work: Path, workload: str, rows: int, days: float) -> dict:
     from django.db import connections
 
-    from querylog.logger import QueryLogWriter
+    from querylog.logger.writer import QueryLogWriter
 
     path = work / f"{workload}.sqlite3"
     for suffix in ("", "-wal", "-shm"):

@@ -61,7 +61,9 @@ class _Db:
 
 
 def bench_call_cost(runs: int) -> list[tuple[str, float, float, float]]:
-    from querylog.logger import QueryLogger, SwappableQueryLogger, ThreadPerQueryLogger
+    from querylog.logger.baselines import ThreadPerQueryLogger
+    from querylog.logger.pool import QueryLogger
+    from querylog.logger.swappable import SwappableQueryLogger
 
     def noop_writer(entries) -> None:
         pass
@@ -133,7 +135,8 @@ def run_raw(db: _Db, entries) -> float:
     """sqlite3 executemany of prebuilt tuples: the ceiling for this table and its indexes."""
     from django.db import connections
 
-    from querylog.logger import COLUMNS, QueryLogWriter
+    from querylog.db import COLUMNS
+    from querylog.logger.writer import QueryLogWriter
 
     _, build = QueryLogWriter(rollups=False)._prepare()
     rows = build(entries)
@@ -154,7 +157,8 @@ def run_raw(db: _Db, entries) -> float:
 
 
 def run_pool(db: _Db, entries, *, workers: int, method: str, rollups: bool) -> float:
-    from querylog.logger import QueryLogger, QueryLogWriter
+    from querylog.logger.pool import QueryLogger
+    from querylog.logger.writer import QueryLogWriter
 
     db.fresh()
     logger = QueryLogger(
@@ -169,7 +173,8 @@ def run_pool(db: _Db, entries, *, workers: int, method: str, rollups: bool) -> f
 
 
 def run_thread(db: _Db, entries, *, rollups: bool) -> float:
-    from querylog.logger import QueryLogWriter, ThreadPerQueryLogger
+    from querylog.logger.baselines import ThreadPerQueryLogger
+    from querylog.logger.writer import QueryLogWriter
 
     db.fresh()
     logger = ThreadPerQueryLogger(len(entries) + 1, writer=QueryLogWriter(rollups=rollups))
@@ -190,7 +195,8 @@ def _checked(report, entries, elapsed: float) -> float:
 
 def bench_breakdown(entries, runs: int) -> list[tuple[str, float, float, float]]:
     """Python cost per row of each step, outside the database."""
-    from querylog.logger import QueryLogWriter, querylog_from_entry
+    from querylog.db import querylog_from_entry
+    from querylog.logger.writer import QueryLogWriter
     from querylog.rollups import rollup_rows
 
     _, build = QueryLogWriter(rollups=False)._prepare()

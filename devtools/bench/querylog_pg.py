@@ -85,7 +85,8 @@ def _truncate() -> None:
 
 
 def run_pool(entries, *, workers: int, method: str, rollups: bool) -> float:
-    from querylog.logger import QueryLogger, QueryLogWriter
+    from querylog.logger.pool import QueryLogger
+    from querylog.logger.writer import QueryLogWriter
     from querylog.models import QueryLog
 
     _truncate()
@@ -110,7 +111,8 @@ def _fill(table: str, rows: int, days: int) -> None:
     """``rows`` synthetic rows spread evenly over the last ``days`` days, by COPY."""
     from django.db import connection, transaction
 
-    from querylog.logger import COLUMNS, QueryLogWriter, execute_copy
+    from querylog.db import COLUMNS, execute_copy
+    from querylog.logger.writer import QueryLogWriter
 
     _, build = QueryLogWriter(rollups=False, method="copy")._prepare()
     now = time.time()
@@ -227,7 +229,8 @@ def bench_retention(rows: int, batch: int, writer_rows: int) -> dict[str, object
 
 def _writers_for(entries, until: threading.Thread | None = None) -> float:
     """Rows/s of one pool writer (copy, rollups) over ``entries``; with ``until``, only while it runs."""
-    from querylog.logger import QueryLogger, QueryLogWriter
+    from querylog.logger.pool import QueryLogger
+    from querylog.logger.writer import QueryLogWriter
 
     logger = QueryLogger(len(entries) + 1, 1, WRITE_BATCH, 0.05, writer=QueryLogWriter(rollups=True)).start()
     started = time.perf_counter()

@@ -49,7 +49,7 @@ def run(template: Path, tmp: Path, entries, sizes: list[int], reuse: bool) -> tu
 
     from dnsengine.runtime.memory import read_memory
     from querylog.db import sqlite_values_sql
-    from querylog.logger import QueryLogWriter
+    from querylog.logger.writer import QueryLogWriter
 
     connections.close_all()
     path = tmp / "run.sqlite3"

@@ -43,7 +43,7 @@ from prometheus_client.utils import floatToGoString
 
 from dnsengine.core.stats import DURATION_BUCKETS_US, EngineStats
 from dnsengine.runtime.memory import read_memory
-from querylog.logger import HistogramSnapshot
+from querylog.logger.counters import HistogramSnapshot
 
 log = logging.getLogger(__name__)
 

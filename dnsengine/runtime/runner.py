@@ -29,7 +29,8 @@ from dnsengine.runtime.engine import Engine
 from dnsengine.runtime.heartbeat import Heartbeat
 from dnsengine.runtime.metrics import MetricsServer, start_metrics_server
 from gloryhole_site.envfile import apply_env_file
-from querylog.logger import CloseReport, SwappableQueryLogger
+from querylog.logger.counters import CloseReport
+from querylog.logger.swappable import SwappableQueryLogger
 from querylog.retention import RetentionThread, retention_thread_from_settings
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from dnsengine.models import EngineStatus
 from dnsengine.runtime import heartbeat as heartbeat_module
 from dnsengine.runtime.heartbeat import Heartbeat, engine_status_publish
 from gloryhole_site.testing.querylog import RecordingWriter, make_entries
-from querylog.logger import QueryLogger
+from querylog.logger.pool import QueryLogger
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from dnsengine.core.stats import EngineStats
 from dnsengine.runtime import memory
 from dnsengine.runtime.metrics import metrics_server_from_settings, start_metrics_server
 from gloryhole_site.testing.querylog import RecordingWriter, make_entries
-from querylog.logger import QueryLogger
+from querylog.logger.pool import QueryLogger
 
 
 def scrape(url: str) -> dict[str, dict]:

@@ -143,7 +143,7 @@ def test_an_odd_label_never_passes_for_another_name(blocking_engine, upstream):
 
 
 def test_the_longest_escaped_name_is_logged_and_rolled_up_whole(make_engine, engine_config):
-    from querylog.logger import QueryLogger
+    from querylog.logger.pool import QueryLogger
     from querylog.models import DomainRollup, QueryLog
 
     block("doubleclick.net")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from django.db import OperationalError
 
 from dnsengine.core.entry import QueryLogEntry
-from querylog.logger import QueryLogger
+from querylog.logger.pool import QueryLogger
 
 STATUSES = ("forwarded", "blocked", "cached", "local", "allowed", "error")
 

@@ -22,74 +22,7 @@ Modules, in the order a reader needs them:
 The database helpers the writer builds on (statements, COPY, the SQLite write lock,
 row conversions) are in ``querylog.db``.
 
-Names are loaded on first use: settings.py imports ``querylog.logger.config`` while
-Django is still being configured, which runs this file, and the loggers need the
-models (so a configured Django).
+Import from the module that defines a name (``from querylog.logger.pool import
+QueryLogger``): this file only describes the package, so settings.py can import
+``querylog.logger.config`` while Django is still being configured.
 """
-
-from __future__ import annotations
-
-import importlib
-
-# Public name -> the module that defines it.
-_EXPORTS = {
-    **dict.fromkeys(("MODES", "QueryLogConfig"), "querylog.logger.config"),
-    **dict.fromkeys(
-        (
-            "BATCH_SECONDS_BUCKETS",
-            "QUEUE_DEPTH_BUCKETS",
-            "CloseReport",
-            "HistogramSnapshot",
-            "QueryLogStats",
-        ),
-        "querylog.logger.counters",
-    ),
-    **dict.fromkeys(
-        (
-            "CATCHUP_PAUSE_RATIO",
-            "CATCHUP_PIECE_ROWS",
-            "WRITE_METHODS",
-            "WRITER_BUSY_TIMEOUT_MS",
-            "BatchWriter",
-            "Pacer",
-            "QueryLogWriter",
-            "WriteAbandoned",
-            "default_write_method",
-        ),
-        "querylog.logger.writer",
-    ),
-    "QueryLogger": "querylog.logger.pool",
-    **dict.fromkeys(
-        ("THREAD_MODE_MAX_CONNECTIONS", "DisabledQueryLogger", "ThreadPerQueryLogger"), "querylog.logger.baselines"
-    ),
-    **dict.fromkeys(("QueryLoggerLike", "query_logger_build", "query_logger_from_settings"), "querylog.logger.build"),
-    "SwappableQueryLogger": "querylog.logger.swappable",
-    **dict.fromkeys(
-        (
-            "COLUMNS",
-            "SQLITE_CHUNK_ROWS",
-            "execute_copy",
-            "execute_values",
-            "querylog_from_entry",
-            "sqlite_write_lock",
-            "timestamp_adapter",
-            "without_nul",
-        ),
-        "querylog.db",
-    ),
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})

@@ -10,7 +10,8 @@ import pytest
 from django.db import connection
 
 from gloryhole_site.testing.querylog import make_entries
-from querylog.logger import CloseReport, QueryLogger
+from querylog.logger.counters import CloseReport
+from querylog.logger.pool import QueryLogger
 from querylog.models import QueryLog
 
 

@@ -16,7 +16,7 @@ from dnsengine.services import config_generation_bump
 from gloryhole_site.testing.dnsclient import Client
 from gloryhole_site.testing.engine import engine_reload
 from gloryhole_site.testing.rundns import rundns_env, start_rundns
-from querylog.logger import QueryLogger
+from querylog.logger.pool import QueryLogger
 from querylog.models import QueryLog
 
 

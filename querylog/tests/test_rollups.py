@@ -6,7 +6,7 @@ import pytest
 
 from gloryhole_site.testing.querylog import make_entry
 from querylog import rollups
-from querylog.logger import QueryLogWriter
+from querylog.logger.writer import QueryLogWriter
 from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup
 from querylog.rollups import rollup_apply, rollup_rows
 

@@ -11,7 +11,9 @@ from django.db import OperationalError, connection
 
 from gloryhole_site.testing.querylog import make_entries
 from querylog import sqlite_wal
-from querylog.logger import CloseReport, QueryLogger, QueryLogWriter
+from querylog.logger.counters import CloseReport
+from querylog.logger.pool import QueryLogger
+from querylog.logger.writer import QueryLogWriter
 from querylog.models import QueryLog
 from querylog.sqlite_wal import WalKeeper, is_disk_full, wal_size, wal_truncate
 
