@@ -241,7 +241,7 @@ class SortedHashesXXH3(SortedHashes):
 
 
 class FlatSortedBuffer:
-    """The Go Glory-Hole's layout: reversed names ("com.example.ads") sorted in one bytes buffer.
+    """Reversed names ("com.example.ads") sorted in one bytes buffer, found by binary search.
 
     Exact (no hashing), but the binary search runs in Python.
     """

@@ -67,7 +67,7 @@ def _sqlite_file_check(name: str) -> None:
 # PostgreSQL refusals that no amount of waiting fixes: a database or role that does not
 # exist (a typo in DATABASE_URL), a wrong password, a client the server does not admit.
 # libpq has no error code for them at connect time, only the server's text, which a
-# server set to another language words differently: that case is waited for, as before.
+# server set to another language words differently: that case is waited for like a server that is down.
 _PERMANENT_REFUSALS = ("does not exist", "password authentication failed", "no pg_hba.conf entry")
 
 
