@@ -219,6 +219,19 @@ GLORYHOLE_HEARTBEAT_INTERVAL = env_float("GLORYHOLE_HEARTBEAT_INTERVAL", 2.0, mi
 # does (fail open). 0 (the default): serve nothing until the lists are loaded.
 GLORYHOLE_FAIL_OPEN = env_bool("GLORYHOLE_FAIL_OPEN", False)
 
+# --- Client names -------------------------------------------------------------------
+# Names of the clients, found in the background (dnsengine/runtime/client_names.py): a
+# hosts-format file (a router's DHCP leases exported as hosts; re-read when it changes),
+# then reverse lookups sent to one resolver (`host[:port]`, typically the router; empty:
+# none). CLIENT_NAMES_MAX bounds the clients remembered; a new one past it is counted.
+GLORYHOLE_CLIENT_HOSTS_FILE = env_str("GLORYHOLE_CLIENT_HOSTS_FILE", "")
+GLORYHOLE_CLIENT_PTR_RESOLVER = env_str("GLORYHOLE_CLIENT_PTR_RESOLVER", "")
+GLORYHOLE_CLIENT_PTR_TIMEOUT = env_float("GLORYHOLE_CLIENT_PTR_TIMEOUT", 1.0, minimum=0.05, maximum=10)
+GLORYHOLE_CLIENT_PTR_PER_SECOND = env_int("GLORYHOLE_CLIENT_PTR_PER_SECOND", 20, minimum=1, maximum=1000)
+GLORYHOLE_CLIENT_PTR_TTL = env_float("GLORYHOLE_CLIENT_PTR_TTL", 3600.0, minimum=10, maximum=7 * 86400)
+GLORYHOLE_CLIENT_NAMES_MAX = env_int("GLORYHOLE_CLIENT_NAMES_MAX", 10000, minimum=1, maximum=1_000_000)
+GLORYHOLE_CLIENT_NAMES_REFRESH = env_float("GLORYHOLE_CLIENT_NAMES_REFRESH", 60.0, minimum=1, maximum=86400)
+
 # --- Query log ----------------------------------------------------------------------
 # Each one's parser, default and bounds: its row in querylog/logger/config.py, which
 # QueryLogConfig also re-reads on SIGHUP.

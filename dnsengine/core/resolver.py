@@ -31,6 +31,7 @@ from dnslib import AAAA, CNAME, QTYPE, RR, SOA, A, DNSHeader, DNSQuestion, DNSRe
 
 from dnsengine.core import wire
 from dnsengine.core.cache import CacheEntry, ReplyCache, TtlPolicy, entry_from_reply
+from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.entry import QueryLogEntry
 from dnsengine.core.options import BlockingMode
 from dnsengine.core.rules import Matcher
@@ -143,6 +144,7 @@ class Resolver:
         clock: Callable[[], float] = time.monotonic,
         forward_single_label: bool = False,
         forward_private_reverse: bool = False,
+        clients: ClientDirectory | None = None,
     ) -> None:
         self.forwarder = forwarder
         self.blocking = blocking
@@ -165,6 +167,8 @@ class Resolver:
         self._special_entries: dict[tuple[str, int], CacheEntry] = {}
         self.forward_single_label = forward_single_label
         self.forward_private_reverse = forward_private_reverse
+        # Told of every client that asks, so a new one gets named in the background.
+        self.clients = clients
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         # One attribute assignment: a query sees either the old or the new one.
@@ -436,6 +440,9 @@ class Resolver:
         duration_us = int((time.perf_counter() - started) * 1e6)
         _, _, domain, qtype, rcode, status, rule = hit
         self.stats.record(status, duration_us)
+        clients = self.clients
+        if clients is not None:
+            clients.observe(client)
         sink = self.query_logger
         if sink is not None:
             sink.log_async(QueryLogEntry(arrived, client, "udp", domain, qtype, rcode, status, rule, "", duration_us))
@@ -449,6 +456,9 @@ class Resolver:
         """Count the answered query and hand it to the query logger (never blocks)."""
         duration_us = int((time.perf_counter() - started) * 1e6)
         self.stats.record(status, duration_us)
+        clients = self.clients
+        if clients is not None:
+            clients.observe(client)
         sink = self.query_logger
         if sink is not None:
             sink.log_async(

@@ -1,4 +1,4 @@
-"""The engine assembled: listeners, resolver, cache, forwarder, config watcher, blocklist updater."""
+"""The engine assembled: listeners, resolver, cache, forwarder, client names, config watcher, blocklist updater."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import logging
 from django.conf import settings
 
 from dnsengine.core.cache import ReplyCache, TtlPolicy
+from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.ioloop import IoLoop
 from dnsengine.core.resolver import QueryLogSink, Resolver
 from dnsengine.core.server import DNSServer
 from dnsengine.core.stats import EngineStats
 from dnsengine.core.upstream import UpstreamForwarder
+from dnsengine.runtime.client_names import ClientNames, ClientNamesConfig
 from dnsengine.runtime.config import EngineConfig
 from dnsengine.runtime.updater import BlocklistUpdater
 from dnsengine.runtime.watcher import ConfigWatcher
@@ -30,6 +32,10 @@ class Engine:
         self.config = config
         self.stats = EngineStats()
         self.cache = ReplyCache(config.cache_size, max_bytes=config.cache_max_bytes)
+        # Client names and MACs: read by the DNS path, filled by the client-names thread.
+        names_config = ClientNamesConfig.from_settings()
+        self.clients = ClientDirectory(names_config.max_clients, self.stats)
+        self.client_names = ClientNames(self.clients, names_config, self.stats)
         # One thread reads the clients' UDP queries and the upstreams' replies (see dnsengine.core.ioloop).
         self.loop = IoLoop("dns-io")
         self.forwarder = UpstreamForwarder(config.upstreams, config.upstream_timeout, config.max_inflight, self.stats,
@@ -44,6 +50,7 @@ class Engine:
             query_logger=query_logger,
             forward_single_label=config.forward_single_label,
             forward_private_reverse=config.forward_private_reverse,
+            clients=self.clients,
         )
         self.server = DNSServer(
             self.resolver,
@@ -73,6 +80,7 @@ class Engine:
         self.server.start()
         self.loop.start()
         self.watcher.start()
+        self.client_names.start()
         if self.updater is not None:
             self.updater.start()
 
@@ -91,5 +99,6 @@ class Engine:
         if self.updater is not None:
             self.updater.stop()
         self.watcher.stop()
+        self.client_names.stop()
         self.forwarder.stop()
         self.loop.stop()
