@@ -14,8 +14,8 @@ dns_query_log_drops_total, dns_query_log_written_total, dns_query_log_write_erro
 dns_query_log_unwritten_total, dns_query_log_workers, dns_query_log_write_rate,
 dns_query_log_worker_queue_depth (histogram), dns_query_log_batch_seconds (histogram),
 dns_queries_total{status}, dns_query_duration_seconds (histogram),
-dns_engine_events_total{event}, dns_engine_threads, dns_gc_pause_seconds{generation}
-(histogram), dns_engine_sqlite_heap_bytes, dns_engine_malloc_bytes{state} and
+dns_engine_events_total{event}, dns_clients_known, dns_client_names{source}, dns_engine_threads,
+dns_gc_pause_seconds{generation} (histogram), dns_engine_sqlite_heap_bytes, dns_engine_malloc_bytes{state} and
 dns_engine_python_allocated_blocks (memory.py), plus the standard process_* metrics (RSS, CPU, open fds).
 """
 
@@ -41,6 +41,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.stats import DURATION_BUCKETS_US, EngineStats
 from dnsengine.runtime.memory import read_memory
 from querylog.logger.counters import HistogramSnapshot
@@ -114,16 +115,20 @@ def _histogram(name: str, doc: str, snap: HistogramSnapshot) -> HistogramMetricF
 class EngineCollector(Collector):
     """Reads the query logger and engine counters at scrape time."""
 
-    def __init__(self, query_logger=None, engine_stats: EngineStats | None = None, gc_tracker=None) -> None:
+    def __init__(self, query_logger=None, engine_stats: EngineStats | None = None, gc_tracker=None,
+                 clients: ClientDirectory | None = None) -> None:  # fmt: skip
         self.query_logger = query_logger
         self.engine_stats = engine_stats
         self.gc_tracker = gc_tracker
+        self.clients = clients
 
     def collect(self) -> Iterator[Metric]:
         if self.query_logger is not None:
             yield from self._query_log()
         if self.engine_stats is not None:
             yield from self._engine()
+        if self.clients is not None:
+            yield from self._clients()
         yield GaugeMetricFamily("dns_engine_threads", "Threads in the engine process.", value=threading.active_count())
         yield from self._memory()
         if self.gc_tracker is not None:
@@ -208,6 +213,16 @@ class EngineCollector(Collector):
             events.add_metric([name], count)
         yield events
 
+    def _clients(self) -> Iterator[Metric]:
+        known, by_source = self.clients.counts()
+        yield GaugeMetricFamily("dns_clients_known", "Clients the engine has seen and remembers.", value=known)
+        names = GaugeMetricFamily(
+            "dns_client_names", "Client names in force, by where they came from.", labels=["source"]
+        )
+        for source, count in sorted(by_source.items()):
+            names.add_metric([source], count)
+        yield names
+
     def _gc(self) -> Metric:
         tracker = self.gc_tracker
         family = HistogramMetricFamily(
@@ -271,17 +286,19 @@ class MetricsServer:
         self.gc_tracker.uninstall()
 
 
-def metrics_registry(query_logger=None, engine_stats: EngineStats | None = None, gc_tracker=None) -> CollectorRegistry:
+def metrics_registry(query_logger=None, engine_stats: EngineStats | None = None, gc_tracker=None,
+                     clients: ClientDirectory | None = None) -> CollectorRegistry:  # fmt: skip
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(EngineCollector(query_logger, engine_stats, gc_tracker))
+    registry.register(EngineCollector(query_logger, engine_stats, gc_tracker, clients))
     ProcessCollector(registry=registry)
     return registry
 
 
-def start_metrics_server(host: str, port: int, logger=None, engine_stats: EngineStats | None = None) -> MetricsServer:
+def start_metrics_server(host: str, port: int, logger=None, engine_stats: EngineStats | None = None,
+                         clients: ClientDirectory | None = None) -> MetricsServer:  # fmt: skip
     """Serve the engine's metrics on host:port (port 0: any free port, see ``server.port``)."""
     tracker = GcPauseTracker()
-    server = MetricsServer(host, port, metrics_registry(logger, engine_stats, tracker), tracker)
+    server = MetricsServer(host, port, metrics_registry(logger, engine_stats, tracker, clients), tracker)
     return server.start()
 
 

@@ -91,7 +91,11 @@ class EngineRunner:
             if self.config.metrics_port:
                 try:
                     self.metrics = start_metrics_server(
-                        settings.GLORYHOLE_METRICS_HOST, self.config.metrics_port, self.query_logger, self.engine.stats
+                        settings.GLORYHOLE_METRICS_HOST,
+                        self.config.metrics_port,
+                        self.query_logger,
+                        self.engine.stats,
+                        clients=self.engine.clients,
                     )
                 except OSError as exc:
                     raise EngineStartError(
