@@ -11,9 +11,9 @@ Forwarded queries finish when the upstream's reply is read, through a callback
 on the engine's I/O loop thread (dnsengine.core.ioloop): the thread that read the
 query never waits for the network.
 
-One module just past ~500 lines on purpose: it is one query's path from packet to
-reply and log entry, read top to bottom; the pieces it decides with (cache, rules,
-special names, wire) are modules of their own.
+One module past ~500 lines on purpose: it is one query's path from packet to
+reply and log entry, read top to bottom; the pieces it decides with (access, rate
+limit, cache, rules, special names, wire) are modules of their own.
 """
 
 from __future__ import annotations
