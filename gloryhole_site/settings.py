@@ -218,6 +218,20 @@ GLORYHOLE_HEARTBEAT_INTERVAL = env_float("GLORYHOLE_HEARTBEAT_INTERVAL", 2.0, mi
 # 1: when the database does not answer at start, serve DNS without block lists until it
 # does (fail open). 0 (the default): serve nothing until the lists are loaded.
 GLORYHOLE_FAIL_OPEN = env_bool("GLORYHOLE_FAIL_OPEN", False)
+# Who may ask: comma-separated IPs and CIDRs, IPv4 and IPv6 (docs/clients.md). ALLOWED empty
+# lets everyone in; a DISALLOWED client is refused even when ALLOWED names it. A refused
+# client gets REFUSED, or no answer with ACTION=drop (refuse|drop).
+GLORYHOLE_ALLOWED_CLIENTS = env_str("GLORYHOLE_ALLOWED_CLIENTS", "")
+GLORYHOLE_DISALLOWED_CLIENTS = env_str("GLORYHOLE_DISALLOWED_CLIENTS", "")
+GLORYHOLE_REFUSED_CLIENTS_ACTION = env_str("GLORYHOLE_REFUSED_CLIENTS_ACTION", "refuse")
+# Per-client rate limit, a token bucket: RATE_LIMIT queries per RATE_LIMIT_WINDOW seconds
+# (Pi-hole's default); 0 turns it off. EXEMPT clients are never limited: loopback by default,
+# where a local stub resolver asks for every program on the box. MAX_CLIENTS bounds the
+# bucket table (a spoofed-source flood cannot grow it).
+GLORYHOLE_RATE_LIMIT = env_int("GLORYHOLE_RATE_LIMIT", 1000, minimum=0, maximum=10_000_000)
+GLORYHOLE_RATE_LIMIT_WINDOW = env_float("GLORYHOLE_RATE_LIMIT_WINDOW", 60.0, minimum=1, maximum=86400)
+GLORYHOLE_RATE_LIMIT_EXEMPT = env_str("GLORYHOLE_RATE_LIMIT_EXEMPT", "127.0.0.0/8,::1")
+GLORYHOLE_RATE_LIMIT_MAX_CLIENTS = env_int("GLORYHOLE_RATE_LIMIT_MAX_CLIENTS", 10000, minimum=1, maximum=10_000_000)
 
 # --- Client names -------------------------------------------------------------------
 # Names of the clients, found in the background (dnsengine/runtime/client_names.py): a

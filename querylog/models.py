@@ -6,6 +6,8 @@ from django.db import models
 # is not printable ASCII takes four characters (\DDD). A 255-byte name holds at most 250
 # label bytes, in 4 labels: 250 * 4 characters and 3 dots, 1,003 in all.
 DOMAIN_TEXT_MAX = 1004
+# The longest status value ("ratelimited") with a little room.
+STATUS_MAX = 12
 
 
 class QueryLog(models.Model):
@@ -22,6 +24,8 @@ class QueryLog(models.Model):
         CACHED = "cached", "Cached"
         LOCAL = "local", "Local record"
         ERROR = "error", "Error"
+        REFUSED = "refused", "Refused: client not allowed"
+        RATELIMITED = "ratelimited", "Refused: rate limit"
 
     timestamp = models.DateTimeField()
     client = models.GenericIPAddressField(unpack_ipv4=False)
@@ -29,7 +33,7 @@ class QueryLog(models.Model):
     domain = models.CharField(max_length=DOMAIN_TEXT_MAX)
     qtype = models.CharField(max_length=10)
     rcode = models.CharField(max_length=10)
-    status = models.CharField(max_length=10, choices=Status.choices)
+    status = models.CharField(max_length=STATUS_MAX, choices=Status.choices)
     rule = models.CharField(max_length=255, blank=True, help_text="list or rule that decided it")
     upstream = models.CharField(max_length=64, blank=True, help_text="upstream that answered")
     duration_us = models.PositiveIntegerField(default=0)
@@ -56,7 +60,7 @@ class QueryRollup(models.Model):
     """Queries per UTC minute and status."""
 
     bucket = models.DateTimeField()
-    status = models.CharField(max_length=10)
+    status = models.CharField(max_length=STATUS_MAX)
     count = models.BigIntegerField(default=0)
 
     class Meta:
@@ -71,7 +75,7 @@ class DomainRollup(models.Model):
 
     bucket = models.DateTimeField()
     domain = models.CharField(max_length=DOMAIN_TEXT_MAX)
-    status = models.CharField(max_length=10)
+    status = models.CharField(max_length=STATUS_MAX)
     count = models.BigIntegerField(default=0)
 
     class Meta:

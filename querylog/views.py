@@ -23,6 +23,8 @@ from querylog.selectors import HISTORY_FIELDS, dashboard_stats, query_history, q
 
 # Statuses that get the "allow this domain" button; the others get "block".
 BLOCKED_STATUSES = frozenset({QueryLog.Status.BLOCKED})
+# A badge's tooltip: "refused" alone does not say by what.
+STATUS_LABELS = dict(QueryLog.Status.choices)
 
 
 def export_max_rows() -> int:
@@ -82,6 +84,7 @@ def _add_row_actions(rows: list[dict]) -> None:
         row["domain_link"] = quote(name_text_for_link(name), safe="")
         row["block_target"] = blockable_parent(name)
         row["allowable"] = bool(name) and normalize_domain(name, require_dot=False) == name
+        row["status_label"] = STATUS_LABELS.get(row["status"], row["status"])
 
 
 def _query_without(request: HttpRequest, field: str) -> str:

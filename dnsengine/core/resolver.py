@@ -3,7 +3,7 @@
 `Resolver.handle(data, client, transport, addr)` reads a wire query and makes
 sure exactly one reply (or none, for packets that must be dropped) goes back
 through `transport.send`, and that every answered query is counted and handed
-to the query logger. Order: cache, then allowlist > block rules > local records
+to the query logger. Order: the client's access and rate limit, then cache, then allowlist > block rules > local records
 > names that never leave the box > upstream. Replies built here (blocked, local) are cached as bytes too, so
 only the first query for a name pays for dnslib.
 
@@ -11,9 +11,9 @@ Forwarded queries finish when the upstream's reply is read, through a callback
 on the engine's I/O loop thread (dnsengine.core.ioloop): the thread that read the
 query never waits for the network.
 
-One module just past ~500 lines on purpose: it is one query's path from packet to
-reply and log entry, read top to bottom; the pieces it decides with (cache, rules,
-special names, wire) are modules of their own.
+One module past ~500 lines on purpose: it is one query's path from packet to
+reply and log entry, read top to bottom; the pieces it decides with (access, rate
+limit, cache, rules, special names, wire) are modules of their own.
 """
 
 from __future__ import annotations
@@ -30,10 +30,12 @@ from typing import Protocol
 from dnslib import AAAA, CNAME, QTYPE, RR, SOA, A, DNSHeader, DNSQuestion, DNSRecord
 
 from dnsengine.core import wire
+from dnsengine.core.access import AccessControl
 from dnsengine.core.cache import CacheEntry, ReplyCache, TtlPolicy, entry_from_reply
 from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.entry import QueryLogEntry
 from dnsengine.core.options import BlockingMode
+from dnsengine.core.ratelimit import RateLimiter
 from dnsengine.core.rules import Matcher
 from dnsengine.core.special import LOCALHOST, special_use
 from dnsengine.core.stats import EngineStats
@@ -60,6 +62,14 @@ STATUS_FORWARDED = "forwarded"
 STATUS_CACHED = "cached"
 STATUS_LOCAL = "local"
 STATUS_ERROR = "error"
+STATUS_REFUSED = "refused"  # the client is not allowed, or disallowed
+STATUS_RATELIMITED = "ratelimited"  # the client is past its rate limit
+
+# The reason a client's query is refused before anything else (dnsengine.core.access), and
+# the counter of each: refused_not_allowed, refused_disallowed, refused_rate_limited.
+RATE_LIMITED = "rate_limited"
+# The rcode logged for a query dropped without an answer (GLORYHOLE_REFUSED_CLIENTS_ACTION=drop).
+DROPPED = "DROPPED"
 
 
 class Transport(Protocol):
@@ -145,6 +155,9 @@ class Resolver:
         forward_single_label: bool = False,
         forward_private_reverse: bool = False,
         clients: ClientDirectory | None = None,
+        access: AccessControl | None = None,
+        refused_action: str = "refuse",
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.forwarder = forwarder
         self.blocking = blocking
@@ -169,6 +182,10 @@ class Resolver:
         self.forward_private_reverse = forward_private_reverse
         # Told of every client that asks, so a new one gets named in the background.
         self.clients = clients
+        # None when off (no lists, rate 0): the check then costs one attribute read.
+        self.access = access if access is not None and access.active else None
+        self.refused_action = refused_action
+        self.rate_limiter = rate_limiter
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         # One attribute assignment: a query sees either the old or the new one.
@@ -183,6 +200,15 @@ class Resolver:
         """Answer `data`; True when a reply was sent or will be, False when the packet is dropped."""
         started = time.perf_counter()
         arrived = time.time()
+        # Before the rendered replies: a refused client is never answered from them.
+        access = self.access
+        if access is not None:
+            reason = access.verdict(client)
+            if reason:
+                return self._refuse_client(data, client, reason, transport, addr, started, arrived)
+        limiter = self.rate_limiter
+        if limiter is not None and not limiter.allow(client, self.clock()):
+            return self._refuse_client(data, client, RATE_LIMITED, transport, addr, started, arrived)
         if transport.proto == "udp":
             hit = self._rendered.get(data[2:])
             if hit is not None and self.clock() < hit[1]:
@@ -403,6 +429,30 @@ class Resolver:
 
     # -- errors and logging -----------------------------------------------------------
 
+    def _refuse_client(self, data: bytes, client: str, reason: str, transport: Transport, addr, started: float,
+                       arrived: float) -> bool:  # fmt: skip
+        """REFUSED (or nothing, when the action is drop) for a client that may not ask now; True when answered.
+
+        Counted per reason and logged with a status of its own. A packet that does
+        not parse as a query is dropped, counted, and not logged.
+        """
+        self.stats.count(f"refused_{reason}")
+        try:
+            query = wire.parse_query(data)
+        except Exception:  # WireError, or a parser bug: either way this client gets nothing more
+            return False
+        if reason == RATE_LIMITED:
+            status, rule = STATUS_RATELIMITED, "ratelimit"
+        else:
+            status, rule = STATUS_REFUSED, f"access:{reason}"
+        proto = transport.proto
+        if reason != RATE_LIMITED and self.refused_action == "drop":
+            self._record_text(query, query.name, DROPPED, status, rule, client, proto, started, arrived)
+            return False
+        transport.send(wire.error_reply(query.qid, query.flags, wire.REFUSED, query), addr)
+        self._record(query, query.name, wire.REFUSED, status, rule, "", client, proto, started, arrived)
+        return True
+
     def _bad_packet(self, data: bytes, client: str, exc: WireError, transport: Transport, addr, started: float,
                     arrived: float) -> bool:  # fmt: skip
         """Answer an unreadable packet with its rcode, or drop it; True when answered."""
@@ -454,6 +504,11 @@ class Resolver:
     def _record(self, query: Query | None, name: str, rcode: int, status: str, rule: str, upstream: str,
                 client: str, proto: str, started: float, arrived: float) -> None:  # fmt: skip
         """Count the answered query and hand it to the query logger (never blocks)."""
+        self._record_text(query, name, wire.RCODE_NAMES.get(rcode, str(rcode)), status, rule, client, proto, started,
+                          arrived, upstream)  # fmt: skip
+
+    def _record_text(self, query: Query | None, name: str, rcode: str, status: str, rule: str, client: str,
+                     proto: str, started: float, arrived: float, upstream: str = "") -> None:  # fmt: skip
         duration_us = int((time.perf_counter() - started) * 1e6)
         self.stats.record(status, duration_us)
         clients = self.clients
@@ -468,7 +523,7 @@ class Resolver:
                     proto,
                     name,
                     wire.qtype_name(query.qtype) if query is not None else "",
-                    wire.RCODE_NAMES.get(rcode, str(rcode)),
+                    rcode,
                     status,
                     rule,
                     upstream,

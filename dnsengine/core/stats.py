@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Upper bounds of the query-duration histogram, in microseconds.
@@ -33,6 +34,9 @@ class EngineStats:
     duration_sum_us: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    # Gauges read at scrape time, name -> reader (the rate-limit table's size, say): values that
+    # belong to another object and would go stale if copied here.
+    gauges: dict[str, Callable[[], float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, status: str, duration_us: int) -> None:

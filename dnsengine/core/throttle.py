@@ -23,8 +23,10 @@ class RateLimitedLog:
         self._suppressed = 0
         self._lock = threading.Lock()
 
-    def log(self, level: int, msg: str, *args: object, exc_info: bool = False) -> None:
-        now = time.monotonic()
+    def log(self, level: int, msg: str, *args: object, exc_info: bool = False, now: float | None = None) -> None:
+        """`now`: the caller's monotonic clock reading, when it has one (a test's clock, say)."""
+        if now is None:
+            now = time.monotonic()
         if now < self._next or not self._lock.acquire(blocking=False):
             self._suppressed += 1
             return
@@ -41,8 +43,8 @@ class RateLimitedLog:
         finally:
             self._lock.release()
 
-    def warning(self, msg: str, *args: object) -> None:
-        self.log(logging.WARNING, msg, *args)
+    def warning(self, msg: str, *args: object, now: float | None = None) -> None:
+        self.log(logging.WARNING, msg, *args, now=now)
 
     def info(self, msg: str, *args: object) -> None:
         self.log(logging.INFO, msg, *args)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from dnsengine.core.access import Network, parse_networks, parse_refused_action
 from dnsengine.core.options import BlockingMode, ConfigError, Upstream, parse_blocking_mode, parse_upstreams
 
 
@@ -40,6 +41,15 @@ class EngineConfig:
     reload_interval: float
     engine_name: str
     metrics_port: int
+    # Access control and rate limiting (dnsengine.core.access, dnsengine.core.ratelimit); the
+    # defaults here are "off", settings.py's are the documented ones.
+    allowed_clients: tuple[Network, ...] = ()
+    disallowed_clients: tuple[Network, ...] = ()
+    refused_clients_action: str = "refuse"
+    rate_limit: int = 0  # queries per rate_limit_window seconds per client; 0: no limit
+    rate_limit_window: float = 60.0
+    rate_limit_exempt: tuple[Network, ...] = ()
+    rate_limit_max_clients: int = 10000
 
     @classmethod
     def from_settings(cls, host: str | None = None, port: int | None = None) -> EngineConfig:
@@ -59,6 +69,10 @@ class EngineConfig:
         try:
             upstreams = parse_upstreams(settings.GLORYHOLE_UPSTREAMS)
             blocking = parse_blocking_mode(settings.GLORYHOLE_BLOCKING_MODE)
+            allowed = parse_networks(settings.GLORYHOLE_ALLOWED_CLIENTS, "GLORYHOLE_ALLOWED_CLIENTS")
+            disallowed = parse_networks(settings.GLORYHOLE_DISALLOWED_CLIENTS, "GLORYHOLE_DISALLOWED_CLIENTS")
+            refused_action = parse_refused_action(settings.GLORYHOLE_REFUSED_CLIENTS_ACTION)
+            exempt = parse_networks(settings.GLORYHOLE_RATE_LIMIT_EXEMPT, "GLORYHOLE_RATE_LIMIT_EXEMPT")
         except ConfigError as error:
             raise ImproperlyConfigured(str(error)) from None
         return cls(
@@ -82,4 +96,11 @@ class EngineConfig:
             reload_interval=settings.GLORYHOLE_RELOAD_INTERVAL,
             engine_name=settings.GLORYHOLE_ENGINE_NAME or f"{socket.gethostname()}:{port}",
             metrics_port=settings.GLORYHOLE_METRICS_PORT,
+            allowed_clients=allowed,
+            disallowed_clients=disallowed,
+            refused_clients_action=refused_action,
+            rate_limit=settings.GLORYHOLE_RATE_LIMIT,
+            rate_limit_window=settings.GLORYHOLE_RATE_LIMIT_WINDOW,
+            rate_limit_exempt=exempt,
+            rate_limit_max_clients=settings.GLORYHOLE_RATE_LIMIT_MAX_CLIENTS,
         )

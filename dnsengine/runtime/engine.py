@@ -6,9 +6,11 @@ import logging
 
 from django.conf import settings
 
+from dnsengine.core.access import AccessControl
 from dnsengine.core.cache import ReplyCache, TtlPolicy
 from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.ioloop import IoLoop
+from dnsengine.core.ratelimit import RateLimiter
 from dnsengine.core.resolver import QueryLogSink, Resolver
 from dnsengine.core.server import DNSServer
 from dnsengine.core.stats import EngineStats
@@ -40,6 +42,11 @@ class Engine:
         self.loop = IoLoop("dns-io")
         self.forwarder = UpstreamForwarder(config.upstreams, config.upstream_timeout, config.max_inflight, self.stats,
                                            self.loop)  # fmt: skip
+        self.access = AccessControl(config.allowed_clients, config.disallowed_clients, stats=self.stats)
+        self.rate_limiter: RateLimiter | None = None  # GLORYHOLE_RATE_LIMIT=0: no limit
+        if config.rate_limit > 0:
+            self.rate_limiter = RateLimiter(config.rate_limit, config.rate_limit_window, config.rate_limit_exempt,
+                                            config.rate_limit_max_clients, stats=self.stats)  # fmt: skip
         self.resolver = Resolver(
             forwarder=self.forwarder,
             blocking=config.blocking,
@@ -51,7 +58,14 @@ class Engine:
             forward_single_label=config.forward_single_label,
             forward_private_reverse=config.forward_private_reverse,
             clients=self.clients,
+            access=self.access,
+            refused_action=config.refused_clients_action,
+            rate_limiter=self.rate_limiter,
         )
+        if self.rate_limiter is not None:
+            limiter, clock = self.rate_limiter, self.resolver.clock
+            self.stats.gauges["rate_limit_clients"] = lambda: limiter.size
+            self.stats.gauges["rate_limited_clients"] = lambda: len(limiter.limited_clients(clock()))
         self.server = DNSServer(
             self.resolver,
             self.stats,

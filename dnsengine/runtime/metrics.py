@@ -14,7 +14,8 @@ dns_query_log_drops_total, dns_query_log_written_total, dns_query_log_write_erro
 dns_query_log_unwritten_total, dns_query_log_workers, dns_query_log_write_rate,
 dns_query_log_worker_queue_depth (histogram), dns_query_log_batch_seconds (histogram),
 dns_queries_total{status}, dns_query_duration_seconds (histogram),
-dns_engine_events_total{event}, dns_clients_known, dns_client_names{source}, dns_engine_threads,
+dns_engine_events_total{event}, dns_engine_refused_total{reason}, dns_engine_rate_limit_clients,
+dns_engine_rate_limited_clients, dns_clients_known, dns_client_names{source}, dns_engine_threads,
 dns_gc_pause_seconds{generation} (histogram), dns_engine_sqlite_heap_bytes, dns_engine_malloc_bytes{state} and
 dns_engine_python_allocated_blocks (memory.py), plus the standard process_* metrics (RSS, CPU, open fds).
 """
@@ -41,7 +42,9 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from dnsengine.core.access import DISALLOWED, NOT_ALLOWED
 from dnsengine.core.clients import ClientDirectory
+from dnsengine.core.resolver import RATE_LIMITED
 from dnsengine.core.stats import DURATION_BUCKETS_US, EngineStats
 from dnsengine.runtime.memory import read_memory
 from querylog.logger.counters import HistogramSnapshot
@@ -51,6 +54,12 @@ log = logging.getLogger(__name__)
 GC_PAUSE_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 )  # fmt: skip
+
+REFUSED_REASONS = (NOT_ALLOWED, DISALLOWED, RATE_LIMITED)
+GAUGE_HELP = {
+    "rate_limit_clients": "Clients in the rate-limit table (GLORYHOLE_RATE_LIMIT_MAX_CLIENTS bounds it).",
+    "rate_limited_clients": "Clients past their rate limit now: their next query would be refused.",
+}
 
 
 class GcPauseTracker:
@@ -209,9 +218,21 @@ class EngineCollector(Collector):
         events = CounterMetricFamily(
             "dns_engine_events", "Engine events: dropped packets, overflows, upstream failures.", labels=["event"]
         )
+        refused = CounterMetricFamily(
+            "dns_engine_refused", "Queries refused (or dropped) before resolving, by reason.", labels=["reason"]
+        )
+        by_reason = dict.fromkeys(REFUSED_REASONS, 0)
         for name, count in sorted(snap.counters.items()):
-            events.add_metric([name], count)
+            if name.startswith("refused_"):
+                by_reason[name.removeprefix("refused_")] = count
+            else:
+                events.add_metric([name], count)
+        for reason, count in by_reason.items():
+            refused.add_metric([reason], count)
         yield events
+        yield refused
+        for name, read in sorted(self.engine_stats.gauges.items()):
+            yield GaugeMetricFamily(f"dns_engine_{name}", GAUGE_HELP.get(name, name), value=read())
 
     def _clients(self) -> Iterator[Metric]:
         known, by_source = self.clients.counts()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from ipaddress import ip_network
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -130,6 +131,13 @@ def engine_settings(settings):
     settings.GLORYHOLE_RELOAD_INTERVAL = 2.0
     settings.GLORYHOLE_ENGINE_NAME = "edge-1"
     settings.GLORYHOLE_METRICS_PORT = 9153
+    settings.GLORYHOLE_ALLOWED_CLIENTS = "192.168.1.0/24, 2001:db8::/32"
+    settings.GLORYHOLE_DISALLOWED_CLIENTS = "192.168.1.66"
+    settings.GLORYHOLE_REFUSED_CLIENTS_ACTION = "Drop"
+    settings.GLORYHOLE_RATE_LIMIT = 500
+    settings.GLORYHOLE_RATE_LIMIT_WINDOW = 30.0
+    settings.GLORYHOLE_RATE_LIMIT_EXEMPT = "192.168.1.1"
+    settings.GLORYHOLE_RATE_LIMIT_MAX_CLIENTS = 2000
     return settings
 
 
@@ -157,6 +165,13 @@ def test_it_builds_the_engine_config_from_settings(engine_settings):
         reload_interval=2.0,
         engine_name="edge-1",
         metrics_port=9153,
+        allowed_clients=(ip_network("192.168.1.0/24"), ip_network("2001:db8::/32")),
+        disallowed_clients=(ip_network("192.168.1.66/32"),),
+        refused_clients_action="drop",
+        rate_limit=500,
+        rate_limit_window=30.0,
+        rate_limit_exempt=(ip_network("192.168.1.1/32"),),
+        rate_limit_max_clients=2000,
     )
 
 
@@ -192,6 +207,22 @@ def test_the_engine_is_named_after_the_machine_and_port_by_default(engine_settin
         (
             {"GLORYHOLE_BLOCKING_MODE": "sinkhole"},
             "GLORYHOLE_BLOCKING_MODE='sinkhole': use null, nxdomain, refused or ip:ADDR[,ADDR6]",
+        ),
+        (
+            {"GLORYHOLE_ALLOWED_CLIENTS": "192.168.1.0/24,laptop"},
+            "GLORYHOLE_ALLOWED_CLIENTS: 'laptop' is not an IP address or network (e.g. 192.168.1.0/24)",
+        ),
+        (
+            {"GLORYHOLE_DISALLOWED_CLIENTS": "10.0.0.0/33"},
+            "GLORYHOLE_DISALLOWED_CLIENTS: '10.0.0.0/33' is not an IP address or network (e.g. 192.168.1.0/24)",
+        ),
+        (
+            {"GLORYHOLE_RATE_LIMIT_EXEMPT": "router"},
+            "GLORYHOLE_RATE_LIMIT_EXEMPT: 'router' is not an IP address or network (e.g. 192.168.1.0/24)",
+        ),
+        (
+            {"GLORYHOLE_REFUSED_CLIENTS_ACTION": "ignore"},
+            "GLORYHOLE_REFUSED_CLIENTS_ACTION='ignore': use refuse (answer REFUSED) or drop (no answer)",
         ),
     ],
 )

@@ -28,3 +28,12 @@ def answers(reply: dns.message.Message) -> list[str]:
 
 def rcode(reply: dns.message.Message) -> str:
     return dns.rcode.to_text(reply.rcode())
+
+
+def query_from(source: str, port: int, name: str = "example.com", rdtype: str = "A", *, tcp: bool = False,
+               timeout: float = 3.0) -> dns.message.Message:  # fmt: skip
+    """A query to the engine on 127.0.0.1 sent from `source`: any 127.0.0.x binds, the whole 127/8 is loopback."""
+    message = dns.message.make_query(name, rdtype)
+    if tcp:
+        return dns.query.tcp(message, "127.0.0.1", port=port, timeout=timeout, source=source)
+    return dns.query.udp(message, "127.0.0.1", port=port, timeout=timeout, source=source)
