@@ -40,6 +40,8 @@ class EngineConfig:
     reload_interval: float
     engine_name: str
     metrics_port: int
+    client_group_cache_size: int = 65536
+    group_upstream_sets: int = 8
 
     @classmethod
     def from_settings(cls, host: str | None = None, port: int | None = None) -> EngineConfig:
@@ -82,4 +84,6 @@ class EngineConfig:
             reload_interval=settings.GLORYHOLE_RELOAD_INTERVAL,
             engine_name=settings.GLORYHOLE_ENGINE_NAME or f"{socket.gethostname()}:{port}",
             metrics_port=settings.GLORYHOLE_METRICS_PORT,
+            client_group_cache_size=settings.GLORYHOLE_CLIENT_GROUP_CACHE_SIZE,
+            group_upstream_sets=settings.GLORYHOLE_GROUP_UPSTREAM_SETS,
         )
