@@ -97,3 +97,35 @@ def test_every_change_to_groups_or_memberships_bumps_the_generation():
         group=kids, blocklist=Blocklist.objects.create(name="social"), start=time(21), end=time(7)
     )
     assert bumped()
+
+
+def test_the_domain_test_says_which_groups_list_decided_for_a_client_or_a_group():
+    from dnsengine.models import BlockedDomain
+    from dnsengine.selectors import domain_check
+
+    kids = ClientGroup.objects.create(name="kids")
+    work = ClientGroup.objects.create(name="work", blocking_enabled=False)
+    social = Blocklist.objects.create(name="social")
+    BlockedDomain.objects.create(blocklist=social, domain="social.example")
+    social.groups.set([kids])
+    Client.objects.create(name="tablet", ip="192.168.1.20", group=kids)
+
+    for_tablet = domain_check("social.example", client="192.168.1.20")
+    assert (for_tablet.action, for_tablet.decided_by, for_tablet.group) == (
+        "block",
+        "list:social (group kids)",
+        "kids",
+    )
+    for_others = domain_check("social.example", client="192.168.1.21")
+    assert (for_others.action, for_others.group) == ("none", "Default")
+    assert not for_others.list_matches[0].in_group
+    assert domain_check("social.example", group=kids).action == "block"
+    assert not domain_check("social.example", group=work).blocking_enabled
+
+
+def test_the_blocklists_page_tests_a_domain_for_a_client(staff_web):
+    kids = ClientGroup.objects.create(name="kids")
+    Client.objects.create(name="tablet", ip="192.168.1.20", group=kids)
+    response = staff_web.get("/blocklists/", {"test": "example.org", "client": "192.168.1.20"})
+    assert response.status_code == 200
+    assert b"for group kids" in response.content
