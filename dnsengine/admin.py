@@ -5,12 +5,16 @@ from django.contrib import admin, messages
 
 from dnsengine.guardrails import DOMAIN, Verdict
 from dnsengine.models import (
+    WEEKDAYS,
     AllowedDomain,
     BlockedDomain,
     BlockingPause,
     Blocklist,
     BlockRule,
+    Client,
+    ClientGroup,
     EngineStatus,
+    GroupSchedule,
     LocalRecord,
 )
 from dnsengine.selectors import block_verdict
@@ -57,7 +61,7 @@ class BlockedDomainForm(GuardedBlockForm):
 class BlockRuleForm(GuardedBlockForm):
     class Meta:
         model = BlockRule
-        fields = ["kind", "pattern", "enabled", "comment", "created", "blocklist"]
+        fields = ["kind", "pattern", "enabled", "comment", "created", "blocklist", "groups"]
 
     def clean(self) -> dict:
         data = super().clean()
@@ -103,6 +107,7 @@ class BlocklistAdmin(admin.ModelAdmin):
     search_fields = ["name", "source", "url"]
     # Written by imports and the updater: editing them by hand would only confuse the next fetch.
     readonly_fields = ["domain_count", "last_loaded", "last_error", "etag", "last_modified", "last_checked"]
+    filter_horizontal = ["groups"]
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "url":
@@ -125,18 +130,20 @@ class BlockedDomainAdmin(GuardedBlockAdmin):
 @admin.register(AllowedDomain)
 class AllowedDomainAdmin(admin.ModelAdmin):
     list_display = ["domain", "include_subdomains", "enabled", "comment", "created"]
-    list_filter = ["enabled", "include_subdomains"]
+    list_filter = ["enabled", "include_subdomains", "groups"]
     list_editable = ["enabled"]
     search_fields = ["domain", "comment"]
+    filter_horizontal = ["groups"]
 
 
 @admin.register(BlockRule)
 class BlockRuleAdmin(GuardedBlockAdmin):
     form = BlockRuleForm
     list_display = ["pattern", "kind", "enabled", "comment"]
-    list_filter = ["kind", "enabled"]
+    list_filter = ["kind", "enabled", "groups"]
     list_editable = ["enabled"]
     search_fields = ["pattern", "comment"]
+    filter_horizontal = ["groups"]
 
     def get_changelist_form(self, request, **kwargs):
         return super().get_changelist_form(request, form=BlockRuleChangelistForm, **kwargs)
@@ -161,3 +168,66 @@ class BlockingPauseAdmin(admin.ModelAdmin):
     """The engines poll this row: blocking is off while active and not past `until`."""
 
     list_display = ["active", "until", "changed_at", "changed_by"]
+
+
+# --- Clients and groups ------------------------------------------------------------------
+
+
+@admin.register(ClientGroup)
+class ClientGroupAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_default", "blocking_enabled", "upstreams", "rate_limit_exempt", "description"]
+    list_editable = ["blocking_enabled"]
+    search_fields = ["name", "description"]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        if obj is not None and obj.is_default:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        # A bulk delete that includes the default group would fail half-way through.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
+@admin.register(Client)
+class ClientAdmin(admin.ModelAdmin):
+    list_display = ["name", "ip", "cidr", "mac", "group", "comment", "created"]
+    list_filter = ["group"]
+    list_select_related = ["group"]
+    search_fields = ["name", "ip", "cidr", "mac", "comment"]
+
+
+class GroupScheduleForm(forms.ModelForm):
+    """The weekday mask as seven tick boxes."""
+
+    days = forms.TypedMultipleChoiceField(
+        choices=[(str(i), day.capitalize()) for i, day in enumerate(WEEKDAYS)],
+        coerce=int,
+        widget=forms.CheckboxSelectMultiple,
+        label="Weekdays",
+        help_text="the days the window opens on",
+    )
+
+    class Meta:
+        model = GroupSchedule
+        fields = ["group", "blocklist", "days", "start", "end", "enabled", "comment"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        mask = self.instance.weekdays if self.instance.pk else 0b1111111
+        self.initial.setdefault("days", [str(i) for i in range(7) if mask >> i & 1])
+
+    def clean(self) -> dict:
+        data = super().clean()
+        self.instance.weekdays = sum(1 << i for i in data.get("days") or ())
+        return data
+
+
+@admin.register(GroupSchedule)
+class GroupScheduleAdmin(admin.ModelAdmin):
+    form = GroupScheduleForm
+    list_display = ["group", "blocklist", "start", "end", "enabled", "comment"]
+    list_filter = ["group", "enabled"]
+    list_select_related = ["group", "blocklist"]

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
 from dnsengine.core.names import normalize_domain
-from dnsengine.models import Blocklist
+from dnsengine.models import Blocklist, ClientGroup
 
 # What a text blocklist may start with: anything but NUL bytes and the magic
 # numbers of the binary formats people upload by mistake.
@@ -48,6 +48,13 @@ class DomainField(forms.CharField):
 
 class DomainTestForm(forms.Form):
     test = DomainField(label="Domain", widget=forms.TextInput(attrs={"placeholder": "ads.example.com"}))
+    # Whose policy to check: a client address (its group, as the engine assigns it) or a group.
+    client = forms.GenericIPAddressField(
+        required=False, label="Client", widget=forms.TextInput(attrs={"placeholder": "client IP (optional)"})
+    )
+    group = forms.ModelChoiceField(
+        queryset=ClientGroup.objects.order_by("-is_default", "name"), required=False, empty_label="default group"
+    )
 
 
 class DomainActionForm(forms.Form):

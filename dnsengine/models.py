@@ -15,6 +15,7 @@ from django.db import models
 from django.utils import timezone
 
 from dnsengine.core.names import normalize_domain
+from dnsengine.core.options import ConfigError, parse_upstreams
 
 
 def validate_domain(value: str) -> None:
@@ -22,6 +23,9 @@ def validate_domain(value: str) -> None:
     # the guard rails asked for a confirmation (dnsengine.guardrails).
     if normalize_domain(value, require_dot=False) is None:
         raise ValidationError(f"{value!r} is not a valid domain name")
+
+
+GROUPS_HELP = "the client groups it applies to; none: every group"
 
 
 class ConfigGeneration(models.Model):
@@ -62,6 +66,7 @@ class Blocklist(models.Model):
     last_modified = models.CharField(max_length=100, blank=True)
     last_checked = models.DateTimeField(null=True, blank=True, help_text="last download attempt, successful or not")
     next_update = models.DateTimeField(null=True, blank=True, help_text="when the updater fetches it next; empty: soon")
+    groups = models.ManyToManyField("ClientGroup", blank=True, related_name="blocklists", help_text=GROUPS_HELP)
 
     class Meta:
         ordering = ["name"]
@@ -94,6 +99,7 @@ class AllowedDomain(models.Model):
     enabled = models.BooleanField(default=True)
     comment = models.CharField(max_length=200, blank=True)
     created = models.DateTimeField(default=timezone.now)
+    groups = models.ManyToManyField("ClientGroup", blank=True, related_name="allowed_domains", help_text=GROUPS_HELP)
 
     class Meta:
         ordering = ["domain"]
@@ -124,6 +130,8 @@ class BlockRule(models.Model):
         blank=True,
         help_text="the regex list this rule came from; empty for a rule added by hand",
     )
+    # A regex list's rules follow their list's groups; this is for rules added by hand.
+    groups = models.ManyToManyField("ClientGroup", blank=True, related_name="block_rules", help_text=GROUPS_HELP)
 
     class Meta:
         ordering = ["kind", "pattern"]
@@ -237,3 +245,152 @@ class EngineStatus(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# --- Clients and groups ------------------------------------------------------------------
+#
+# A client is in exactly one group, so one policy decides each query and the log can
+# say which. A list, allow entry or rule is shared by any number of groups instead; one
+# with no groups applies to every group, so data from before groups existed, and a
+# network with only the default group, behave as before.
+
+
+class ClientGroup(models.Model):
+    """A policy: which lists, allow entries and rules apply, blocking on/off, upstreams."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=500, blank=True)
+    blocking_enabled = models.BooleanField(default=True, help_text="off: this group's queries are never blocked")
+    upstreams = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="host[:port], comma-separated, as GLORYHOLE_UPSTREAMS; empty: the engine's upstreams",
+    )
+    rate_limit_exempt = models.BooleanField(default=False, help_text="never rate-limited (e.g. a forwarding router)")
+    # Exactly one row, created by migration 0005 and never deleted (see signals.py).
+    is_default = models.BooleanField(default=False, editable=False)
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="uniq_default_clientgroup"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        self.upstreams = self.upstreams.strip()
+        if self.upstreams:
+            try:
+                parse_upstreams(self.upstreams, setting="upstreams")
+            except ConfigError as exc:
+                raise ValidationError({"upstreams": str(exc)}) from None
+
+
+def default_group_id() -> int:
+    """The default group's pk: where a client goes when its group is deleted."""
+    return ClientGroup.objects.get(is_default=True).pk
+
+
+def normalize_mac(value: str) -> str | None:
+    """`AA-BB-CC-DD-EE-FF`, `aabb.ccdd.eeff`, `aa:bb:…` -> `aa:bb:cc:dd:ee:ff`; None if not a MAC."""
+    digits = "".join(ch for ch in value.strip().lower() if ch not in ":-. ")
+    if len(digits) != 12 or any(ch not in "0123456789abcdef" for ch in digits):
+        return None
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+class Client(models.Model):
+    """A device the user named or assigned, recognised by one IP, one network or one MAC."""
+
+    name = models.CharField(max_length=100)
+    ip = models.GenericIPAddressField(null=True, blank=True, unique=True)
+    cidr = models.CharField(max_length=50, null=True, blank=True, unique=True, help_text="a network: 192.168.1.0/24")
+    mac = models.CharField(max_length=17, null=True, blank=True, unique=True, help_text="aa:bb:cc:dd:ee:ff")
+    # SET, not PROTECT: deleting a group moves its clients to the default group, the
+    # policy they would get if they had never been assigned, instead of refusing the delete.
+    group = models.ForeignKey(ClientGroup, on_delete=models.SET(default_group_id), related_name="clients")
+    comment = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(ip__isnull=False, cidr__isnull=True, mac__isnull=True)
+                    | models.Q(ip__isnull=True, cidr__isnull=False, mac__isnull=True)
+                    | models.Q(ip__isnull=True, cidr__isnull=True, mac__isnull=False)
+                ),
+                name="client_one_identifier",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.identifier})"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.group_id is None:
+            self.group_id = default_group_id()
+        super().save(*args, **kwargs)
+
+    @property
+    def identifier(self) -> str:
+        return self.ip or self.cidr or self.mac or ""
+
+    def clean(self) -> None:
+        # Empty form fields arrive as "": store NULL so the unique constraints ignore them.
+        self.ip = self.ip or None
+        self.cidr = (self.cidr or "").strip() or None
+        self.mac = (self.mac or "").strip() or None
+        given = [f for f in ("ip", "cidr", "mac") if getattr(self, f)]
+        if len(given) != 1:
+            raise ValidationError("Give exactly one of IP address, network (CIDR) or MAC address.")
+        if self.cidr:
+            try:
+                self.cidr = str(ipaddress.ip_network(self.cidr, strict=False))
+            except ValueError:
+                raise ValidationError({"cidr": f"{self.cidr!r} is not a network such as 192.168.1.0/24"}) from None
+        if self.mac:
+            mac = normalize_mac(self.mac)
+            if mac is None:
+                raise ValidationError({"mac": f"{self.mac!r} is not a MAC address such as aa:bb:cc:dd:ee:ff"})
+            self.mac = mac
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # bit i of the mask: date.weekday() == i
+
+
+class GroupSchedule(models.Model):
+    """While the window is open, the list applies to the group, on top of its always-on lists.
+
+    Times are in the engine's time zone (settings.TIME_ZONE). An end before the start
+    runs across midnight (21:00-07:00): the window opens on the days ticked and closes
+    the next morning.
+    """
+
+    group = models.ForeignKey(ClientGroup, on_delete=models.CASCADE, related_name="schedules")
+    blocklist = models.ForeignKey(Blocklist, on_delete=models.CASCADE, related_name="schedules")
+    weekdays = models.PositiveSmallIntegerField(
+        default=0b1111111, help_text="bit mask, Monday = 1, Tuesday = 2, ... Sunday = 64; 127: every day"
+    )
+    start = models.TimeField()
+    end = models.TimeField(help_text="before the start: the window ends the next day")
+    enabled = models.BooleanField(default=True)
+    comment = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["group", "start"]
+
+    def __str__(self) -> str:
+        days = ",".join(d for i, d in enumerate(WEEKDAYS) if self.weekdays >> i & 1)
+        return f"{self.group}: {self.blocklist} {days} {self.start:%H:%M}-{self.end:%H:%M}"
+
+    def clean(self) -> None:
+        if not 1 <= self.weekdays <= 0b1111111:
+            raise ValidationError({"weekdays": "tick at least one day"})
+        if self.start is not None and self.start == self.end:
+            raise ValidationError({"end": "the window would be empty: give an end different from the start"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,10 +11,20 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from dnsengine.core.groups import GroupAssignment, Window, group_suffix
 from dnsengine.core.names import normalize_domain
 from dnsengine.core.rules import Matcher, compile_rule
 from dnsengine.guardrails import DOMAIN, Verdict, covers_pattern, domain_refusal, domain_verdict, pattern_verdict
-from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule, EngineStatus
+from dnsengine.models import (
+    AllowedDomain,
+    BlockedDomain,
+    Blocklist,
+    BlockRule,
+    Client,
+    ClientGroup,
+    EngineStatus,
+    GroupSchedule,
+)
 from querylog.traffic import recent_traffic_of_domain, recent_traffic_of_rule
 
 # An engine writes its heartbeat every ~2 s; several missed ones mean it is gone.
@@ -35,6 +46,7 @@ class ListMatch:
     list_name: str
     entry: str  # the list's entry that covers the name (the name itself or a parent)
     list_enabled: bool
+    in_group: bool = True  # the list applies to the group checked for (now, with its time windows)
 
 
 @dataclass(slots=True)
@@ -47,28 +59,85 @@ class DomainCheck:
     list_matches: list[ListMatch] = field(default_factory=list)
     rule_matches: list[str] = field(default_factory=list)
     allow_matches: list[str] = field(default_factory=list)
+    group: str = ""  # the client group checked for
+    blocking_enabled: bool = True  # False: the group never blocks
 
     @property
     def allow_wins(self) -> bool:
         """The allowlist overrides at least one block that would otherwise apply."""
-        blocked = any(m.list_enabled for m in self.list_matches) or bool(self.rule_matches)
+        blocked = any(m.list_enabled and m.in_group for m in self.list_matches) or bool(self.rule_matches)
         return self.action == "allow" and blocked
 
 
-def domain_check(name: str) -> DomainCheck:
-    """Check `name` (already normalised) against the database as the engine would.
+def client_group_of(ip: str) -> ClientGroup:
+    """The group the engine puts a client address in (exact IP, then the longest network), else the default.
+
+    The web cannot see the engine's neighbour table, so clients known by MAC only get the default group here.
+    """
+    by_ip = dict(Client.objects.filter(ip__isnull=False).values_list("ip", "group_id"))
+    by_cidr = list(Client.objects.filter(cidr__isnull=False).values_list("cidr", "group_id"))
+    default = ClientGroup.objects.get(is_default=True)
+    try:
+        group_id = GroupAssignment(by_ip=by_ip, by_cidr=by_cidr, default=default.pk).lookup(ip)
+    except ValueError:
+        return default
+    return ClientGroup.objects.filter(pk=group_id).first() or default
+
+
+def _lists_of_group(group: ClientGroup) -> set[int]:
+    """The enabled lists that apply to `group` now: its own, everyone's, and those whose window is open."""
+    memberships: dict[int, set[int]] = {}
+    for list_id, group_id in Blocklist.groups.through.objects.values_list("blocklist_id", "clientgroup_id"):
+        memberships.setdefault(list_id, set()).add(group_id)
+    schedules = list(GroupSchedule.objects.filter(enabled=True).values_list("group_id", "blocklist_id", "weekdays",
+                                                                             "start", "end"))  # fmt: skip
+    scheduled = {list_id for _, list_id, *_ in schedules}
+    now = timezone.localtime()
+    out = set()
+    for list_id in Blocklist.objects.filter(enabled=True).values_list("pk", flat=True):
+        owners = memberships.get(list_id)
+        if (group.pk in owners) if owners else list_id not in scheduled:
+            out.add(list_id)
+    for group_id, list_id, weekdays, start, end in schedules:
+        seconds = (start.hour * 3600 + start.minute * 60 + start.second, end.hour * 3600 + end.minute * 60 + end.second)
+        if group_id == group.pk and Window(0, weekdays, *seconds).is_open(now):
+            out.add(list_id)
+    return out
+
+
+def domain_check(name: str, *, client: str = "", group: ClientGroup | None = None) -> DomainCheck:
+    """Check `name` (already normalised) against the database as the engine would, for a client or group.
 
     Only the rows that can concern this name are read (the name and its parents
     in the lists and the allowlist, plus the rules), then the engine's own
     Matcher decides, so this box and the engine cannot disagree on precedence.
+    Without a client or group, the default group's policy is checked.
     """
+    if group is None:
+        group = client_group_of(client) if client else ClientGroup.objects.filter(is_default=True).first()
+    if group is None:  # no default group: a database the migrations have not reached
+        group = ClientGroup(name="Default", is_default=True)
+    suffix = group_suffix(group.name, ClientGroup.objects.count() > 1)
+    group_lists = _lists_of_group(group)
+
+    def applies(owners: set[int]) -> bool:
+        return not owners or group.pk in owners
+
     suffixes = _suffixes(name)
     rows = (
         BlockedDomain.objects.filter(domain__in=suffixes)
         .select_related("blocklist")
         .order_by("blocklist__name", "domain")
     )
-    list_matches = [ListMatch(r.blocklist.name, r.domain, r.blocklist.enabled) for r in rows]
+    list_matches = [
+        ListMatch(r.blocklist.name, r.domain, r.blocklist.enabled, r.blocklist_id in group_lists) for r in rows
+    ]
+    rule_groups: dict[int, set[int]] = {}
+    for rule_id, group_id in BlockRule.groups.through.objects.values_list("blockrule_id", "clientgroup_id"):
+        rule_groups.setdefault(rule_id, set()).add(group_id)
+    allow_groups: dict[int, set[int]] = {}
+    for allow_id, group_id in AllowedDomain.groups.through.objects.values_list("alloweddomain_id", "clientgroup_id"):
+        allow_groups.setdefault(allow_id, set()).add(group_id)
 
     # The same rules the engine loads (loader.snapshot_load): hand-made ones, and
     # those of enabled regex lists, labelled as the query log labels them.
@@ -76,7 +145,12 @@ def domain_check(name: str) -> DomainCheck:
     enabled_rules: list[tuple[str, str]] = []
     list_rules: list[tuple[str, str, str]] = []
     rules = BlockRule.objects.filter(enabled=True).filter(Q(blocklist__isnull=True) | Q(blocklist__enabled=True))
-    for kind, pattern, list_name in rules.values_list("kind", "pattern", "blocklist__name"):
+    for rule_id, kind, pattern, list_id, list_name in rules.values_list("pk", "kind", "pattern", "blocklist_id",
+                                                                        "blocklist__name"):  # fmt: skip
+        if (list_id is None and not applies(rule_groups.get(rule_id, set()))) or (
+            list_id is not None and list_id not in group_lists
+        ):
+            continue
         try:
             regex = compile_rule(kind, pattern)
         except ValueError:
@@ -86,23 +160,32 @@ def domain_check(name: str) -> DomainCheck:
         else:
             list_rules.append((list_name, kind, pattern))
         if regex.search(name):
-            rule_matches.append(f"{kind}:{pattern}" if list_name is None else f"list:{list_name} {kind}:{pattern}")
+            label = f"{kind}:{pattern}" if list_name is None else f"list:{list_name} {kind}:{pattern}"
+            rule_matches.append(label + suffix)
 
-    allowed_rows = list(
-        AllowedDomain.objects.filter(enabled=True, domain__in=suffixes).values_list("domain", "include_subdomains")
-    )
+    allowed_rows = [
+        (domain, subs)
+        for pk, domain, subs in AllowedDomain.objects.filter(enabled=True, domain__in=suffixes).values_list(
+            "pk", "domain", "include_subdomains"
+        )
+        if applies(allow_groups.get(pk, set()))
+    ]
     allow_matches = [
-        f"allow:*.{domain}" if subs else f"allow:{domain}" for domain, subs in allowed_rows if domain == name or subs
+        (f"allow:*.{domain}" if subs else f"allow:{domain}") + suffix
+        for domain, subs in allowed_rows
+        if domain == name or subs
     ]
 
     by_list: dict[str, list[str]] = {}
     for m in list_matches:
-        if m.list_enabled:
+        if m.list_enabled and m.in_group:
             by_list.setdefault(m.list_name, []).append(m.entry)
     matcher = Matcher.build(
         lists=sorted(by_list.items()), rules=enabled_rules, allowed=allowed_rows, list_rules=list_rules
     )
-    decision = matcher.match(name)
+    decision = matcher.match(name) if group.blocking_enabled else None
+    if decision is not None and suffix:
+        decision = dataclasses.replace(decision, rule=decision.rule + suffix)
     return DomainCheck(
         name=name,
         action=decision.action if decision else "none",
@@ -110,6 +193,8 @@ def domain_check(name: str) -> DomainCheck:
         list_matches=list_matches,
         rule_matches=rule_matches,
         allow_matches=allow_matches,
+        group=group.name,
+        blocking_enabled=group.blocking_enabled,
     )
 
 

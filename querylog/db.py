@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # Python work); check_columns() refuses to start if the model and this tuple disagree.
 COLUMNS: tuple[str, ...] = (
     "timestamp", "client", "protocol", "domain", "qtype", "rcode", "status", "rule", "upstream", "duration_us",
-    "engine",
+    "engine", "client_name", "client_group",
 )  # fmt: skip
 _MAX_INT = 2147483647  # PositiveIntegerField is a 32-bit integer on PostgreSQL
 _PG_MAX_PARAMS = 65535  # bind parameters per statement in PostgreSQL's protocol
@@ -289,8 +289,9 @@ def row_builder(connection, engine_name: str) -> Callable[[Sequence[QueryLogEntr
     ips = IpCache(connection)
     # CharFields: Django passes str through unchanged; cutting to max_length keeps
     # PostgreSQL (which enforces it, unlike SQLite) from rejecting a whole batch.
-    lp, ld, lq, lr, ls, lru, lu = (
-        querylog_max_length(n) for n in ("protocol", "domain", "qtype", "rcode", "status", "rule", "upstream")
+    lp, ld, lq, lr, ls, lru, lu, lcn, lcg = (
+        querylog_max_length(n)
+        for n in ("protocol", "domain", "qtype", "rcode", "status", "rule", "upstream", "client_name", "client_group")
     )
     engine = engine_name
     max_int = _MAX_INT
@@ -309,6 +310,8 @@ def row_builder(connection, engine_name: str) -> Callable[[Sequence[QueryLogEntr
                 e.upstream[:lu],
                 d if (d := e.duration_us).__class__ is int and 0 <= d <= max_int else clamp_int(d),
                 engine,
+                e.client_name[:lcn],
+                e.client_group[:lcg],
             )
             for e in entries
         ]
@@ -346,4 +349,6 @@ def querylog_from_entry(entry: QueryLogEntry, engine_name: str = "") -> QueryLog
         upstream=entry.upstream[: querylog_max_length("upstream")],
         duration_us=clamp_int(entry.duration_us),
         engine=engine_name[: querylog_max_length("engine")],
+        client_name=entry.client_name[: querylog_max_length("client_name")],
+        client_group=entry.client_group[: querylog_max_length("client_group")],
     )

@@ -38,6 +38,10 @@ class QueryLog(models.Model):
     upstream = models.CharField(max_length=64, blank=True, help_text="upstream that answered")
     duration_us = models.PositiveIntegerField(default=0)
     engine = models.CharField(max_length=200, blank=True)
+    # The client's name and group as they were when the query was decided: text on the
+    # row, not a key, so history needs no join and a rename does not rewrite the past.
+    client_name = models.CharField(max_length=100, blank=True)
+    client_group = models.CharField(max_length=100, blank=True)
 
     class Meta:
         indexes = [

@@ -17,3 +17,5 @@ class QueryLogEntry:
     rule: str = ""
     upstream: str = ""
     duration_us: int = 0
+    client_name: str = ""  # the name the engine knew for the client, "" if none
+    client_group: str = ""  # the group whose policy decided the query

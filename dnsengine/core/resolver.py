@@ -34,6 +34,7 @@ from dnsengine.core.access import AccessControl
 from dnsengine.core.cache import CacheEntry, ReplyCache, TtlPolicy, entry_from_reply
 from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.entry import QueryLogEntry
+from dnsengine.core.groups import GroupAssignment, GroupSpec, Policy
 from dnsengine.core.options import BlockingMode
 from dnsengine.core.ratelimit import RateLimiter
 from dnsengine.core.rules import Matcher
@@ -113,6 +114,13 @@ class Snapshot:
     generation: int = 0
     # Blocking is paused until this time of the resolver's clock (math.inf: until resumed; 0: not paused).
     paused_until: float = 0.0
+    # The default group's name, for the log when `matcher` decides for everyone.
+    group: str = ""
+    # Several policies (client groups with their own lists, windows, blocking or upstreams):
+    # `assignment` picks one per client and `matcher` is unused. None: `matcher` for everyone.
+    assignment: GroupAssignment | None = None
+    policies: tuple[Policy, ...] = ()
+    specs: tuple[GroupSpec, ...] = ()  # what each policy is built from, for the time windows
 
 
 # A rendered reply, as a plain tuple (untracked by the garbage collector, as
@@ -134,6 +142,13 @@ class Exchange:
     limit: int  # largest reply that fits the transport
     packet: bytes  # the query as received; empty when too large to remember a rendered reply for
     sent: bool = False
+    policy: Policy | None = None  # the client group's policy; None: the snapshot's one matcher
+    group: str = ""  # the name of the group deciding, for the log
+    prefix: bytes = b""  # the policy's prefix for cache keys
+
+    @property
+    def key(self) -> bytes:
+        return self.prefix + self.query.key if self.prefix else self.query.key
 
     def send(self, reply: bytes) -> None:
         self.sent = True
@@ -160,6 +175,7 @@ class Resolver:
         rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.forwarder = forwarder
+        self.clients = clients
         self.blocking = blocking
         self.block_ttl = block_ttl
         self.cache = cache
@@ -209,11 +225,21 @@ class Resolver:
         limiter = self.rate_limiter
         if limiter is not None and not limiter.allow(client, self.clock()):
             return self._refuse_client(data, client, RATE_LIMITED, transport, addr, started, arrived)
+        clients = self.clients
+        if clients is not None:
+            clients.observe(client)
+        snapshot = self.snapshot
+        assignment = snapshot.assignment
+        if assignment is None:
+            policy, group, prefix = None, snapshot.group, b""
+        else:
+            policy = snapshot.policies[assignment.policy_for(client)]
+            group, prefix = policy.group, policy.key_prefix
         if transport.proto == "udp":
-            hit = self._rendered.get(data[2:])
+            hit = self._rendered.get(prefix + data[2:] if prefix else data[2:])
             if hit is not None and self.clock() < hit[1]:
                 transport.send(data[:2] + hit[0], addr)
-                self._record_rendered(hit, client, started, arrived)
+                self._record_rendered(hit, client, group, started, arrived)
                 return True
         try:
             query = wire.parse_query(data)
@@ -224,7 +250,7 @@ class Resolver:
             return False
         ex = Exchange(query, client, transport, addr, started, arrived,
                       query.payload if transport.proto == "udp" else 65535,
-                      data if len(data) <= MAX_RENDERED_QUERY else b"")  # fmt: skip
+                      data if len(data) <= MAX_RENDERED_QUERY else b"", False, policy, group, prefix)  # fmt: skip
         if query.edns and query.edns_version != 0:
             self._finish_error(ex, wire.BADVERS)
             return True
@@ -232,7 +258,7 @@ class Resolver:
             self._finish_error(ex, wire.REFUSED)
             return True
         now = self.clock()
-        entry = self.cache.get(query.key, now)
+        entry = self.cache.get(ex.key, now)
         if entry is not None:
             reply = entry.render(query, now, ex.limit)
             ex.send(reply)
@@ -241,7 +267,7 @@ class Resolver:
                 # The TTLs in `reply` are right until the entry's age reaches its next whole second.
                 valid_until = min(entry.expires, entry.stored + int(now - entry.stored) + 1)
                 self._remember_rendered(data, reply, query, valid_until, entry.domain, entry.rcode, entry.status,
-                                        entry.rule)  # fmt: skip
+                                        entry.rule, prefix)  # fmt: skip
             return True
         try:
             self._resolve_miss(ex, now)
@@ -257,7 +283,8 @@ class Resolver:
         query = ex.query
         name = query.name
         snapshot = self.snapshot
-        decision = snapshot.matcher.match(name)
+        policy = ex.policy
+        decision = (snapshot.matcher if policy is None else policy.matcher).match(name)
         paused_rule = ""
         if decision is not None and decision.action == "block":
             if now >= snapshot.paused_until:
@@ -270,7 +297,7 @@ class Resolver:
                 self._log(ex, name, entry.rcode, STATUS_BLOCKED, decision.rule)
                 if ex.transport.proto == "udp":
                     self._remember_rendered(ex.packet, reply, query, math.inf, name, entry.rcode, STATUS_BLOCKED,
-                                            decision.rule)  # fmt: skip
+                                            decision.rule, ex.prefix)  # fmt: skip
                 return
             # Blocking is paused: carry on as if nothing listed the name; the log says what would have.
             paused_rule = f"paused:{decision.rule}"
@@ -292,8 +319,15 @@ class Resolver:
             self._finish_forwarded(ex, name, reply, upstream, status, rule)
 
         query = ex.query
-        if not self.forwarder.forward(query.qname_wire, query.qtype, query.qclass, query.do, on_reply):
+        if not self._forwarder(ex).forward(query.qname_wire, query.qtype, query.qclass, query.do, on_reply):
             self._finish_error(ex, wire.SERVFAIL, name=name, rule=rule)
+
+    def _forwarder(self, ex: Exchange) -> Forwarder:
+        """The group's own upstreams, if it has some, else the engine's."""
+        policy = ex.policy
+        if policy is not None and policy.forwarder is not None:
+            return policy.forwarder
+        return self.forwarder
 
     def _finish_forwarded(self, ex: Exchange, name: str, reply: bytes | None, upstream: str, status: str,
                           rule: str) -> None:  # fmt: skip
@@ -311,16 +345,16 @@ class Resolver:
         ttls = tuple(self.ttl_policy.clamp(t) for t in scanned.ttls)
         scanned.ttls = ttls
         entry = entry_from_reply(scanned, now=now, lifetime=lifetime, domain=name, status=STATUS_CACHED)
-        self.cache.put(ex.query.key, entry)
+        self.cache.put(ex.key, entry)
         ex.send(entry.render(ex.query, now, ex.limit))
         self._log(ex, name, entry.rcode, status, rule, upstream)
 
-    def _cache_built(self, query: Query, record: DNSRecord, now: float, ttl: int, name: str, status: str,
+    def _cache_built(self, ex: Exchange, record: DNSRecord, now: float, ttl: int, name: str, status: str,
                      rule: str) -> CacheEntry:  # fmt: skip
         packed = record.pack()
         scanned = wire.scan_reply(packed, wire.question_end(packed))
         entry = entry_from_reply(scanned, now=now, lifetime=ttl, domain=name, status=status, rule=rule)
-        self.cache.put(query.key, entry)
+        self.cache.put(ex.key, entry)
         return entry
 
     # -- blocked answers --------------------------------------------------------------
@@ -342,7 +376,7 @@ class Resolver:
         rule = f"special:{kind}"
         self._log(ex, name, entry.rcode, STATUS_LOCAL, rule)
         if ex.transport.proto == "udp":
-            self._remember_rendered(ex.packet, reply, query, math.inf, name, entry.rcode, STATUS_LOCAL, rule)
+            self._remember_rendered(ex.packet, reply, query, math.inf, name, entry.rcode, STATUS_LOCAL, rule, ex.prefix)
 
     def _blocked_entry(self, qtype: int) -> CacheEntry:
         """The blocked answer for `qtype`, built once per type, for any name.
@@ -397,7 +431,7 @@ class Resolver:
             current = target
         else:
             record.header.rcode = wire.SERVFAIL  # chain too long
-        entry = self._cache_built(query, record, now, min_ttl or 0, name, STATUS_LOCAL, "local")
+        entry = self._cache_built(ex, record, now, min_ttl or 0, name, STATUS_LOCAL, "local")
         ex.send(entry.render(query, now, ex.limit))
         self._log(ex, name, entry.rcode, STATUS_LOCAL, "local")
 
@@ -420,11 +454,11 @@ class Resolver:
                 combined.header.rcode = wire.SERVFAIL
             ttls = [rr.ttl for rr in combined.rr]
             lifetime = min(ttls) if reply is not None and ttls else 0
-            entry = self._cache_built(query, combined, now, lifetime, name, STATUS_LOCAL, "local")
+            entry = self._cache_built(ex, combined, now, lifetime, name, STATUS_LOCAL, "local")
             ex.send(entry.render(query, now, ex.limit))
             self._log(ex, name, entry.rcode, STATUS_LOCAL, "local", upstream)
 
-        if not self.forwarder.forward(target_wire, query.qtype, query.qclass, query.do, on_reply):
+        if not self._forwarder(ex).forward(target_wire, query.qtype, query.qclass, query.do, on_reply):
             self._finish_error(ex, wire.SERVFAIL, name=name)
 
     # -- errors and logging -----------------------------------------------------------
@@ -472,7 +506,7 @@ class Resolver:
         self._log(ex, query.name if name is None else name, rcode, STATUS_ERROR, rule)
 
     def _remember_rendered(self, data: bytes, reply: bytes, query: Query, valid_until: float, domain: str,
-                           rcode: int, status: str, rule: str) -> None:  # fmt: skip
+                           rcode: int, status: str, rule: str, prefix: bytes = b"") -> None:  # fmt: skip
         if not data or len(data) > MAX_RENDERED_QUERY:
             return  # a query this large is not a stub resolver's everyday one: not worth the memory
         rendered = self._rendered
@@ -481,41 +515,40 @@ class Resolver:
             rendered.clear()  # crude, but bounded and rare; the cache still has everything
             self._rendered_bytes = 0
         self._rendered_bytes += cost
-        rendered[data[2:]] = (
+        rendered[prefix + data[2:] if prefix else data[2:]] = (
             reply[2:], valid_until, domain, wire.qtype_name(query.qtype), wire.RCODE_NAMES.get(rcode, str(rcode)),
             status, rule,
         )  # fmt: skip
 
-    def _record_rendered(self, hit: _Rendered, client: str, started: float, arrived: float) -> None:
+    def _record_rendered(self, hit: _Rendered, client: str, group: str, started: float, arrived: float) -> None:
         duration_us = int((time.perf_counter() - started) * 1e6)
         _, _, domain, qtype, rcode, status, rule = hit
         self.stats.record(status, duration_us)
-        clients = self.clients
-        if clients is not None:
-            clients.observe(client)
         sink = self.query_logger
         if sink is not None:
-            sink.log_async(QueryLogEntry(arrived, client, "udp", domain, qtype, rcode, status, rule, "", duration_us))
+            clients = self.clients
+            name = clients.name_for(client) if clients is not None else ""
+            sink.log_async(QueryLogEntry(arrived, client, "udp", domain, qtype, rcode, status, rule, "", duration_us,
+                                         name, group))  # fmt: skip
 
     def _log(self, ex: Exchange, name: str, rcode: int, status: str, rule: str, upstream: str = "") -> None:
         self._record(ex.query, name, rcode, status, rule, upstream, ex.client, ex.transport.proto, ex.started,
-                     ex.arrived)  # fmt: skip
+                     ex.arrived, ex.group)  # fmt: skip
 
     def _record(self, query: Query | None, name: str, rcode: int, status: str, rule: str, upstream: str,
-                client: str, proto: str, started: float, arrived: float) -> None:  # fmt: skip
+                client: str, proto: str, started: float, arrived: float, group: str = "") -> None:  # fmt: skip
         """Count the answered query and hand it to the query logger (never blocks)."""
         self._record_text(query, name, wire.RCODE_NAMES.get(rcode, str(rcode)), status, rule, client, proto, started,
-                          arrived, upstream)  # fmt: skip
+                          arrived, upstream, group)  # fmt: skip
 
     def _record_text(self, query: Query | None, name: str, rcode: str, status: str, rule: str, client: str,
-                     proto: str, started: float, arrived: float, upstream: str = "") -> None:  # fmt: skip
+                     proto: str, started: float, arrived: float, upstream: str = "",
+                     group: str = "") -> None:  # fmt: skip
         duration_us = int((time.perf_counter() - started) * 1e6)
         self.stats.record(status, duration_us)
-        clients = self.clients
-        if clients is not None:
-            clients.observe(client)
         sink = self.query_logger
         if sink is not None:
+            clients = self.clients
             sink.log_async(
                 QueryLogEntry(
                     arrived,
@@ -528,6 +561,8 @@ class Resolver:
                     rule,
                     upstream,
                     duration_us,
+                    clients.name_for(client) if clients is not None else "",
+                    group,
                 )
             )
 

@@ -57,11 +57,16 @@ class Decision:
 
 
 class _DomainTable:
-    """Blocked names as 64-bit XXH3 keys, each with the index of its list, in two flat arrays.
+    """Blocked names as 64-bit XXH3 keys, each with the index of its set of lists, in two flat arrays.
 
     Open addressing with linear probing, at most 60% full: n names take the next
     power of two above n / 0.6 slots of 8 + 2 bytes, a fraction of a dict of str
     (`make bench-blocklist` measures both, and the other designs tried).
+
+    A name held by several lists points at one interned tuple of their indices
+    (`sets`, in list order), so one table serves every client group: each group's
+    matcher maps a set index to its decision (the first list of the set the group
+    uses), and a list used by several groups costs its memory once.
 
     The names themselves are not kept, so an unlisted name whose key equals a
     listed one's would be blocked. XXH3 spreads names like a random function,
@@ -72,7 +77,7 @@ class _DomainTable:
     A key of 0 marks an empty slot, so a name whose hash is 0 is keyed 1.
     """
 
-    __slots__ = ("keys", "lists", "mask", "single_labels", "size")
+    __slots__ = ("keys", "lists", "mask", "sets", "single_labels", "size")
 
     def __init__(self, capacity: int = 0, list_count: int = 1) -> None:
         slots = 8
@@ -82,13 +87,15 @@ class _DomainTable:
         self.lists = array("H", bytes(2 * slots)) if list_count <= 1 << 16 else array("I", bytes(4 * slots))
         self.mask = slots - 1
         self.size = 0
+        # Set index -> the indices of the lists holding the name, in list order.
+        self.sets: list[tuple[int, ...]] = [(i,) for i in range(list_count)]
         # Lists hold names with a dot (the parser and the model insist), so the
         # walk can skip the last label, unless some entry is a bare label.
         self.single_labels = False
 
     @classmethod
     def build(cls, lists: Iterable[Iterable[str]]) -> _DomainTable:
-        """Index the names of each list in turn; a name listed again keeps its first list."""
+        """Index the names of each list in turn; a name listed again joins that list to its set."""
         keys = array("Q")  # 8 bytes a name while gathering, so the table is sized once
         ends: list[int] = []  # where each list's keys end in `keys`
         single_labels = False
@@ -104,6 +111,9 @@ class _DomainTable:
         table = cls(len(keys), len(ends))
         table.single_labels = single_labels
         slots, owners, mask = table.keys, table.lists, table.mask
+        # Set i < len(ends) is list i alone; sets of several lists are interned after them.
+        sets = table.sets
+        interned: dict[tuple[int, ...], int] = {}
         size = 0
         pending = iter(keys)
         start = 0
@@ -118,14 +128,24 @@ class _DomainTable:
                         size += 1
                         break
                     if present == key:
-                        break  # listed before: the earlier list keeps the attribution
+                        held = sets[owners[i]]
+                        if held[-1] != owner:  # a name twice in one list changes nothing
+                            joined = (*held, owner)
+                            index = interned.get(joined)
+                            if index is None:
+                                index = interned[joined] = len(sets)
+                                sets.append(joined)
+                                if index > 0xFFFF and owners.typecode == "H":
+                                    owners = table.lists = array("I", owners)
+                            owners[i] = index
+                        break
                     i = (i + 1) & mask
             start = end
         table.size = size
         return table
 
     def find(self, name: str) -> int | None:
-        """The list index of the most specific listed name among `name` and its parents."""
+        """The list-set index of the most specific listed name among `name` and its parents."""
         if not self.size:
             return None
         raw = name.encode("utf-8", "surrogatepass")
@@ -150,13 +170,20 @@ class _DomainTable:
 
 @dataclass(slots=True)
 class Matcher:
+    """The decision for one policy: the default group's, or one client group's.
+
+    `blocked` may be shared by the matchers of several groups; `set_decisions`
+    is this matcher's own view of it (see _DomainTable).
+    """
+
     list_names: list[str] = field(default_factory=list)
     rules: list[tuple[re.Pattern, str]] = field(default_factory=list)
     allowed_exact: dict[str, str] = field(default_factory=dict)  # domain -> label
     allowed_tree: dict[str, str] = field(default_factory=dict)  # domain -> label, covers subdomains
     blocked: _DomainTable = field(default_factory=_DomainTable)
-    # One shared Decision per list: a blocked lookup allocates nothing.
-    list_decisions: list[Decision] = field(default_factory=list)
+    # Set index of `blocked` -> the Decision (shared: a blocked lookup allocates
+    # nothing), or None when no list of the set applies to this policy.
+    set_decisions: list[Decision | None] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -171,7 +198,7 @@ class Matcher:
 
         Invalid names and rules are skipped here: they were validated on the way
         into the database, and a bad row must not stop a reload. Lists are read
-        once, as streams; a name in several lists counts once, for the first.
+        once, as streams; a name in several lists is decided by the first.
         """
         m = cls()
 
@@ -181,25 +208,9 @@ class Matcher:
                 yield domains
 
         m.blocked = _DomainTable.build(names_of_each_list())
-        m.list_decisions = [Decision("block", f"list:{list_name}") for list_name in m.list_names]
-        for kind, pattern in rules:
-            try:
-                m.rules.append((compile_rule(kind, pattern), f"{kind}:{pattern}"))
-            except ValueError:
-                continue
-        for list_name, kind, pattern in list_rules:
-            try:
-                m.rules.append((compile_rule(kind, pattern), f"list:{list_name} {kind}:{pattern}"))
-            except ValueError:
-                continue
-        for domain, include_subdomains in allowed:
-            name = normalize_domain(domain, require_dot=False)
-            if name is None:
-                continue
-            if include_subdomains:
-                m.allowed_tree[name] = f"allow:*.{name}"
-            else:
-                m.allowed_exact[name] = f"allow:{name}"
+        m.set_decisions = set_decisions(m.blocked, list_decisions(m.list_names), range(len(m.list_names)))
+        m.rules = compile_rules(rules) + compile_list_rules(list_rules)
+        m.allowed_exact, m.allowed_tree = allow_tables(allowed)
         return m
 
     def match(self, name: str) -> Decision | None:
@@ -220,7 +231,9 @@ class Matcher:
                 suffix = suffix[dot + 1 :]
         index = self.blocked.find(name)
         if index is not None:
-            return self.list_decisions[index]
+            decision = self.set_decisions[index]
+            if decision is not None:
+                return decision
         for regex, label in self.rules:
             # search, not match: a regex rule matches anywhere in the name, as in Pi-hole
             # (`(\.|^)doubleclick\.net$`); wildcards carry their own anchors.
@@ -230,5 +243,63 @@ class Matcher:
 
     @property
     def size(self) -> int:
-        """Distinct blocked names (a name in several lists counts once)."""
+        """Distinct blocked names in the (shared) table: a name in several lists counts once."""
         return self.blocked.size
+
+
+# --- Pieces of a matcher, for building one per client group (dnsengine.core.groups) -------
+
+
+def list_decisions(list_names: list[str], suffix: str = "") -> list[Decision]:
+    """One block Decision per list, its rule text `list:NAME` plus `suffix` (e.g. " (group kids)")."""
+    return [Decision("block", f"list:{name}{suffix}") for name in list_names]
+
+
+def set_decisions(table: _DomainTable, decisions: list[Decision], active: Iterable[int]) -> list[Decision | None]:
+    """Set index -> the decision of the first list of the set in `active`, or None.
+
+    Costs one pass over the distinct list sets, never over the names: this is what a
+    time window opening or closing rebuilds.
+    """
+    on = set(active)
+    out: list[Decision | None] = []
+    for members in table.sets:
+        out.append(next((decisions[i] for i in members if i in on), None))
+    return out
+
+
+def compile_rules(rules: Iterable[tuple[str, str]]) -> list[tuple[re.Pattern, str]]:
+    """(kind, pattern) -> (compiled, rule text); invalid ones are skipped."""
+    out = []
+    for kind, pattern in rules:
+        try:
+            out.append((compile_rule(kind, pattern), f"{kind}:{pattern}"))
+        except ValueError:
+            continue
+    return out
+
+
+def compile_list_rules(list_rules: Iterable[tuple[str, str, str]]) -> list[tuple[re.Pattern, str]]:
+    """(list name, kind, pattern) -> (compiled, rule text naming the list); invalid ones are skipped."""
+    out = []
+    for list_name, kind, pattern in list_rules:
+        try:
+            out.append((compile_rule(kind, pattern), f"list:{list_name} {kind}:{pattern}"))
+        except ValueError:
+            continue
+    return out
+
+
+def allow_tables(allowed: Iterable[tuple[str, bool]], suffix: str = "") -> tuple[dict[str, str], dict[str, str]]:
+    """(domain, include_subdomains) -> (exact names, names covering their subdomains), each to its label."""
+    exact: dict[str, str] = {}
+    tree: dict[str, str] = {}
+    for domain, include_subdomains in allowed:
+        name = normalize_domain(domain, require_dot=False)
+        if name is None:
+            continue
+        if include_subdomains:
+            tree[name] = f"allow:*.{name}{suffix}"
+        else:
+            exact[name] = f"allow:{name}{suffix}"
+    return exact, tree

@@ -50,6 +50,8 @@ class EngineConfig:
     rate_limit_window: float = 60.0
     rate_limit_exempt: tuple[Network, ...] = ()
     rate_limit_max_clients: int = 10000
+    client_group_cache_size: int = 65536
+    group_upstream_sets: int = 8
 
     @classmethod
     def from_settings(cls, host: str | None = None, port: int | None = None) -> EngineConfig:
@@ -103,4 +105,6 @@ class EngineConfig:
             rate_limit_window=settings.GLORYHOLE_RATE_LIMIT_WINDOW,
             rate_limit_exempt=exempt,
             rate_limit_max_clients=settings.GLORYHOLE_RATE_LIMIT_MAX_CLIENTS,
+            client_group_cache_size=settings.GLORYHOLE_CLIENT_GROUP_CACHE_SIZE,
+            group_upstream_sets=settings.GLORYHOLE_GROUP_UPSTREAM_SETS,
         )

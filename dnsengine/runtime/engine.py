@@ -10,6 +10,7 @@ from dnsengine.core.access import AccessControl
 from dnsengine.core.cache import ReplyCache, TtlPolicy
 from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.ioloop import IoLoop
+from dnsengine.core.options import Upstream
 from dnsengine.core.ratelimit import RateLimiter
 from dnsengine.core.resolver import QueryLogSink, Resolver
 from dnsengine.core.server import DNSServer
@@ -76,11 +77,35 @@ class Engine:
             tcp_idle_timeout=config.tcp_idle_timeout,
             tcp_max_per_client=config.tcp_max_per_client,
         )
-        self.watcher = ConfigWatcher(self.resolver, config.reload_interval)
+        # Forwarders of client groups with their own upstreams, one per distinct list, made
+        # on the reload that first needs one and kept until the engine stops (at most
+        # config.group_upstream_sets of them).
+        self.group_forwarders: dict[tuple[Upstream, ...], UpstreamForwarder] = {}
+        self.watcher = ConfigWatcher(self.resolver, config.reload_interval, directory=self.clients,
+                                     forwarder_for=self.forwarder_for,
+                                     group_cache_size=config.client_group_cache_size, stats=self.stats)  # fmt: skip
         # Scheduled list updates, unless GLORYHOLE_BLOCKLIST_UPDATE_HOURS=0 leaves them to cron.
         if blocklist_updater is None and settings.GLORYHOLE_BLOCKLIST_UPDATE_HOURS > 0:
             blocklist_updater = BlocklistUpdater()
         self.updater = blocklist_updater
+
+    def forwarder_for(self, upstreams: tuple[Upstream, ...]) -> UpstreamForwarder | None:
+        """The forwarder for a group's own upstreams; None (the default upstreams) past the limit."""
+        if upstreams == self.config.upstreams:
+            return None
+        forwarder = self.group_forwarders.get(upstreams)
+        if forwarder is None:
+            if len(self.group_forwarders) >= self.config.group_upstream_sets:
+                self.stats.count("group_upstreams_over_limit")
+                logger.warning("more than %d distinct group upstream lists (GLORYHOLE_GROUP_UPSTREAM_SETS): %s "
+                               "uses the default upstreams", self.config.group_upstream_sets,
+                               ",".join(u.label for u in upstreams))  # fmt: skip
+                return None
+            forwarder = UpstreamForwarder(upstreams, self.config.upstream_timeout, self.config.max_inflight,
+                                          self.stats, self.loop)  # fmt: skip
+            forwarder.start()
+            self.group_forwarders[upstreams] = forwarder
+        return forwarder
 
     @property
     def port(self) -> int:
@@ -107,12 +132,15 @@ class Engine:
         """
         self.server.stop_receiving()
         drain = min(10.0, self.config.upstream_timeout * len(self.config.upstreams) + 0.5)
-        if not self.forwarder.drain(drain):
-            logger.warning("stopping with %d queries still waiting on upstreams", self.forwarder.inflight)
+        forwarders = [self.forwarder, *self.group_forwarders.values()]
+        for forwarder in forwarders:
+            if not forwarder.drain(drain):
+                logger.warning("stopping with %d queries still waiting on upstreams", forwarder.inflight)
         self.server.close()
         if self.updater is not None:
             self.updater.stop()
         self.watcher.stop()
         self.client_names.stop()
-        self.forwarder.stop()
+        for forwarder in forwarders:
+            forwarder.stop()
         self.loop.stop()

@@ -14,13 +14,19 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from django.db import close_old_connections, connections
+from django.utils import timezone
 
 from dnsengine.blocklists.store import blocklist_names
+from dnsengine.core.clients import ClientDirectory
+from dnsengine.core.groups import GroupAssignment, next_window_check, policies_at, policies_build
 from dnsengine.core.resolver import LocalRecords, Resolver, Snapshot
 from dnsengine.core.rules import Matcher
+from dnsengine.core.stats import EngineStats
 from dnsengine.models import AllowedDomain, Blocklist, BlockRule, LocalRecord
+from dnsengine.runtime.policies import groups_load
 from dnsengine.services import config_generation_current
 from dnsengine.services.pause import blocking_paused_until
 
@@ -31,16 +37,38 @@ logger = logging.getLogger(__name__)
 FAILURE_LOG_INTERVAL = 60.0
 
 
-def snapshot_load(generation: int = 0, paused_until: float = 0.0) -> Snapshot:
-    """Build what the engine serves from: the enabled lists, rules, allowlist and local records.
+def snapshot_load(
+    generation: int = 0,
+    paused_until: float = 0.0,
+    *,
+    now: datetime | None = None,
+    directory: ClientDirectory | None = None,
+    forwarder_for: Callable | None = None,
+    group_cache_size: int = 65536,
+    stats: EngineStats | None = None,
+) -> Snapshot:
+    """Build what the engine serves from: the enabled lists, rules, allowlist, local records, client groups.
 
     `paused_until` is copied into the snapshot as is: the watcher converts the
-    pause's end to the resolver's clock.
+    pause's end to the resolver's clock. `now` (local time) decides which time
+    windows are open; `directory` gets the names the user gave the clients;
+    `forwarder_for(upstreams)` gives the forwarder of a group with its own upstreams.
     """
-    lists = [
-        (name, blocklist_names(pk))
-        for pk, name in Blocklist.objects.filter(enabled=True).order_by("name").values_list("pk", "name")
-    ]
+    enabled = list(Blocklist.objects.filter(enabled=True).order_by("name").values_list("pk", "name"))
+    lists = [(name, blocklist_names(pk)) for pk, name in enabled]
+    groups = groups_load([pk for pk, _ in enabled])
+    if directory is not None:
+        directory.set_configured(groups.names_by_ip, groups.names_by_cidr, groups.names_by_mac)
+    local = LocalRecords.build(LocalRecord.objects.filter(enabled=True).values_list("name", "type", "value", "ttl"))
+    if not groups.simple:
+        # One table of names for every group; each policy maps its list sets to decisions.
+        shared = Matcher.build(lists=lists)
+        policies = policies_build(shared.blocked, shared.list_names, groups.specs, now, forwarder_for)
+        assignment = GroupAssignment(by_ip=groups.by_ip, by_cidr=groups.by_cidr, by_mac=groups.by_mac, default=0,
+                                     directory=directory, max_size=group_cache_size, stats=stats)  # fmt: skip
+        return Snapshot(matcher=policies[0].matcher, local=local, generation=generation, paused_until=paused_until,
+                        group=groups.default_name, assignment=assignment, policies=policies,
+                        specs=groups.specs)  # fmt: skip
     matcher = Matcher.build(
         lists=lists,
         rules=BlockRule.objects.filter(enabled=True, blocklist__isnull=True).values_list("kind", "pattern"),
@@ -50,8 +78,8 @@ def snapshot_load(generation: int = 0, paused_until: float = 0.0) -> Snapshot:
         .order_by("blocklist__name", "pk")
         .values_list("blocklist__name", "kind", "pattern"),
     )
-    local = LocalRecords.build(LocalRecord.objects.filter(enabled=True).values_list("name", "type", "value", "ttl"))
-    return Snapshot(matcher=matcher, local=local, generation=generation, paused_until=paused_until)
+    return Snapshot(matcher=matcher, local=local, generation=generation, paused_until=paused_until,
+                    group=groups.default_name)  # fmt: skip
 
 
 class ConfigWatcher:
@@ -73,6 +101,11 @@ class ConfigWatcher:
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
         failure_log_interval: float = FAILURE_LOG_INTERVAL,
+        local_now: Callable[[], datetime] = timezone.localtime,
+        directory: ClientDirectory | None = None,
+        forwarder_for: Callable | None = None,
+        group_cache_size: int = 65536,
+        stats: EngineStats | None = None,
     ):
         self.resolver = resolver
         self.interval = interval
@@ -80,6 +113,13 @@ class ConfigWatcher:
         self.wall_clock = wall_clock
         self.clock = clock
         self.failure_log_interval = failure_log_interval
+        # Local time in settings.TIME_ZONE, for the groups' time windows; tests pass their own.
+        self.local_now = local_now
+        self.directory = directory
+        self.forwarder_for = forwarder_for
+        self.group_cache_size = group_cache_size
+        self.stats = stats
+        self.window_changes = 0
         self.generation: int | None = None
         self.reloads = 0
         # Failed attempts since the last one that worked, and when the next may be logged.
@@ -156,7 +196,9 @@ class ConfigWatcher:
 
     def _reload(self, generation: int, paused_until: float) -> None:
         started = time.monotonic()
-        snapshot = snapshot_load(generation, self._resolver_time(paused_until))
+        snapshot = snapshot_load(generation, self._resolver_time(paused_until), now=self.local_now(),
+                                 directory=self.directory, forwarder_for=self.forwarder_for,
+                                 group_cache_size=self.group_cache_size, stats=self.stats)  # fmt: skip
         self.resolver.apply_snapshot(snapshot)
         self.generation = generation
         self.paused_until = paused_until
@@ -184,6 +226,26 @@ class ConfigWatcher:
         if self.on_reload is not None:
             self.on_reload(snapshot)
 
+    def apply_windows(self) -> bool:
+        """Open and close the groups' time windows as of now; True if some group's lists changed.
+
+        Rebuilds only the changed policies' decision arrays (dnsengine.core.groups.policies_at),
+        never the shared table of names, and drops the cached replies as a reload does.
+        """
+        snapshot = self.resolver.snapshot
+        if not any(spec.windows for spec in snapshot.specs):
+            return False
+        policies = policies_at(snapshot.policies, snapshot.specs, self.local_now())
+        if policies is None:
+            return False
+        self.resolver.apply_snapshot(dataclasses.replace(snapshot, policies=policies, matcher=policies[0].matcher))
+        self.window_changes += 1
+        logger.info("time windows changed: %s", ", ".join(
+            f"{p.group} uses {len(p.open_lists)} lists" for p in policies))  # fmt: skip
+        if self.on_reload is not None:
+            self.on_reload(self.resolver.snapshot)
+        return True
+
     def _end_expired_pause(self) -> bool:
         """Drop what was cached during a pause that just ran out; needs no database."""
         until = self.resolver.snapshot.paused_until
@@ -210,12 +272,21 @@ class ConfigWatcher:
     def _next_wait(self) -> float:
         # Wake when a pause ends, not up to `interval` later: the replies cached
         # during it are to go at once.
-        left = self.resolver.snapshot.paused_until - self.resolver.clock()
-        return min(self.interval, left + 0.005) if left > 0 else self.interval
+        snapshot = self.resolver.snapshot
+        left = snapshot.paused_until - self.resolver.clock()
+        wait = min(self.interval, left + 0.005) if left > 0 else self.interval
+        if any(spec.windows for spec in snapshot.specs):
+            # At least once a minute, and at each window's start and end.
+            wait = min(wait, next_window_check(snapshot.specs, self.local_now()))
+        return wait
 
     def _run(self) -> None:
         try:
             while not self._stop.wait(self._next_wait()):
                 self.load_now()
+                try:
+                    self.apply_windows()
+                except Exception:
+                    logger.exception("evaluating the groups' time windows failed")
         finally:
             connections.close_all()  # this thread's: no idle session left behind on the server

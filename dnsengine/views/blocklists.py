@@ -28,7 +28,10 @@ logger = logging.getLogger(__name__)
 @login_required
 def blocklists(request: HttpRequest) -> HttpResponse:
     test_form = DomainTestForm(request.GET if "test" in request.GET else None)
-    check = domain_check(test_form.cleaned_data["test"]) if test_form.is_bound and test_form.is_valid() else None
+    check = None
+    if test_form.is_bound and test_form.is_valid():
+        data = test_form.cleaned_data
+        check = domain_check(data["test"], client=data.get("client") or "", group=data.get("group"))
     return render(
         request,
         "dnsengine/blocklists.html",
