@@ -145,6 +145,10 @@ class Exchange:
     policy: Policy | None = None  # the client group's policy; None: the snapshot's one matcher
     group: str = ""  # the name of the group deciding, for the log
     prefix: bytes = b""  # the policy's prefix for cache keys
+    # The snapshot the query was decided under: an upstream reply that arrives after a
+    # reload is sent but not cached, or it would outlive the rules (and policy numbers) it
+    # was decided by.
+    snapshot: Snapshot | None = None
 
     @property
     def key(self) -> bytes:
@@ -250,7 +254,8 @@ class Resolver:
             return False
         ex = Exchange(query, client, transport, addr, started, arrived,
                       query.payload if transport.proto == "udp" else 65535,
-                      data if len(data) <= MAX_RENDERED_QUERY else b"", False, policy, group, prefix)  # fmt: skip
+                      data if len(data) <= MAX_RENDERED_QUERY else b"", False, policy, group, prefix,
+                      snapshot)  # fmt: skip
         if query.edns and query.edns_version != 0:
             self._finish_error(ex, wire.BADVERS)
             return True
@@ -345,7 +350,8 @@ class Resolver:
         ttls = tuple(self.ttl_policy.clamp(t) for t in scanned.ttls)
         scanned.ttls = ttls
         entry = entry_from_reply(scanned, now=now, lifetime=lifetime, domain=name, status=STATUS_CACHED)
-        self.cache.put(ex.key, entry)
+        if ex.snapshot is self.snapshot:
+            self.cache.put(ex.key, entry)
         ex.send(entry.render(ex.query, now, ex.limit))
         self._log(ex, name, entry.rcode, status, rule, upstream)
 
