@@ -70,6 +70,7 @@ class GroupSpec:
     list_rules: list[tuple[int, re.Pattern, str]] = field(default_factory=list)  # (list index, regex, label)
     allowed: list[tuple[str, bool]] = field(default_factory=list)
     upstreams: tuple[Upstream, ...] = ()  # empty: the engine's
+    rate_limit_exempt: bool = False  # e.g. a router that forwards for the whole LAN
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ class Policy:
     key_prefix: bytes
     forwarder: object | None = None  # None: the engine's default upstreams
     open_lists: frozenset[int] = frozenset()  # the lists in force now, windows included
+    rate_limit_exempt: bool = False
 
 
 def group_suffix(name: str, several: bool) -> str:
@@ -121,7 +123,7 @@ def policy_build(
             blocked=table,
             set_decisions=set_decisions(table, list_decisions(list_names, suffix), active),
         )
-    return Policy(number, spec.name, matcher, number.to_bytes(2, "big"), forwarder, active)
+    return Policy(number, spec.name, matcher, number.to_bytes(2, "big"), forwarder, active, spec.rate_limit_exempt)
 
 
 def policies_at(policies: tuple[Policy, ...], specs: tuple[GroupSpec, ...], now: datetime) -> tuple[Policy, ...] | None:

@@ -226,12 +226,6 @@ class Resolver:
             reason = access.verdict(client)
             if reason:
                 return self._refuse_client(data, client, reason, transport, addr, started, arrived)
-        limiter = self.rate_limiter
-        if limiter is not None and not limiter.allow(client, self.clock()):
-            return self._refuse_client(data, client, RATE_LIMITED, transport, addr, started, arrived)
-        clients = self.clients
-        if clients is not None:
-            clients.observe(client)
         snapshot = self.snapshot
         assignment = snapshot.assignment
         if assignment is None:
@@ -239,6 +233,13 @@ class Resolver:
         else:
             policy = snapshot.policies[assignment.policy_for(client)]
             group, prefix = policy.group, policy.key_prefix
+        limiter = self.rate_limiter
+        if (limiter is not None and not (policy is not None and policy.rate_limit_exempt)
+                and not limiter.allow(client, self.clock())):  # fmt: skip
+            return self._refuse_client(data, client, RATE_LIMITED, transport, addr, started, arrived)
+        clients = self.clients
+        if clients is not None:
+            clients.observe(client)
         if transport.proto == "udp":
             hit = self._rendered.get(prefix + data[2:] if prefix else data[2:])
             if hit is not None and self.clock() < hit[1]:

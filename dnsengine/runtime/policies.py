@@ -52,12 +52,12 @@ def groups_load(list_ids: list[int]) -> GroupsConfig:
     """`list_ids`: the enabled lists' primary keys in the order of the shared table."""
     groups = list(
         ClientGroup.objects.order_by("-is_default", "name").values_list(
-            "pk", "name", "blocking_enabled", "upstreams", "is_default"
+            "pk", "name", "blocking_enabled", "upstreams", "is_default", "rate_limit_exempt"
         )
     )
     if not groups or not groups[0][4]:
         # Migration 0005 creates it and it cannot be deleted; a database without one still serves.
-        groups.insert(0, (None, "Default", True, "", True))
+        groups.insert(0, (None, "Default", True, "", True, False))
     number = {pk: i for i, (pk, *_) in enumerate(groups)}
     config = GroupsConfig(default_name=groups[0][1], simple=False)
     for name, ip, cidr, mac, group_id in Client.objects.values_list("name", "ip", "cidr", "mac", "group_id"):
@@ -77,8 +77,8 @@ def groups_load(list_ids: list[int]) -> GroupsConfig:
         )
         if row[1] in index_of
     ]
-    _, _, blocking, upstreams, _ = groups[0]
-    if len(groups) == 1 and blocking and not upstreams.strip() and not schedules:
+    _, _, blocking, upstreams, _, exempt = groups[0]
+    if len(groups) == 1 and blocking and not upstreams.strip() and not schedules and not exempt:
         config.simple = True
         return config
 
@@ -112,7 +112,7 @@ def groups_load(list_ids: list[int]) -> GroupsConfig:
 
     several = len(groups) > 1
     specs = []
-    for pk, name, blocking, upstreams_text, _ in groups:
+    for pk, name, blocking, upstreams_text, _, rate_limit_exempt in groups:
 
         def applies(owners: set[int] | None, pk=pk) -> bool:
             return not owners or pk in owners
@@ -133,6 +133,7 @@ def groups_load(list_ids: list[int]) -> GroupsConfig:
             GroupSpec(
                 name=name,
                 blocking=blocking,
+                rate_limit_exempt=rate_limit_exempt,
                 lists=frozenset(i for list_id, i in index_of.items() if list_applies(list_id)),
                 windows=tuple(
                     Window(index_of[list_id], weekdays, _seconds(start), _seconds(end))

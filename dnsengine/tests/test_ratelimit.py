@@ -11,8 +11,11 @@ from prometheus_client import generate_latest
 from dnsengine.core.access import parse_networks
 from dnsengine.core.ratelimit import RateLimiter
 from dnsengine.core.stats import EngineStats
+from dnsengine.models import Client, ClientGroup, default_group
 from dnsengine.runtime.metrics import metrics_registry
+from dnsengine.services import config_generation_bump
 from gloryhole_site.testing.dnsclient import query_from, rcode
+from gloryhole_site.testing.engine import engine_reload
 from gloryhole_site.testing.querylog import RecordingSink
 from querylog.logger.writer import QueryLogWriter
 from querylog.models import QueryLog
@@ -219,3 +222,26 @@ def test_loopback_is_exempt_by_default_and_zero_turns_the_limit_off(make_engine,
     engine = make_engine(dataclasses.replace(engine_config, rate_limit=0))
 
     assert engine.rate_limiter is None and engine.resolver.rate_limiter is None
+
+
+def test_a_client_in_a_rate_limit_exempt_group_is_never_refused(make_engine, engine_config):
+    router = ClientGroup.objects.create(name="router", rate_limit_exempt=True)
+    Client.objects.create(name="the router", ip="127.0.0.2", group=router)
+    Client.objects.create(name="a laptop", ip="127.0.0.3", group=default_group())
+    config = dataclasses.replace(engine_config, rate_limit=3, rate_limit_window=60.0, rate_limit_exempt=())
+    engine = make_engine(config)
+    engine_reload(engine)
+
+    assert [rcode(query_from("127.0.0.2", engine.port)) for _ in range(10)] == ["NOERROR"] * 10
+    assert [rcode(query_from("127.0.0.3", engine.port)) for _ in range(4)] == ["NOERROR"] * 3 + ["REFUSED"]
+
+
+def test_an_exempt_default_group_exempts_everyone(make_engine, engine_config):
+    group = default_group()
+    group.rate_limit_exempt = True
+    group.save()
+    config_generation_bump()
+    engine = make_engine(dataclasses.replace(engine_config, rate_limit=3, rate_limit_window=60.0, rate_limit_exempt=()))
+    engine_reload(engine)
+
+    assert [rcode(query_from("127.0.0.3", engine.port)) for _ in range(6)] == ["NOERROR"] * 6
