@@ -54,6 +54,11 @@ def test_a_well_formed_query_with_a_large_edns_option_is_answered_but_not_rememb
         sock.sendto(small.to_wire(), ("127.0.0.1", engine.port))
         assert rcode(dns.message.from_wire(sock.recv(65535))) == "NOERROR"
 
+    # The I/O thread remembers a rendered reply after sending it: wait for the small one's.
+    deadline = time.monotonic() + 5
+    while not engine.resolver._rendered and time.monotonic() < deadline:
+        time.sleep(0.01)
+
     assert len(query.to_wire()) > MAX_RENDERED_QUERY
     assert [len(key) + 2 for key in engine.resolver._rendered] == [len(small.to_wire())]
 
