@@ -537,20 +537,12 @@ def client_last_queries(last_hours: dict[str, datetime]) -> dict[str, LastQuery]
 
 
 def client_names_for(clients: list[str]) -> dict[str, str]:
-    """IP -> the name to show: its Client row's name, else the last name the log recorded."""
-    names = dict(Client.objects.filter(ip__in=clients).values_list("ip", "name"))
-    rest = [c for c in clients if c not in names]
-    if rest:
-        hours = dict(
-            ClientRollup.objects.filter(client__in=rest)
-            .values("client")
-            .annotate(h=Max("bucket"))
-            .values_list("client", "h")
-        )
-        for client, last in client_last_queries(hours).items():
-            if last.name:
-                names[client] = last.name
-    return names
+    """IP -> the name its Client row gives it, for the clients that have one.
+
+    The dashboard reads rollups and configuration only, never QueryLog: a name
+    known only from the log (a hosts file, PTR) shows on the clients page instead.
+    """
+    return dict(Client.objects.filter(ip__in=clients).values_list("ip", "name"))
 
 
 def client_group_names() -> list[str]:
