@@ -15,6 +15,7 @@ from dnsengine.core.names import normalize_domain
 from dnsengine.core.rules import Matcher, compile_rule
 from dnsengine.guardrails import DOMAIN, Verdict, covers_pattern, domain_refusal, domain_verdict, pattern_verdict
 from dnsengine.models import (
+    WEEKDAYS,
     AllowedDomain,
     BlockedDomain,
     Blocklist,
@@ -345,6 +346,16 @@ def client_rows_complete(rows: list[ClientRow]) -> None:
             row.last_seen = query.at
         if row.client is None and query.group:
             row.group_name = query.group
+
+
+def weekdays_text(mask: int) -> str:
+    """A GroupSchedule's day mask for people: "every day", "Mon-Fri", "Sat, Sun"."""
+    days = [d.capitalize() for i, d in enumerate(WEEKDAYS) if mask >> i & 1]
+    if len(days) == len(WEEKDAYS):
+        return "every day"
+    if mask == 0b0011111:
+        return "Mon-Fri"
+    return ", ".join(days)
 
 
 def client_group_list() -> QuerySet[ClientGroup]:

@@ -219,3 +219,10 @@ def test_bad_time_windows_are_refused(staff_web, kids, social, data):
 
 def test_changes_are_post_only(staff_web, kids):
     assert staff_web.get(url("dnsengine-group-delete", kids)).status_code == 405
+
+
+def test_a_groups_page_shows_its_windows_days_for_people(viewer_web, kids, social):
+    GroupSchedule.objects.create(group=kids, blocklist=social, weekdays=0b0011111, start="21:00", end="07:00")
+    GroupSchedule.objects.create(group=kids, blocklist=social, weekdays=0b1100000, start="09:00", end="12:00")
+    html = viewer_web.get(url("dnsengine-group", kids)).content.decode()
+    assert ">Mon-Fri</td>" in html and ">Sat, Sun</td>" in html

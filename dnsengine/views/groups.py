@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dnsengine.forms import GroupMembershipForm, GroupNameForm, GroupSettingsForm, ScheduleAddForm
 from dnsengine.models import ClientGroup, GroupSchedule
-from dnsengine.selectors import client_group_list
+from dnsengine.selectors import client_group_list, weekdays_text
 from dnsengine.services.groups import (
     group_create,
     group_delete,
@@ -70,6 +70,7 @@ def group_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 }
             ),
             "memberships": memberships,
+            "windows": [(s, weekdays_text(s.weekdays)) for s in group.schedules.all()],
             "schedule_form": ScheduleAddForm(initial={"weekdays": [c for c, _ in ScheduleAddForm.base_fields[
                 "weekdays"].choices]}),
         },
