@@ -4,7 +4,7 @@ The web process (and operators of other engines on the same database) read that
 row; they never talk to the engine's memory.
 
     heartbeat = Heartbeat(name, engine_stats, query_logger, generation=lambda: engine.generation,
-                          rate_limited=lambda: limiter.limited_clients(time.monotonic()))
+                          rate_limited=lambda: limiter.limited_clients(clock()))
     heartbeat.start()
     ...
     heartbeat.stop()  # publishes once more, so the row shows the final counts
