@@ -1,4 +1,5 @@
-"""Reads for the web pages: block lists, the "is this domain blocked?" check, engine status, guard rails."""
+"""Reads for the web pages: block lists, the "is this domain blocked?" check, engine status, guard rails,
+clients and groups."""
 
 from __future__ import annotations
 
@@ -356,6 +357,37 @@ def weekdays_text(mask: int) -> str:
     if mask == 0b0011111:
         return "Mon-Fri"
     return ", ".join(days)
+
+
+MEMBERSHIP_MODELS = {"blocklists": Blocklist, "allowed_domains": AllowedDomain, "block_rules": BlockRule}
+MEMBERSHIP_TITLES = (
+    ("blocklists", "Blocklists"),
+    ("allowed_domains", "Allowlist entries"),
+    ("block_rules", "Block rules (added by hand)"),
+)
+
+
+def membership_candidates(kind: str) -> QuerySet:
+    """The rows a group's checkboxes offer: every list and allow entry, the rules added by hand.
+
+    A regex list's rules follow their list's groups, so they are not offered one by one.
+    """
+    model = MEMBERSHIP_MODELS[kind]
+    rows = model.objects.prefetch_related("groups")
+    return rows.filter(blocklist__isnull=True) if model is BlockRule else rows
+
+
+def group_memberships(group: ClientGroup) -> list[dict]:
+    """Per kind (lists, allow entries, rules): each row, whether it applies to `group`, and
+    whether it applies to every group (it has none)."""
+    memberships = []
+    for kind, title in MEMBERSHIP_TITLES:
+        items = []
+        for item in membership_candidates(kind):
+            groups = [g.pk for g in item.groups.all()]
+            items.append({"item": item, "every_group": not groups, "applies": not groups or group.pk in groups})
+        memberships.append({"kind": kind, "title": title, "items": items})
+    return memberships
 
 
 def client_group_list() -> QuerySet[ClientGroup]:

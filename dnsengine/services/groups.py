@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from dnsengine.models import AllowedDomain, Blocklist, BlockRule, ClientGroup, GroupSchedule
+from dnsengine.selectors import MEMBERSHIP_MODELS, membership_candidates
 from dnsengine.services.admin_log import log_change
 from dnsengine.services.config_generation import config_generation_bump
 
@@ -96,19 +97,6 @@ def group_delete(*, user, group: ClientGroup) -> list[str]:
 
 
 # --- Which lists, allow entries and rules apply to a group ------------------------------------
-
-
-MEMBERSHIP_MODELS = {"blocklists": Blocklist, "allowed_domains": AllowedDomain, "block_rules": BlockRule}
-
-
-def membership_candidates(kind: str):
-    """The rows a group's checkboxes offer: every list and allow entry, the rules added by hand.
-
-    A regex list's rules follow their list's groups, so they are not offered one by one.
-    """
-    model = MEMBERSHIP_MODELS[kind]
-    rows = model.objects.prefetch_related("groups")
-    return rows.filter(blocklist__isnull=True) if model is BlockRule else rows
 
 
 def group_membership_update(*, user, group: ClientGroup, kind: str, selected: Iterable[int]) -> list[str]:

@@ -11,24 +11,23 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dnsengine.forms import GroupMembershipForm, GroupNameForm, GroupSettingsForm, ScheduleAddForm
 from dnsengine.models import ClientGroup, GroupSchedule
-from dnsengine.selectors import client_group_list, weekdays_text
+from dnsengine.selectors import (
+    MEMBERSHIP_TITLES,
+    client_group_list,
+    group_memberships,
+    membership_candidates,
+    weekdays_text,
+)
 from dnsengine.services.groups import (
     group_create,
     group_delete,
     group_membership_update,
     group_rename,
     group_settings_update,
-    membership_candidates,
     schedule_add,
     schedule_remove,
 )
 from gloryhole_site.auth import staff_required
-
-MEMBERSHIP_TITLES = (
-    ("blocklists", "Blocklists"),
-    ("allowed_domains", "Allowlist entries"),
-    ("block_rules", "Block rules (added by hand)"),
-)
 
 
 def _errors(exc_or_form) -> str:
@@ -48,13 +47,6 @@ def groups(request: HttpRequest) -> HttpResponse:
 @login_required
 def group_detail(request: HttpRequest, pk: int) -> HttpResponse:
     group = get_object_or_404(client_group_list(), pk=pk)
-    memberships = []
-    for kind, title in MEMBERSHIP_TITLES:
-        items = []
-        for item in membership_candidates(kind):
-            groups = [g.pk for g in item.groups.all()]
-            items.append({"item": item, "every_group": not groups, "applies": not groups or group.pk in groups})
-        memberships.append({"kind": kind, "title": title, "items": items})
     return render(
         request,
         "dnsengine/group.html",
@@ -69,7 +61,7 @@ def group_detail(request: HttpRequest, pk: int) -> HttpResponse:
                     "rate_limit_exempt": group.rate_limit_exempt,
                 }
             ),
-            "memberships": memberships,
+            "memberships": group_memberships(group),
             "windows": [(s, weekdays_text(s.weekdays)) for s in group.schedules.all()],
             "schedule_form": ScheduleAddForm(initial={"weekdays": [c for c, _ in ScheduleAddForm.base_fields[
                 "weekdays"].choices]}),
