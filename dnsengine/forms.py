@@ -7,7 +7,7 @@ from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
 from dnsengine.core.names import normalize_domain
-from dnsengine.models import Blocklist, ClientGroup
+from dnsengine.models import WEEKDAYS, Blocklist, ClientGroup
 
 # What a text blocklist may start with: anything but NUL bytes and the magic
 # numbers of the binary formats people upload by mistake.
@@ -114,3 +114,74 @@ class BlocklistUploadForm(forms.Form):
         if problem:
             raise forms.ValidationError(problem)
         return upload
+
+
+# --- Clients and groups pages -------------------------------------------------------------
+
+
+class ClientAssignForm(forms.Form):
+    """One row of the clients page: a seen IP (or a Client row's pk), its new name and group."""
+
+    ip = forms.GenericIPAddressField(required=False, widget=forms.HiddenInput)
+    client = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    name = forms.CharField(max_length=100)
+    group = forms.ModelChoiceField(queryset=ClientGroup.objects.all(), empty_label=None)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if not self.errors and not data.get("ip") and not data.get("client"):
+            raise forms.ValidationError("say which client: its IP address")
+        return data
+
+
+class GroupNameForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(max_length=500, required=False)
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("give the group a name")
+        return name
+
+
+class GroupSettingsForm(forms.Form):
+    blocking_enabled = forms.BooleanField(required=False, label="Blocking on")
+    upstreams = forms.CharField(
+        max_length=1000,
+        required=False,
+        help_text="host[:port], comma-separated; empty: the engine's upstreams",
+        widget=forms.TextInput(attrs={"placeholder": "the engine's upstreams"}),
+    )
+    rate_limit_exempt = forms.BooleanField(required=False, label="Exempt from the rate limit")
+
+
+class GroupMembershipForm(forms.Form):
+    """The ticked boxes of one of the group page's lists: which rows apply to the group."""
+
+    kind = forms.ChoiceField(choices=[(k, k) for k in ("blocklists", "allowed_domains", "block_rules")])
+    selected = forms.TypedMultipleChoiceField(coerce=int, required=False)
+
+    def __init__(self, *args, choices: dict[str, list[int]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        kind = self.data.get("kind", "")
+        self.fields["selected"].choices = [(pk, pk) for pk in choices.get(kind, [])]
+
+
+WEEKDAY_CHOICES = [(str(1 << i), day.capitalize()) for i, day in enumerate(WEEKDAYS)]
+
+
+class ScheduleAddForm(forms.Form):
+    blocklist = forms.ModelChoiceField(queryset=Blocklist.objects.all(), empty_label=None)
+    weekdays = forms.TypedMultipleChoiceField(
+        choices=WEEKDAY_CHOICES, coerce=int, widget=forms.CheckboxSelectMultiple, error_messages={
+            "required": "tick at least one day"}
+    )  # fmt: skip
+    start = forms.TimeField(widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"))
+    end = forms.TimeField(
+        widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"), help_text="before the start: the next day"
+    )
+    comment = forms.CharField(max_length=200, required=False)
+
+    def clean_weekdays(self) -> int:
+        return sum(set(self.cleaned_data["weekdays"]))

@@ -238,6 +238,8 @@ class EngineStatus(models.Model):
     mode = models.CharField(max_length=20, blank=True)
     generation = models.BigIntegerField(default=0)
     threads = models.PositiveIntegerField(default=0)
+    # The client IPs the engine's rate limiter is refusing right now, for the clients page.
+    rate_limited = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["name"]

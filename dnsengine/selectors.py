@@ -1,14 +1,16 @@
-"""Reads for the web pages: block lists, the "is this domain blocked?" check, engine status, guard rails."""
+"""Reads for the web pages: block lists, the "is this domain blocked?" check, engine status, guard rails,
+clients and groups."""
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import socket
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from dnsengine.core.groups import GroupAssignment, Window, group_suffix
@@ -16,6 +18,7 @@ from dnsengine.core.names import normalize_domain
 from dnsengine.core.rules import Matcher, compile_rule
 from dnsengine.guardrails import DOMAIN, Verdict, covers_pattern, domain_refusal, domain_verdict, pattern_verdict
 from dnsengine.models import (
+    WEEKDAYS,
     AllowedDomain,
     BlockedDomain,
     Blocklist,
@@ -25,6 +28,7 @@ from dnsengine.models import (
     EngineStatus,
     GroupSchedule,
 )
+from querylog.selectors import client_activity, client_last_queries
 from querylog.traffic import recent_traffic_of_domain, recent_traffic_of_rule
 
 # An engine writes its heartbeat every ~2 s; several missed ones mean it is gone.
@@ -295,3 +299,175 @@ def block_verdict(kind: str, value: str, *, now: datetime | None = None) -> Verd
         return verdict
     covers = covers_pattern(kind, verdict.target)
     return pattern_verdict(kind, value, recent_traffic_of_rule(covers, now), block_confirm_share())
+
+
+# --- Clients and groups ------------------------------------------------------------------
+
+CLIENTS_WINDOW = timedelta(hours=24)
+
+
+@dataclass(slots=True)
+class ClientRow:
+    """One line of the clients page: a client seen in the window, or a configured Client row, or both."""
+
+    ip: str  # empty for a Client row recognised by its network or MAC
+    identifier: str  # what to show: the IP, the CIDR or the MAC
+    name: str
+    group_name: str
+    group_id: int | None
+    queries: int = 0
+    blocked: int = 0
+    last_seen: datetime | None = None
+    rate_limited: bool = False
+    client: Client | None = None  # the Client row, if one names or assigns it
+
+    @property
+    def blocked_pct(self) -> float:
+        return 100.0 * self.blocked / self.queries if self.queries else 0.0
+
+
+def rate_limited_clients(now: datetime | None = None) -> set[str]:
+    """The IPs any live engine's rate limiter refuses now (from the heartbeat rows)."""
+    now = now or timezone.now()
+    fresh = now - timedelta(seconds=ENGINE_DOWN_AFTER_SECONDS)
+    limited: set[str] = set()
+    for ips in EngineStatus.objects.filter(heartbeat_at__gte=fresh).values_list("rate_limited", flat=True):
+        limited.update(str(ip) for ip in ips or ())
+    return limited
+
+
+def _cidr_group(ip: str, networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Client]]) -> Client | None:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    best = None
+    for network, client in networks:
+        if address.version == network.version and address in network:
+            if best is None or network.prefixlen > best[0].prefixlen:
+                best = (network, client)
+    return best[1] if best else None
+
+
+def client_rows(now: datetime | None = None) -> list[ClientRow]:
+    """Every client seen in the last 24 hours (busiest first, from the rollups), then every
+    configured Client row not seen. Names and last-seen times come later, per page
+    (client_rows_complete), so the page reads QueryLog for the rows it shows only.
+    """
+    now = now or timezone.now()
+    groups = {g.pk: g for g in ClientGroup.objects.all()}
+    default = next((g for g in groups.values() if g.is_default), None)
+    configured = list(Client.objects.all())
+    by_ip = {c.ip: c for c in configured if c.ip}
+    networks = []
+    for c in configured:
+        if c.cidr:
+            try:
+                networks.append((ipaddress.ip_network(c.cidr, strict=False), c))
+            except ValueError:
+                continue
+    limited = rate_limited_clients(now)
+    rows: list[ClientRow] = []
+    seen: set[str] = set()
+    for activity in client_activity(now - CLIENTS_WINDOW):
+        seen.add(activity.client)
+        own = by_ip.get(activity.client)
+        assigned = own or _cidr_group(activity.client, networks)
+        group = groups.get(assigned.group_id) if assigned else default
+        rows.append(
+            ClientRow(
+                ip=activity.client,
+                identifier=activity.client,
+                name=own.name if own else "",
+                group_name=group.name if group else "",
+                group_id=group.pk if group else None,
+                queries=activity.queries,
+                blocked=activity.blocked,
+                last_seen=activity.last_hour,
+                rate_limited=activity.client in limited,
+                client=own,
+            )
+        )
+    for c in configured:
+        if c.ip and c.ip in seen:
+            continue
+        group = groups.get(c.group_id)
+        rows.append(
+            ClientRow(
+                ip=c.ip or "",
+                identifier=c.identifier,
+                name=c.name,
+                group_name=group.name if group else "",
+                group_id=c.group_id,
+                rate_limited=bool(c.ip) and c.ip in limited,
+                client=c,
+            )
+        )
+    return rows
+
+
+def client_rows_complete(rows: list[ClientRow]) -> None:
+    """Fill in, for the rows of one page, the last name the log recorded (for unnamed clients),
+    the exact time of the last query, and the group the engine decided it under when no
+    Client row says (a MAC assignment the web cannot see). One indexed query.
+    """
+    seen = {r.ip: r for r in rows if r.ip and r.queries}
+    last = client_last_queries({ip: r.last_seen for ip, r in seen.items()})
+    for ip, row in seen.items():
+        query = last.get(ip)
+        if query is None:
+            continue
+        if not row.name:
+            row.name = query.name
+        if query.at is not None:
+            row.last_seen = query.at
+        if row.client is None and query.group:
+            row.group_name = query.group
+
+
+def weekdays_text(mask: int) -> str:
+    """A GroupSchedule's day mask for people: "every day", "Mon-Fri", "Sat, Sun"."""
+    days = [d.capitalize() for i, d in enumerate(WEEKDAYS) if mask >> i & 1]
+    if len(days) == len(WEEKDAYS):
+        return "every day"
+    if mask == 0b0011111:
+        return "Mon-Fri"
+    return ", ".join(days)
+
+
+MEMBERSHIP_MODELS = {"blocklists": Blocklist, "allowed_domains": AllowedDomain, "block_rules": BlockRule}
+MEMBERSHIP_TITLES = (
+    ("blocklists", "Blocklists"),
+    ("allowed_domains", "Allowlist entries"),
+    ("block_rules", "Block rules (added by hand)"),
+)
+
+
+def membership_candidates(kind: str) -> QuerySet:
+    """The rows a group's checkboxes offer: every list and allow entry, the rules added by hand.
+
+    A regex list's rules follow their list's groups, so they are not offered one by one.
+    """
+    model = MEMBERSHIP_MODELS[kind]
+    rows = model.objects.prefetch_related("groups")
+    return rows.filter(blocklist__isnull=True) if model is BlockRule else rows
+
+
+def group_memberships(group: ClientGroup) -> list[dict]:
+    """Per kind (lists, allow entries, rules): each row, whether it applies to `group`, and
+    whether it applies to every group (it has none)."""
+    memberships = []
+    for kind, title in MEMBERSHIP_TITLES:
+        items = []
+        for item in membership_candidates(kind):
+            groups = [g.pk for g in item.groups.all()]
+            items.append({"item": item, "every_group": not groups, "applies": not groups or group.pk in groups})
+        memberships.append({"kind": kind, "title": title, "items": items})
+    return memberships
+
+
+def client_group_list() -> QuerySet[ClientGroup]:
+    """The groups with what the groups page shows of each; the default group first."""
+    return ClientGroup.objects.annotate(client_count=Count("clients", distinct=True)).prefetch_related(
+        Prefetch("schedules", queryset=GroupSchedule.objects.select_related("blocklist"))
+    )

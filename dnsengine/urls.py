@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dnsengine.views import blocklists, domains, pause, status
+from dnsengine.views import blocklists, clients, domains, groups, pause, status
 
 urlpatterns = [
     path("blocklists/", blocklists.blocklists, name="dnsengine-blocklists"),
@@ -15,6 +15,18 @@ urlpatterns = [
     path("blocking/resume/", pause.resume_view, name="dnsengine-resume"),
     path("api/pause", pause.api_pause, name="api-pause"),
     path("api/resume", pause.api_resume, name="api-resume"),
+    # Clients and their groups.
+    path("clients/", clients.clients, name="dnsengine-clients"),
+    path("clients/assign/", clients.client_assign_view, name="dnsengine-client-assign"),
+    path("groups/", groups.groups, name="dnsengine-groups"),
+    path("groups/create/", groups.group_create_view, name="dnsengine-group-create"),
+    path("groups/<int:pk>/", groups.group_detail, name="dnsengine-group"),
+    path("groups/<int:pk>/rename/", groups.group_rename_view, name="dnsengine-group-rename"),
+    path("groups/<int:pk>/settings/", groups.group_settings_view, name="dnsengine-group-settings"),
+    path("groups/<int:pk>/delete/", groups.group_delete_view, name="dnsengine-group-delete"),
+    path("groups/<int:pk>/members/", groups.group_members_view, name="dnsengine-group-members"),
+    path("groups/<int:pk>/windows/add/", groups.schedule_add_view, name="dnsengine-schedule-add"),
+    path("groups/windows/<int:pk>/remove/", groups.schedule_remove_view, name="dnsengine-schedule-remove"),
     # The engines' heartbeat rows (EngineStatus).
     path("status/", status.engine_status, name="engine-status"),
     path("api/status", status.api_status, name="api-status"),

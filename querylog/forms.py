@@ -99,6 +99,20 @@ class HistoryFilterForm(forms.Form):
         required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": "1"}), label="To"
     )
     client = forms.CharField(required=False, max_length=64, widget=forms.TextInput(attrs={"placeholder": "192.0.2.10"}))
+    client_name = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Client name",
+        widget=forms.TextInput(attrs={"placeholder": "Anna's phone"}),
+        help_text="as the log recorded it; searched in at most 24 hours",
+    )
+    client_group = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Group",
+        widget=forms.TextInput(attrs={"list": "client-groups"}),
+        help_text="the group the query was decided under; searched in at most 24 hours",
+    )
     domain = forms.CharField(
         required=False,
         # A name of 255 bytes on the wire is up to 1,003 characters of text with escapes.
@@ -157,17 +171,25 @@ class HistoryFilterForm(forms.Form):
             self.add_error("domain", exc)
             return data
         applied = False
-        if mode in ("substring", "suffix"):
+        name, group = data.get("client_name", "").strip(), data.get("client_group", "").strip()
+        scans = [f"a {mode} search"] if mode in ("substring", "suffix") else []
+        # A name or group search alone has no index; with an IP or an exact name it walks theirs.
+        if not (data.get("client") or mode == "exact"):
+            scans += [f"a search by client {what}" for what, value in (("name", name), ("group", group)) if value]
+        if scans:
             if start is None:
                 start = (end or timezone.now()) - SCAN_MAX_WINDOW
                 applied = True
             elif (end or timezone.now()) - start > SCAN_MAX_WINDOW:
-                self.add_error("domain", f"a {mode} search covers at most 24 hours: narrow the time range")
+                field = "domain" if mode in ("substring", "suffix") else ("client_name" if name else "client_group")
+                self.add_error(field, f"{scans[0]} covers at most 24 hours: narrow the time range")
                 return data
         data["filter"] = HistoryFilter(
             start=start,
             end=end,
             client=data.get("client", ""),
+            client_name=name,
+            client_group=group,
             domain=domain,
             domain_mode=mode,
             qtype=data.get("qtype", ""),

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-# Substring and suffix matches cannot use an index, so they scan rows until a
-# page is full; for a rare name that is every row in range. The time bound keeps
-# the scan to one day of traffic.
+# Substring and suffix matches, and the client name and group filters, cannot use
+# an index, so they scan rows until a page is full; for a rare value that is every
+# row in range. The time bound keeps the scan to one day of traffic.
 SCAN_MAX_WINDOW = timedelta(hours=24)
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
@@ -29,6 +29,9 @@ class HistoryFilter:
     start: datetime | None = None
     end: datetime | None = None
     client: str = ""
+    # As the log recorded them when the query was decided (no index: bounded like a substring).
+    client_name: str = ""
+    client_group: str = ""
     domain: str = ""
     domain_mode: str = ""  # "" | exact | suffix | substring
     qtype: str = ""

@@ -93,11 +93,12 @@ class DomainRollup(models.Model):
 
 
 class ClientRollup(models.Model):
-    """Queries per UTC hour and client (top clients)."""
+    """Queries per UTC hour and client (top clients, the clients page), and how many were blocked."""
 
     bucket = models.DateTimeField()
     client = models.CharField(max_length=45)
     count = models.BigIntegerField(default=0)
+    blocked = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["bucket", "client"], name="crollup_bucket_client")]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -43,6 +43,8 @@ class RollupRows:
     minutes: dict[tuple[int, str], int]  # (minute, status) -> count
     domains: dict[tuple[int, str, str], int]  # (hour, domain, status) -> count
     clients: dict[tuple[int, str], int]  # (hour, client) -> count
+    # (hour, client) -> blocked count, only for keys with a blocked query; others are 0.
+    clients_blocked: dict[tuple[int, str], int] = field(default_factory=dict)
 
 
 def rollup_rows(entries: Sequence[QueryLogEntry]) -> RollupRows:
@@ -50,7 +52,9 @@ def rollup_rows(entries: Sequence[QueryLogEntry]) -> RollupRows:
     minutes: dict[tuple[int, str], int] = {}
     domains: dict[tuple[int, str, str], int] = {}
     clients: dict[tuple[int, str], int] = {}
+    blocked: dict[tuple[int, str], int] = {}
     mget, dget, cget = minutes.get, domains.get, clients.get
+    blocked_status = QueryLog.Status.BLOCKED.value
     ld = DomainRollup._meta.get_field("domain").max_length
     ls = QueryRollup._meta.get_field("status").max_length
     normalize = _normalizer
@@ -68,7 +72,9 @@ def rollup_rows(entries: Sequence[QueryLogEntry]) -> RollupRows:
         domains[dkey] = dget(dkey, 0) + 1
         ckey = (hour, normalize[e.client])
         clients[ckey] = cget(ckey, 0) + 1
-    return RollupRows(minutes, domains, clients)
+        if status == blocked_status:
+            blocked[ckey] = blocked.get(ckey, 0) + 1
+    return RollupRows(minutes, domains, clients, blocked)
 
 
 class _ClientNormalizer(dict):
@@ -85,15 +91,18 @@ class _ClientNormalizer(dict):
 _normalizer = _ClientNormalizer()
 
 
-def _upsert_parts(connection, model, key_fields: Sequence[str]) -> tuple[str, str, int]:
-    """(INSERT head, ON CONFLICT tail, columns) of the upsert for one rollup model."""
+def _upsert_parts(
+    connection, model, key_fields: Sequence[str], count_fields: Sequence[str] = ("count",)
+) -> tuple[str, str, int]:
+    """(INSERT head, ON CONFLICT tail, columns) of the upsert for one rollup model; each count field is added."""
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
-    columns = [qn(model._meta.get_field(name).column) for name in (*key_fields, "count")]
-    count = qn(model._meta.get_field("count").column)
-    head = f"INSERT INTO {table} ({', '.join(columns)})"
-    tail = f" ON CONFLICT ({', '.join(columns[:-1])}) DO UPDATE SET {count} = {table}.{count} + excluded.{count}"
-    return head, tail, len(columns)
+    keys = [qn(model._meta.get_field(name).column) for name in key_fields]
+    counts = [qn(model._meta.get_field(name).column) for name in count_fields]
+    head = f"INSERT INTO {table} ({', '.join(keys + counts)})"
+    sets = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counts)
+    tail = f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+    return head, tail, len(keys) + len(counts)
 
 
 def rollup_write(rows: RollupRows, using: str = DEFAULT_DB_ALIAS, *, reuse_sqlite_statements: bool = True) -> None:
@@ -114,23 +123,35 @@ def rollup_write(rows: RollupRows, using: str = DEFAULT_DB_ALIAS, *, reuse_sqlit
     # One multi-row upsert per table (a batch never repeats a key, which PostgreSQL
     # requires of one statement). Sorted keys: concurrent writers on PostgreSQL
     # then lock rows in the same order and cannot deadlock on each other.
-    for model, keys, values in (
-        (QueryRollup, ("bucket", "status"), [(bucket(m), s, n) for (m, s), n in sorted(rows.minutes.items())]),
+    blocked = rows.clients_blocked
+    for model, keys, counts, values in (
+        (
+            QueryRollup,
+            ("bucket", "status"),
+            ("count",),
+            [(bucket(m), s, n) for (m, s), n in sorted(rows.minutes.items())],
+        ),
         (
             DomainRollup,
             ("bucket", "domain", "status"),
+            ("count",),
             [(bucket(h), d, s, n) for (h, d, s), n in sorted(rows.domains.items())],
         ),
-        (ClientRollup, ("bucket", "client"), [(bucket(h), c, n) for (h, c), n in sorted(rows.clients.items())]),
+        (
+            ClientRollup,
+            ("bucket", "client"),
+            ("count", "blocked"),
+            [(bucket(h), c, n, blocked.get((h, c), 0)) for (h, c), n in sorted(rows.clients.items())],
+        ),
     ):
         if not values:
             continue
-        head, tail, width = _upsert_parts(connection, model, keys)
+        head, tail, width = _upsert_parts(connection, model, keys, counts)
         if connection.vendor == "postgresql":
             # One array per column instead of one parameter per value: Django's psycopg
             # cursor binds parameters on the client one at a time, which made the rollups
             # most of a batch's cost on PostgreSQL (figures: docs/scale-out.md).
-            execute_unnest(connection, head, model, (*keys, "count"), values, tail)
+            execute_unnest(connection, head, model, (*keys, *counts), values, tail)
         else:
             execute_values(connection, head, width, values, tail, reuse_sqlite_statements=reuse_sqlite_statements)
     _forget_stale_summaries(rows, using)

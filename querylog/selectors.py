@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Max, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Cast
 from django.utils import timezone
 
+from dnsengine.models import Client, ClientGroup
 from querylog.db import sqlite_write_lock
 from querylog.history import HistoryFilter, cursor_encode
 from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
@@ -38,6 +40,8 @@ HISTORY_FIELDS = (
     "upstream",
     "duration_us",
     "engine",
+    "client_name",
+    "client_group",
 )
 
 
@@ -55,6 +59,10 @@ def _history_queryset(f: HistoryFilter) -> QuerySet:
         qs = qs.filter(timestamp__lte=f.end)
     if f.client:
         qs = qs.filter(client=f.client)
+    if f.client_name:
+        qs = qs.filter(client_name=f.client_name)
+    if f.client_group:
+        qs = qs.filter(client_group=f.client_group)
     if f.domain_mode == "exact":
         qs = qs.filter(domain=f.domain)
     elif f.domain_mode == "suffix":
@@ -463,3 +471,79 @@ def dashboard_stats(window: str, now: datetime | None = None) -> DashboardStats:
         top_clients=_top_n(clients),
         hourly_since=hourly_since,
     )
+
+
+# --- Clients -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ClientActivity:
+    """One client IP's traffic over a period, from the hourly ClientRollup rows."""
+
+    client: str
+    queries: int
+    blocked: int
+    last_hour: datetime  # the newest hour bucket it has queries in
+
+
+@dataclass(slots=True)
+class LastQuery:
+    """What the newest logged query of a client says about it."""
+
+    name: str
+    group: str
+    at: datetime | None
+
+
+def client_activity(since: datetime) -> list[ClientActivity]:
+    """Every client with queries in the hours from `since`'s hour on, busiest first (rollups only)."""
+    rows = (
+        ClientRollup.objects.filter(bucket__gte=_floor(since, HOUR))
+        .values("client")
+        .annotate(queries=Sum("count"), blocked_n=Sum("blocked"), last_hour=Max("bucket"))
+        .order_by("-queries", "client")
+    )
+    return [ClientActivity(r["client"], r["queries"], r["blocked_n"], r["last_hour"]) for r in rows]
+
+
+def client_last_queries(last_hours: dict[str, datetime]) -> dict[str, LastQuery]:
+    """client IP -> the name, group and time of its newest logged query.
+
+    One statement: it starts from the one ClientRollup row of each client's newest
+    hour (`last_hours`, from client_activity) and reads each client's newest
+    QueryLog row with a correlated subquery, a single seek into the (client,
+    timestamp) index per client; no scan of QueryLog. Rollups without rows (the
+    rows purged first) give blank values.
+    """
+    if not last_hours:
+        return {}
+    pick = Q()
+    for client, hour in last_hours.items():
+        pick |= Q(client=client, bucket=hour)
+    # ClientRollup.client is text, QueryLog.client an address (inet on PostgreSQL).
+    newest = QueryLog.objects.filter(
+        client=Cast(OuterRef("client"), output_field=QueryLog._meta.get_field("client"))
+    ).order_by("-timestamp")
+    rows = (
+        ClientRollup.objects.filter(pick)
+        .annotate(
+            last_name=Subquery(newest.values("client_name")[:1]),
+            last_group=Subquery(newest.values("client_group")[:1]),
+            last_at=Subquery(newest.values("timestamp")[:1]),
+        )
+        .values_list("client", "last_name", "last_group", "last_at")
+    )
+    return {client: LastQuery(name or "", group or "", at) for client, name, group, at in rows}
+
+
+def client_names_for(clients: list[str]) -> dict[str, str]:
+    """IP -> the name its Client row gives it, for the clients that have one.
+
+    The dashboard reads rollups and configuration only, never QueryLog: a name
+    known only from the log (a hosts file, PTR) shows on the clients page instead.
+    """
+    return dict(Client.objects.filter(ip__in=clients).values_list("ip", "name"))
+
+
+def client_group_names() -> list[str]:
+    return list(ClientGroup.objects.values_list("name", flat=True))

@@ -19,7 +19,14 @@ from dnsengine.core.nametext import name_text_for_link
 from dnsengine.guardrails import blockable_parent
 from querylog.forms import COMMON_QTYPES, DashboardForm, HistoryFilterForm
 from querylog.models import QueryLog
-from querylog.selectors import HISTORY_FIELDS, dashboard_stats, query_history, query_history_export
+from querylog.selectors import (
+    HISTORY_FIELDS,
+    client_group_names,
+    client_names_for,
+    dashboard_stats,
+    query_history,
+    query_history_export,
+)
 
 # Statuses that get the "allow this domain" button; the others get "block".
 BLOCKED_STATUSES = frozenset({QueryLog.Status.BLOCKED})
@@ -37,7 +44,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     form = DashboardForm(request.GET)
     window = form.cleaned_data["window"] if form.is_valid() else "24h"
     stats = dashboard_stats(window)
-    return render(request, "querylog/dashboard.html", {"form": form, "stats": stats, "window": window})
+    names = client_names_for([client for client, _ in stats.top_clients])
+    top_clients = [(client, names.get(client, ""), n) for client, n in stats.top_clients]
+    return render(
+        request,
+        "querylog/dashboard.html",
+        {"form": form, "stats": stats, "window": window, "top_clients": top_clients},
+    )
 
 
 @require_GET
@@ -58,6 +71,9 @@ def history(request: HttpRequest) -> HttpResponse:
             # page would otherwise spend most of its time building these links.
             "qs_without_client": _query_without(request, "client"),
             "qs_without_domain": _query_without(request, "domain"),
+            "qs_without_client_name": _query_without(request, "client_name"),
+            "qs_without_client_group": _query_without(request, "client_group"),
+            "group_names": client_group_names(),
             "here": request.get_full_path(),
             "allow_url": reverse("dnsengine-domain-allow"),
             "block_url": reverse("dnsengine-domain-block"),

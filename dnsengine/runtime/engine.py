@@ -123,6 +123,12 @@ class Engine:
         if self.updater is not None:
             self.updater.start()
 
+    def rate_limited_clients(self) -> list[str]:
+        """The clients past their rate limit now, for the heartbeat (the clients page shows them)."""
+        if self.rate_limiter is None:
+            return []
+        return self.rate_limiter.limited_clients(self.resolver.clock())
+
     def stop(self) -> None:
         """Stop answering; the query logger is the caller's to close afterwards.
 

@@ -3,7 +3,8 @@
 The web process (and operators of other engines on the same database) read that
 row; they never talk to the engine's memory.
 
-    heartbeat = Heartbeat(name, engine_stats, query_logger, generation=lambda: engine.generation)
+    heartbeat = Heartbeat(name, engine_stats, query_logger, generation=lambda: engine.generation,
+                          rate_limited=lambda: limiter.limited_clients(clock()))
     heartbeat.start()
     ...
     heartbeat.stop()  # publishes once more, so the row shows the final counts
@@ -31,8 +32,13 @@ log = logging.getLogger(__name__)
 
 _UPDATE_FIELDS = [
     "hostname", "pid", "started_at", "heartbeat_at", "queries_total", "qps", "buffer_size", "buffer_capacity",
-    "drops", "written", "write_errors", "write_rate", "workers", "mode", "generation", "threads",
+    "drops", "written", "write_errors", "write_rate", "workers", "mode", "generation", "threads", "rate_limited",
 ]  # fmt: skip
+
+# The row holds at most this many rate-limited client IPs: under a spoofed-source
+# flood the limiter may refuse many more, and the clients page only needs to mark
+# the ones it shows. The list is sorted, so which ones are kept does not flicker.
+RATE_LIMITED_MAX = 1000
 
 
 @dataclass(slots=True)
@@ -65,11 +71,13 @@ def engine_status_publish(
     threads: int | None = None,
     *,
     now: float | None = None,
+    rate_limited: list[str] | None = None,
 ) -> EngineStatus:
     """Upsert this engine's EngineStatus row in one statement and return it.
 
     qps and write_rate are computed from the previous call for the same name (0 on
-    the first). ``now`` (monotonic seconds) is for tests.
+    the first). ``now`` (monotonic seconds) is for tests. ``rate_limited``: the client
+    IPs the rate limiter refuses now (at most RATE_LIMITED_MAX are stored).
     """
     now = time.monotonic() if now is None else now
     queries = engine_stats.total() if engine_stats is not None else 0
@@ -101,6 +109,7 @@ def engine_status_publish(
         mode=(q.mode if q else "off")[:20],
         generation=generation,
         threads=threading.active_count() if threads is None else threads,
+        rate_limited=sorted(str(ip) for ip in rate_limited or ())[:RATE_LIMITED_MAX],
     )
     # bulk_create with update_conflicts is one INSERT ... ON CONFLICT (name) DO UPDATE:
     # no read-then-write race between two engines that share a name by mistake.
@@ -124,6 +133,7 @@ class Heartbeat:
         started_at: datetime | float | None = None,
         interval: float | None = None,
         generation: Callable[[], int] | None = None,
+        rate_limited: Callable[[], list[str]] | None = None,
     ) -> None:
         self.name = name
         self.engine_stats = engine_stats
@@ -131,17 +141,34 @@ class Heartbeat:
         self.started_at = _as_datetime(started_at if started_at is not None else getattr(engine_stats, "started", None))
         self.interval = interval if interval is not None else settings.GLORYHOLE_HEARTBEAT_INTERVAL
         self.generation = generation or (lambda: 0)
+        # The rate limiter's limited_clients(now), bound by whoever wires the limiter in.
+        self.rate_limited = rate_limited or list
         self.beats = 0
         self.failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_error_log = 0.0
 
+    def _limited(self) -> list[str]:
+        # A failing limiter must not stop the heartbeat: the row then says nobody is limited.
+        try:
+            return list(self.rate_limited())
+        except Exception:
+            log.exception("heartbeat for %s: reading the rate-limited clients failed", self.name)
+            return []
+
     def beat(self) -> bool:
         """Publish once; False (logged) if the database refused."""
         close_old_connections()
         try:
-            engine_status_publish(self.name, self.started_at, self.engine_stats, self.query_logger, self.generation())
+            engine_status_publish(
+                self.name,
+                self.started_at,
+                self.engine_stats,
+                self.query_logger,
+                self.generation(),
+                rate_limited=self._limited(),
+            )
             self.beats += 1
             return True
         except Exception as exc:

@@ -112,6 +112,7 @@ class EngineRunner:
             self.engine.stats,
             self.query_logger,
             generation=lambda: self.engine.watcher.generation or 0,
+            rate_limited=self.engine.rate_limited_clients,
         ).start()
         self.retention = retention_thread_from_settings()
         if self.retention is not None:

@@ -3,6 +3,8 @@
 - `domains`: block (through the guard rails) and allow one name.
 - `blocklists`: switch a list on or off, load an uploaded list.
 - `pause`: pause and resume blocking, and read the pause state.
+- `clients`: name a client and move it to a group.
+- `groups`: create, rename and delete client groups; their policy, lists and time windows.
 - `config_generation`: the counter the engines poll to reload.
 - `admin_log`: the LogEntry record every change from the web leaves.
 

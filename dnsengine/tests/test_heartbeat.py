@@ -105,3 +105,28 @@ def test_the_heartbeat_thread_publishes_until_stopped(monkeypatch):
     assert not beat._thread.is_alive()
     assert EngineStatus.objects.filter(name="e3").exists()
     assert beat.failures == 0
+
+
+@pytest.mark.django_db(transaction=True)  # beat() closes old connections
+def test_it_publishes_the_clients_the_rate_limiter_refuses():
+    Heartbeat("e-rl", EngineStats(), None, interval=60, rate_limited=lambda: ["192.0.2.9", "192.0.2.3"]).beat()
+    Heartbeat("e-none", EngineStats(), None, interval=60).beat()
+
+    rows = dict(EngineStatus.objects.values_list("name", "rate_limited"))
+    assert rows == {"e-rl": ["192.0.2.3", "192.0.2.9"], "e-none": []}
+
+
+@pytest.mark.django_db(transaction=True)  # beat() closes old connections
+def test_a_failing_rate_limiter_does_not_stop_the_heartbeat():
+    def broken():
+        raise RuntimeError("limiter down")
+
+    assert Heartbeat("e-broken", EngineStats(), None, interval=60, rate_limited=broken).beat()
+    assert EngineStatus.objects.get(name="e-broken").rate_limited == []
+
+
+@pytest.mark.django_db
+def test_it_stores_a_bounded_list_of_rate_limited_clients(monkeypatch):
+    monkeypatch.setattr(heartbeat_module, "RATE_LIMITED_MAX", 3)
+    engine_status_publish("e-many", None, EngineStats(), rate_limited=[f"10.0.0.{i}" for i in range(9)])
+    assert len(EngineStatus.objects.get(name="e-many").rate_limited) == 3

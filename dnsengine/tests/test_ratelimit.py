@@ -187,6 +187,7 @@ def test_a_client_past_its_rate_is_refused_and_another_is_not(limited_engine):
     limited = [e for e in sink.wait_for(12) if e.status == "ratelimited"]
     assert {(e.client, e.rcode, e.rule) for e in limited} == {("127.0.0.2", "REFUSED", "ratelimit")}
     assert engine.rate_limiter.limited_clients(engine.resolver.clock()) == ["127.0.0.2"]
+    assert engine.rate_limited_clients() == ["127.0.0.2"]  # what the heartbeat publishes
 
     QueryLogWriter()(sink.entries)
     assert QueryLog.objects.filter(status="ratelimited", client="127.0.0.2").count() == 3

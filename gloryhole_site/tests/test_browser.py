@@ -3,8 +3,10 @@
 One person's path: log in, search the history for a blocked query, press
 "Allow this domain", and see the running engine answer that name normally; then
 watch the status page's fill bar follow the EngineStatus row without a reload;
-then a walk through the admin. Screenshots of the dashboard and the status page
-go to artifacts/ for review.
+then a walk through the admin; then the clients and groups pages, with a client
+renamed and moved in one click. Screenshots of the dashboard, the status page and
+the clients and groups pages (the clients page also at a phone's width) go to
+artifacts/ for review.
 
 Every page is served with a Content-Security-Policy that forbids inline scripts and
 styles; a violation on any page a test visits fails that test (`page` fixture).
@@ -25,7 +27,7 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 from django.utils import timezone
 
-from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, EngineStatus
+from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, Client, ClientGroup, EngineStatus, GroupSchedule
 from gloryhole_site.testing.factories import make_query
 from querylog.models import ClientRollup, DomainRollup, QueryRollup
 
@@ -277,4 +279,64 @@ def test_the_admin_works_under_the_content_security_policy(page, csp_violations,
     page.locator(".datetimeshortcuts a", has_text="Today").first.click()
     page.locator(".datetimeshortcuts a.date-icon, .datetimeshortcuts a[id^=calendarlink]").first.click()
     assert page.locator(".calendarbox").first.is_visible()
+    assert_no_csp_violations(csp_violations)
+
+
+def seed_clients(now) -> ClientGroup:
+    """A few clients of the last day, two named, one rate-limited, in two groups; returns the second group."""
+    # A transactional test before this one flushed the row migration 0005 created.
+    ClientGroup.objects.get_or_create(is_default=True, defaults={"name": "Default"})
+    kids = ClientGroup.objects.create(name="Kids", description="the children's tablets", upstreams="192.0.2.53")
+    social = Blocklist.objects.create(name="social-media", domain_count=1200)
+    social.groups.set([kids])
+    Blocklist.objects.create(name="ads-list", domain_count=85_000)  # no groups: every group
+    GroupSchedule.objects.create(group=kids, blocklist=social, weekdays=0b0011111, start="21:00", end="07:00")
+    Client.objects.create(name="Anna's tablet", ip="192.168.1.37", group=kids)
+    Client.objects.create(name="Work laptop", mac="aa:bb:cc:dd:ee:ff")
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    for client, queries, blocked in (
+        ("192.168.1.37", 4200, 1350),
+        ("192.168.1.20", 2900, 310),
+        ("192.168.1.1", 1800, 40),
+        ("fd00::17", 650, 90),
+    ):
+        ClientRollup.objects.create(bucket=hour, client=client, count=queries, blocked=blocked)
+    EngineStatus.objects.create(
+        name="127.0.0.1:5300", hostname="localhost", pid=1, started_at=now, heartbeat_at=now,
+        rate_limited=["192.168.1.20"],
+    )  # fmt: skip
+    return kids
+
+
+def test_the_clients_and_groups_pages(page, csp_violations, live_server, transactional_db):
+    get_user_model().objects.create_user("staff", password=PASSWORD, is_staff=True)
+    kids = seed_clients(timezone.now())
+    base = live_server.url
+    login(page, base, "/clients/")
+    rows = page.locator("table.clients tbody tr")
+    assert rows.count() == 5
+    assert "rate-limited" in page.locator('tr[data-client="192.168.1.20"]').inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "clients.png"), full_page=True)
+
+    # Rename and move in one click.
+    row = page.locator('tr[data-client="192.168.1.20"]')
+    row.locator("input[name=name]").fill("Living-room TV")
+    row.locator("select[name=group]").select_option(label="Kids")
+    row.get_by_role("button", name="Save").click()
+    page.wait_for_load_state()
+    assert "Living-room TV" in page.locator(".messages").inner_text()
+    assert Client.objects.get(ip="192.168.1.20").group == kids
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    page.screenshot(path=str(ARTIFACTS / "clients-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 900})
+
+    page.goto(base + "/groups/")
+    assert page.locator("table.groups tbody tr").count() == 2
+    page.screenshot(path=str(ARTIFACTS / "groups.png"), full_page=True)
+    page.goto(base + f"/groups/{kids.pk}/")
+    assert page.locator("ul.checklist input[type=checkbox]").count() >= 2
+    page.screenshot(path=str(ARTIFACTS / "group.png"), full_page=True)
     assert_no_csp_violations(csp_violations)

@@ -105,3 +105,33 @@ def test_the_upsert_adds_to_the_existing_count_by_table_name():
         ' ON CONFLICT ("bucket", "status") DO UPDATE SET "count" = "querylog_queryrollup"."count" + excluded."count"'
     )
     assert width == 3
+
+
+def test_it_counts_each_clients_blocked_queries_per_hour():
+    entries = [
+        make_entry(at=T0 + 1, status="blocked", client="192.0.2.1"),
+        make_entry(at=T0 + 2, status="forwarded", client="192.0.2.1"),
+        make_entry(at=T0 + 3, status="blocked", client="192.0.2.1"),
+        make_entry(at=T0 + 4, status="cached", client="192.0.2.2"),
+    ]
+
+    rows = rollup_rows(entries)
+
+    assert rows.clients_blocked == {(T0, "192.0.2.1"): 2}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_adds_blocked_counts_to_the_client_rollup_on_conflict():
+    batch = [
+        make_entry(at=T0 + 1, status="blocked", client="192.0.2.1"),
+        make_entry(at=T0 + 2, status="forwarded", client="192.0.2.1"),
+        make_entry(at=T0 + 3, status="allowed", client="192.0.2.2"),
+    ]
+
+    rollup_apply(batch)
+    rollup_apply(batch[:2])
+
+    assert list(ClientRollup.objects.order_by("client").values_list("client", "count", "blocked")) == [
+        ("192.0.2.1", 4, 2),
+        ("192.0.2.2", 1, 0),
+    ]
