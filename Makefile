@@ -118,6 +118,15 @@ loadtest: venv
 		--duration $(if $(filter file,$(origin DURATION)),$(LOADTEST_DURATION),$(DURATION)) \
 		--variants $(LOADTEST_VARIANTS) $(LOADTEST_ARGS)
 
+# Client groups against one group: 200 clients in 5 groups, dnsperf from 10 of their
+# addresses, side by side (devtools/load/clients.py, docs/clients.md). Not a test.
+LOADTEST_CLIENTS_ARGS ?=
+.PHONY: loadtest-clients
+loadtest-clients: venv
+	@command -v dnsperf >/dev/null || (apt-get update && apt-get install -y dnsperf) \
+		|| { echo "dnsperf is missing and could not be installed (apt-get install dnsperf)" >&2; exit 2; }
+	$(PY) -m devtools.load.clients $(LOADTEST_CLIENTS_ARGS)
+
 # Blocklist matcher designs on 1,000,000 generated names: build time, RSS, lookups/s for
 # hits, subdomain hits and misses, then the engine's full reload from SQLite. Not a test;
 # docs/blocklists.md has the figures. BENCH_BLOCKLIST_ARGS="--domains 200000 --no-reload" for a quick run.
