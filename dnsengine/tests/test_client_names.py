@@ -9,6 +9,7 @@ import dns.message
 import dns.query
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import reverse
 from dnslib import PTR, QTYPE, RR, DNSRecord
 
 from dnsengine.core.clients import ClientDirectory
@@ -17,6 +18,8 @@ from dnsengine.core.stats import EngineStats
 from dnsengine.runtime.client_names import ClientNames, ClientNamesConfig, ptr_lookup
 from dnsengine.runtime.metrics import EngineCollector
 from gloryhole_site.testing.ptr_responder import PtrResponder
+from gloryhole_site.testing.querylog import RecordingSink
+from querylog.logger.writer import QueryLogWriter
 
 
 def _resolver(responder: PtrResponder):
@@ -314,3 +317,21 @@ def test_a_silent_ptr_resolver_never_delays_an_answer(settings, make_engine, eng
     assert slowest < 1.0
     assert during_lookup < 1.0
     assert engine.clients.name_for("127.0.0.2") == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_ptr_name_shows_in_the_history_with_the_clients_queries(settings, make_engine, engine_config, staff_web):
+    sink = RecordingSink()
+    with PtrResponder({"127.0.0.2": "annas-phone.lan"}) as router:
+        settings.GLORYHOLE_CLIENT_PTR_RESOLVER = router.address
+        engine = make_engine(engine_config, query_logger=sink)
+        _query_from("127.0.0.2", engine.port, "first.example.com")
+        assert _wait_for(lambda: engine.clients.name_for("127.0.0.2") == "annas-phone.lan")
+        _query_from("127.0.0.2", engine.port, "second.example.com")
+    QueryLogWriter()(sink.wait_for(2))
+
+    page = staff_web.get(reverse("querylog-history"), {"client_name": "annas-phone.lan"}).content.decode()
+
+    assert "annas-phone.lan" in page
+    assert "second.example.com" in page
+    assert "first.example.com" not in page  # asked before the name was known: logged without one

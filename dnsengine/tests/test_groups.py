@@ -12,11 +12,12 @@ from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.groups import GroupAssignment, Window, seconds_to_next_boundary
 from dnsengine.core.rules import Decision
 from dnsengine.core.stats import EngineStats
-from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, Client, ClientGroup, GroupSchedule
+from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, Client, ClientGroup, GroupSchedule, default_group
 from dnsengine.runtime.watcher import snapshot_load
 from dnsengine.services import config_generation_bump
 from gloryhole_site.testing.dnsclient import answers
 from gloryhole_site.testing.engine import engine_reload
+from gloryhole_site.testing.fake_upstream import Behaviour, FakeUpstream
 
 UPSTREAM_A = ["A 192.0.2.1"]
 BLOCKED_A = ["A 0.0.0.0"]
@@ -43,10 +44,6 @@ def listed(list_name: str, *domains: str, groups=()) -> Blocklist:
     blocklist.groups.set(groups)
     config_generation_bump()
     return blocklist
-
-
-def default_group() -> ClientGroup:
-    return ClientGroup.objects.get(is_default=True)
 
 
 def test_clients_in_different_groups_get_different_answers_and_the_log_says_whose(make_engine, engine_config):
@@ -217,3 +214,17 @@ def test_the_remembered_groups_stay_bounded_under_a_flood_of_source_addresses():
         assert assignment.policy_for(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}") == 1
     assert len(assignment) <= 1000
     assert stats.counters["client_group_cache_full"] >= 99
+
+
+def test_a_group_with_its_own_upstreams_is_forwarded_to_them(make_engine, engine_config):
+    with FakeUpstream("127.0.0.1", 0, Behaviour(address="192.0.2.77")) as company:
+        work = ClientGroup.objects.create(name="work", upstreams=company.address)
+        Client.objects.create(name="laptop", ip="127.0.0.2", group=work)
+        config_generation_bump()
+        engine = make_engine(engine_config)
+        engine_reload(engine)
+
+        assert ask(engine, "intranet.example", "127.0.0.2") == ["A 192.0.2.77"]
+        assert ask(engine, "intranet.example", "127.0.0.3") == UPSTREAM_A
+        assert ask(engine, "intranet.example", "127.0.0.2") == ["A 192.0.2.77"]  # its own cache entry
+        assert company.received == 1
