@@ -490,8 +490,9 @@ class Resolver:
         if reason != RATE_LIMITED and self.refused_action == "drop":
             self._record_text(query, query.name, DROPPED, status, rule, client, proto, started, arrived)
             return False
-        transport.send(wire.error_reply(query.qid, query.flags, wire.REFUSED, query), addr)
+        # Counted before the reply goes: whoever got the REFUSED sees it counted.
         self._record(query, query.name, wire.REFUSED, status, rule, "", client, proto, started, arrived)
+        transport.send(wire.error_reply(query.qid, query.flags, wire.REFUSED, query), addr)
         return True
 
     def _bad_packet(self, data: bytes, client: str, exc: WireError, transport: Transport, addr, started: float,
