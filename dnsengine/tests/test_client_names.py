@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import time
 
-import dns.message
-import dns.query
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import reverse
@@ -17,6 +15,7 @@ from dnsengine.core.options import parse_upstreams
 from dnsengine.core.stats import EngineStats
 from dnsengine.runtime.client_names import ClientNames, ClientNamesConfig, ptr_lookup
 from dnsengine.runtime.metrics import EngineCollector
+from gloryhole_site.testing.dnsclient import query_from
 from gloryhole_site.testing.ptr_responder import PtrResponder
 from gloryhole_site.testing.querylog import RecordingSink
 from querylog.logger.writer import QueryLogWriter
@@ -262,10 +261,6 @@ def test_metrics_show_known_clients_and_names_by_source():
 # --- the engine, over real sockets ---------------------------------------------------------
 
 
-def _query_from(source: str, port: int, name: str = "example.com", timeout: float = 3.0):
-    return dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=port, source=source, timeout=timeout)
-
-
 def _wait_for(predicate, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -281,7 +276,7 @@ def test_a_ptr_name_reaches_the_directory_after_the_first_query_is_answered(sett
         settings.GLORYHOLE_CLIENT_PTR_RESOLVER = router.address
         engine = make_engine(engine_config)
 
-        reply = _query_from("127.0.0.2", engine.port)
+        reply = query_from("127.0.0.2", engine.port)
         name_at_first_answer = engine.clients.name_for("127.0.0.2")
         named = _wait_for(lambda: engine.clients.name_for("127.0.0.2") == "annas-phone.lan")
 
@@ -303,13 +298,13 @@ def test_a_silent_ptr_resolver_never_delays_an_answer(settings, make_engine, eng
         slowest = 0.0
         for i in range(2, 12):
             started = time.monotonic()
-            reply = _query_from(f"127.0.0.{i}", engine.port, timeout=2.0)
+            reply = query_from(f"127.0.0.{i}", engine.port, timeout=2.0)
             slowest = max(slowest, time.monotonic() - started)
             assert reply.answer
         asked = _wait_for(lambda: len(router.asked) >= 1)
         # While a lookup waits on the silent resolver, the engine answers as fast as ever.
         started = time.monotonic()
-        reply = _query_from("127.0.0.20", engine.port, timeout=2.0)
+        reply = query_from("127.0.0.20", engine.port, timeout=2.0)
         during_lookup = time.monotonic() - started
 
     assert asked
@@ -325,9 +320,9 @@ def test_a_ptr_name_shows_in_the_history_with_the_clients_queries(settings, make
     with PtrResponder({"127.0.0.2": "annas-phone.lan"}) as router:
         settings.GLORYHOLE_CLIENT_PTR_RESOLVER = router.address
         engine = make_engine(engine_config, query_logger=sink)
-        _query_from("127.0.0.2", engine.port, "first.example.com")
+        query_from("127.0.0.2", engine.port, "first.example.com")
         assert _wait_for(lambda: engine.clients.name_for("127.0.0.2") == "annas-phone.lan")
-        _query_from("127.0.0.2", engine.port, "second.example.com")
+        query_from("127.0.0.2", engine.port, "second.example.com")
     QueryLogWriter()(sink.wait_for(2))
 
     page = staff_web.get(reverse("querylog-history"), {"client_name": "annas-phone.lan"}).content.decode()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, time
 
-import dns.message
-import dns.query
 import pytest
 
 from dnsengine.core.clients import ClientDirectory
@@ -15,7 +13,7 @@ from dnsengine.core.stats import EngineStats
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, Client, ClientGroup, GroupSchedule, default_group
 from dnsengine.runtime.watcher import snapshot_load
 from dnsengine.services import config_generation_bump
-from gloryhole_site.testing.dnsclient import answers
+from gloryhole_site.testing.dnsclient import answers, query_from
 from gloryhole_site.testing.engine import engine_reload
 from gloryhole_site.testing.fake_upstream import Behaviour, FakeUpstream
 
@@ -34,8 +32,7 @@ class Sink:
 
 def ask(engine, name: str, source: str) -> list[str]:
     """A query sent from `source` (an address in 127.0.0.0/8), as a device at that address would."""
-    message = dns.message.make_query(name, "A")
-    return answers(dns.query.udp(message, "127.0.0.1", port=engine.port, timeout=3.0, source=source))
+    return answers(query_from(source, engine.port, name))
 
 
 def listed(list_name: str, *domains: str, groups=()) -> Blocklist:
