@@ -83,12 +83,13 @@ def test_the_wal_is_truncated_when_writes_fail_for_lack_of_space_and_again_after
         assert wait_for(lambda: logger.write_errors >= 3)
         assert wait_for(lambda: wal_size() == 0)  # truncated while the writes keep failing
         assert logger.written < 6500
-        assert logger.wal_stats.truncations >= 1
+        # The writer counts a truncation just after it: the file may be empty a moment before.
+        assert wait_for(lambda: logger.wal_stats.truncations >= 1)
 
         small_disk(None)  # space again: the backlog is written, then the WAL is truncated again
         assert wait_for(lambda: logger.written == 6500)
         assert wait_for(lambda: wal_size() == 0)
-        assert logger.wal_stats.truncations >= 2
+        assert wait_for(lambda: logger.wal_stats.truncations >= 2)
     finally:
         report = logger.close(timeout=10)
 
@@ -145,12 +146,14 @@ def test_an_idle_writer_truncates_a_large_wal_now_and_then(monkeypatch):
         for e in make_entries(2000):
             logger.log_async(e)
         assert wait_for(lambda: logger.written == 2000)
-        assert wait_for(lambda: logger.wal_stats.truncations >= 1, timeout=5)
-        assert wal_size() == 0
+        # On a slow machine an idle moment can come between two batches too: wait for the
+        # last large WAL to go, then count.
+        assert wait_for(lambda: logger.wal_stats.truncations >= 1 and wal_size() == 0, timeout=5)
+        truncations = logger.wal_stats.truncations
         logger.log_async(make_entries(1)[0])  # a small WAL is left alone
         assert wait_for(lambda: logger.written == 2001)
         time.sleep(0.5)
-        assert logger.wal_stats.truncations == 1
+        assert logger.wal_stats.truncations == truncations
     finally:
         logger.close(timeout=10)
 
