@@ -144,6 +144,36 @@ class _DomainTable:
         table.size = size
         return table
 
+    def decide(self, name: str, decisions: list[Decision | None]) -> Decision | None:
+        """The decision of the most specific listed name among `name` and its parents whose
+        set of lists has one in `decisions` (a policy's view of the table).
+
+        A name listed only by lists the policy does not use is passed over for its parents:
+        a group's list of `example.com` still blocks `ads.example.com` when another group's
+        list names `ads.example.com` itself.
+        """
+        if not self.size:
+            return None
+        raw = name.encode("utf-8", "surrogatepass")
+        slots, mask, owners, hash64 = self.keys, self.mask, self.lists, xxh3_64_intdigest
+        suffixes = raw.count(b".") + 1 if self.single_labels else raw.count(b".")
+        start = 0
+        for _ in range(suffixes):
+            key = hash64(raw[start:]) or 1
+            i = key & mask
+            while True:
+                present = slots[i]
+                if present == key:
+                    decision = decisions[owners[i]]
+                    if decision is not None:
+                        return decision
+                    break
+                if not present:
+                    break
+                i = (i + 1) & mask
+            start = raw.find(b".", start) + 1
+        return None
+
     def find(self, name: str) -> int | None:
         """The list-set index of the most specific listed name among `name` and its parents."""
         if not self.size:
@@ -229,11 +259,9 @@ class Matcher:
                 if dot < 0:
                     break
                 suffix = suffix[dot + 1 :]
-        index = self.blocked.find(name)
-        if index is not None:
-            decision = self.set_decisions[index]
-            if decision is not None:
-                return decision
+        decision = self.blocked.decide(name, self.set_decisions)
+        if decision is not None:
+            return decision
         for regex, label in self.rules:
             # search, not match: a regex rule matches anywhere in the name, as in Pi-hole
             # (`(\.|^)doubleclick\.net$`); wildcards carry their own anchors.

@@ -142,6 +142,24 @@ def test_a_list_shared_by_groups_is_stored_once_and_each_group_gets_its_own_firs
 
 
 @pytest.mark.django_db
+def test_a_parent_on_a_groups_list_blocks_below_a_name_only_another_groups_list_has():
+    Blocklist.objects.all().delete()
+    kids, tv = ClientGroup.objects.create(name="kids"), ClientGroup.objects.create(name="tv")
+    listed("social", "example.com", groups=[kids])
+    listed("telemetry", "ads.example.com", groups=[tv])
+    Client.objects.create(name="tablet", ip="10.0.0.1", group=kids)
+    Client.objects.create(name="tv", ip="10.0.0.2", group=tv)
+
+    snapshot = snapshot_load()
+    _, kids_policy, tv_policy = snapshot.policies
+
+    assert kids_policy.matcher.match("ads.example.com") == Decision("block", "list:social (group kids)")
+    assert kids_policy.matcher.match("x.ads.example.com") == Decision("block", "list:social (group kids)")
+    assert tv_policy.matcher.match("ads.example.com") == Decision("block", "list:telemetry (group tv)")
+    assert tv_policy.matcher.match("example.com") is None
+
+
+@pytest.mark.django_db
 def test_allow_entries_follow_their_groups():
     x = ClientGroup.objects.create(name="x")
     listed("ads", "ads.example")
