@@ -58,8 +58,8 @@ for i, group in enumerate(groups):
     allow = AllowedDomain.objects.create(domain=f"group-{{i}}.nowhere.example")
     allow.groups.add(group)
 for n in range({clients}):
-    Client.objects.create(name=f"client-{{n}}", ip=f"127.0.{{(n + 2) // 256}}.{{(n + 2) % 256}}",
-                          group=groups[n % len(groups)])
+    group = groups[0] if n < {sources_in_one} else groups[n % len(groups)]
+    Client.objects.create(name=f"client-{{n}}", ip=f"127.0.{{(n + 2) // 256}}.{{(n + 2) % 256}}", group=group)
 config_generation_bump()
 print(f"{{Client.objects.count()}} clients in {{ClientGroup.objects.count()}} groups, "
       f"{{Blocklist.objects.filter(enabled=True).count()}} list(s) for all of them")
@@ -140,6 +140,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sources", type=int, default=10, help="dnsperf processes, one address each (default 10)")
     parser.add_argument("--outstanding", type=int, default=20, help="dnsperf -q of each process (default 20)")
     parser.add_argument("--blocklist-size", type=int, default=100_000)
+    parser.add_argument(
+        "--sources-in-one-group",
+        action="store_true",
+        help="put the clients that send (the first --sources) in one group: the group lookup's cost without "
+        "the caches split between groups",
+    )
     parser.add_argument("--pin-server", default="", metavar="CPUS", help="taskset -c list for the engine")
     parser.add_argument("--pin-load", default="", metavar="CPUS", help="taskset -c list for dnsperf and the upstream")
     args = parser.parse_args(argv)
@@ -169,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         one_group, _ = prepare_engine_db(python, work, blocklist, upstream)
         groups = work / "groups-data"
         shutil.copytree(one_group, groups)
-        done = manage(python, ["shell", "-c", _GROUPS_SETUP.format(groups=args.groups, clients=args.clients)],
+        setup = _GROUPS_SETUP.format(
+            groups=args.groups, clients=args.clients, sources_in_one=args.sources if args.sources_in_one_group else 0
+        )
+        done = manage(python, ["shell", "-c", setup],
                       base_env(groups, upstream), timeout=300)  # fmt: skip
         if done.returncode:
             raise RuntimeError(f"could not create the groups:\n{done.stderr[-2000:]}")
@@ -191,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
 def report(args, runs: list[Run], setup_line: str, took: float) -> str:
     lines = [
         f"Client groups, {args.sources} dnsperf sources at full speed (-q {args.outstanding} each), "
-        f"{args.duration}s per run, {args.repeat} runs each, query log off; `groups`: {setup_line}.",
+        f"{args.duration}s per run, {args.repeat} runs each, query log off; `groups`: {setup_line}"
+        + (", the sending clients all in one group." if args.sources_in_one_group else "."),
         "",
         "| configuration | QPS, median (range) | ratio to one-group | worst p99 ms (median run) | lost |",
         "| --- | --- | --- | --- | --- |",
