@@ -10,7 +10,8 @@ The same engine, blocklist and query mix as `make loadtest`, in two configuratio
 
 dnsperf sends from one address per process, so the load comes from `--sources`
 dnsperf processes bound to the first of those client addresses (each at full speed,
-`--outstanding` each); the other clients are in the engine's tables all the same.
+`--outstanding` each, each with a query file of its own); the other clients are in the
+engine's tables all the same.
 Both configurations get the same sources. The query log is off, so the figure is the
 DNS path's own cost. Runs go round-robin `--repeat` times; the table shows the median
 of the summed QPS, its range, and the ratio to `one-group`.
@@ -80,7 +81,7 @@ def source_address(n: int) -> str:
     return f"127.0.{(n + 2) // 256}.{(n + 2) % 256}"
 
 
-def run_variant(args, work: Path, python: str, upstream: str, queries: Path, template: Path, variant: str,
+def run_variant(args, work: Path, python: str, upstream: str, queries: list[Path], template: Path, variant: str,
                 procs: Processes) -> Run:  # fmt: skip
     result = Run(variant)
     out_dir = Path(tempfile.mkdtemp(prefix=f"{variant}-", dir=work))
@@ -97,7 +98,7 @@ def run_variant(args, work: Path, python: str, upstream: str, queries: Path, tem
             return result
         perfs = []
         for i in range(args.sources):
-            argv = ["dnsperf", "-s", LOOPBACK, "-p", str(port), "-a", source_address(i), "-d", str(queries)]
+            argv = ["dnsperf", "-s", LOOPBACK, "-p", str(port), "-a", source_address(i), "-d", str(queries[i])]
             argv += ["-l", str(args.duration), "-c", "1", "-t", "2", "-q", str(args.outstanding), "-v"]
             out = out_dir / f"dnsperf-{i}.out"
             perfs.append((procs.start(f"dnsperf-{i}", pinned(args.pin_load, argv), stdout=out,
@@ -167,10 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         python = sys.executable
-        blocklist, queries = work / "blocklist.txt", work / "queries.txt"
+        blocklist = work / "blocklist.txt"
         write_blocklist(blocklist, args.blocklist_size)
-        write_queries(queries, min(FILE_MAX_LINES, max(200_000, FILE_QPS_ALLOWANCE * args.duration)),
-                      args.blocklist_size)  # fmt: skip
+        # One file per source, as different devices ask different things: the same mix, its own
+        # draw, and unique names of its own. One shared file would let every source after the
+        # first be answered from what the first one asked, which only clients of one group share.
+        lines = min(FILE_MAX_LINES, max(200_000, FILE_QPS_ALLOWANCE * args.duration) // args.sources)
+        queries = [work / f"queries-{i}.txt" for i in range(args.sources)]
+        for i, path in enumerate(queries):
+            write_queries(path, lines, args.blocklist_size, seed=42 + i, unique_prefix=f"s{i}u")
         upstream_proc, upstream = start_upstream(python, work, procs, args.pin_load)
         one_group, _ = prepare_engine_db(python, work, blocklist, upstream)
         groups = work / "groups-data"

@@ -59,10 +59,13 @@ def write_blocklist(path: Path, count: int) -> None:
 MIX_KINDS = ("blocked", "repeated", "unique")
 
 
-def write_queries(path: Path, lines: int, blocklist_size: int, only: str = "", seed: int = 42) -> dict[str, int]:
+def write_queries(path: Path, lines: int, blocklist_size: int, only: str = "", seed: int = 42,
+                  unique_prefix: str = "u") -> dict[str, int]:  # fmt: skip
     """The dnsperf input file ("name TYPE" per line); returns how many lines of each kind.
 
     `only` restricts the file to one kind, to time one path of the server on its own.
+    Files for several clients at once take their own `seed` and `unique_prefix`, so that
+    their unique names are unique across the clients too.
     """
     rnd = random.Random(seed)  # the same file for every run with the same arguments
     counts = {kind: 0 for kind in MIX_KINDS}
@@ -86,7 +89,7 @@ def write_queries(path: Path, lines: int, blocklist_size: int, only: str = "", s
                 counts["repeated"] += 1
             else:
                 unique += 1
-                name = f"u{unique}.miss{unique % 101}.example"
+                name = f"{unique_prefix}{unique}.miss{unique % 101}.example"
                 counts["unique"] += 1
             f.write(f"{name} {qtype}\n")
     return counts
