@@ -78,11 +78,17 @@ class Policy:
     number: int
     group: str
     matcher: Matcher
-    # Prefixed to cache keys so a reply decided under one policy is never served under another.
+    # Prefixed to the keys of this policy's own rendered replies (blocked and special
+    # answers, whose rule names the group): one policy's are never served under another.
     key_prefix: bytes
     forwarder: object | None = None  # None: the engine's default upstreams
     open_lists: frozenset[int] = frozenset()  # the lists in force now, windows included
     rate_limit_exempt: bool = False
+    # Prefixed to the keys of the reply cache and of the shared rendered replies: they
+    # hold upstream (and local) answers, which depend only on the upstreams asked, so
+    # the policies on one forwarder share them, and the resolver checks the asking
+    # policy's decision on a hit. It starts with 0 and key_prefix with 1: never equal.
+    cache_prefix: bytes = b""
 
 
 def group_suffix(name: str, several: bool) -> str:
@@ -106,6 +112,7 @@ def policy_build(
     several: bool,
     forwarder: object | None = None,
     allow: tuple[dict[str, str], dict[str, str]] | None = None,
+    cache_prefix: bytes = b"",
 ) -> Policy:
     """The policy of `spec` at local time `now`; `allow` reuses the allow tables of a previous build."""
     active = open_lists(spec, now)
@@ -123,7 +130,8 @@ def policy_build(
             blocked=table,
             set_decisions=set_decisions(table, list_decisions(list_names, suffix), active),
         )
-    return Policy(number, spec.name, matcher, number.to_bytes(2, "big"), forwarder, active, spec.rate_limit_exempt)
+    return Policy(number, spec.name, matcher, b"\x01" + number.to_bytes(2, "big"), forwarder, active,
+                  spec.rate_limit_exempt, cache_prefix)  # fmt: skip
 
 
 def policies_at(policies: tuple[Policy, ...], specs: tuple[GroupSpec, ...], now: datetime) -> tuple[Policy, ...] | None:
@@ -139,7 +147,8 @@ def policies_at(policies: tuple[Policy, ...], specs: tuple[GroupSpec, ...], now:
         if spec.windows and open_lists(spec, now) != policy.open_lists:
             m = policy.matcher
             policy = policy_build(policy.number, spec, m.blocked, m.list_names, now, several=several,
-                                  forwarder=policy.forwarder, allow=(m.allowed_exact, m.allowed_tree))  # fmt: skip
+                                  forwarder=policy.forwarder, allow=(m.allowed_exact, m.allowed_tree),
+                                  cache_prefix=policy.cache_prefix)  # fmt: skip
             changed = True
         out.append(policy)
     return tuple(out) if changed else None
@@ -232,9 +241,14 @@ def policies_build(
     """One policy per group spec, numbered in order, sharing `table`."""
     several = len(specs) > 1
     out = []
+    # One cache prefix per distinct forwarder, all of one length: groups on the same
+    # upstreams share their answers (the default upstreams, None, are one of them).
+    prefixes: dict[int, bytes] = {}
     for number, spec in enumerate(specs):
         forwarder = forwarder_for(spec.upstreams) if spec.upstreams and forwarder_for is not None else None
-        out.append(policy_build(number, spec, table, list_names, now, several=several, forwarder=forwarder))
+        prefix = prefixes.setdefault(id(forwarder), b"\x00" + len(prefixes).to_bytes(2, "big"))
+        out.append(policy_build(number, spec, table, list_names, now, several=several, forwarder=forwarder,
+                                cache_prefix=prefix))  # fmt: skip
     return tuple(out)
 
 

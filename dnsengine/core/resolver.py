@@ -125,8 +125,13 @@ class Snapshot:
 
 # A rendered reply, as a plain tuple (untracked by the garbage collector, as
 # ReplyCache's entries are): (reply without its 2-byte ID, valid until, domain,
-# qtype, rcode, status, rule); the last five are what the query log gets.
-_Rendered = tuple[bytes, float, str, str, str, str, str]
+# qtype, rcode, status, rule, checked); domain to rule are what the query log gets.
+# `checked` is None but for an upstream or local answer shared by the policies on one
+# forwarder: then policy number -> whether that policy may be given it (does not block
+# its name), filled on each policy's first hit.
+_Rendered = tuple[bytes, float, str, str, str, str, str, dict[int, bool] | None]
+# What a `checked` dict adds to a rendered reply's memory (sys.getsizeof of a small dict).
+CHECKED_OVERHEAD = 230
 
 
 @dataclass(slots=True)
@@ -144,15 +149,18 @@ class Exchange:
     sent: bool = False
     policy: Policy | None = None  # the client group's policy; None: the snapshot's one matcher
     group: str = ""  # the name of the group deciding, for the log
-    prefix: bytes = b""  # the policy's prefix for cache keys
+    prefix: bytes = b""  # the policy's prefix for the rendered replies' keys
+    cache_prefix: bytes = b""  # its forwarder's prefix for the reply cache's keys
     # The snapshot the query was decided under: an upstream reply that arrives after a
     # reload is sent but not cached, or it would outlive the rules (and policy numbers) it
     # was decided by.
     snapshot: Snapshot | None = None
+    # The rendered replies current when the query arrived (read before the snapshot).
+    rendered: dict | None = None
 
     @property
     def key(self) -> bytes:
-        return self.prefix + self.query.key if self.prefix else self.query.key
+        return self.cache_prefix + self.query.key if self.cache_prefix else self.query.key
 
     def send(self, reply: bytes) -> None:
         self.sent = True
@@ -226,13 +234,17 @@ class Resolver:
             reason = access.verdict(client)
             if reason:
                 return self._refuse_client(data, client, reason, transport, addr, started, arrived)
+        # The rendered replies before the snapshot: apply_snapshot replaces them after it,
+        # so these are the snapshot's or older, and a reply is remembered only into the
+        # current ones (_remember_rendered): none decided under old rules outlives a reload.
+        rendered = self._rendered
         snapshot = self.snapshot
         assignment = snapshot.assignment
         if assignment is None:
-            policy, group, prefix = None, snapshot.group, b""
+            policy, group, prefix, cache_prefix = None, snapshot.group, b"", b""
         else:
             policy = snapshot.policies[assignment.policy_for(client)]
-            group, prefix = policy.group, policy.key_prefix
+            group, prefix, cache_prefix = policy.group, policy.key_prefix, policy.cache_prefix
         limiter = self.rate_limiter
         if (limiter is not None and not (policy is not None and policy.rate_limit_exempt)
                 and not limiter.allow(client, self.clock())):  # fmt: skip
@@ -241,7 +253,7 @@ class Resolver:
         if clients is not None:
             clients.observe(client)
         if transport.proto == "udp":
-            hit = self._rendered.get(prefix + data[2:] if prefix else data[2:])
+            hit = rendered.get(data[2:]) if policy is None else self._rendered_for(rendered, policy, data, snapshot)
             if hit is not None and self.clock() < hit[1]:
                 transport.send(data[:2] + hit[0], addr)
                 self._record_rendered(hit, client, group, started, arrived)
@@ -256,7 +268,7 @@ class Resolver:
         ex = Exchange(query, client, transport, addr, started, arrived,
                       query.payload if transport.proto == "udp" else 65535,
                       data if len(data) <= MAX_RENDERED_QUERY else b"", False, policy, group, prefix,
-                      snapshot)  # fmt: skip
+                      cache_prefix, snapshot, rendered)  # fmt: skip
         if query.edns and query.edns_version != 0:
             self._finish_error(ex, wire.BADVERS)
             return True
@@ -265,15 +277,17 @@ class Resolver:
             return True
         now = self.clock()
         entry = self.cache.get(ex.key, now)
-        if entry is not None:
+        # Policies on the same upstreams share the cache, so a hit may be another group's
+        # answer to a name this client's group blocks: the decision is checked again.
+        if entry is not None and (policy is None or not _blocks(policy, query.name, now, snapshot)):
             reply = entry.render(query, now, ex.limit)
             ex.send(reply)
             self._log(ex, entry.domain, entry.rcode, entry.status, entry.rule)
             if transport.proto == "udp":
                 # The TTLs in `reply` are right until the entry's age reaches its next whole second.
                 valid_until = min(entry.expires, entry.stored + int(now - entry.stored) + 1)
-                self._remember_rendered(data, reply, query, valid_until, entry.domain, entry.rcode, entry.status,
-                                        entry.rule, prefix)  # fmt: skip
+                self._remember_rendered(ex, reply, valid_until, entry.domain, entry.rcode, entry.status, entry.rule,
+                                        cache_prefix, None if policy is None else {policy.number: True})  # fmt: skip
             return True
         try:
             self._resolve_miss(ex, now)
@@ -302,8 +316,8 @@ class Resolver:
                 ex.send(reply)
                 self._log(ex, name, entry.rcode, STATUS_BLOCKED, decision.rule)
                 if ex.transport.proto == "udp":
-                    self._remember_rendered(ex.packet, reply, query, math.inf, name, entry.rcode, STATUS_BLOCKED,
-                                            decision.rule, ex.prefix)  # fmt: skip
+                    self._remember_rendered(ex, reply, math.inf, name, entry.rcode, STATUS_BLOCKED, decision.rule,
+                                            ex.prefix)  # fmt: skip
                 return
             # Blocking is paused: carry on as if nothing listed the name; the log says what would have.
             paused_rule = f"paused:{decision.rule}"
@@ -361,7 +375,8 @@ class Resolver:
         packed = record.pack()
         scanned = wire.scan_reply(packed, wire.question_end(packed))
         entry = entry_from_reply(scanned, now=now, lifetime=ttl, domain=name, status=status, rule=rule)
-        self.cache.put(ex.key, entry)
+        if ex.snapshot is self.snapshot:  # an upstream reply for a local CNAME may come after a reload
+            self.cache.put(ex.key, entry)
         return entry
 
     # -- blocked answers --------------------------------------------------------------
@@ -383,7 +398,7 @@ class Resolver:
         rule = f"special:{kind}"
         self._log(ex, name, entry.rcode, STATUS_LOCAL, rule)
         if ex.transport.proto == "udp":
-            self._remember_rendered(ex.packet, reply, query, math.inf, name, entry.rcode, STATUS_LOCAL, rule, ex.prefix)
+            self._remember_rendered(ex, reply, math.inf, name, entry.rcode, STATUS_LOCAL, rule, ex.prefix)
 
     def _blocked_entry(self, qtype: int) -> CacheEntry:
         """The blocked answer for `qtype`, built once per type, for any name.
@@ -513,24 +528,49 @@ class Resolver:
         ex.send(wire.error_reply(query.qid, query.flags, rcode, query))
         self._log(ex, query.name if name is None else name, rcode, STATUS_ERROR, rule)
 
-    def _remember_rendered(self, data: bytes, reply: bytes, query: Query, valid_until: float, domain: str,
-                           rcode: int, status: str, rule: str, prefix: bytes = b"") -> None:  # fmt: skip
-        if not data or len(data) > MAX_RENDERED_QUERY:
+    def _rendered_for(self, rendered: dict[bytes, _Rendered], policy: Policy, data: bytes,
+                      snapshot: Snapshot) -> _Rendered | None:  # fmt: skip
+        """The rendered reply for `data` under `policy` (several policies), or None.
+
+        Upstream and local answers are shared by the policies on one forwarder; each
+        policy's decision on the name is checked once, on its first hit. Its blocked
+        and special answers are its own, under its own prefix.
+        """
+        tail = data[2:]
+        hit = rendered.get(policy.cache_prefix + tail)
+        if hit is not None:
+            checked = hit[7]
+            number = policy.number
+            given = checked.get(number)
+            if given is None:
+                given = checked[number] = not _blocks(policy, hit[2], self.clock(), snapshot)
+            if given:
+                return hit
+        return rendered.get(policy.key_prefix + tail)
+
+    def _remember_rendered(self, ex: Exchange, reply: bytes, valid_until: float, domain: str, rcode: int,
+                           status: str, rule: str, prefix: bytes = b"",
+                           checked: dict[int, bool] | None = None) -> None:  # fmt: skip
+        data = ex.packet
+        if not data:
             return  # a query this large is not a stub resolver's everyday one: not worth the memory
         rendered = self._rendered
-        cost = len(data) + len(reply) + RENDERED_OVERHEAD
+        if ex.rendered is not rendered:
+            return  # decided under a snapshot a reload has replaced since
+        query = ex.query
+        cost = len(data) + len(reply) + RENDERED_OVERHEAD + (CHECKED_OVERHEAD if checked is not None else 0)
         if len(rendered) >= self.rendered_max or self._rendered_bytes + cost > self.rendered_max_bytes:
             rendered.clear()  # crude, but bounded and rare; the cache still has everything
             self._rendered_bytes = 0
         self._rendered_bytes += cost
         rendered[prefix + data[2:] if prefix else data[2:]] = (
             reply[2:], valid_until, domain, wire.qtype_name(query.qtype), wire.RCODE_NAMES.get(rcode, str(rcode)),
-            status, rule,
+            status, rule, checked,
         )  # fmt: skip
 
     def _record_rendered(self, hit: _Rendered, client: str, group: str, started: float, arrived: float) -> None:
         duration_us = int((time.perf_counter() - started) * 1e6)
-        _, _, domain, qtype, rcode, status, rule = hit
+        _, _, domain, qtype, rcode, status, rule, _ = hit
         self.stats.record(status, duration_us)
         sink = self.query_logger
         if sink is not None:
@@ -573,6 +613,12 @@ class Resolver:
                     group,
                 )
             )
+
+
+def _blocks(policy: Policy, name: str, now: float, snapshot: Snapshot) -> bool:
+    """True when `policy` blocks `name` now (not paused): the answer must not come from the shared cache."""
+    decision = policy.matcher.match(name)
+    return decision is not None and decision.action == "block" and now >= snapshot.paused_until
 
 
 def _blocked_records(mode: BlockingMode, ttl: int, qtype: int) -> wire.ScannedReply:

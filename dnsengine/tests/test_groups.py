@@ -94,6 +94,67 @@ def test_the_cache_does_not_serve_a_non_blocking_groups_forwarded_answer_to_a_bl
     assert ask(engine, "ads.example", "127.0.0.3") == BLOCKED_A
 
 
+def test_groups_on_the_same_upstreams_share_an_answer_and_each_keeps_its_own_decision(
+    make_engine, engine_config, upstream
+):
+    work = ClientGroup.objects.create(name="work", blocking_enabled=False)
+    kids = ClientGroup.objects.create(name="kids")
+    listed("ads", "ads.example")
+    Client.objects.create(name="laptop", ip="127.0.0.2", group=work)
+    Client.objects.create(name="tablet", ip="127.0.0.4", group=kids)
+    config_generation_bump()
+    engine = make_engine(engine_config)
+    engine_reload(engine)
+
+    # A name nobody blocks is fetched once for the three groups.
+    assert ask(engine, "news.example", "127.0.0.2") == UPSTREAM_A
+    assert ask(engine, "news.example", "127.0.0.3") == UPSTREAM_A
+    assert ask(engine, "news.example", "127.0.0.4") == UPSTREAM_A
+    assert upstream.received == 1
+    # A name the non-blocking group got from upstream stays blocked for the others,
+    # first from the cache hit, then from their rendered replies.
+    assert ask(engine, "ads.example", "127.0.0.2") == UPSTREAM_A
+    for _ in range(2):
+        assert ask(engine, "ads.example", "127.0.0.3") == BLOCKED_A
+        assert ask(engine, "ads.example", "127.0.0.4") == BLOCKED_A
+    assert ask(engine, "ads.example", "127.0.0.2") == UPSTREAM_A
+    assert upstream.received == 2
+
+
+class ReloadOnSend:
+    """A UDP transport that reloads the resolver while it sends: a reload racing a query."""
+
+    proto = "udp"
+
+    def __init__(self, resolver, snapshot) -> None:
+        self.resolver, self.snapshot, self.sent = resolver, snapshot, []
+
+    def send(self, reply: bytes, addr) -> None:
+        self.sent.append(reply)
+        self.resolver.apply_snapshot(self.snapshot)
+
+
+@pytest.mark.django_db
+def test_a_reply_decided_before_a_reload_is_not_remembered_after_it():
+    import dns.message
+
+    from dnsengine.core.cache import ReplyCache, TtlPolicy
+    from dnsengine.core.options import parse_blocking_mode
+    from dnsengine.core.resolver import Resolver
+
+    listed("ads", "ads.example")
+    resolver = Resolver(forwarder=None, blocking=parse_blocking_mode("null"), block_ttl=60, cache=ReplyCache(100),
+                        ttl_policy=TtlPolicy(), stats=EngineStats())  # fmt: skip
+    resolver.apply_snapshot(snapshot_load(1))
+    Blocklist.objects.all().delete()  # the reload that races the query unblocks the name
+    transport = ReloadOnSend(resolver, snapshot_load(2))
+
+    assert resolver.handle(dns.message.make_query("ads.example", "A").to_wire(), "127.0.0.1", transport, None)
+
+    assert len(transport.sent) == 1  # answered under the rules it arrived under...
+    assert resolver._rendered == {}  # ...but not remembered for the queries after the reload
+
+
 def test_a_time_window_switches_a_list_on_and_off(make_engine, engine_config):
     kids = ClientGroup.objects.create(name="kids")
     social = listed("social", "social.example")  # in a schedule, no groups: only for its windows
