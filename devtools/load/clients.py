@@ -6,7 +6,8 @@ The same engine, blocklist and query mix as `make loadtest`, in two configuratio
 - `groups`: `--clients` Client rows (127.0.0.2, 127.0.0.3, ...) spread round-robin over
   `--groups` groups, each with a policy of its own (an allow entry no query asks for) but
   the same work: the list and blocking for all. So the difference is what groups cost per
-  query (finding the client's group, caches keyed by policy), not a different answer mix.
+  query (finding the client's group, each group's decision on shared answers, its own
+  blocked answers), not a different answer mix.
 
 dnsperf sends from one address per process, so the load comes from `--sources`
 dnsperf processes bound to the first of those client addresses (each at full speed,
@@ -54,7 +55,7 @@ groups = [ClientGroup.objects.get(is_default=True)]
 groups += [ClientGroup.objects.create(name=f"group-{{i}}") for i in range(1, {groups})]
 # The same work for every group (the list, blocking on), but a policy of its own each: an
 # allow entry no query of the mix asks for. The engine then runs the groups' path: the
-# client's group looked up, caches keyed by policy, one decision array per group.
+# client's group looked up, its decision checked on shared answers, one decision array per group.
 for i, group in enumerate(groups):
     allow = AllowedDomain.objects.create(domain=f"group-{{i}}.nowhere.example")
     allow.groups.add(group)
