@@ -142,3 +142,17 @@ def test_the_table_scrolls_inside_its_card_on_a_phone(staff_web, lan):
     assert '<div class="scroll">' in card.split('<table class="forwarding">')[0]
     css = open("static/gloryhole/site.css").read()
     assert ".scroll { overflow-x: auto; }" in css and "table.forwarding { min-width:" in css
+
+
+def test_the_admin_edits_rules_with_the_same_validation_and_a_change_log(admin_client):
+    add = reverse("admin:dnsengine_forwardingrule_add")
+    generation = config_generation_current()
+    bad = admin_client.post(add, {"domain": "lan", "upstreams": "router", "enabled": "on", "created_0": "2026-01-01",
+                                  "created_1": "00:00:00"})  # fmt: skip
+    assert "upstreams: &#x27;router&#x27; in &#x27;router&#x27; is not an IP address" in bad.content.decode()
+    admin_client.post(add, {"domain": "Lan.", "upstreams": "192.168.1.1", "enabled": "on", "created_0": "2026-01-01",
+                            "created_1": "00:00:00"})  # fmt: skip
+    rule = ForwardingRule.objects.get()
+    assert (rule.domain, rule.upstreams) == ("lan", "192.168.1.1:53")
+    assert config_generation_current() > generation
+    assert LogEntry.objects.filter(object_id=str(rule.pk), action_flag=ADDITION).exists()
