@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 
 from dnsengine.core.forwarding import ForwardingRules, Route
 from dnsengine.core.options import ConfigError, parse_upstreams
-from dnsengine.models import Client, ClientGroup, ForwardingRule
+from dnsengine.models import Client, ClientGroup, ForwardingRule, LocalRecord
 from dnsengine.runtime.watcher import snapshot_load
 from dnsengine.services import config_generation_current
 from gloryhole_site.testing.dnsclient import Client as DnsClient
@@ -234,6 +234,22 @@ def test_a_rule_wins_over_a_groups_own_upstreams(make_engine, engine_config, ups
     assert answers(query_from("127.0.0.2", engine.port, "intranet.example")) == CORP_A
     assert answers(query_from("127.0.0.3", engine.port, "nas.lan")) == ROUTER_A
     assert answers(query_from("127.0.0.3", engine.port, "intranet.example")) == DEFAULT_A
+
+
+@pytest.mark.integration
+def test_a_local_cname_into_a_rules_domain_is_completed_by_the_rules_upstream(
+    make_engine, engine_config, upstream, router
+):
+    LocalRecord.objects.create(name="files.home.example", type="CNAME", value="nas.lan")
+    forward("lan", router)
+    engine = make_engine(engine_config)
+    engine_reload(engine)
+
+    reply = DnsClient(engine.port).query("files.home.example")
+
+    assert answers(reply) == ["A 192.0.2.53", "CNAME nas.lan."]
+    assert router.queries == [("nas.lan", "A")]
+    assert upstream.received == 0
 
 
 @pytest.mark.integration
