@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -262,6 +263,21 @@ def test_rules_on_one_upstream_list_share_one_forwarder(make_engine, engine_conf
     routes = engine.resolver.snapshot.forwarding.routes
     assert routes["lan"].forwarder is routes["home.arpa"].forwarder is not None
     assert len(engine.rule_forwarders) == 1
+
+
+@pytest.mark.integration
+def test_past_the_bound_a_rule_uses_the_default_upstreams_and_is_counted(make_engine, engine_config, upstream,
+                                                                          router, corp):  # fmt: skip
+    forward("corp.lan", corp)
+    forward("lan", router)
+    engine = make_engine(dataclasses.replace(engine_config, forwarding_upstream_sets=1))
+    engine_reload(engine)
+    client = DnsClient(engine.port)
+
+    assert answers(client.query("printer.corp.lan")) == CORP_A  # the first rule loaded got the one forwarder
+    assert answers(client.query("nas.lan")) == DEFAULT_A
+    assert len(engine.rule_forwarders) == 1
+    assert engine.stats.counters["forwarding_upstreams_over_limit"] >= 1
 
 
 @pytest.mark.integration
