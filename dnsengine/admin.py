@@ -14,6 +14,7 @@ from dnsengine.models import (
     Client,
     ClientGroup,
     EngineStatus,
+    ForwardingRule,
     GroupSchedule,
     LocalRecord,
 )
@@ -231,3 +232,16 @@ class GroupScheduleAdmin(admin.ModelAdmin):
     list_display = ["group", "blocklist", "start", "end", "enabled", "comment"]
     list_filter = ["group", "enabled"]
     list_select_related = ["group", "blocklist"]
+
+
+# --- Conditional forwarding ------------------------------------------------------------
+
+
+@admin.register(ForwardingRule)
+class ForwardingRuleAdmin(admin.ModelAdmin):
+    """Saving bumps the config generation (dnsengine.signals); the admin's own LogEntry records who changed what."""
+
+    list_display = ["domain", "upstreams", "enabled", "comment", "created"]
+    list_filter = ["enabled"]
+    list_editable = ["enabled"]
+    search_fields = ["domain", "upstreams", "comment"]

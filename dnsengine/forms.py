@@ -185,3 +185,18 @@ class ScheduleAddForm(forms.Form):
 
     def clean_weekdays(self) -> int:
         return sum(set(self.cleaned_data["weekdays"]))
+
+
+class ForwardingRuleForm(forms.Form):
+    """A conditional-forwarding rule; the model's clean() validates (and words the errors) as the admin does."""
+
+    domain = forms.CharField(max_length=253, widget=forms.TextInput(attrs={"placeholder": "lan"}))
+    # Not required here: an empty list gets the environment parser's message from the model.
+    upstreams = forms.CharField(
+        max_length=1000,
+        required=False,
+        help_text="host[:port], comma-separated; several: tried in this order",
+        widget=forms.TextInput(attrs={"placeholder": "192.168.1.1"}),
+    )
+    enabled = forms.BooleanField(required=False, label="On")
+    comment = forms.CharField(max_length=200, required=False)

@@ -403,3 +403,54 @@ class GroupSchedule(models.Model):
             raise ValidationError({"weekdays": "tick at least one day"})
         if self.start is not None and self.start == self.end:
             raise ValidationError({"end": "the window would be empty: give an end different from the start"})
+
+
+# --- Conditional forwarding -------------------------------------------------------------
+
+
+class ForwardingRule(models.Model):
+    """Names at and below `domain` go to `upstreams` instead of the default (or a group's) upstreams.
+
+    The most specific enabled rule wins (`corp.lan` over `lan`); a rule applies to
+    every client group. A rule for a private reverse zone (`168.192.in-addr.arpa`) or a
+    single-label suffix (`lan`) also lifts the local NXDOMAIN those names get without
+    one (dnsengine.core.special).
+    """
+
+    domain = models.CharField(
+        max_length=253, unique=True, help_text="a domain suffix: lan, home.arpa, 168.192.in-addr.arpa, corp.example.com"
+    )
+    # blank=True only so that clean() refuses an empty list in the environment parser's words.
+    upstreams = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="host[:port], comma-separated, as GLORYHOLE_UPSTREAMS; several: tried in this order",
+    )
+    enabled = models.BooleanField(default=True)
+    comment = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return f"{self.domain} -> {self.upstreams}"
+
+    def clean(self) -> None:
+        errors = {}
+        domain = normalize_domain(self.domain or "", require_dot=False)
+        if domain is None:
+            errors["domain"] = f"{self.domain!r} is not a valid domain name"
+        elif domain.rpartition(".")[2] in ("localhost", "invalid"):
+            # Answered on the box whatever the upstreams say (RFC 6761): a rule would never apply.
+            errors["domain"] = f"{domain!r} never leaves this box (RFC 6761): it cannot be forwarded"
+        else:
+            self.domain = domain
+        try:
+            parsed = parse_upstreams(self.upstreams or "", setting="upstreams")
+        except ConfigError as exc:
+            errors["upstreams"] = str(exc)
+        else:
+            self.upstreams = ", ".join(u.label for u in parsed)
+        if errors:
+            raise ValidationError(errors)

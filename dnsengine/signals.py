@@ -17,12 +17,14 @@ from dnsengine.models import (
     BlockRule,
     Client,
     ClientGroup,
+    ForwardingRule,
     GroupSchedule,
     LocalRecord,
 )
 from dnsengine.services.config_generation import config_generation_bump
 
 _WATCHED = (Blocklist, BlockedDomain, AllowedDomain, BlockRule, LocalRecord, ClientGroup, Client, GroupSchedule)
+_WATCHED += (ForwardingRule,)  # conditional forwarding: the snapshot's routes
 # The group memberships of lists, allow entries and rules: their own tables, their own signal.
 _WATCHED_M2M = (Blocklist.groups.through, AllowedDomain.groups.through, BlockRule.groups.through)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dnsengine.views import blocklists, clients, domains, groups, pause, status
+from dnsengine.views import blocklists, clients, domains, forwarding, groups, pause, status
 
 urlpatterns = [
     path("blocklists/", blocklists.blocklists, name="dnsengine-blocklists"),
@@ -27,6 +27,11 @@ urlpatterns = [
     path("groups/<int:pk>/members/", groups.group_members_view, name="dnsengine-group-members"),
     path("groups/<int:pk>/windows/add/", groups.schedule_add_view, name="dnsengine-schedule-add"),
     path("groups/windows/<int:pk>/remove/", groups.schedule_remove_view, name="dnsengine-schedule-remove"),
+    # Conditional forwarding: names under a domain to its own upstreams.
+    path("forwarding/", forwarding.forwarding, name="dnsengine-forwarding"),
+    path("forwarding/add/", forwarding.forwarding_add_view, name="dnsengine-forwarding-add"),
+    path("forwarding/<int:pk>/edit/", forwarding.forwarding_edit_view, name="dnsengine-forwarding-edit"),
+    path("forwarding/<int:pk>/delete/", forwarding.forwarding_delete_view, name="dnsengine-forwarding-delete"),
     # The engines' heartbeat rows (EngineStatus).
     path("status/", status.engine_status, name="engine-status"),
     path("api/status", status.api_status, name="api-status"),

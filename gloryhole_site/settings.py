@@ -199,6 +199,8 @@ GLORYHOLE_CACHE_SIZE = env_int("GLORYHOLE_CACHE_SIZE", 20000, minimum=0, maximum
 # Client groups: source addresses whose group is remembered, and distinct per-group upstream lists.
 GLORYHOLE_CLIENT_GROUP_CACHE_SIZE = env_int("GLORYHOLE_CLIENT_GROUP_CACHE_SIZE", 65536, minimum=1, maximum=10_000_000)
 GLORYHOLE_GROUP_UPSTREAM_SETS = env_int("GLORYHOLE_GROUP_UPSTREAM_SETS", 8, minimum=0, maximum=64)
+# Distinct upstream lists of conditional-forwarding rules, each with its own forwarder.
+GLORYHOLE_FORWARDING_UPSTREAM_SETS = env_int("GLORYHOLE_FORWARDING_UPSTREAM_SETS", 16, minimum=0, maximum=256)
 GLORYHOLE_CACHE_MAX_BYTES = env_int("GLORYHOLE_CACHE_MAX_BYTES", 64 << 20, minimum=1 << 20, maximum=1 << 40)
 GLORYHOLE_CACHE_MIN_TTL = env_int("GLORYHOLE_CACHE_MIN_TTL", 0, minimum=0, maximum=86400)
 GLORYHOLE_CACHE_MAX_TTL = env_int("GLORYHOLE_CACHE_MAX_TTL", 86400, minimum=0, maximum=604800)

@@ -289,8 +289,20 @@ for name, count in Blocklist.objects.filter(enabled=True).values_list("name", "d
     print(f"enabled list {{name}}: {{count}} names")
 """
 
+# --forwarding-rules N: rules on the load's own upstream (so a name under one takes the
+# same path), half ending in the names' top-level label `example`, none covering them:
+# every forwarded miss pays the whole suffix walk (docs/forwarding.md).
+_FORWARDING_RULES = """
+from dnsengine.models import ForwardingRule
+from devtools.bench.forwarding import rule_suffixes
+for suffix in rule_suffixes({count}):
+    ForwardingRule.objects.create(domain=suffix, upstreams={upstream!r})
+print(ForwardingRule.objects.count(), "forwarding rules")
+"""
 
-def prepare_engine_db(python: str, work: Path, blocklist: Path, upstream: str) -> tuple[Path, str]:
+
+def prepare_engine_db(python: str, work: Path, blocklist: Path, upstream: str,
+                      forwarding_rules: int = 0) -> tuple[Path, str]:  # fmt: skip
     """Migrate a template data dir and import the blocklist into it; returns (dir, how it was imported)."""
     data = work / "template-data"
     data.mkdir()
@@ -308,6 +320,12 @@ def prepare_engine_db(python: str, work: Path, blocklist: Path, upstream: str) -
     if done.returncode:
         raise RuntimeError(f"could not disable the other blocklists:\n{done.stderr[-2000:]}")
     enabled = "; ".join(line for line in done.stdout.splitlines() if line.startswith("enabled list"))
+    if forwarding_rules:
+        code = _FORWARDING_RULES.format(count=forwarding_rules, upstream=upstream)
+        done = manage(python, ["shell", "-c", code], env, timeout=120)
+        if done.returncode:
+            raise RuntimeError(f"could not add the forwarding rules:\n{done.stderr[-2000:]}")
+        enabled += f"; {forwarding_rules} forwarding rules covering none of the names"
     with contextlib.closing(sqlite3.connect(data / "gloryhole.sqlite3")) as conn:
         # Fold the WAL into the main file so that copying the directory copies everything.
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -345,6 +363,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="CPUS",
         help="run dnsperf and the fake upstream on these CPUs only (e.g. 0); default: anywhere",
     )
+    parser.add_argument("--forwarding-rules", type=int, default=0, metavar="N",
+                        help="add N conditional-forwarding rules that cover none of the names (default 0)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, dnsperf output, databases)")
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 3600:
@@ -353,6 +373,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--repeat must be 1..20")
     if args.rate < 1:
         parser.error("--rate must be positive")
+    if not 0 <= args.forwarding_rules <= 1000:
+        parser.error("--forwarding-rules must be 0..1000")
     return args
 
 
@@ -416,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             upstream_proc, upstream = start_upstream(python, work, procs, args.pin_load)
             template = None
             if any(v.server == "engine" for v in variants):
-                template, how = prepare_engine_db(python, work, blocklist, upstream)
+                template, how = prepare_engine_db(python, work, blocklist, upstream, args.forwarding_rules)
                 notes.append(f"blocklist import via {how}")
             setup = Setup(args, work, python, upstream, blocklist, queries, template, procs, upstream_proc.pid)
             # Repeats go round-robin so that a burst of load from elsewhere hits every variant alike.

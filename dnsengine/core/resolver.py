@@ -4,7 +4,8 @@
 sure exactly one reply (or none, for packets that must be dropped) goes back
 through `transport.send`, and that every answered query is counted and handed
 to the query logger. Order: the client's access and rate limit, then cache, then allowlist > block rules > local records
-> names that never leave the box > upstream. Replies built here (blocked, local) are cached as bytes too, so
+> names that never leave the box (unless a forwarding rule covers them) > upstream (a conditional-forwarding
+rule's, else the client group's, else the default). Replies built here (blocked, local) are cached as bytes too, so
 only the first query for a name pays for dnslib.
 
 Forwarded queries finish when the upstream's reply is read, through a callback
@@ -34,6 +35,7 @@ from dnsengine.core.access import AccessControl
 from dnsengine.core.cache import CacheEntry, ReplyCache, TtlPolicy, entry_from_reply
 from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.entry import QueryLogEntry
+from dnsengine.core.forwarding import ForwardingRules, Route
 from dnsengine.core.groups import GroupAssignment, GroupSpec, Policy
 from dnsengine.core.options import BlockingMode
 from dnsengine.core.ratelimit import RateLimiter
@@ -121,6 +123,9 @@ class Snapshot:
     assignment: GroupAssignment | None = None
     policies: tuple[Policy, ...] = ()
     specs: tuple[GroupSpec, ...] = ()  # what each policy is built from, for the time windows
+    # Conditional forwarding: names under a rule's suffix go to its upstreams, whatever the
+    # group. None when there are no rules: the check then costs one attribute read.
+    forwarding: ForwardingRules | None = None
 
 
 # A rendered reply, as a plain tuple (untracked by the garbage collector, as
@@ -157,6 +162,8 @@ class Exchange:
     snapshot: Snapshot | None = None
     # The rendered replies current when the query arrived (read before the snapshot).
     rendered: dict | None = None
+    # The conditional-forwarding rule that covers the name, once the decision found one.
+    route: Route | None = None
 
     @property
     def key(self) -> bytes:
@@ -326,11 +333,21 @@ class Resolver:
         if name in snapshot.local.records:
             self._answer_local(ex, name, snapshot.local, now)
             return
-        special = special_use(name, query.qtype, forward_single_label=self.forward_single_label,
-                              forward_private_reverse=self.forward_private_reverse)  # fmt: skip
-        if special is not None:
-            self._answer_special(ex, name, special, now)
-            return
+        forwarding = snapshot.forwarding
+        route = forwarding.route(name) if forwarding is not None else None
+        if route is None:
+            special = special_use(name, query.qtype, forward_single_label=self.forward_single_label,
+                                  forward_private_reverse=self.forward_private_reverse)  # fmt: skip
+            if special is not None:
+                self._answer_special(ex, name, special, now)
+                return
+        else:
+            # A rule is the user saying where these names live: a private reverse zone
+            # or a single-label name under it goes to the rule's upstreams (RFC 6303's
+            # local NXDOMAIN is for zones nobody configured).
+            ex.route = route
+            if not rule:
+                rule = route.log_rule
         status = STATUS_ALLOWED if decision is not None else STATUS_FORWARDED
         self._forward(ex, name, status, rule)
 
@@ -342,8 +359,26 @@ class Resolver:
         if not self._forwarder(ex).forward(query.qname_wire, query.qtype, query.qclass, query.do, on_reply):
             self._finish_error(ex, wire.SERVFAIL, name=name, rule=rule)
 
-    def _forwarder(self, ex: Exchange) -> Forwarder:
-        """The group's own upstreams, if it has some, else the engine's."""
+    def _forwarder(self, ex: Exchange, name: str | None = None) -> Forwarder:
+        """The upstreams for `ex`: a forwarding rule's, else the group's own, else the engine's.
+
+        The rule is the one the decision found for the query's name (`ex.route`), or,
+        given `name` (a local CNAME's target), the one covering that name.
+
+        No cache-key prefix is added for a rule: the reply cache and the rendered replies
+        are keyed by the question (after the policy's forwarder prefix), and the question's
+        name alone decides the rule, so two queries with one key always went to the same
+        rule's upstreams, or both to their group's. Rules change only with a new snapshot,
+        and apply_snapshot empties both caches. With several groups, a name under a rule is
+        cached once per group forwarder prefix: duplicated, never mixed up.
+        """
+        route = ex.route
+        if name is not None:
+            forwarding = self.snapshot.forwarding
+            route = forwarding.route(name) if forwarding is not None else None
+        if route is not None:
+            forwarder = route.forwarder
+            return forwarder if forwarder is not None else self.forwarder
         policy = ex.policy
         if policy is not None and policy.forwarder is not None:
             return policy.forwarder
@@ -480,7 +515,7 @@ class Resolver:
             ex.send(entry.render(query, now, ex.limit))
             self._log(ex, name, entry.rcode, STATUS_LOCAL, "local", upstream)
 
-        if not self._forwarder(ex).forward(target_wire, query.qtype, query.qclass, query.do, on_reply):
+        if not self._forwarder(ex, target).forward(target_wire, query.qtype, query.qclass, query.do, on_reply):
             self._finish_error(ex, wire.SERVFAIL, name=name)
 
     # -- errors and logging -----------------------------------------------------------

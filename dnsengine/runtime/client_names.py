@@ -7,7 +7,9 @@ the hosts file (`GLORYHOLE_CLIENT_HOSTS_FILE`, only when its mtime or size
 changed). When `GLORYHOLE_CLIENT_PTR_RESOLVER` is set, it asks that resolver for
 the PTR name of each new client, at most `GLORYHOLE_CLIENT_PTR_PER_SECOND`
 lookups a second, and again for every known client once its name is
-`GLORYHOLE_CLIENT_PTR_TTL` seconds old. The DNS path never waits for any of it:
+`GLORYHOLE_CLIENT_PTR_TTL` seconds old. When it is not set, a client whose reverse
+zone a conditional-forwarding rule covers (`168.192.in-addr.arpa` -> the router)
+is looked up on that rule's first upstream, at the same rate. The DNS path never waits for any of it:
 the directory swaps in new dicts when something changed.
 
     names = ClientNames(engine.clients, ClientNamesConfig.from_settings(), engine.stats).start()
@@ -182,9 +184,12 @@ class ClientNames:
         stats: EngineStats | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        ptr_route: Callable[[str], Upstream | None] | None = None,
     ) -> None:
         self.directory = directory
         self.config = config
+        # Without a PTR resolver: the upstream of the forwarding rule covering an address's reverse zone, or None.
+        self.ptr_route = ptr_route
         self.stats = stats if stats is not None else directory.stats
         self.clock = clock
         # Clients waiting for a PTR lookup, in order (a dict keeps the order and dedupes).
@@ -233,7 +238,7 @@ class ClientNames:
         if new or hosts is not None or neighbours is not None:
             # Rebuilt also for new clients alone: a CIDR or MAC name applies to them at once.
             self.directory.update(hosts=hosts, neighbours=neighbours)
-        if self.config.ptr_resolver is None:
+        if self.config.ptr_resolver is None and self.ptr_route is None:
             return
         for ip in new:
             self._pending[ip] = None
@@ -250,7 +255,7 @@ class ClientNames:
         known = directory.known()
         if len(known) < self.config.max_clients:
             return
-        tried = self._ptr_due if self.config.ptr_resolver is not None else None
+        tried = self._ptr_due if self.config.ptr_resolver is not None or self.ptr_route is not None else None
         idle = [
             ip
             for ip in known
@@ -271,27 +276,50 @@ class ClientNames:
         batch_size = min(len(self._pending), int(self._tokens))
         if batch_size <= 0:
             return
-        self._tokens -= batch_size
         batch = []
         for ip in self._pending:
             batch.append(ip)
             if len(batch) == batch_size:
                 break
+        by_resolver: dict[Upstream, list[str]] = {}
+        unrouted = []
         for ip in batch:
             del self._pending[ip]
-        results = ptr_lookup(batch, self.config.ptr_resolver, self.config.ptr_timeout)
+            resolver = self._ptr_resolver_for(ip)
+            if resolver is None:
+                unrouted.append(ip)
+            else:
+                by_resolver.setdefault(resolver, []).append(ip)
+        retry = min(PTR_RETRY_AFTER, self.config.ptr_ttl)
+        if unrouted:
+            # No rule covers them (yet): looked at again after `retry`, no lookup spent.
+            done = self.clock()
+            for ip in unrouted:
+                self._ptr_due[ip] = done + retry
+        if not by_resolver:
+            return
+        asked = len(batch) - len(unrouted)
+        self._tokens -= asked
+        results: dict[str, str | None] = {}
+        for resolver, ips in by_resolver.items():
+            results.update(ptr_lookup(ips, resolver, self.config.ptr_timeout))
         failures = sum(1 for name in results.values() if name is None)
-        self.stats.count("client_ptr_lookups", len(batch))
+        self.stats.count("client_ptr_lookups", asked)
         if failures:
             self.stats.count("client_ptr_failures", failures)
         done = self.clock()
-        retry = min(PTR_RETRY_AFTER, self.config.ptr_ttl)
         for ip, name in results.items():
             self._ptr_due[ip] = done + (self.config.ptr_ttl if name is not None else retry)
         # A failed lookup keeps the name found before; an answer replaces it ("" forgets it).
         answered = {ip: name for ip, name in results.items() if name is not None}
         if answered:
             self.directory.update(ptr=answered)
+
+    def _ptr_resolver_for(self, ip: str) -> Upstream | None:
+        resolver = self.config.ptr_resolver
+        if resolver is not None or self.ptr_route is None:
+            return resolver
+        return self.ptr_route(ip.split("%", 1)[0])
 
     # -- the files it reads -------------------------------------------------------------
 

@@ -38,7 +38,7 @@ class Engine:
         # Client names and MACs: read by the DNS path, filled by the client-names thread.
         names_config = ClientNamesConfig.from_settings()
         self.clients = ClientDirectory(names_config.max_clients, self.stats)
-        self.client_names = ClientNames(self.clients, names_config, self.stats)
+        self.client_names = ClientNames(self.clients, names_config, self.stats, ptr_route=self._client_ptr_upstream)
         # One thread reads the clients' UDP queries and the upstreams' replies (see dnsengine.core.ioloop).
         self.loop = IoLoop("dns-io")
         self.forwarder = UpstreamForwarder(config.upstreams, config.upstream_timeout, config.max_inflight, self.stats,
@@ -81,8 +81,11 @@ class Engine:
         # on the reload that first needs one and kept until the engine stops (at most
         # config.group_upstream_sets of them).
         self.group_forwarders: dict[tuple[Upstream, ...], UpstreamForwarder] = {}
+        # Likewise for conditional-forwarding rules (config.forwarding_upstream_sets of them);
+        # a rule on the same list as a group shares the group's forwarder.
+        self.rule_forwarders: dict[tuple[Upstream, ...], UpstreamForwarder] = {}
         self.watcher = ConfigWatcher(self.resolver, config.reload_interval, directory=self.clients,
-                                     forwarder_for=self.forwarder_for,
+                                     forwarder_for=self.forwarder_for, rule_forwarder_for=self.rule_forwarder_for,
                                      group_cache_size=config.client_group_cache_size, stats=self.stats)  # fmt: skip
         # Scheduled list updates, unless GLORYHOLE_BLOCKLIST_UPDATE_HOURS=0 leaves them to cron.
         if blocklist_updater is None and settings.GLORYHOLE_BLOCKLIST_UPDATE_HOURS > 0:
@@ -101,11 +104,37 @@ class Engine:
                                "uses the default upstreams", self.config.group_upstream_sets,
                                ",".join(u.label for u in upstreams))  # fmt: skip
                 return None
-            forwarder = UpstreamForwarder(upstreams, self.config.upstream_timeout, self.config.max_inflight,
-                                          self.stats, self.loop)  # fmt: skip
-            forwarder.start()
+            forwarder = self.rule_forwarders.get(upstreams) or self._forwarder_new(upstreams)
             self.group_forwarders[upstreams] = forwarder
         return forwarder
+
+    def rule_forwarder_for(self, upstreams: tuple[Upstream, ...]) -> UpstreamForwarder | None:
+        """The forwarder for a forwarding rule's upstreams; None (the default upstreams) past the limit."""
+        if upstreams == self.config.upstreams:
+            return None
+        forwarder = self.rule_forwarders.get(upstreams) or self.group_forwarders.get(upstreams)
+        if forwarder is None:
+            if len(self.rule_forwarders) >= self.config.forwarding_upstream_sets:
+                self.stats.count("forwarding_upstreams_over_limit")
+                logger.warning("more than %d distinct forwarding-rule upstream lists "
+                               "(GLORYHOLE_FORWARDING_UPSTREAM_SETS): %s uses the default upstreams",
+                               self.config.forwarding_upstream_sets, ",".join(u.label for u in upstreams))  # fmt: skip
+                return None
+            forwarder = self._forwarder_new(upstreams)
+            self.rule_forwarders[upstreams] = forwarder
+        return forwarder
+
+    def _forwarder_new(self, upstreams: tuple[Upstream, ...]) -> UpstreamForwarder:
+        forwarder = UpstreamForwarder(upstreams, self.config.upstream_timeout, self.config.max_inflight, self.stats,
+                                      self.loop)  # fmt: skip
+        forwarder.start()
+        return forwarder
+
+    def _client_ptr_upstream(self, ip: str) -> Upstream | None:
+        """The first upstream of the forwarding rule covering `ip`'s reverse zone: who can name that client."""
+        forwarding = self.resolver.snapshot.forwarding
+        route = forwarding.reverse_route(ip) if forwarding is not None else None
+        return route.upstreams[0] if route is not None else None
 
     @property
     def port(self) -> int:
@@ -138,7 +167,9 @@ class Engine:
         """
         self.server.stop_receiving()
         drain = min(10.0, self.config.upstream_timeout * len(self.config.upstreams) + 0.5)
-        forwarders = [self.forwarder, *self.group_forwarders.values()]
+        # A forwarder shared by a group and a rule is in both dicts: stopped once.
+        forwarders = list({id(f): f for f in (self.forwarder, *self.group_forwarders.values(),
+                                              *self.rule_forwarders.values())}.values())  # fmt: skip
         for forwarder in forwarders:
             if not forwarder.drain(drain):
                 logger.warning("stopping with %d queries still waiting on upstreams", forwarder.inflight)

@@ -21,11 +21,13 @@ from django.utils import timezone
 
 from dnsengine.blocklists.store import blocklist_names
 from dnsengine.core.clients import ClientDirectory
+from dnsengine.core.forwarding import ForwardingRules, Route
 from dnsengine.core.groups import GroupAssignment, next_window_check, policies_at, policies_build
+from dnsengine.core.options import ConfigError, parse_upstreams
 from dnsengine.core.resolver import LocalRecords, Resolver, Snapshot
 from dnsengine.core.rules import Matcher
 from dnsengine.core.stats import EngineStats
-from dnsengine.models import AllowedDomain, Blocklist, BlockRule, LocalRecord
+from dnsengine.models import AllowedDomain, Blocklist, BlockRule, ForwardingRule, LocalRecord
 from dnsengine.runtime.policies import groups_load
 from dnsengine.services import config_generation_current
 from dnsengine.services.pause import blocking_paused_until
@@ -37,6 +39,25 @@ logger = logging.getLogger(__name__)
 FAILURE_LOG_INTERVAL = 60.0
 
 
+def forwarding_load(rule_forwarder_for: Callable | None = None) -> ForwardingRules | None:
+    """The enabled conditional-forwarding rules, or None when there are none.
+
+    `rule_forwarder_for(upstreams)` gives the long-lived forwarder of a rule's
+    upstream list (None: the default upstreams). A row whose upstreams do not parse
+    (written around the model's validation) is skipped with a warning, not fatal.
+    """
+    routes = []
+    for domain, text in ForwardingRule.objects.filter(enabled=True).values_list("domain", "upstreams"):
+        try:
+            upstreams = parse_upstreams(text, setting=f"forwarding rule {domain}")
+        except ConfigError as exc:
+            logger.warning("skipped: %s", exc)
+            continue
+        forwarder = rule_forwarder_for(upstreams) if rule_forwarder_for is not None else None
+        routes.append(Route(domain, forwarder, upstreams, f"forward:{domain}"))
+    return ForwardingRules(routes) if routes else None
+
+
 def snapshot_load(
     generation: int = 0,
     paused_until: float = 0.0,
@@ -44,6 +65,7 @@ def snapshot_load(
     now: datetime | None = None,
     directory: ClientDirectory | None = None,
     forwarder_for: Callable | None = None,
+    rule_forwarder_for: Callable | None = None,
     group_cache_size: int = 65536,
     stats: EngineStats | None = None,
 ) -> Snapshot:
@@ -52,7 +74,8 @@ def snapshot_load(
     `paused_until` is copied into the snapshot as is: the watcher converts the
     pause's end to the resolver's clock. `now` (local time) decides which time
     windows are open; `directory` gets the names the user gave the clients;
-    `forwarder_for(upstreams)` gives the forwarder of a group with its own upstreams.
+    `forwarder_for(upstreams)` gives the forwarder of a group with its own upstreams,
+    `rule_forwarder_for(upstreams)` that of a conditional-forwarding rule.
     """
     enabled = list(Blocklist.objects.filter(enabled=True).order_by("name").values_list("pk", "name"))
     lists = [(name, blocklist_names(pk)) for pk, name in enabled]
@@ -60,6 +83,7 @@ def snapshot_load(
     if directory is not None:
         directory.set_configured(groups.names_by_ip, groups.names_by_cidr, groups.names_by_mac)
     local = LocalRecords.build(LocalRecord.objects.filter(enabled=True).values_list("name", "type", "value", "ttl"))
+    forwarding = forwarding_load(rule_forwarder_for)
     if not groups.simple:
         # One table of names for every group; each policy maps its list sets to decisions.
         shared = Matcher.build(lists=lists)
@@ -68,7 +92,7 @@ def snapshot_load(
                                      directory=directory, max_size=group_cache_size, stats=stats)  # fmt: skip
         return Snapshot(matcher=policies[0].matcher, local=local, generation=generation, paused_until=paused_until,
                         group=groups.default_name, assignment=assignment, policies=policies,
-                        specs=groups.specs)  # fmt: skip
+                        specs=groups.specs, forwarding=forwarding)  # fmt: skip
     matcher = Matcher.build(
         lists=lists,
         rules=BlockRule.objects.filter(enabled=True, blocklist__isnull=True).values_list("kind", "pattern"),
@@ -79,7 +103,7 @@ def snapshot_load(
         .values_list("blocklist__name", "kind", "pattern"),
     )
     return Snapshot(matcher=matcher, local=local, generation=generation, paused_until=paused_until,
-                    group=groups.default_name)  # fmt: skip
+                    group=groups.default_name, forwarding=forwarding)  # fmt: skip
 
 
 class ConfigWatcher:
@@ -104,6 +128,7 @@ class ConfigWatcher:
         local_now: Callable[[], datetime] = timezone.localtime,
         directory: ClientDirectory | None = None,
         forwarder_for: Callable | None = None,
+        rule_forwarder_for: Callable | None = None,
         group_cache_size: int = 65536,
         stats: EngineStats | None = None,
     ):
@@ -117,6 +142,7 @@ class ConfigWatcher:
         self.local_now = local_now
         self.directory = directory
         self.forwarder_for = forwarder_for
+        self.rule_forwarder_for = rule_forwarder_for
         self.group_cache_size = group_cache_size
         self.stats = stats
         self.window_changes = 0
@@ -198,7 +224,8 @@ class ConfigWatcher:
         started = time.monotonic()
         snapshot = snapshot_load(generation, self._resolver_time(paused_until), now=self.local_now(),
                                  directory=self.directory, forwarder_for=self.forwarder_for,
-                                 group_cache_size=self.group_cache_size, stats=self.stats)  # fmt: skip
+                                 rule_forwarder_for=self.rule_forwarder_for, group_cache_size=self.group_cache_size,
+                                 stats=self.stats)  # fmt: skip
         self.resolver.apply_snapshot(snapshot)
         self.generation = generation
         self.paused_until = paused_until

@@ -5,6 +5,7 @@
 - `pause`: pause and resume blocking, and read the pause state.
 - `clients`: name a client and move it to a group.
 - `groups`: create, rename and delete client groups; their policy, lists and time windows.
+- `forwarding`: add, change and delete conditional-forwarding rules.
 - `config_generation`: the counter the engines poll to reload.
 - `admin_log`: the LogEntry record every change from the web leaves.
 

@@ -5,6 +5,7 @@
 - `pause`: the pause/resume buttons and /api/pause, /api/resume.
 - `clients`: the clients page and its one-click rename and move.
 - `groups`: the groups page and one group's page, with their changes.
+- `forwarding`: the conditional-forwarding rules page and its changes.
 - `status`: the engine status page and /api/status.
 
 Views parse the request, call a service (`dnsengine.services`) or a selector,

@@ -27,7 +27,16 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 from django.utils import timezone
 
-from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, Client, ClientGroup, EngineStatus, GroupSchedule
+from dnsengine.models import (
+    AllowedDomain,
+    BlockedDomain,
+    Blocklist,
+    Client,
+    ClientGroup,
+    EngineStatus,
+    ForwardingRule,
+    GroupSchedule,
+)
 from gloryhole_site.testing.factories import make_query
 from querylog.models import ClientRollup, DomainRollup, QueryRollup
 
@@ -339,4 +348,30 @@ def test_the_clients_and_groups_pages(page, csp_violations, live_server, transac
     page.goto(base + f"/groups/{kids.pk}/")
     assert page.locator("ul.checklist input[type=checkbox]").count() >= 2
     page.screenshot(path=str(ARTIFACTS / "group.png"), full_page=True)
+    assert_no_csp_violations(csp_violations)
+
+
+def test_the_forwarding_page_adds_a_rule_and_fits_a_phone(page, csp_violations, live_server, transactional_db):
+    get_user_model().objects.create_user("staff", password=PASSWORD, is_staff=True)
+    ForwardingRule.objects.create(domain="corp.example.com", upstreams="10.8.0.1:53, 10.8.0.2:53", comment="VPN")
+    base = live_server.url
+    login(page, base, "/forwarding/")
+    form = page.locator("form.stack")
+    form.locator("input[name=domain]").fill("168.192.in-addr.arpa")
+    form.locator("input[name=upstreams]").fill("192.168.1.1")
+    form.get_by_role("button", name="Add").click()
+    page.wait_for_load_state()
+    assert "now go to 192.168.1.1:53" in page.locator(".messages").inner_text()
+    assert page.locator("table.forwarding tbody tr").count() == 2
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    # The page does not scroll sideways: the table scrolls inside its card.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert page.evaluate(
+        "(() => { const s = document.querySelector('.scroll'); return s.scrollWidth > s.clientWidth })()"
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "forwarding-phone.png"), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 900})
     assert_no_csp_violations(csp_violations)

@@ -113,6 +113,21 @@ def duration_ms(value: int) -> str:
 
 
 @register.filter
+def forward_suffix(rule: str) -> str:
+    """The suffix of the conditional-forwarding rule a row was sent by ("forward:lan" -> "lan"), else ""."""
+    return rule[8:] if rule.startswith("forward:") else ""
+
+
+@register.filter
+def upstream_host(label: str) -> str:
+    """An upstream as people write it: the port only when it is not 53 ("192.168.1.1:53" -> "192.168.1.1")."""
+    if label.endswith(":53"):
+        host = label[:-3]
+        return host[1:-1] if host.startswith("[") else host
+    return label
+
+
+@register.filter
 def step_label(step: timedelta) -> str:
     minutes = int(step.total_seconds() // 60)
     if minutes % 60 == 0:

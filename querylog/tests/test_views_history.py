@@ -354,3 +354,13 @@ def test_csv_export_neutralises_a_name_that_reads_as_a_formula(viewer_web):
     make_query("=1+2.example")
     body = b"".join(viewer_web.get(reverse("querylog-export")).streaming_content).decode()
     assert "'=1+2.example" in body
+
+
+def test_it_says_which_forwarding_rule_and_upstream_a_query_went_to(viewer_web):
+    make_query("nas.lan", status="forwarded", rule="forward:lan", upstream="192.168.1.1:53")
+    make_query("printer.corp.lan", status="forwarded", rule="forward:corp.lan", upstream="[fd00::1]:5353")
+    make_query("down.lan", status="error", rule="forward:lan", upstream="")
+    page = unescape(viewer_web.get(URL).content.decode())
+    assert "via 192.168.1.1 for lan<" in page
+    assert "via [fd00::1]:5353 for corp.lan<" in page
+    assert ">for lan<" in page  # no upstream answered
