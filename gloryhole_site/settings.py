@@ -205,6 +205,12 @@ GLORYHOLE_CACHE_MAX_BYTES = env_int("GLORYHOLE_CACHE_MAX_BYTES", 64 << 20, minim
 GLORYHOLE_CACHE_MIN_TTL = env_int("GLORYHOLE_CACHE_MIN_TTL", 0, minimum=0, maximum=86400)
 GLORYHOLE_CACHE_MAX_TTL = env_int("GLORYHOLE_CACHE_MAX_TTL", 86400, minimum=0, maximum=604800)
 GLORYHOLE_CACHE_NEGATIVE_MAX_TTL = env_int("GLORYHOLE_CACHE_NEGATIVE_MAX_TTL", 3600, minimum=0, maximum=86400)
+# Forwarded answers (docs/forwarding-answers.md): CNAME targets matched against the rules,
+# expired answers served for this many seconds past expiry when every upstream fails (0: off),
+# entries asked this many times during their TTL refreshed before they expire (0: off).
+GLORYHOLE_CNAME_INSPECTION = env_bool("GLORYHOLE_CNAME_INSPECTION", True)
+GLORYHOLE_SERVE_STALE_MAX_AGE = env_int("GLORYHOLE_SERVE_STALE_MAX_AGE", 86400, minimum=0, maximum=30 * 86400)
+GLORYHOLE_PREFETCH_MIN_HITS = env_int("GLORYHOLE_PREFETCH_MIN_HITS", 3, minimum=0, maximum=1_000_000)
 GLORYHOLE_TCP_MAX_CONNECTIONS = env_int("GLORYHOLE_TCP_MAX_CONNECTIONS", 256, minimum=1, maximum=10000)
 GLORYHOLE_TCP_MAX_CONNECTIONS_PER_CLIENT = env_int(
     "GLORYHOLE_TCP_MAX_CONNECTIONS_PER_CLIENT", 16, minimum=1, maximum=10000

@@ -26,6 +26,7 @@ class QueryLog(models.Model):
         ERROR = "error", "Error"
         REFUSED = "refused", "Refused: client not allowed"
         RATELIMITED = "ratelimited", "Refused: rate limit"
+        STALE = "stale", "Stale (upstreams down, expired answer served)"
 
     timestamp = models.DateTimeField()
     client = models.GenericIPAddressField(unpack_ipv4=False)

@@ -7,10 +7,16 @@ is a 0xC00C pointer back to the question; any other type gets NODATA. Names
 starting with "nx." get NXDOMAIN, so negative caching can be exercised. No EDNS
 OPT is echoed: replies are tiny and never truncated, so it needs no TCP.
 
+With `--cnames K` one A/AAAA answer in K (by a hash of the question) is a CNAME
+chain instead, as a tracker behind a first-party name looks: the name CNAME
+`<its first label>.cdn.example.net`, then the address for that target. The
+engine's deep CNAME inspection then has targets to match.
+
 It only ever binds loopback and only answers whoever asked.
 
     python -m devtools.load.fast_upstream --port 0        # prints "fast upstream on 127.0.0.1:PORT"
     python -m devtools.load.fast_upstream --delay 0.2     # hold every reply 200 ms (off by default)
+    python -m devtools.load.fast_upstream --cnames 4      # every 4th name answered through a CNAME
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ import socket
 import struct
 import sys
 import time
+import zlib
 
 _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHHIH")  # name pointer, type, class, ttl, rdlength
 
-TYPE_A, TYPE_AAAA = 1, 28
+TYPE_A, TYPE_CNAME, TYPE_AAAA = 1, 5, 28
+CNAME_SUFFIX = b"\x03cdn\x07example\x03net\x00"
 FLAG_QR, FLAG_RA, OPCODE_MASK, FLAG_RD = 0x8000, 0x0080, 0x7800, 0x0100
 NXDOMAIN = 3
 
@@ -35,7 +43,7 @@ ADDRESS_V4 = socket.inet_pton(socket.AF_INET, "192.0.2.1")
 ADDRESS_V6 = socket.inet_pton(socket.AF_INET6, "2001:db8::1")
 
 
-def build_reply(query: bytes, ttl: int = 300) -> bytes | None:
+def build_reply(query: bytes, ttl: int = 300, cnames: int = 0) -> bytes | None:
     """Reply bytes for one query, or None for anything that is not a plain one-question query.
 
     Dropping malformed packets (rather than answering FORMERR) keeps the loop to
@@ -74,6 +82,19 @@ def build_reply(query: bytes, ttl: int = 300) -> bytes | None:
     else:
         return _HEADER.pack(qid, rflags, 1, 0, 0, 0) + question
     qclass = (query[pos + 2] << 8) | query[pos + 3]
+    if cnames and zlib.crc32(question) % cnames == 0:
+        first = query[12 : 13 + query[12]]
+        target = first + CNAME_SUFFIX
+        # The target starts right after the CNAME's fixed part: 12 + question + 12.
+        target_at = 12 + len(question) + 12
+        return (
+            _HEADER.pack(qid, rflags, 1, 2, 0, 0)
+            + question
+            + _RR_FIXED.pack(0xC00C, TYPE_CNAME, qclass, ttl, len(target))
+            + target
+            + _RR_FIXED.pack(0xC000 | target_at, qtype, qclass, ttl, len(rdata))
+            + rdata
+        )
     return (
         _HEADER.pack(qid, rflags, 1, 1, 0, 0)
         + question
@@ -85,7 +106,8 @@ def build_reply(query: bytes, ttl: int = 300) -> bytes | None:
 class FastUpstream:
     """One UDP socket on loopback and one loop; `received`/`answered` count packets."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, ttl: int = 300, delay: float = 0.0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, ttl: int = 300, delay: float = 0.0,
+                 cnames: int = 0) -> None:  # fmt: skip
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         # A big receive buffer absorbs bursts from a server that forwards in batches.
@@ -95,6 +117,7 @@ class FastUpstream:
         self.port: int = self.sock.getsockname()[1]
         self.ttl = ttl
         self.delay = delay
+        self.cnames = cnames
         self.received = 0
         self.answered = 0
         self._running = True
@@ -115,7 +138,7 @@ class FastUpstream:
     def _serve(self) -> None:
         # The timeout only lets the loop notice stop(); it costs nothing while busy.
         self.sock.settimeout(0.2)
-        recvfrom, sendto, ttl = self.sock.recvfrom, self.sock.sendto, self.ttl
+        recvfrom, sendto, ttl, cnames = self.sock.recvfrom, self.sock.sendto, self.ttl, self.cnames
         while self._running:
             try:
                 data, addr = recvfrom(4096)
@@ -124,7 +147,7 @@ class FastUpstream:
             except OSError:
                 return
             self.received += 1
-            reply = build_reply(data, ttl)
+            reply = build_reply(data, ttl, cnames)
             if reply is None:
                 continue
             try:
@@ -160,7 +183,7 @@ class FastUpstream:
                 except OSError:
                     return
                 self.received += 1
-                reply = build_reply(data, self.ttl)
+                reply = build_reply(data, self.ttl, self.cnames)
                 if reply is not None:
                     seq += 1
                     heapq.heappush(pending, (time.monotonic() + self.delay, seq, reply, addr))
@@ -172,8 +195,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     parser.add_argument("--ttl", type=int, default=300)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to hold each reply (default 0: off)")
+    parser.add_argument("--cnames", type=int, default=0, help="answer one name in this many through a CNAME (0: none)")
     args = parser.parse_args()
-    server = FastUpstream(args.host, args.port, ttl=args.ttl, delay=args.delay)
+    if args.cnames < 0:
+        parser.error("--cnames must be 0 or more")
+    server = FastUpstream(args.host, args.port, ttl=args.ttl, delay=args.delay, cnames=args.cnames)
 
     def _stop(signum: int, frame: object) -> None:
         server.stop()

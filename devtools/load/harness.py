@@ -416,9 +416,10 @@ def pinned(cpus: str, argv: list[str]) -> list[str]:
     return ["taskset", "-c", cpus, *argv] if cpus else argv
 
 
-def start_upstream(python: str, work: Path, procs: Processes, cpus: str = "") -> tuple[subprocess.Popen, str]:
+def start_upstream(python: str, work: Path, procs: Processes, cpus: str = "",
+                   cnames: int = 0) -> tuple[subprocess.Popen, str]:  # fmt: skip
     stdout, stderr = work / "upstream.out", work / "upstream.err"
-    argv = pinned(cpus, [python, "-m", "devtools.load.fast_upstream", "--port", "0"])
+    argv = pinned(cpus, [python, "-m", "devtools.load.fast_upstream", "--port", "0", "--cnames", str(cnames)])
     proc = procs.start("fast_upstream", argv, stdout=stdout, stderr=stderr)
     ready = wait_for_line(proc, stdout, re.compile(r"fast upstream on ([\d.]+:\d+)"), timeout=30)
     if not ready:

@@ -82,6 +82,8 @@ class Variant:
             "nolog": "engine, query log off",
             "pool": "engine, log pool",
             "thread": "engine, log thread-per-query",
+            "cnameon": "engine, log pool, CNAME inspection on",
+            "cnameoff": "engine, log pool, CNAME inspection off",
         }[self.key.split("-")[0]]
         return f"{what} @ {speed}"
 
@@ -111,7 +113,13 @@ def extra_variants(rate: int) -> list[Variant]:
     dnsperf) adds on its own, the bound for a Python engine's p99 in the same run.
     """
     tag = f"{rate // 1000}k" if rate % 1000 == 0 else str(rate)
-    return [Variant(f"floor-{tag}", "floor", rate), Variant("floor-max", "floor", None)]
+    out = [Variant(f"floor-{tag}", "floor", rate), Variant("floor-max", "floor", None)]
+    # Deep CNAME inspection on and off (with --upstream-cnames, so the upstream gives it targets).
+    pool = {"GLORYHOLE_QUERY_LOG_ENABLED": "1", "GLORYHOLE_QUERY_LOG_MODE": "pool"}
+    for key, on in (("cnameon", "1"), ("cnameoff", "0")):
+        env = {**pool, "GLORYHOLE_CNAME_INSPECTION": on}
+        out += [Variant(f"{key}-{tag}", "engine", rate, env), Variant(f"{key}-max", "engine", None, env)]
+    return out
 
 
 # --- one run -------------------------------------------------------------------------
@@ -346,8 +354,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--blocklist-size", type=int, default=100_000)
     parser.add_argument("--variants", default="all", help="comma-separated keys (default all): " + ", ".join(
         v.key for v in all_variants(10_000)).replace("10k", "<rate>")
-        + "; also selectable by name: floor-<rate>, floor-max (devtools.load.plain_server)")  # fmt: skip
+        + "; also selectable by name: floor-<rate>, floor-max (devtools.load.plain_server), "
+        "cnameon-<rate>, cnameon-max, cnameoff-<rate>, cnameoff-max (GLORYHOLE_CNAME_INSPECTION=1/0)")  # fmt: skip
     parser.add_argument("--only", choices=MIX_KINDS, default="", help="query only one kind of name (default: the mix)")
+    parser.add_argument("--upstream-cnames", type=int, default=0, metavar="K",
+                        help="the fake upstream answers one name in K through a CNAME (default 0: none)")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=1, help="runs per variant; the table shows the median run")
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     parser.add_argument("--stop-timeout", type=float, default=60.0, help="seconds rundns gets to drain after SIGTERM")
@@ -375,6 +386,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--rate must be positive")
     if not 0 <= args.forwarding_rules <= 1000:
         parser.error("--forwarding-rules must be 0..1000")
+    if args.upstream_cnames < 0:
+        parser.error("--upstream-cnames must be 0 or more")
     return args
 
 
@@ -435,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{mix['repeated']:,} from a pool of {REPEATED_POOL} names (cache hits), {mix['unique']:,} unique "
                 f"(cache misses), {SHARE_AAAA:.0%} AAAA; blocklist of {args.blocklist_size:,} names"
             )
-            upstream_proc, upstream = start_upstream(python, work, procs, args.pin_load)
+            upstream_proc, upstream = start_upstream(python, work, procs, args.pin_load, args.upstream_cnames)
             template = None
             if any(v.server == "engine" for v in variants):
                 template, how = prepare_engine_db(python, work, blocklist, upstream, args.forwarding_rules)

@@ -33,11 +33,14 @@ class CacheEntry:
     domain: str  # lower-case name, for the query log
     status: str  # what a hit is logged as: cached, blocked, local
     rule: str = ""
+    # The CNAME targets of an upstream answer (deep CNAME inspection): with several client
+    # groups sharing the entry, each group's rules are checked against them on a hit.
+    targets: tuple[str, ...] = ()
 
     def as_tuple(self) -> tuple:
         """The fields in order, as a plain tuple: what ReplyCache stores (see there)."""
         return (self.rcode, self.ad, self.ancount, self.nscount, self.arcount, self.body, self.ttl_offsets, self.ttls,
-                self.stored, self.expires, self.domain, self.status, self.rule)  # fmt: skip
+                self.stored, self.expires, self.domain, self.status, self.rule, self.targets)  # fmt: skip
 
     def render(self, query: Query, now: float, limit: int) -> bytes:
         """The reply for `query`, TTLs aged to `now`, truncated (TC) past `limit` bytes."""
@@ -62,6 +65,18 @@ class CacheEntry:
         if len(reply) > limit:
             return wire.truncated_reply(flags, query.qid, query.question, opt)
         return reply
+
+    def render_stale(self, query: Query, ttl: int, limit: int) -> bytes:
+        """The reply for `query` with every TTL set to `ttl`: an expired answer served stale (RFC 8767)."""
+        stale = CacheEntry(*self.as_tuple())
+        stale.ttls = (ttl,) * len(self.ttl_offsets)
+        stale.stored = 0.0
+        if self.ttl_offsets:
+            patched = bytearray(self.body)
+            for offset in self.ttl_offsets:
+                wire.pack_u32_into(patched, offset, ttl)
+            stale.body = bytes(patched)
+        return stale.render(query, 0.0, limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +107,14 @@ class TtlPolicy:
 
 
 def entry_from_reply(
-    scanned: ScannedReply, *, now: float, lifetime: int, domain: str, status: str, rule: str = ""
+    scanned: ScannedReply,
+    *,
+    now: float,
+    lifetime: int,
+    domain: str,
+    status: str,
+    rule: str = "",
+    targets: tuple[str, ...] = (),
 ) -> CacheEntry:
     """A cache entry whose body carries `scanned.ttls` (possibly clamped), not the raw ones.
 
@@ -119,6 +141,7 @@ def entry_from_reply(
         domain=domain,
         status=status,
         rule=rule,
+        targets=targets,
     )
 
 
@@ -131,7 +154,13 @@ ENTRY_OVERHEAD = 200
 
 
 class ReplyCache:
-    """A bounded LRU of CacheEntry; expired entries are dropped when looked up.
+    """A bounded LRU of CacheEntry; `get` never returns an expired entry.
+
+    Without serve-stale (`stale_max_age` 0) an expired entry is dropped when looked
+    up. With it, an expired entry is kept up to `stale_max_age` seconds past its
+    expiry for `get_stale` (RFC 8767: the answer when every upstream fails), but
+    moved to the front of the eviction order when a lookup finds it expired, so it
+    is the first to go when room is needed; past that age it is dropped as before.
 
     Bounded twice: `max_size` entries and `max_bytes` of keys and bodies (plus a
     fixed overhead per entry), so a stream of large answers cannot grow it past
@@ -146,8 +175,9 @@ class ReplyCache:
     """
 
     def __init__(self, max_size: int, clock: Callable[[], float] = time.monotonic,
-                 max_bytes: int = 64 << 20) -> None:  # fmt: skip
+                 max_bytes: int = 64 << 20, stale_max_age: float = 0.0) -> None:  # fmt: skip
         self.max_size = max_size
+        self.stale_max_age = stale_max_age
         self.max_bytes = max_bytes
         self.clock = clock
         self._entries: OrderedDict[bytes, tuple] = OrderedDict()
@@ -168,12 +198,23 @@ class ReplyCache:
                 self.misses += 1
                 return None
             if now >= fields[_EXPIRES]:
-                del self._entries[key]
-                self.bytes -= _cost(key, fields)
+                if now >= fields[_EXPIRES] + self.stale_max_age:
+                    del self._entries[key]
+                    self.bytes -= _cost(key, fields)
+                else:
+                    self._entries.move_to_end(key, last=False)  # kept for get_stale, evicted first
                 self.misses += 1
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
+        return CacheEntry(*fields)
+
+    def get_stale(self, key: bytes, now: float) -> CacheEntry | None:
+        """The entry for `key`, expired or not, unless it expired more than `stale_max_age` ago."""
+        with self._lock:
+            fields = self._entries.get(key)
+            if fields is None or now >= fields[_EXPIRES] + self.stale_max_age:
+                return None
         return CacheEntry(*fields)
 
     def put(self, key: bytes, entry: CacheEntry) -> None:

@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import math
 import struct
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,15 @@ STATUS_LOCAL = "local"
 STATUS_ERROR = "error"
 STATUS_REFUSED = "refused"  # the client is not allowed, or disallowed
 STATUS_RATELIMITED = "ratelimited"  # the client is past its rate limit
+STATUS_STALE = "stale"  # an expired answer, served because no upstream answered (RFC 8767)
+
+# The TTL of an answer served stale: RFC 8767 recommends 30 seconds.
+STALE_TTL = 30
+# Prefetch: an entry asked often enough is refreshed once a hit comes within the last
+# PREFETCH_WINDOW of its lifetime; at most 1/PREFETCH_SHARE of a forwarder's in-flight
+# limit may be prefetches at once.
+PREFETCH_WINDOW = 0.1
+PREFETCH_SHARE = 4
 
 # The reason a client's query is refused before anything else (dnsengine.core.access), and
 # the counter of each: refused_not_allowed, refused_disallowed, refused_rate_limited.
@@ -130,11 +140,11 @@ class Snapshot:
 
 # A rendered reply, as a plain tuple (untracked by the garbage collector, as
 # ReplyCache's entries are): (reply without its 2-byte ID, valid until, domain,
-# qtype, rcode, status, rule, checked); domain to rule are what the query log gets.
+# qtype, rcode, status, rule, checked, targets); domain to rule are what the query log gets.
 # `checked` is None but for an upstream or local answer shared by the policies on one
-# forwarder: then policy number -> whether that policy may be given it (does not block
-# its name), filled on each policy's first hit.
-_Rendered = tuple[bytes, float, str, str, str, str, str, dict[int, bool] | None]
+# forwarder: then policy number -> whether that policy may be given it (blocks neither its
+# name nor one of the answer's CNAME `targets`), filled on each policy's first hit.
+_Rendered = tuple[bytes, float, str, str, str, str, str, dict[int, bool] | None, tuple[str, ...]]
 # What a `checked` dict adds to a rendered reply's memory (sys.getsizeof of a small dict).
 CHECKED_OVERHEAD = 230
 
@@ -192,6 +202,8 @@ class Resolver:
         access: AccessControl | None = None,
         refused_action: str = "refuse",
         rate_limiter: RateLimiter | None = None,
+        cname_inspection: bool = True,
+        prefetch_min_hits: int = 0,
     ) -> None:
         self.forwarder = forwarder
         self.clients = clients
@@ -221,6 +233,16 @@ class Resolver:
         self.access = access if access is not None and access.active else None
         self.refused_action = refused_action
         self.rate_limiter = rate_limiter
+        # Deep CNAME inspection: the targets of an upstream answer's CNAMEs are matched too.
+        self.cname_inspection = cname_inspection
+        # Prefetch (0: off): hits per cache key since its entry was stored, and the
+        # prefetches in flight, per forwarder and by key (under _prefetch_lock: they are
+        # started on the listener threads and finished on the I/O thread).
+        self.prefetch_min_hits = prefetch_min_hits
+        self._hits: dict[bytes, int] = {}
+        self._prefetch_lock = threading.Lock()
+        self._prefetching: dict[object, int] = {}
+        self._prefetch_keys: set[bytes] = set()
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         # One attribute assignment: a query sees either the old or the new one.
@@ -228,6 +250,7 @@ class Resolver:
         self.cache.clear()
         self._rendered = {}
         self._rendered_bytes = 0
+        self._hits = {}
 
     # -- entry point ------------------------------------------------------------------
 
@@ -287,6 +310,13 @@ class Resolver:
         # Policies on the same upstreams share the cache, so a hit may be another group's
         # answer to a name this client's group blocks: the decision is checked again.
         if entry is not None and (policy is None or not _blocks(policy, query.name, now, snapshot)):
+            if entry.targets and policy is not None:
+                # ...and so is each CNAME target, stored with the answer (one policy alone:
+                # a blocked target was decided when the answer came, no targets kept).
+                rule = _target_rule(policy.matcher, query.name, entry.targets, now, snapshot)
+                if rule:
+                    self._answer_blocked(ex, query.name, rule, now, entry.expires)
+                    return True
             reply = entry.render(query, now, ex.limit)
             ex.send(reply)
             self._log(ex, entry.domain, entry.rcode, entry.status, entry.rule)
@@ -294,7 +324,10 @@ class Resolver:
                 # The TTLs in `reply` are right until the entry's age reaches its next whole second.
                 valid_until = min(entry.expires, entry.stored + int(now - entry.stored) + 1)
                 self._remember_rendered(ex, reply, valid_until, entry.domain, entry.rcode, entry.status, entry.rule,
-                                        cache_prefix, None if policy is None else {policy.number: True})  # fmt: skip
+                                        cache_prefix, None if policy is None else {policy.number: True},
+                                        entry.targets)  # fmt: skip
+            if self.prefetch_min_hits:
+                self._note_hit(ex, entry, now)
             return True
         try:
             self._resolve_miss(ex, now)
@@ -318,13 +351,7 @@ class Resolver:
                 # Not put in the cache: rendering the per-type entry costs less than a
                 # cache entry per name would. An exact repeat over UDP is served from
                 # the rendered replies, until the next reload or pause clears them.
-                entry = self._blocked_entry(query.qtype)
-                reply = entry.render(query, now, ex.limit)
-                ex.send(reply)
-                self._log(ex, name, entry.rcode, STATUS_BLOCKED, decision.rule)
-                if ex.transport.proto == "udp":
-                    self._remember_rendered(ex, reply, math.inf, name, entry.rcode, STATUS_BLOCKED, decision.rule,
-                                            ex.prefix)  # fmt: skip
+                self._answer_blocked(ex, name, decision.rule, now)
                 return
             # Blocking is paused: carry on as if nothing listed the name; the log says what would have.
             paused_rule = f"paused:{decision.rule}"
@@ -357,7 +384,8 @@ class Resolver:
 
         query = ex.query
         if not self._forwarder(ex).forward(query.qname_wire, query.qtype, query.qclass, query.do, on_reply):
-            self._finish_error(ex, wire.SERVFAIL, name=name, rule=rule)
+            if not self._serve_stale(ex, name, rule):
+                self._finish_error(ex, wire.SERVFAIL, name=name, rule=rule)
 
     def _forwarder(self, ex: Exchange, name: str | None = None) -> Forwarder:
         """The upstreams for `ex`: a forwarding rule's, else the group's own, else the engine's.
@@ -386,24 +414,157 @@ class Resolver:
 
     def _finish_forwarded(self, ex: Exchange, name: str, reply: bytes | None, upstream: str, status: str,
                           rule: str) -> None:  # fmt: skip
+        # Every upstream failed (None), or the last one asked could not answer: an
+        # expired answer, if one is kept, beats SERVFAIL (RFC 8767).
+        if (reply is None or reply[3] & 0x0F in (wire.SERVFAIL, wire.REFUSED)) and self._serve_stale(ex, name, rule):
+            return
         if reply is None:
             self._finish_error(ex, wire.SERVFAIL, name=name, rule=rule)
             return
         now = self.clock()
-        try:
-            scanned = wire.scan_reply(reply, wire.question_end(reply))
-        except WireError as exc:
-            _bad_packet_log.warning("unusable reply from upstream %s for %s: %s", upstream, name, exc)
+        made = self._upstream_entry(reply, upstream, name, now, ex.policy, ex.snapshot)
+        if made is None:
             self._finish_error(ex, wire.SERVFAIL, name=name, rule=rule)
             return
+        entry, target_rule = made
+        if ex.snapshot is self.snapshot:
+            self.cache.put(ex.key, entry)
+            if self.prefetch_min_hits:
+                self._hits.pop(ex.key, None)
+        if target_rule:
+            self._answer_blocked(ex, name, target_rule, now, entry.expires)
+            return
+        ex.send(entry.render(ex.query, now, ex.limit))
+        self._log(ex, name, entry.rcode, status, rule, upstream)
+
+    def _upstream_entry(self, reply: bytes, upstream: str, name: str, now: float, policy: Policy | None,
+                        snapshot: Snapshot | None) -> tuple[CacheEntry, str] | None:  # fmt: skip
+        """The cache entry for an upstream reply and the rule of a CNAME target that blocks it ("" if none).
+
+        None for a reply that cannot be used. One policy alone: a blocked target makes the
+        entry the blocked answer, so a hit costs nothing more. Several: the entry is the
+        upstream's, shared, with its targets, and each policy checks them on a hit.
+        """
+        try:
+            qend = wire.question_end(reply)
+            scanned = wire.scan_reply(reply, qend, self.cname_inspection)
+        except WireError as exc:
+            _bad_packet_log.warning("unusable reply from upstream %s for %s: %s", upstream, name, exc)
+            return None
         lifetime = self.ttl_policy.lifetime(scanned)
         ttls = tuple(self.ttl_policy.clamp(t) for t in scanned.ttls)
         scanned.ttls = ttls
-        entry = entry_from_reply(scanned, now=now, lifetime=lifetime, domain=name, status=STATUS_CACHED)
-        if ex.snapshot is self.snapshot:
-            self.cache.put(ex.key, entry)
-        ex.send(entry.render(ex.query, now, ex.limit))
-        self._log(ex, name, entry.rcode, status, rule, upstream)
+        targets = scanned.cname_targets
+        target_rule = ""
+        if targets and snapshot is not None:
+            matcher = snapshot.matcher if policy is None else policy.matcher
+            target_rule = _target_rule(matcher, name, targets, now, snapshot)
+            if target_rule and policy is None:
+                blocked = self._blocked_entry(struct.unpack_from("!H", reply, qend - 4)[0])
+                return CacheEntry(rcode=blocked.rcode, ad=False, ancount=blocked.ancount, nscount=blocked.nscount,
+                                  arcount=blocked.arcount, body=blocked.body, ttl_offsets=(), ttls=(), stored=now,
+                                  expires=now + lifetime, domain=name, status=STATUS_BLOCKED,
+                                  rule=target_rule), target_rule  # fmt: skip
+            if policy is None:
+                targets = ()  # nothing blocked them: one policy does not need them again
+        entry = entry_from_reply(scanned, now=now, lifetime=lifetime, domain=name, status=STATUS_CACHED,
+                                 targets=targets)  # fmt: skip
+        return entry, target_rule
+
+    # -- serve-stale and prefetch -----------------------------------------------------
+
+    def _serve_stale(self, ex: Exchange, name: str, rule: str) -> bool:
+        """Answer with the expired cached answer for the question, if one is kept; True when answered.
+
+        Served with TTL STALE_TTL and not remembered as a rendered reply, so the next
+        query tries the upstreams again.
+        """
+        cache = self.cache
+        if not cache.stale_max_age or ex.snapshot is not self.snapshot:
+            return False
+        now = self.clock()
+        entry = cache.get_stale(ex.key, now)
+        if entry is None or entry.status not in (STATUS_CACHED, STATUS_BLOCKED):
+            return False
+        self.stats.count("stale")
+        policy = ex.policy
+        if entry.targets and policy is not None:
+            target_rule = _target_rule(policy.matcher, name, entry.targets, now, ex.snapshot)
+            if target_rule:
+                self._answer_blocked(ex, name, target_rule, now, remember=False)
+                return True
+        ex.send(entry.render_stale(ex.query, STALE_TTL, ex.limit))
+        if entry.status == STATUS_BLOCKED:  # blocked by a CNAME target when it came
+            self._log(ex, name, entry.rcode, STATUS_BLOCKED, entry.rule)
+        else:
+            self._log(ex, name, entry.rcode, STATUS_STALE, rule)
+        return True
+
+    def _note_hit(self, ex: Exchange, entry: CacheEntry, now: float) -> None:
+        """Count a hit; start a prefetch for an entry asked often enough and close to expiry."""
+        key = ex.key
+        hits = self._hits
+        count = hits.get(key, 0) + 1
+        if count == 1 and len(hits) >= self.cache.max_size:
+            hits.clear()  # bounded like the cache; the counts start again
+        hits[key] = count
+        if count < self.prefetch_min_hits:
+            return
+        if entry.status != STATUS_CACHED and not entry.rule.startswith("cname:"):
+            return  # local or special answers are not the upstreams' to refresh
+        if now < entry.expires - (entry.expires - entry.stored) * PREFETCH_WINDOW:
+            return
+        self._prefetch(ex, key)
+
+    def _prefetch(self, ex: Exchange, key: bytes) -> None:
+        """Ask the upstream again for `ex`'s question in the background; its reply replaces the entry."""
+        # By name: a hit has made no decision, so no forwarding rule is on `ex` yet, and a
+        # name under a rule must go to the rule's upstreams, never leak to the default ones.
+        forwarder = self._forwarder(ex, ex.query.name)
+        limit = max(1, getattr(forwarder, "max_inflight", 64) // PREFETCH_SHARE)
+        with self._prefetch_lock:
+            if key in self._prefetch_keys:
+                return
+            inflight = self._prefetching.get(forwarder, 0)
+            if inflight >= limit:
+                skipped = True
+            else:
+                skipped = False
+                self._prefetching[forwarder] = inflight + 1
+                self._prefetch_keys.add(key)
+        if skipped:
+            self.stats.count("prefetch_skipped")
+            return
+        query, policy, snapshot = ex.query, ex.policy, ex.snapshot
+        name = query.name
+
+        def done() -> None:
+            with self._prefetch_lock:
+                self._prefetching[forwarder] -= 1
+                self._prefetch_keys.discard(key)
+
+        def on_reply(reply: bytes | None, upstream: str) -> None:
+            done()
+            self._finish_prefetch(key, name, reply, upstream, policy, snapshot)
+
+        self.stats.count("prefetch")
+        if not forwarder.forward(query.qname_wire, query.qtype, query.qclass, query.do, on_reply):
+            done()
+            self.stats.count("prefetch_failed")
+
+    def _finish_prefetch(self, key: bytes, name: str, reply: bytes | None, upstream: str, policy: Policy | None,
+                         snapshot: Snapshot | None) -> None:  # fmt: skip
+        """Store a prefetched answer, checked as any forwarded one; a failed prefetch leaves the entry be."""
+        if reply is None or reply[3] & 0x0F in (wire.SERVFAIL, wire.REFUSED):
+            self.stats.count("prefetch_failed")
+            return
+        made = self._upstream_entry(reply, upstream, name, self.clock(), policy, snapshot)
+        if made is None:
+            self.stats.count("prefetch_failed")
+            return
+        if snapshot is self.snapshot:
+            self.cache.put(key, made[0])
+            self._hits.pop(key, None)
 
     def _cache_built(self, ex: Exchange, record: DNSRecord, now: float, ttl: int, name: str, status: str,
                      rule: str) -> CacheEntry:  # fmt: skip
@@ -434,6 +595,17 @@ class Resolver:
         self._log(ex, name, entry.rcode, STATUS_LOCAL, rule)
         if ex.transport.proto == "udp":
             self._remember_rendered(ex, reply, math.inf, name, entry.rcode, STATUS_LOCAL, rule, ex.prefix)
+
+    def _answer_blocked(self, ex: Exchange, name: str, rule: str, now: float, valid_until: float = math.inf,
+                        remember: bool = True) -> None:  # fmt: skip
+        """The blocked answer for `name`, logged with `rule`, remembered under the policy's own prefix."""
+        query = ex.query
+        entry = self._blocked_entry(query.qtype)
+        reply = entry.render(query, now, ex.limit)
+        ex.send(reply)
+        self._log(ex, name, entry.rcode, STATUS_BLOCKED, rule)
+        if remember and ex.transport.proto == "udp":
+            self._remember_rendered(ex, reply, valid_until, name, entry.rcode, STATUS_BLOCKED, rule, ex.prefix)
 
     def _blocked_entry(self, qtype: int) -> CacheEntry:
         """The blocked answer for `qtype`, built once per type, for any name.
@@ -578,14 +750,19 @@ class Resolver:
             number = policy.number
             given = checked.get(number)
             if given is None:
-                given = checked[number] = not _blocks(policy, hit[2], self.clock(), snapshot)
+                now = self.clock()
+                given = not _blocks(policy, hit[2], now, snapshot) and not (
+                    hit[8] and _target_rule(policy.matcher, hit[2], hit[8], now, snapshot)
+                )
+                checked[number] = given
             if given:
                 return hit
         return rendered.get(policy.key_prefix + tail)
 
     def _remember_rendered(self, ex: Exchange, reply: bytes, valid_until: float, domain: str, rcode: int,
                            status: str, rule: str, prefix: bytes = b"",
-                           checked: dict[int, bool] | None = None) -> None:  # fmt: skip
+                           checked: dict[int, bool] | None = None,
+                           targets: tuple[str, ...] = ()) -> None:  # fmt: skip
         data = ex.packet
         if not data:
             return  # a query this large is not a stub resolver's everyday one: not worth the memory
@@ -600,12 +777,12 @@ class Resolver:
         self._rendered_bytes += cost
         rendered[prefix + data[2:] if prefix else data[2:]] = (
             reply[2:], valid_until, domain, wire.qtype_name(query.qtype), wire.RCODE_NAMES.get(rcode, str(rcode)),
-            status, rule, checked,
+            status, rule, checked, targets,
         )  # fmt: skip
 
     def _record_rendered(self, hit: _Rendered, client: str, group: str, started: float, arrived: float) -> None:
         duration_us = int((time.perf_counter() - started) * 1e6)
-        _, _, domain, qtype, rcode, status, rule, _ = hit
+        _, _, domain, qtype, rcode, status, rule, _, _ = hit
         self.stats.record(status, duration_us)
         sink = self.query_logger
         if sink is not None:
@@ -654,6 +831,22 @@ def _blocks(policy: Policy, name: str, now: float, snapshot: Snapshot) -> bool:
     """True when `policy` blocks `name` now (not paused): the answer must not come from the shared cache."""
     decision = policy.matcher.match(name)
     return decision is not None and decision.action == "block" and now >= snapshot.paused_until
+
+
+def _target_rule(matcher: Matcher, name: str, targets: tuple[str, ...], now: float, snapshot: Snapshot) -> str:
+    """The rule of the first CNAME target of `name`'s answer that `matcher` blocks ("" if none).
+
+    "cname:<target> <rule>", e.g. "cname:shop.example.eulerian.net list:trackers". Nothing
+    blocks while blocking is paused, nor when a rule decides the asked name itself (an
+    allow on it wins over everything); an allowed target does not block.
+    """
+    if now < snapshot.paused_until or matcher.match(name) is not None:
+        return ""
+    for target in targets:
+        decision = matcher.match(target)
+        if decision is not None and decision.action == "block":
+            return f"cname:{target} {decision.rule}"
+    return ""
 
 
 def _blocked_records(mode: BlockingMode, ttl: int, qtype: int) -> wire.ScannedReply:

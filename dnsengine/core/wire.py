@@ -171,6 +171,39 @@ def skip_name(data: bytes, offset: int) -> int:
             raise WireError("too many labels")
 
 
+def read_name(data: bytes, offset: int) -> str:
+    """The possibly compressed name at `offset`, as name_to_text gives it (raises WireError).
+
+    Every pointer must point before itself, so a loop cannot be built; the name is
+    bounded at 255 bytes like any other.
+    """
+    out = bytearray()
+    end = len(data)
+    while True:
+        if offset >= end:
+            raise WireError("name runs past the end of the packet")
+        n = data[offset]
+        if n == 0:
+            out.append(0)
+            return name_to_text(bytes(out))
+        if n & 0xC0 == 0xC0:
+            if offset + 2 > end:
+                raise WireError("truncated compression pointer")
+            target = (n & 0x3F) << 8 | data[offset + 1]
+            if target >= offset:
+                raise WireError("compression pointer does not point backwards")
+            offset = target
+            continue
+        if n & 0xC0:
+            raise WireError("extended label type")
+        if offset + 1 + n > end:
+            raise WireError("label runs past the end of the packet")
+        out += data[offset : offset + 1 + n]
+        if len(out) > 254:
+            raise WireError("name longer than 255 bytes")
+        offset += 1 + n
+
+
 def parse_query(data: bytes) -> Query:
     """Read a client query. Raises WireError with the rcode to answer, or None to drop."""
     if len(data) < 12:
@@ -260,11 +293,15 @@ class ScannedReply:
     ttls: tuple[int, ...]
     min_answer_ttl: int | None  # None when there are no answer records
     negative_ttl: int | None  # min(SOA TTL, SOA MINIMUM) from the authority section
+    # The targets of the CNAME records in the answer section, in order (only when asked for).
+    cname_targets: tuple[str, ...] = ()
 
 
-def scan_reply(data: bytes, qend: int) -> ScannedReply:
+def scan_reply(data: bytes, qend: int, cnames: bool = False) -> ScannedReply:
     """Walk the record sections of a reply whose question ends at `qend`.
 
+    With `cnames`, the targets of the answer's CNAME records are read as text on the
+    way (deep CNAME inspection): no cost for an answer without CNAMEs.
     Raises WireError on anything malformed: such a reply is not used.
     """
     if len(data) < 12:
@@ -277,6 +314,7 @@ def scan_reply(data: bytes, qend: int) -> ScannedReply:
     min_answer_ttl: int | None = None
     negative_ttl: int | None = None
     kept: list[tuple[int, int]] = []  # (start, stop) of the records we keep, in order
+    targets: list[str] = []
     opt_seen = False
     total = ancount + nscount + arcount
     for index in range(total):
@@ -299,6 +337,11 @@ def scan_reply(data: bytes, qend: int) -> ScannedReply:
             ttl = 0  # RFC 2181: a TTL with the top bit set is treated as zero
         if index < ancount:
             min_answer_ttl = ttl if min_answer_ttl is None else min(min_answer_ttl, ttl)
+            if rtype == TYPE_CNAME and cnames:
+                target = read_name(data, name_end + 10)
+                if skip_name(data, name_end + 10) != offset:
+                    raise WireError("CNAME data is not one name")
+                targets.append(target)
         elif index < ancount + nscount and rtype == TYPE_SOA:
             # The SOA MINIMUM is the last 4 bytes of its RDATA.
             if rdlen < 22:
@@ -326,6 +369,7 @@ def scan_reply(data: bytes, qend: int) -> ScannedReply:
         ttls=tuple(ttls),
         min_answer_ttl=min_answer_ttl,
         negative_ttl=negative_ttl,
+        cname_targets=tuple(targets),
     )
 
 

@@ -53,6 +53,11 @@ class EngineConfig:
     client_group_cache_size: int = 65536
     group_upstream_sets: int = 8
     forwarding_upstream_sets: int = 16
+    # Forwarded answers (docs/forwarding-answers.md); the defaults here are "off" but for
+    # CNAME inspection, settings.py's are the documented ones.
+    cname_inspection: bool = True
+    serve_stale_max_age: int = 0
+    prefetch_min_hits: int = 0
 
     @classmethod
     def from_settings(cls, host: str | None = None, port: int | None = None) -> EngineConfig:
@@ -109,4 +114,7 @@ class EngineConfig:
             client_group_cache_size=settings.GLORYHOLE_CLIENT_GROUP_CACHE_SIZE,
             group_upstream_sets=settings.GLORYHOLE_GROUP_UPSTREAM_SETS,
             forwarding_upstream_sets=settings.GLORYHOLE_FORWARDING_UPSTREAM_SETS,
+            cname_inspection=settings.GLORYHOLE_CNAME_INSPECTION,
+            serve_stale_max_age=settings.GLORYHOLE_SERVE_STALE_MAX_AGE,
+            prefetch_min_hits=settings.GLORYHOLE_PREFETCH_MIN_HITS,
         )

@@ -34,7 +34,8 @@ class Engine:
     ) -> None:
         self.config = config
         self.stats = EngineStats()
-        self.cache = ReplyCache(config.cache_size, max_bytes=config.cache_max_bytes)
+        self.cache = ReplyCache(config.cache_size, max_bytes=config.cache_max_bytes,
+                                stale_max_age=config.serve_stale_max_age)  # fmt: skip
         # Client names and MACs: read by the DNS path, filled by the client-names thread.
         names_config = ClientNamesConfig.from_settings()
         self.clients = ClientDirectory(names_config.max_clients, self.stats)
@@ -62,6 +63,8 @@ class Engine:
             access=self.access,
             refused_action=config.refused_clients_action,
             rate_limiter=self.rate_limiter,
+            cname_inspection=config.cname_inspection,
+            prefetch_min_hits=config.prefetch_min_hits,
         )
         if self.rate_limiter is not None:
             limiter, clock = self.rate_limiter, self.resolver.clock

@@ -138,6 +138,9 @@ def engine_settings(settings):
     settings.GLORYHOLE_RATE_LIMIT_WINDOW = 30.0
     settings.GLORYHOLE_RATE_LIMIT_EXEMPT = "192.168.1.1"
     settings.GLORYHOLE_RATE_LIMIT_MAX_CLIENTS = 2000
+    settings.GLORYHOLE_CNAME_INSPECTION = False
+    settings.GLORYHOLE_SERVE_STALE_MAX_AGE = 3600
+    settings.GLORYHOLE_PREFETCH_MIN_HITS = 5
     return settings
 
 
@@ -172,6 +175,9 @@ def test_it_builds_the_engine_config_from_settings(engine_settings):
         rate_limit_window=30.0,
         rate_limit_exempt=(ip_network("192.168.1.1/32"),),
         rate_limit_max_clients=2000,
+        cname_inspection=False,
+        serve_stale_max_age=3600,
+        prefetch_min_hits=5,
     )
 
 

@@ -2,8 +2,9 @@
 
 It answers every A query with a fixed address (AAAA with a fixed IPv6 one,
 other types NODATA) and can be told to delay, stay silent, answer SERVFAIL,
-NXDOMAIN, or set TC on UDP so the client has to retry over TCP. It never
-forwards anything anywhere.
+NXDOMAIN, or set TC on UDP so the client has to retry over TCP. It can cloak a
+name behind a CNAME chain, as trackers do (`metrics.shop.example` CNAME
+`shop.example.eulerian.net`, then the address). It never forwards anything anywhere.
 
     python -m gloryhole_site.testing.fake_upstream --port 5399
 """
@@ -18,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from dnslib import AAAA, QTYPE, RR, SOA, TXT, A, DNSRecord
+from dnslib import AAAA, CNAME, QTYPE, RR, SOA, TXT, A, DNSRecord
 
 
 @dataclass
@@ -30,6 +31,9 @@ class Behaviour:
     ttl: int = 300
     big_txt: int = 0  # answer TXT queries with this many 200-byte strings
     names: dict[str, str] = field(default_factory=dict)  # per-name override of `address`
+    # name -> CNAME chain: A/AAAA answers for the name are CNAMEs to each target in turn, then
+    # the last target's address (CNAME cloaking).
+    cnames: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class FakeUpstream:
@@ -117,10 +121,16 @@ class FakeUpstream:
             reply.add_auth(
                 RR(request.q.qname, QTYPE.SOA, rdata=SOA("ns.test.", "h.test.", (1, 60, 60, 60, 30)), ttl=60)
             )
-        elif request.q.qtype == QTYPE.A:
-            reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(b.names.get(qname, b.address)), ttl=b.ttl))
-        elif request.q.qtype == QTYPE.AAAA:
-            reply.add_answer(RR(request.q.qname, QTYPE.AAAA, rdata=AAAA(b.address6), ttl=b.ttl))
+        elif request.q.qtype in (QTYPE.A, QTYPE.AAAA):
+            owner = request.q.qname
+            for target in b.cnames.get(qname, ()):
+                reply.add_answer(RR(owner, QTYPE.CNAME, rdata=CNAME(target), ttl=b.ttl))
+                owner = target
+            last = str(owner).rstrip(".").lower()
+            if request.q.qtype == QTYPE.A:
+                reply.add_answer(RR(owner, QTYPE.A, rdata=A(b.names.get(last, b.address)), ttl=b.ttl))
+            else:
+                reply.add_answer(RR(owner, QTYPE.AAAA, rdata=AAAA(b.address6), ttl=b.ttl))
         elif request.q.qtype == QTYPE.TXT and b.big_txt:
             for i in range(b.big_txt):
                 reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(f"{i:03d}" + "x" * 197), ttl=b.ttl))
@@ -207,9 +217,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=5399)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--ttl", type=int, default=300)
+    parser.add_argument("--cloak", action="store_true",
+                        help="answer metrics.shop.example through a CNAME to shop.example.eulerian.net")  # fmt: skip
     args = parser.parse_args()
     host = "127.0.0.1" if args.host == "localhost" else args.host
-    server = FakeUpstream(host, args.port, Behaviour(delay=args.delay, ttl=args.ttl)).start()
+    cnames = {"metrics.shop.example": ("shop.example.eulerian.net",)} if args.cloak else {}
+    server = FakeUpstream(host, args.port, Behaviour(delay=args.delay, ttl=args.ttl, cnames=cnames)).start()
     print(f"fake upstream on {server.address}", flush=True)
     try:
         threading.Event().wait()
