@@ -634,3 +634,51 @@ def test_name_to_text_reads_the_longest_labels_and_names():
     text = wire.name_to_text(name)
 
     assert text.count(".") == 3 and text.endswith("." + "x" * 61)
+
+
+# -- CNAME targets (deep CNAME inspection) ------------------------------------------------
+
+
+def cloaked_reply() -> bytes:
+    reply = DNSRecord.question("metrics.shop.example").reply()
+    reply.add_answer(RR("metrics.shop.example", QTYPE.CNAME, rdata=CNAME("shop.example.eulerian.net"), ttl=60))
+    reply.add_answer(RR("shop.example.eulerian.net", QTYPE.CNAME, rdata=CNAME("Edge.CDN.example"), ttl=60))
+    reply.add_answer(RR("edge.cdn.example", QTYPE.A, rdata=A("192.0.2.7"), ttl=60))
+    return reply.pack()  # dnslib compresses the names: the targets point into each other
+
+
+def test_it_reads_the_cname_targets_of_an_answer_in_order_when_asked():
+    data = cloaked_reply()
+
+    scanned = wire.scan_reply(data, wire.question_end(data), cnames=True)
+
+    assert scanned.cname_targets == ("shop.example.eulerian.net", "edge.cdn.example")
+    assert wire.scan_reply(data, wire.question_end(data)).cname_targets == ()
+
+
+def test_it_refuses_a_cname_target_whose_pointer_does_not_point_backwards():
+    # Forward pointers are how loops get built: refused even when this one leads to a real name.
+    question = header(flags=wire.FLAG_QR)[:6] + b"\x00\x02\x00\x00\x00\x00" + EXAMPLE_COM + A_IN
+    after = len(question) + 2 + 10 + 2  # the next record's owner name, after the CNAME
+    data = (
+        question
+        + rr(b"\xc0\x0c", wire.TYPE_CNAME, 60, struct.pack("!H", 0xC000 | after))
+        + rr(EXAMPLE_COM, wire.TYPE_A, 60, b"\xc0\x00\x02\x07")
+    )
+
+    with pytest.raises(WireError):
+        wire.scan_reply(data, wire.question_end(data), cnames=True)
+
+
+def test_it_refuses_a_cname_whose_data_is_more_than_one_name():
+    question = header(flags=wire.FLAG_QR)[:6] + b"\x00\x01\x00\x00\x00\x00" + EXAMPLE_COM + A_IN
+    data = question + rr(b"\xc0\x0c", wire.TYPE_CNAME, 60, EXAMPLE_COM + b"junk")
+
+    with pytest.raises(WireError):
+        wire.scan_reply(data, wire.question_end(data), cnames=True)
+
+
+def test_it_reads_a_compressed_name_as_text():
+    data = b"\x00" * 12 + b"\x04shop\x07example\x00" + b"\x07metrics\xc0\x0c"
+
+    assert wire.read_name(data, 12 + 14) == "metrics.shop.example"
