@@ -1,0 +1,341 @@
+"""Serve-stale (RFC 8767) and prefetch: the resolver on a controllable clock, then a running engine
+whose upstream goes down and comes back."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import dns.message
+import pytest
+from dnslib import QTYPE, RR, A, DNSHeader, DNSQuestion, DNSRecord
+
+from dnsengine.core import wire
+from dnsengine.core.cache import CacheEntry, ReplyCache, TtlPolicy
+from dnsengine.core.options import parse_blocking_mode
+from dnsengine.core.resolver import STALE_TTL, Resolver
+from dnsengine.core.stats import EngineStats
+from gloryhole_site.testing.dnsclient import Client, answers, rcode
+
+TTL = 100
+MAX_AGE = 3600
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Upstream:
+    """Answers A 192.0.2.<n> (n: the how-manieth question) with TTL 100; can be down or hold its answers."""
+
+    def __init__(self, max_inflight: int = 64) -> None:
+        self.max_inflight = max_inflight
+        self.asked: list[str] = []
+        self.down = False
+        self.full = False  # forward() refuses, as a forwarder at its in-flight limit does
+        self.hold = False
+        self.held: list = []
+
+    def forward(self, qname_wire: bytes, qtype: int, qclass: int, do: bool, callback) -> bool:
+        if self.full:
+            return False
+        name = wire.name_to_text(qname_wire)
+        self.asked.append(name)
+        if self.down:
+            callback(None, "")
+            return True
+        reply = DNSRecord(DNSHeader(qr=1, ra=1, rd=1), q=DNSQuestion(name, qtype))
+        reply.add_answer(RR(name, QTYPE.A, rdata=A(f"192.0.2.{len(self.asked)}"), ttl=TTL))
+        if self.hold:
+            self.held.append((callback, reply.pack()))
+        else:
+            callback(reply.pack(), "fake")
+        return True
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for callback, reply in held:
+            callback(reply, "fake")
+
+
+class Transport:
+    proto = "udp"
+
+    def __init__(self) -> None:
+        self.replies: list[bytes] = []
+
+    def send(self, reply: bytes, addr) -> None:
+        self.replies.append(reply)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.entries = []
+
+    def log_async(self, entry) -> bool:
+        self.entries.append(entry)
+        return True
+
+
+def make_resolver(*, max_age: float = MAX_AGE, prefetch: int = 0, upstream: Upstream | None = None):
+    clock = Clock()
+    upstream = upstream or Upstream()
+    sink = Sink()
+    resolver = Resolver(forwarder=upstream, blocking=parse_blocking_mode("null"), block_ttl=10,
+                        cache=ReplyCache(100, stale_max_age=max_age), ttl_policy=TtlPolicy(), stats=EngineStats(),
+                        query_logger=sink, clock=clock, prefetch_min_hits=prefetch)  # fmt: skip
+    return resolver, clock, upstream, sink
+
+
+def ask(resolver: Resolver, name: str = "news.example", *, fresh_packet: bool = True) -> dns.message.Message:
+    """A query; a fresh packet each time (another ID is not enough: a new EDNS payload) skips the
+    rendered replies, so the cache itself answers."""
+    transport = Transport()
+    ask.n = getattr(ask, "n", 0) + 1
+    message = dns.message.make_query(name, "A", use_edns=0, payload=1232 + ask.n % 2000 if fresh_packet else 1232)
+    resolver.handle(message.to_wire(), "192.0.2.50", transport, None)
+    return dns.message.from_wire(transport.replies[-1])
+
+
+def ttl_of(reply: dns.message.Message) -> int:
+    return reply.answer[0].ttl
+
+
+# --- the cache ----------------------------------------------------------------------------------
+
+
+def entry(stored: float, lifetime: float) -> CacheEntry:
+    return CacheEntry(rcode=0, ad=False, ancount=0, nscount=0, arcount=0, body=b"", ttl_offsets=(), ttls=(),
+                      stored=stored, expires=stored + lifetime, domain="x.example", status="cached")  # fmt: skip
+
+
+def test_the_cache_keeps_an_expired_entry_for_get_stale_only_up_to_the_max_age():
+    cache = ReplyCache(10, stale_max_age=60)
+    cache.put(b"k", entry(0.0, 10))
+
+    assert cache.get(b"k", 11.0) is None
+    assert cache.get_stale(b"k", 11.0) is not None
+    assert cache.get_stale(b"k", 69.0) is not None
+    assert cache.get_stale(b"k", 71.0) is None
+    assert cache.get(b"k", 71.0) is None
+    assert len(cache) == 0
+
+
+def test_without_serve_stale_the_cache_drops_an_expired_entry_on_lookup():
+    cache = ReplyCache(10)
+    cache.put(b"k", entry(0.0, 10))
+
+    assert cache.get(b"k", 11.0) is None
+    assert len(cache) == 0
+
+
+def test_an_expired_entry_found_by_a_lookup_is_evicted_before_fresh_ones():
+    cache = ReplyCache(2, stale_max_age=60)
+    cache.put(b"old", entry(0.0, 10))
+    cache.put(b"fresh", entry(5.0, 100))
+    cache.get(b"fresh", 11.0)  # "old" is now the least recently used...
+    cache.put(b"old", entry(0.0, 10))  # ...but this makes it the most recent again
+    assert cache.get(b"old", 11.0) is None  # expired: to the front of the eviction order
+
+    cache.put(b"new", entry(11.0, 100))
+
+    assert cache.get_stale(b"old", 11.0) is None
+    assert cache.get(b"fresh", 11.0) is not None
+
+
+# --- serve-stale --------------------------------------------------------------------------------
+
+
+def test_an_expired_answer_is_served_with_ttl_30_when_every_upstream_fails_and_is_logged_stale():
+    resolver, clock, upstream, sink = make_resolver()
+    assert answers(ask(resolver)) == ["A 192.0.2.1"]
+    clock.now += TTL + 600
+    upstream.down = True
+
+    reply = ask(resolver)
+
+    assert (answers(reply), ttl_of(reply)) == (["A 192.0.2.1"], STALE_TTL)
+    assert upstream.asked == ["news.example"] * 2  # the upstreams were tried first
+    assert (sink.entries[-1].status, sink.entries[-1].rcode) == ("stale", "NOERROR")
+    assert resolver.stats.counters["stale"] == 1
+    assert resolver.stats.queries_by_status["stale"] == 1
+
+
+def test_a_stale_answer_is_not_remembered_so_the_next_query_tries_the_upstreams_again():
+    resolver, clock, upstream, _ = make_resolver()
+    ask(resolver)
+    clock.now += TTL + 1
+    upstream.down = True
+    ask(resolver, fresh_packet=False)
+    upstream.down = False
+
+    assert answers(ask(resolver, fresh_packet=False)) == ["A 192.0.2.3"]
+
+
+def test_an_expired_answer_is_served_when_the_forwarder_is_full():
+    resolver, clock, upstream, sink = make_resolver()
+    ask(resolver)
+    clock.now += TTL + 1
+    upstream.full = True
+
+    assert answers(ask(resolver)) == ["A 192.0.2.1"]
+    assert sink.entries[-1].status == "stale"
+
+
+def test_no_stale_answer_past_the_max_age():
+    resolver, clock, upstream, sink = make_resolver()
+    ask(resolver)
+    clock.now += TTL + MAX_AGE + 1
+    upstream.down = True
+
+    assert rcode(ask(resolver)) == "SERVFAIL"
+    assert sink.entries[-1].status == "error"
+    assert "stale" not in resolver.stats.counters
+
+
+def test_no_stale_answer_when_serve_stale_is_off():
+    resolver, clock, upstream, _ = make_resolver(max_age=0)
+    ask(resolver)
+    clock.now += TTL + 1
+    upstream.down = True
+
+    assert rcode(ask(resolver)) == "SERVFAIL"
+
+
+def test_an_expired_answer_is_not_served_while_an_upstream_answers():
+    resolver, clock, _, sink = make_resolver()
+    ask(resolver)
+    clock.now += TTL + 1
+
+    assert answers(ask(resolver)) == ["A 192.0.2.2"]
+    assert sink.entries[-1].status == "forwarded"
+
+
+# --- prefetch -----------------------------------------------------------------------------------
+
+
+def test_a_popular_entry_is_refreshed_before_it_expires_and_the_client_never_misses():
+    resolver, clock, upstream, sink = make_resolver(prefetch=3)
+    ask(resolver)  # the miss, then three hits
+    for _ in range(3):
+        clock.now += 10
+        ask(resolver)
+    assert upstream.asked == ["news.example"]
+
+    clock.now = 1000 + TTL - 5  # within the last 10% of the TTL
+    reply = ask(resolver)
+
+    assert answers(reply) == ["A 192.0.2.1"]  # answered from the cache...
+    assert upstream.asked == ["news.example"] * 2  # ...and refreshed behind it
+    clock.now = 1000 + TTL + 50  # the old entry would have expired
+    assert answers(ask(resolver)) == ["A 192.0.2.2"]
+    assert upstream.asked == ["news.example"] * 2
+    assert [e.status for e in sink.entries] == ["forwarded"] + ["cached"] * 5
+    assert resolver.stats.counters["prefetch"] == 1
+
+
+def test_an_unpopular_entry_is_not_refreshed():
+    resolver, clock, upstream, _ = make_resolver(prefetch=3)
+    ask(resolver)
+    clock.now = 1000 + TTL - 5
+    ask(resolver)  # the first hit
+
+    assert upstream.asked == ["news.example"]
+
+
+def test_an_entry_is_not_refreshed_before_the_last_tenth_of_its_ttl():
+    resolver, clock, upstream, _ = make_resolver(prefetch=3)
+    ask(resolver)
+    for _ in range(5):
+        clock.now += 10
+        ask(resolver)
+
+    assert upstream.asked == ["news.example"]
+
+
+def test_prefetch_off_refreshes_nothing():
+    resolver, clock, upstream, _ = make_resolver(prefetch=0)
+    ask(resolver)
+    for _ in range(3):
+        ask(resolver)
+    clock.now = 1000 + TTL - 5
+    ask(resolver)
+
+    assert upstream.asked == ["news.example"]
+
+
+def test_prefetches_in_flight_stay_within_a_quarter_of_the_forwarders_limit():
+    resolver, clock, upstream, sink = make_resolver(prefetch=1, upstream=Upstream(max_inflight=8))
+    names = [f"n{i}.example" for i in range(5)]
+    for name in names:
+        ask(resolver, name)
+    upstream.hold = True
+    clock.now = 1000 + TTL - 5
+
+    for name in names:
+        ask(resolver, name)
+        ask(resolver, name)  # asked again while its prefetch is in flight: not a second one
+
+    assert len(upstream.held) == 2
+    assert resolver.stats.counters["prefetch_skipped"] == 6  # three names, each asked twice
+    upstream.hold = False
+    upstream.release()
+    assert resolver.stats.counters["prefetch"] == 2
+    clock.now = 1000 + TTL + 1
+    ask(resolver, names[0])
+    assert sink.entries[-1].status == "cached"  # refreshed in time
+    ask(resolver, names[4])
+    assert sink.entries[-1].status == "forwarded"  # skipped: a miss once it expired
+
+
+def test_a_failed_prefetch_leaves_the_entry_and_is_counted():
+    resolver, clock, upstream, _ = make_resolver(prefetch=1)
+    ask(resolver)
+    upstream.down = True
+    clock.now = 1000 + TTL - 5
+
+    assert answers(ask(resolver)) == ["A 192.0.2.1"]
+    assert resolver.stats.counters["prefetch_failed"] == 1
+    assert answers(ask(resolver)) == ["A 192.0.2.1"]  # still cached, and no prefetch pending
+
+
+# --- a running engine whose upstream goes down and comes back --------------------------------------
+
+
+@pytest.mark.integration
+def test_an_engine_serves_stale_while_its_upstream_is_down_and_fresh_once_it_is_back(make_engine, engine_config,
+                                                                                      upstream):  # fmt: skip
+    sink = Sink()
+    engine = make_engine(dataclasses.replace(engine_config, serve_stale_max_age=MAX_AGE), query_logger=sink)
+    clock = Clock()
+    engine.resolver.clock = clock
+    client = Client(engine.port)
+    assert answers(client.query("news.example")) == ["A 192.0.2.1"]
+    clock.now += 400  # the fake upstream's TTL is 300
+
+    upstream.behaviour.mode = "silent"
+    reply = client.query("news.example")
+    assert (answers(reply), ttl_of(reply)) == (["A 192.0.2.1"], STALE_TTL)
+    upstream.behaviour.mode = "servfail"
+    assert answers(client.query("news.example")) == ["A 192.0.2.1"]
+    clock.now += MAX_AGE
+    assert rcode(client.query("news.example")) == "SERVFAIL"
+
+    upstream.behaviour.mode = "answer"
+    upstream.behaviour.address = "192.0.2.9"
+    reply = client.query("news.example")
+    assert (answers(reply), ttl_of(reply)) == (["A 192.0.2.9"], 300)
+    # Logged after the reply is sent, on the I/O thread: wait for the last row.
+    deadline = time.monotonic() + 5
+    while len(sink.entries) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The last upstream's SERVFAIL is passed on as it is once nothing stale is left.
+    assert [(e.status, e.rcode) for e in sink.entries] == [
+        ("forwarded", "NOERROR"), ("stale", "NOERROR"), ("stale", "NOERROR"), ("forwarded", "SERVFAIL"),
+        ("forwarded", "NOERROR"),
+    ]  # fmt: skip
+    assert engine.stats.counters["stale"] == 2
