@@ -364,3 +364,14 @@ def test_it_says_which_forwarding_rule_and_upstream_a_query_went_to(viewer_web):
     assert "via 192.168.1.1 for lan<" in page
     assert "via [fd00::1]:5353 for corp.lan<" in page
     assert ">for lan<" in page  # no upstream answered
+
+
+def test_stale_answers_have_a_filter_and_a_badge_of_their_own(viewer_web):
+    make_query("news.example.com", status="stale")
+    make_query("other.example.com", status="cached")
+
+    response = viewer_web.get(URL, {"status": "stale"})
+
+    assert response.status_code == 200, response.context["form"].errors
+    assert domains_of(response) == ["news.example.com"]
+    assert 'class="badge st-stale"' in response.content.decode()
