@@ -8,12 +8,13 @@ import time
 
 import dns.message
 import pytest
-from dnslib import QTYPE, RR, A, DNSHeader, DNSQuestion, DNSRecord
+from dnslib import CNAME, QTYPE, RR, A, DNSHeader, DNSQuestion, DNSRecord
 
 from dnsengine.core import wire
 from dnsengine.core.cache import CacheEntry, ReplyCache, TtlPolicy
 from dnsengine.core.options import parse_blocking_mode
-from dnsengine.core.resolver import STALE_TTL, Resolver
+from dnsengine.core.resolver import STALE_TTL, Resolver, Snapshot
+from dnsengine.core.rules import Matcher
 from dnsengine.core.stats import EngineStats
 from gloryhole_site.testing.dnsclient import Client, answers, rcode
 
@@ -39,6 +40,7 @@ class Upstream:
         self.full = False  # forward() refuses, as a forwarder at its in-flight limit does
         self.hold = False
         self.held: list = []
+        self.cnames: dict[str, str] = {}  # name -> the CNAME target to answer it through
 
     def forward(self, qname_wire: bytes, qtype: int, qclass: int, do: bool, callback) -> bool:
         if self.full:
@@ -49,7 +51,11 @@ class Upstream:
             callback(None, "")
             return True
         reply = DNSRecord(DNSHeader(qr=1, ra=1, rd=1), q=DNSQuestion(name, qtype))
-        reply.add_answer(RR(name, QTYPE.A, rdata=A(f"192.0.2.{len(self.asked)}"), ttl=TTL))
+        owner = name
+        if name in self.cnames:
+            owner = self.cnames[name]
+            reply.add_answer(RR(name, QTYPE.CNAME, rdata=CNAME(owner), ttl=TTL))
+        reply.add_answer(RR(owner, QTYPE.A, rdata=A(f"192.0.2.{len(self.asked)}"), ttl=TTL))
         if self.hold:
             self.held.append((callback, reply.pack()))
         else:
@@ -301,6 +307,21 @@ def test_a_failed_prefetch_leaves_the_entry_and_is_counted():
     assert answers(ask(resolver)) == ["A 192.0.2.1"]
     assert resolver.stats.counters["prefetch_failed"] == 1
     assert answers(ask(resolver)) == ["A 192.0.2.1"]  # still cached, and no prefetch pending
+
+
+def test_a_prefetched_answer_is_checked_like_any_forwarded_one():
+    resolver, clock, upstream, sink = make_resolver(prefetch=1)
+    resolver.apply_snapshot(Snapshot(matcher=Matcher.build(lists=[("trackers", ["eulerian.net"])])))
+    ask(resolver)
+    upstream.cnames["news.example"] = "news.example.eulerian.net"  # the name is cloaked since
+    clock.now = 1000 + TTL - 5
+    ask(resolver)  # answered from the cache, and prefetched
+
+    assert answers(ask(resolver)) == ["A 0.0.0.0"]
+    assert (sink.entries[-1].status, sink.entries[-1].rule) == (
+        "blocked",
+        "cname:news.example.eulerian.net list:trackers",
+    )
 
 
 # --- a running engine whose upstream goes down and comes back --------------------------------------
