@@ -12,6 +12,7 @@ from dnslib import CNAME, QTYPE, RR, A, DNSHeader, DNSQuestion, DNSRecord
 
 from dnsengine.core import wire
 from dnsengine.core.cache import CacheEntry, ReplyCache, TtlPolicy
+from dnsengine.core.forwarding import ForwardingRules, Route
 from dnsengine.core.options import parse_blocking_mode
 from dnsengine.core.resolver import STALE_TTL, Resolver, Snapshot
 from dnsengine.core.rules import Matcher
@@ -322,6 +323,20 @@ def test_a_prefetched_answer_is_checked_like_any_forwarded_one():
         "blocked",
         "cname:news.example.eulerian.net list:trackers",
     )
+
+
+def test_a_name_under_a_forwarding_rule_is_prefetched_from_the_rules_upstreams_only():
+    resolver, clock, default, _ = make_resolver(prefetch=1)
+    router = Upstream()
+    rules = ForwardingRules([Route("lan", router, (), "forward:lan")])
+    resolver.apply_snapshot(Snapshot(forwarding=rules))
+    ask(resolver, "nas.lan")
+    clock.now = 1000 + TTL - 5
+
+    ask(resolver, "nas.lan")  # a hit: no decision made, the rule is found by name
+
+    assert router.asked == ["nas.lan"] * 2
+    assert default.asked == []
 
 
 # --- a running engine whose upstream goes down and comes back --------------------------------------
