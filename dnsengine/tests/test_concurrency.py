@@ -35,11 +35,14 @@ def test_five_hundred_slow_misses_are_all_answered_while_cached_names_stay_fast(
 
     # While those 500 wait on the 200 ms upstream, a cached name is answered at once.
     fast = []
+    # The most seen waiting upstream at once, sampled while the test works (on a busy
+    # machine the engine may still be reading the 500 when the fast queries are done).
+    in_flight_seen = 0
     for _ in range(20):
         started = time.perf_counter()
         assert answers(dns_client.query("hot.example.com", timeout=1)) == ["A 192.0.2.1"]
         fast.append(time.perf_counter() - started)
-    in_flight_seen = engine.forwarder.inflight
+        in_flight_seen = max(in_flight_seen, engine.forwarder.inflight)
 
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
@@ -48,6 +51,7 @@ def test_five_hundred_slow_misses_are_all_answered_while_cached_names_stay_fast(
     # len(ids), not 500: two of the 500 random IDs are usually the same (a birthday
     # collision), and waiting for 500 distinct ones ran into the 10 s deadline.
     while len(answered) < len(ids) and time.monotonic() < deadline:
+        in_flight_seen = max(in_flight_seen, engine.forwarder.inflight)
         if sel.select(timeout=0.5):
             while True:
                 try:
