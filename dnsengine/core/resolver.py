@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dnslib import AAAA, CNAME, QTYPE, RR, SOA, A, DNSHeader, DNSQuestion, DNSRecord
+from dnslib import CNAME, QTYPE, RR, SOA, DNSHeader, DNSQuestion, DNSRecord
 
 from dnsengine.core import wire
 from dnsengine.core.access import AccessControl
@@ -35,6 +35,7 @@ from dnsengine.core.cache import CacheEntry, ReplyCache, TtlPolicy, entry_from_r
 from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.entry import QueryLogEntry
 from dnsengine.core.groups import GroupAssignment, GroupSpec, Policy
+from dnsengine.core.localrecords import ADDRESS_TYPES, ByType, LocalRecords
 from dnsengine.core.options import BlockingMode
 from dnsengine.core.ratelimit import RateLimiter
 from dnsengine.core.rules import Matcher
@@ -85,24 +86,6 @@ class QueryLogSink(Protocol):
 
 class Forwarder(Protocol):
     def forward(self, qname_wire: bytes, qtype: int, qclass: int, do: bool, callback) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class LocalRecords:
-    """name -> {qtype: ((value, ttl), ...)}; CNAME stored under QTYPE.CNAME."""
-
-    records: dict[str, dict[int, tuple[tuple[str, int], ...]]] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, rows) -> LocalRecords:
-        """rows: (name, type text, value, ttl)."""
-        records: dict[str, dict[int, list[tuple[str, int]]]] = {}
-        for name, rtype, value, ttl in rows:
-            qtype = getattr(QTYPE, rtype, None)
-            if qtype not in (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME):
-                continue
-            records.setdefault(name, {}).setdefault(qtype, []).append((value, ttl))
-        return cls({n: {t: tuple(v) for t, v in by_type.items()} for n, by_type in records.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +189,8 @@ class Resolver:
         self._rendered_bytes = 0
         self._blocked_entries: dict[int, CacheEntry] = {}
         self._special_entries: dict[tuple[str, int], CacheEntry] = {}
+        # Round-robin of local names with several addresses: answers tuple id -> answers given.
+        self._rotation: dict[int, int] = {}
         self.forward_single_label = forward_single_label
         self.forward_private_reverse = forward_private_reverse
         # Told of every client that asks, so a new one gets named in the background.
@@ -221,6 +206,7 @@ class Resolver:
         self.cache.clear()
         self._rendered = {}
         self._rendered_bytes = 0
+        self._rotation = {}
 
     # -- entry point ------------------------------------------------------------------
 
@@ -323,8 +309,13 @@ class Resolver:
             paused_rule = f"paused:{decision.rule}"
             decision = None
         rule = decision.rule if decision is not None else paused_rule
-        if name in snapshot.local.records:
-            self._answer_local(ex, name, snapshot.local, now)
+        # One dict lookup for a name with no record; the wildcards' walk only when there are some.
+        local = snapshot.local
+        by_type = local.records.get(name)
+        if by_type is None and local.wildcards:
+            by_type = local.match_wildcard(name)
+        if by_type is not None:
+            self._answer_local(ex, name, by_type, local, now)
             return
         special = special_use(name, query.qtype, forward_single_label=self.forward_single_label,
                               forward_private_reverse=self.forward_private_reverse)  # fmt: skip
@@ -371,11 +362,11 @@ class Resolver:
         self._log(ex, name, entry.rcode, status, rule, upstream)
 
     def _cache_built(self, ex: Exchange, record: DNSRecord, now: float, ttl: int, name: str, status: str,
-                     rule: str) -> CacheEntry:  # fmt: skip
+                     rule: str, *, store: bool = True) -> CacheEntry:  # fmt: skip
         packed = record.pack()
         scanned = wire.scan_reply(packed, wire.question_end(packed))
         entry = entry_from_reply(scanned, now=now, lifetime=ttl, domain=name, status=status, rule=rule)
-        if ex.snapshot is self.snapshot:  # an upstream reply for a local CNAME may come after a reload
+        if store and ex.snapshot is self.snapshot:  # an upstream reply for a local CNAME may come after a reload
             self.cache.put(ex.key, entry)
         return entry
 
@@ -417,14 +408,21 @@ class Resolver:
 
     # -- local records ----------------------------------------------------------------
 
-    def _answer_local(self, ex: Exchange, name: str, local: LocalRecords, now: float) -> None:
+    def _answer_local(self, ex: Exchange, name: str, by_type: ByType | None, local: LocalRecords,
+                      now: float) -> None:  # fmt: skip
+        """Answer from the local records `by_type` of `name` (its own or a wildcard's), following local CNAMEs.
+
+        Several addresses of one name are rotated from query to query (round-robin):
+        such an answer is built for each query and kept out of the reply cache, so out
+        of the rendered replies too. Every other local answer is cached as bytes.
+        """
         query = ex.query
         record = _reply_skeleton(name, query.qtype, wire.NOERROR)
         current = name
         seen = {name}
         min_ttl = None
+        rotated = False
         for _ in range(MAX_CNAME_CHAIN):
-            by_type = local.records.get(current)
             if by_type is None:
                 # The chain leaves our records: ask upstream for the target and
                 # put our CNAMEs in front of its answer.
@@ -432,8 +430,10 @@ class Resolver:
                 return
             wanted = by_type.get(query.qtype)
             if wanted:
-                for value, ttl in wanted:
-                    rdata = {QTYPE.A: A, QTYPE.AAAA: AAAA, QTYPE.CNAME: CNAME}[query.qtype](value)
+                if len(wanted) > 1 and query.qtype in ADDRESS_TYPES:
+                    wanted = self._rotate(wanted)
+                    rotated = True
+                for _value, ttl, rdata in wanted:
                     record.add_answer(RR(current, query.qtype, rdata=rdata, ttl=ttl))
                     min_ttl = ttl if min_ttl is None else min(min_ttl, ttl)
                 break
@@ -443,7 +443,7 @@ class Resolver:
                 record.add_auth(_soa(name, 60))
                 min_ttl = 60 if min_ttl is None else min(min_ttl, 60)
                 break
-            target, ttl = cnames[0]
+            target, ttl, _ = cnames[0]
             record.add_answer(RR(current, QTYPE.CNAME, rdata=CNAME(target), ttl=ttl))
             min_ttl = ttl if min_ttl is None else min(min_ttl, ttl)
             if target in seen:
@@ -451,11 +451,20 @@ class Resolver:
                 break
             seen.add(target)
             current = target
+            by_type = local.lookup(current)
         else:
             record.header.rcode = wire.SERVFAIL  # chain too long
-        entry = self._cache_built(ex, record, now, min_ttl or 0, name, STATUS_LOCAL, "local")
+        entry = self._cache_built(ex, record, now, min_ttl or 0, name, STATUS_LOCAL, "local", store=not rotated)
         ex.send(entry.render(query, now, ex.limit))
         self._log(ex, name, entry.rcode, STATUS_LOCAL, "local")
+
+    def _rotate(self, answers: tuple) -> tuple:
+        """`answers` turned by one more place than last time (its count is kept until the next reload)."""
+        key = id(answers)  # the tuples live as long as the snapshot, and the counts go with it
+        turn = self._rotation.get(key, 0)
+        self._rotation[key] = turn + 1
+        i = turn % len(answers)
+        return answers[i:] + answers[:i]
 
     def _forward_cname_target(self, ex: Exchange, name: str, target: str, record: DNSRecord) -> None:
         query = ex.query

@@ -52,6 +52,8 @@ class EngineConfig:
     rate_limit_max_clients: int = 10000
     client_group_cache_size: int = 65536
     group_upstream_sets: int = 8
+    # A hosts-format file of local records (dnsengine.runtime.local_hosts); "" for none.
+    local_hosts_file: str = ""
 
     @classmethod
     def from_settings(cls, host: str | None = None, port: int | None = None) -> EngineConfig:
@@ -107,4 +109,5 @@ class EngineConfig:
             rate_limit_max_clients=settings.GLORYHOLE_RATE_LIMIT_MAX_CLIENTS,
             client_group_cache_size=settings.GLORYHOLE_CLIENT_GROUP_CACHE_SIZE,
             group_upstream_sets=settings.GLORYHOLE_GROUP_UPSTREAM_SETS,
+            local_hosts_file=settings.GLORYHOLE_LOCAL_HOSTS_FILE,
         )
