@@ -189,7 +189,7 @@ class Resolver:
         self._rendered_bytes = 0
         self._blocked_entries: dict[int, CacheEntry] = {}
         self._special_entries: dict[tuple[str, int], CacheEntry] = {}
-        # Round-robin of local names with several addresses: answers tuple id -> answers given.
+        # Round-robin of local names with several addresses: answers tuple id -> queries answered.
         self._rotation: dict[int, int] = {}
         self.forward_single_label = forward_single_label
         self.forward_private_reverse = forward_private_reverse
@@ -362,12 +362,12 @@ class Resolver:
         self._log(ex, name, entry.rcode, status, rule, upstream)
 
     def _cache_built(self, ex: Exchange, record: DNSRecord, now: float, ttl: int, name: str, status: str,
-                     rule: str, *, store: bool = True) -> CacheEntry:  # fmt: skip
+                     rule: str, *, key: bytes | None = None) -> CacheEntry:  # fmt: skip
         packed = record.pack()
         scanned = wire.scan_reply(packed, wire.question_end(packed))
         entry = entry_from_reply(scanned, now=now, lifetime=ttl, domain=name, status=status, rule=rule)
-        if store and ex.snapshot is self.snapshot:  # an upstream reply for a local CNAME may come after a reload
-            self.cache.put(ex.key, entry)
+        if ex.snapshot is self.snapshot:  # an upstream reply for a local CNAME may come after a reload
+            self.cache.put(ex.key if key is None else key, entry)
         return entry
 
     # -- blocked answers --------------------------------------------------------------
@@ -412,16 +412,26 @@ class Resolver:
                       now: float) -> None:  # fmt: skip
         """Answer from the local records `by_type` of `name` (its own or a wildcard's), following local CNAMEs.
 
-        Several addresses of one name are rotated from query to query (round-robin):
-        such an answer is built for each query and kept out of the reply cache, so out
-        of the rendered replies too. Every other local answer is cached as bytes.
+        Several addresses of one name are given in turn (round-robin): each turn's
+        answer is built once and cached under the query's key plus the turn, never
+        in the rendered replies (whose one answer per packet cannot turn). Every other
+        local answer is cached as usual, so repeats come from the rendered replies.
         """
         query = ex.query
+        turn, cache_key = 0, ex.key
+        rotating = _rotating(by_type, local, query.qtype)
+        if rotating is not None:
+            turn = self._turn(rotating)
+            cache_key = ex.key + b"\xff" + turn.to_bytes(2, "big")  # never a query's key: those end name+5 bytes
+            entry = self.cache.get(cache_key, now)
+            if entry is not None:
+                ex.send(entry.render(query, now, ex.limit))
+                self._log(ex, name, entry.rcode, STATUS_LOCAL, "local")
+                return
         record = _reply_skeleton(name, query.qtype, wire.NOERROR)
         current = name
         seen = {name}
         min_ttl = None
-        rotated = False
         for _ in range(MAX_CNAME_CHAIN):
             if by_type is None:
                 # The chain leaves our records: ask upstream for the target and
@@ -430,9 +440,8 @@ class Resolver:
                 return
             wanted = by_type.get(query.qtype)
             if wanted:
-                if len(wanted) > 1 and query.qtype in ADDRESS_TYPES:
-                    wanted = self._rotate(wanted)
-                    rotated = True
+                if wanted is rotating:
+                    wanted = wanted[turn:] + wanted[:turn]
                 for _value, ttl, rdata in wanted:
                     record.add_answer(RR(current, query.qtype, rdata=rdata, ttl=ttl))
                     min_ttl = ttl if min_ttl is None else min(min_ttl, ttl)
@@ -454,17 +463,16 @@ class Resolver:
             by_type = local.lookup(current)
         else:
             record.header.rcode = wire.SERVFAIL  # chain too long
-        entry = self._cache_built(ex, record, now, min_ttl or 0, name, STATUS_LOCAL, "local", store=not rotated)
+        entry = self._cache_built(ex, record, now, min_ttl or 0, name, STATUS_LOCAL, "local", key=cache_key)
         ex.send(entry.render(query, now, ex.limit))
         self._log(ex, name, entry.rcode, STATUS_LOCAL, "local")
 
-    def _rotate(self, answers: tuple) -> tuple:
-        """`answers` turned by one more place than last time (its count is kept until the next reload)."""
+    def _turn(self, answers: tuple) -> int:
+        """Whose turn it is to lead among `answers` (0 .. len-1), one more each query until the next reload."""
         key = id(answers)  # the tuples live as long as the snapshot, and the counts go with it
         turn = self._rotation.get(key, 0)
         self._rotation[key] = turn + 1
-        i = turn % len(answers)
-        return answers[i:] + answers[:i]
+        return turn % len(answers)
 
     def _forward_cname_target(self, ex: Exchange, name: str, target: str, record: DNSRecord) -> None:
         query = ex.query
@@ -622,6 +630,21 @@ class Resolver:
                     group,
                 )
             )
+
+
+def _rotating(by_type: ByType | None, local: LocalRecords, qtype: int) -> tuple | None:
+    """The addresses that answer `qtype` (through local CNAMEs) when there are several, else None."""
+    for _ in range(MAX_CNAME_CHAIN):
+        if by_type is None:
+            return None
+        wanted = by_type.get(qtype)
+        if wanted:
+            return wanted if len(wanted) > 1 and qtype in ADDRESS_TYPES else None
+        cnames = by_type.get(QTYPE.CNAME)
+        if not cnames:
+            return None
+        by_type = local.lookup(cnames[0][0])
+    return None
 
 
 def _blocks(policy: Policy, name: str, now: float, snapshot: Snapshot) -> bool:
