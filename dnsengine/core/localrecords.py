@@ -28,7 +28,8 @@ from dnslib import AAAA, CNAME, MX, PTR, QTYPE, SRV, TXT, A
 from dnsengine.core.names import normalize_domain
 
 TYPES = ("A", "AAAA", "CNAME", "PTR", "TXT", "MX", "SRV")
-ADDRESS_TYPES = frozenset({QTYPE.A, QTYPE.AAAA})
+TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_PTR = QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.PTR  # plain ints, read often
+ADDRESS_TYPES = frozenset({TYPE_A, TYPE_AAAA})
 MAX_TXT_STRING = 255  # bytes in one character-string (RFC 1035 3.3)
 MAX_TXT_STRINGS = 16  # a sane bound: SPF, DKIM and verification strings need a few at most
 
@@ -37,8 +38,10 @@ HOSTS_TTL = 300
 HOSTS_MAX_BYTES = 10 << 20
 HOSTS_MAX_ENTRIES = 100_000
 
-# One answer: (value as text, ttl, dnslib rdata built once at load).
-Answer = tuple[str, int, object]
+# One answer: (canonical value text, ttl). Its dnslib rdata is made when a query first needs
+# it (the built answer is then cached): a 100,000-line hosts file must not cost a dnslib
+# object per line.
+Answer = tuple[str, int]
 ByType = dict[int, tuple[Answer, ...]]
 
 
@@ -270,36 +273,33 @@ class LocalRecords:
             answers = collected.setdefault(name, {}).setdefault(qtype, [])
             if any(a[0] == value for a in answers):
                 return False
-            try:
-                answers.append((value, ttl, rdata(qtype, value)))
-            except Exception:  # a row that bypassed validation (raw SQL, an old value): leave it out
-                return False
+            answers.append((value, ttl))
             return True
 
         table_keys: set[tuple[str, int]] = set()
         for name, rtype, value, ttl in table_rows:
             qtype = getattr(QTYPE, rtype, None)
-            if rtype in TYPES and qtype is not None:
+            if rtype in TYPES and qtype is not None and _valid(qtype, value):
                 add(name, qtype, value, ttl)
                 table_keys.add((name, qtype))
         hosts_count = 0
         for name, rtype, value, ttl, _line in hosts_rows:
-            qtype = getattr(QTYPE, rtype)
+            qtype = TYPE_A if rtype == "A" else TYPE_AAAA
             # The table wins for this name and type; a CNAME there leaves no room for addresses.
-            if (name, qtype) in table_keys or (name, QTYPE.CNAME) in table_keys:
+            if (name, qtype) in table_keys or (name, TYPE_CNAME) in table_keys:
                 continue
             hosts_count += add(name, qtype, value, ttl)
         # A PTR for every local address, unless the table has one for that reverse name.
-        explicit_ptr = {name for name, by_type in collected.items() if QTYPE.PTR in by_type}
+        explicit_ptr = {name for name, by_type in collected.items() if TYPE_PTR in by_type}
         for name, by_type in list(collected.items()):
             if name.startswith("*."):
                 continue
-            for qtype in ADDRESS_TYPES:
-                for value, ttl, _ in by_type.get(qtype, ()):
-                    reverse = ipaddress.ip_address(value).reverse_pointer
-                    if reverse in explicit_ptr or QTYPE.CNAME in collected.get(reverse, {}):
+            for qtype in (TYPE_A, TYPE_AAAA):
+                for value, ttl in by_type.get(qtype, ()):
+                    reverse = _reverse_name(value, qtype)
+                    if reverse in explicit_ptr or TYPE_CNAME in collected.get(reverse, ()):
                         continue
-                    add(reverse, QTYPE.PTR, name, ttl)
+                    add(reverse, TYPE_PTR, name, ttl)
         records: dict[str, ByType] = {}
         wildcards: dict[str, ByType] = {}
         for name, by_type in collected.items():
@@ -332,3 +332,19 @@ class LocalRecords:
                 return found
             dot = name.find(".")
         return None
+
+
+def _valid(qtype: int, value: str) -> bool:
+    """False for a table row that bypassed validation (raw SQL, an older value): it is left out."""
+    try:
+        rdata(qtype, value)
+    except Exception:  # dnslib and ipaddress raise several types on bad input
+        return False
+    return True
+
+
+def _reverse_name(address: str, qtype: int) -> str:
+    """The PTR owner name of a canonical address; IPv4 by string, the cheap common case."""
+    if qtype == TYPE_A:
+        return ".".join(reversed(address.split("."))) + ".in-addr.arpa"
+    return ipaddress.ip_address(address).reverse_pointer

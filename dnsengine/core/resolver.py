@@ -36,6 +36,7 @@ from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.entry import QueryLogEntry
 from dnsengine.core.groups import GroupAssignment, GroupSpec, Policy
 from dnsengine.core.localrecords import ADDRESS_TYPES, ByType, LocalRecords
+from dnsengine.core.localrecords import rdata as local_rdata
 from dnsengine.core.options import BlockingMode
 from dnsengine.core.ratelimit import RateLimiter
 from dnsengine.core.rules import Matcher
@@ -442,8 +443,8 @@ class Resolver:
             if wanted:
                 if wanted is rotating:
                     wanted = wanted[turn:] + wanted[:turn]
-                for _value, ttl, rdata in wanted:
-                    record.add_answer(RR(current, query.qtype, rdata=rdata, ttl=ttl))
+                for value, ttl in wanted:
+                    record.add_answer(RR(current, query.qtype, rdata=local_rdata(query.qtype, value), ttl=ttl))
                     min_ttl = ttl if min_ttl is None else min(min_ttl, ttl)
                 break
             cnames = by_type.get(QTYPE.CNAME)
@@ -452,7 +453,7 @@ class Resolver:
                 record.add_auth(_soa(name, 60))
                 min_ttl = 60 if min_ttl is None else min(min_ttl, 60)
                 break
-            target, ttl, _ = cnames[0]
+            target, ttl = cnames[0]
             record.add_answer(RR(current, QTYPE.CNAME, rdata=CNAME(target), ttl=ttl))
             min_ttl = ttl if min_ttl is None else min(min_ttl, ttl)
             if target in seen:

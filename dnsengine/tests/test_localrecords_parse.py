@@ -148,3 +148,9 @@ def test_the_table_wins_over_the_hosts_file_for_a_name_and_type():
     assert [a[0] for a in local.records["nas.lan"][QTYPE.AAAA]] == ["fd00::9"]  # another type: the file's
     assert QTYPE.A not in local.records["www.lan"]  # a CNAME leaves no room for the file's address
     assert local.hosts_count == 1
+
+
+def test_a_table_row_that_bypassed_validation_is_left_out():
+    local = LocalRecords.build([("bad.lan", "A", "not-an-address", 60), ("mx.lan", "MX", "mail.lan", 60),
+                                ("ok.lan", "A", "10.0.0.1", 60)])  # fmt: skip
+    assert set(local.records) == {"ok.lan", "1.0.0.10.in-addr.arpa"}
