@@ -230,12 +230,15 @@ class ConfigWatcher:
         self.paused_until = paused_until
         self.reloads += 1
         logger.info(
-            "configuration generation %s loaded in %.2fs: %d blocked names, %d rules, %d local names",
+            "configuration generation %s loaded in %.2fs: %d blocked names, %d rules, %d local names "
+            "(%d wildcards, %d records from the hosts file)",
             generation,
             time.monotonic() - started,
             snapshot.matcher.size,
             len(snapshot.matcher.rules),
             len(snapshot.local.records),
+            len(snapshot.local.wildcards),
+            snapshot.local.hosts_count,
         )
         if self.on_reload is not None:
             self.on_reload(snapshot)
