@@ -66,6 +66,7 @@ QUERYLOG_BENCH_ARGS ?=
 bench: dev-venv
 	$(PY) -m devtools.bench.engine
 	$(PY) -m devtools.bench.groups
+	$(PY) -m devtools.bench.local_records
 	$(PY) -m devtools.bench.querylog $(QUERYLOG_BENCH_ARGS)
 
 # SQLite page cache and checkpoint interval for the query log: CPU per row as the table

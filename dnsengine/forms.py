@@ -7,7 +7,7 @@ from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
 from dnsengine.core.names import normalize_domain
-from dnsengine.models import WEEKDAYS, Blocklist, ClientGroup
+from dnsengine.models import WEEKDAYS, Blocklist, ClientGroup, LocalRecord
 
 # What a text blocklist may start with: anything but NUL bytes and the magic
 # numbers of the binary formats people upload by mistake.
@@ -200,3 +200,13 @@ class ForwardingRuleForm(forms.Form):
     )
     enabled = forms.BooleanField(required=False, label="On")
     comment = forms.CharField(max_length=200, required=False)
+
+
+class LocalRecordForm(forms.Form):
+    """A local record's fields; the value syntax is checked by LocalRecord.clean (through the service)."""
+
+    name = forms.CharField(max_length=253, help_text="nas.lan; *.dev.lan for every name below dev.lan")
+    type = forms.ChoiceField(choices=LocalRecord.Type.choices, initial="A")
+    value = forms.CharField(max_length=1000, help_text=LocalRecord._meta.get_field("value").help_text)
+    ttl = forms.IntegerField(min_value=0, max_value=604800, initial=300, label="TTL")
+    enabled = forms.BooleanField(required=False, initial=True)

@@ -14,6 +14,7 @@ from django.core.validators import URLValidator
 from django.db import models
 from django.utils import timezone
 
+from dnsengine.core.localrecords import RecordError, parse_owner, parse_value
 from dnsengine.core.names import normalize_domain
 from dnsengine.core.options import ConfigError, parse_upstreams
 
@@ -156,14 +157,30 @@ class BlockRule(models.Model):
 
 
 class LocalRecord(models.Model):
+    """A name this network answers itself; the value syntax of each type is in docs/local-dns.md.
+
+    A name may be a wildcard (`*.dev.lan`: every name below dev.lan). A and AAAA
+    records get their PTR generated unless a PTR record names that address.
+    """
+
     class Type(models.TextChoices):
         A = "A", "A"
         AAAA = "AAAA", "AAAA"
         CNAME = "CNAME", "CNAME"
+        PTR = "PTR", "PTR"
+        TXT = "TXT", "TXT"
+        MX = "MX", "MX"
+        SRV = "SRV", "SRV"
 
-    name = models.CharField(max_length=253)
+    name = models.CharField(
+        max_length=253, help_text="a domain name; *.dev.lan for every name below dev.lan; for PTR also an address"
+    )
     type = models.CharField(max_length=5, choices=Type.choices)
-    value = models.CharField(max_length=253)
+    value = models.CharField(
+        max_length=1000,
+        help_text='A/AAAA: an address; CNAME/PTR: a name; MX: "10 mail.lan"; SRV: "priority weight port target";'
+        ' TXT: text, or several "quoted" "strings"',
+    )
     ttl = models.PositiveIntegerField(default=300)
     enabled = models.BooleanField(default=True)
 
@@ -175,29 +192,21 @@ class LocalRecord(models.Model):
         return f"{self.name} {self.type} {self.value}"
 
     def clean(self) -> None:
-        name = normalize_domain(self.name, require_dot=False)
-        if name is None:
-            raise ValidationError({"name": f"{self.name!r} is not a valid domain name"})
+        if self.type not in self.Type.values:
+            raise ValidationError({"type": f"one of {', '.join(self.Type.values)}"})
+        try:
+            name = parse_owner(self.name or "", self.type)
+        except RecordError as exc:
+            raise ValidationError({"name": str(exc)}) from None
         self.name = name
-        if self.ttl > 604800:
+        if self.ttl is not None and self.ttl > 604800:
             raise ValidationError({"ttl": "at most 604800 (7 days)"})
-        if self.type == self.Type.A:
-            try:
-                self.value = str(ipaddress.IPv4Address(self.value.strip()))
-            except ValueError:
-                raise ValidationError({"value": f"{self.value!r} is not an IPv4 address"}) from None
-        elif self.type == self.Type.AAAA:
-            try:
-                self.value = str(ipaddress.IPv6Address(self.value.strip()))
-            except ValueError:
-                raise ValidationError({"value": f"{self.value!r} is not an IPv6 address"}) from None
-        elif self.type == self.Type.CNAME:
-            target = normalize_domain(self.value, require_dot=False)
-            if target is None:
-                raise ValidationError({"value": f"{self.value!r} is not a valid domain name"})
-            if target == name:
-                raise ValidationError({"value": "a CNAME cannot point at itself"})
-            self.value = target
+        try:
+            self.value = parse_value(self.type, self.value or "")
+        except RecordError as exc:
+            raise ValidationError({"value": str(exc)}) from None
+        if self.type == self.Type.CNAME and self.value == name:
+            raise ValidationError({"value": "a CNAME cannot point at itself"})
 
 
 class BlockingPause(models.Model):

@@ -1,10 +1,11 @@
 """Reads for the web pages: block lists, the "is this domain blocked?" check, engine status, guard rails,
-clients and groups."""
+clients and groups, local records."""
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from dnsengine.core.groups import GroupAssignment, Window, group_suffix
+from dnsengine.core.localrecords import HOSTS_MAX_BYTES, parse_hosts_records
 from dnsengine.core.names import normalize_domain
 from dnsengine.core.rules import Matcher, compile_rule
 from dnsengine.guardrails import DOMAIN, Verdict, covers_pattern, domain_refusal, domain_verdict, pattern_verdict
@@ -27,6 +29,7 @@ from dnsengine.models import (
     ClientGroup,
     EngineStatus,
     GroupSchedule,
+    LocalRecord,
 )
 from querylog.selectors import client_activity, client_last_queries
 from querylog.traffic import recent_traffic_of_domain, recent_traffic_of_rule
@@ -471,3 +474,38 @@ def client_group_list() -> QuerySet[ClientGroup]:
     return ClientGroup.objects.annotate(client_count=Count("clients", distinct=True)).prefetch_related(
         Prefetch("schedules", queryset=GroupSchedule.objects.select_related("blocklist"))
     )
+
+
+def local_record_list(search: str = "") -> QuerySet[LocalRecord]:
+    """The local records, filtered by a piece of their name or value."""
+    records = LocalRecord.objects.order_by("name", "type", "value")
+    search = search.strip().lower()
+    if search:
+        records = records.filter(Q(name__icontains=search) | Q(value__icontains=search))
+    return records
+
+
+@dataclass(frozen=True, slots=True)
+class HostsFileView:
+    path: str
+    rows: tuple = ()  # (name, type, address, ttl, line number)
+    bad_lines: tuple[int, ...] = ()
+    error: str = ""
+
+
+def local_hosts_file_view(search: str = "", limit: int = 500) -> HostsFileView | None:
+    """The records of GLORYHOLE_LOCAL_HOSTS_FILE as the engine reads it, for showing; None when unset."""
+    path = settings.GLORYHOLE_LOCAL_HOSTS_FILE
+    if not path:
+        return None
+    try:
+        if os.stat(path).st_size > HOSTS_MAX_BYTES:
+            return HostsFileView(path, error=f"larger than {HOSTS_MAX_BYTES} bytes: not read")
+        with open(path, "rb") as handle:
+            text = handle.read(HOSTS_MAX_BYTES).decode("utf-8", errors="replace")
+    except OSError as exc:
+        return HostsFileView(path, error=exc.strerror or str(exc))
+    parsed = parse_hosts_records(text)
+    search = search.strip().lower()
+    rows = [row for row in parsed.rows if not search or search in row[0] or search in row[2]]
+    return HostsFileView(path, tuple(rows[:limit]), parsed.bad_lines)

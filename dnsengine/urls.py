@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dnsengine.views import blocklists, clients, domains, forwarding, groups, pause, status
+from dnsengine.views import blocklists, clients, domains, forwarding, groups, local_records, pause, status
 
 urlpatterns = [
     path("blocklists/", blocklists.blocklists, name="dnsengine-blocklists"),
@@ -32,6 +32,12 @@ urlpatterns = [
     path("forwarding/add/", forwarding.forwarding_add_view, name="dnsengine-forwarding-add"),
     path("forwarding/<int:pk>/edit/", forwarding.forwarding_edit_view, name="dnsengine-forwarding-edit"),
     path("forwarding/<int:pk>/delete/", forwarding.forwarding_delete_view, name="dnsengine-forwarding-delete"),
+    # Local DNS records.
+    path("local-dns/", local_records.local_dns, name="dnsengine-local-dns"),
+    path("local-dns/add/", local_records.local_record_add_view, name="dnsengine-local-record-add"),
+    path("local-dns/<int:pk>/edit/", local_records.local_record_edit_view, name="dnsengine-local-record-edit"),
+    path("local-dns/<int:pk>/toggle/", local_records.local_record_toggle_view, name="dnsengine-local-record-toggle"),
+    path("local-dns/<int:pk>/delete/", local_records.local_record_delete_view, name="dnsengine-local-record-delete"),
     # The engines' heartbeat rows (EngineStatus).
     path("status/", status.engine_status, name="engine-status"),
     path("api/status", status.api_status, name="api-status"),

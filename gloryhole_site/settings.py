@@ -257,6 +257,12 @@ GLORYHOLE_CLIENT_PTR_TTL = env_float("GLORYHOLE_CLIENT_PTR_TTL", 3600.0, minimum
 GLORYHOLE_CLIENT_NAMES_MAX = env_int("GLORYHOLE_CLIENT_NAMES_MAX", 10000, minimum=1, maximum=1_000_000)
 GLORYHOLE_CLIENT_NAMES_REFRESH = env_float("GLORYHOLE_CLIENT_NAMES_REFRESH", 60.0, minimum=1, maximum=86400)
 
+# --- Local records -------------------------------------------------------------------
+# A hosts-format file (`address name [alias...]`) whose names the engine answers as local
+# A/AAAA records with their PTR (docs/local-dns.md); re-read when its mtime or size changes.
+# Records from the web page win over it for the same name and type. "" for none.
+GLORYHOLE_LOCAL_HOSTS_FILE = env_str("GLORYHOLE_LOCAL_HOSTS_FILE", "")
+
 # --- Query log ----------------------------------------------------------------------
 # Each one's parser, default and bounds: its row in querylog/logger/config.py, which
 # QueryLogConfig also re-reads on SIGHUP.

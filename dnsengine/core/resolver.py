@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dnslib import AAAA, CNAME, QTYPE, RR, SOA, A, DNSHeader, DNSQuestion, DNSRecord
+from dnslib import CNAME, QTYPE, RR, SOA, DNSHeader, DNSQuestion, DNSRecord
 
 from dnsengine.core import wire
 from dnsengine.core.access import AccessControl
@@ -38,6 +38,8 @@ from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.entry import QueryLogEntry
 from dnsengine.core.forwarding import ForwardingRules, Route
 from dnsengine.core.groups import GroupAssignment, GroupSpec, Policy
+from dnsengine.core.localrecords import ADDRESS_TYPES, ByType, LocalRecords
+from dnsengine.core.localrecords import rdata as local_rdata
 from dnsengine.core.options import BlockingMode
 from dnsengine.core.ratelimit import RateLimiter
 from dnsengine.core.rules import Matcher
@@ -97,24 +99,6 @@ class QueryLogSink(Protocol):
 
 class Forwarder(Protocol):
     def forward(self, qname_wire: bytes, qtype: int, qclass: int, do: bool, callback) -> bool: ...
-
-
-@dataclass(frozen=True, slots=True)
-class LocalRecords:
-    """name -> {qtype: ((value, ttl), ...)}; CNAME stored under QTYPE.CNAME."""
-
-    records: dict[str, dict[int, tuple[tuple[str, int], ...]]] = field(default_factory=dict)
-
-    @classmethod
-    def build(cls, rows) -> LocalRecords:
-        """rows: (name, type text, value, ttl)."""
-        records: dict[str, dict[int, list[tuple[str, int]]]] = {}
-        for name, rtype, value, ttl in rows:
-            qtype = getattr(QTYPE, rtype, None)
-            if qtype not in (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME):
-                continue
-            records.setdefault(name, {}).setdefault(qtype, []).append((value, ttl))
-        return cls({n: {t: tuple(v) for t, v in by_type.items()} for n, by_type in records.items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +209,8 @@ class Resolver:
         self._rendered_bytes = 0
         self._blocked_entries: dict[int, CacheEntry] = {}
         self._special_entries: dict[tuple[str, int], CacheEntry] = {}
+        # Round-robin of local names with several addresses: answers tuple id -> queries answered.
+        self._rotation: dict[int, int] = {}
         self.forward_single_label = forward_single_label
         self.forward_private_reverse = forward_private_reverse
         # Told of every client that asks, so a new one gets named in the background.
@@ -251,6 +237,7 @@ class Resolver:
         self._rendered = {}
         self._rendered_bytes = 0
         self._hits = {}
+        self._rotation = {}
 
     # -- entry point ------------------------------------------------------------------
 
@@ -357,8 +344,13 @@ class Resolver:
             paused_rule = f"paused:{decision.rule}"
             decision = None
         rule = decision.rule if decision is not None else paused_rule
-        if name in snapshot.local.records:
-            self._answer_local(ex, name, snapshot.local, now)
+        # One dict lookup for a name with no record; the wildcards' walk only when there are some.
+        local = snapshot.local
+        by_type = local.records.get(name)
+        if by_type is None and local.wildcards:
+            by_type = local.match_wildcard(name)
+        if by_type is not None:
+            self._answer_local(ex, name, by_type, local, now)
             return
         forwarding = snapshot.forwarding
         route = forwarding.route(name) if forwarding is not None else None
@@ -567,12 +559,12 @@ class Resolver:
             self._hits.pop(key, None)
 
     def _cache_built(self, ex: Exchange, record: DNSRecord, now: float, ttl: int, name: str, status: str,
-                     rule: str) -> CacheEntry:  # fmt: skip
+                     rule: str, *, key: bytes | None = None) -> CacheEntry:  # fmt: skip
         packed = record.pack()
         scanned = wire.scan_reply(packed, wire.question_end(packed))
         entry = entry_from_reply(scanned, now=now, lifetime=ttl, domain=name, status=status, rule=rule)
         if ex.snapshot is self.snapshot:  # an upstream reply for a local CNAME may come after a reload
-            self.cache.put(ex.key, entry)
+            self.cache.put(ex.key if key is None else key, entry)
         return entry
 
     # -- blocked answers --------------------------------------------------------------
@@ -624,14 +616,31 @@ class Resolver:
 
     # -- local records ----------------------------------------------------------------
 
-    def _answer_local(self, ex: Exchange, name: str, local: LocalRecords, now: float) -> None:
+    def _answer_local(self, ex: Exchange, name: str, by_type: ByType | None, local: LocalRecords,
+                      now: float) -> None:  # fmt: skip
+        """Answer from the local records `by_type` of `name` (its own or a wildcard's), following local CNAMEs.
+
+        Several addresses of one name are given in turn (round-robin): each turn's
+        answer is built once and cached under the query's key plus the turn, never
+        in the rendered replies (whose one answer per packet cannot turn). Every other
+        local answer is cached as usual, so repeats come from the rendered replies.
+        """
         query = ex.query
+        turn, cache_key = 0, ex.key
+        rotating = _rotating(by_type, local, query.qtype)
+        if rotating is not None:
+            turn = self._turn(rotating)
+            cache_key = ex.key + b"\xff" + turn.to_bytes(2, "big")  # never a query's key: those end name+5 bytes
+            entry = self.cache.get(cache_key, now)
+            if entry is not None:
+                ex.send(entry.render(query, now, ex.limit))
+                self._log(ex, name, entry.rcode, STATUS_LOCAL, "local")
+                return
         record = _reply_skeleton(name, query.qtype, wire.NOERROR)
         current = name
         seen = {name}
         min_ttl = None
         for _ in range(MAX_CNAME_CHAIN):
-            by_type = local.records.get(current)
             if by_type is None:
                 # The chain leaves our records: ask upstream for the target and
                 # put our CNAMEs in front of its answer.
@@ -639,9 +648,10 @@ class Resolver:
                 return
             wanted = by_type.get(query.qtype)
             if wanted:
+                if wanted is rotating:
+                    wanted = wanted[turn:] + wanted[:turn]
                 for value, ttl in wanted:
-                    rdata = {QTYPE.A: A, QTYPE.AAAA: AAAA, QTYPE.CNAME: CNAME}[query.qtype](value)
-                    record.add_answer(RR(current, query.qtype, rdata=rdata, ttl=ttl))
+                    record.add_answer(RR(current, query.qtype, rdata=local_rdata(query.qtype, value), ttl=ttl))
                     min_ttl = ttl if min_ttl is None else min(min_ttl, ttl)
                 break
             cnames = by_type.get(QTYPE.CNAME)
@@ -658,11 +668,19 @@ class Resolver:
                 break
             seen.add(target)
             current = target
+            by_type = local.lookup(current)
         else:
             record.header.rcode = wire.SERVFAIL  # chain too long
-        entry = self._cache_built(ex, record, now, min_ttl or 0, name, STATUS_LOCAL, "local")
+        entry = self._cache_built(ex, record, now, min_ttl or 0, name, STATUS_LOCAL, "local", key=cache_key)
         ex.send(entry.render(query, now, ex.limit))
         self._log(ex, name, entry.rcode, STATUS_LOCAL, "local")
+
+    def _turn(self, answers: tuple) -> int:
+        """Whose turn it is to lead among `answers` (0 .. len-1), one more each query until the next reload."""
+        key = id(answers)  # the tuples live as long as the snapshot, and the counts go with it
+        turn = self._rotation.get(key, 0)
+        self._rotation[key] = turn + 1
+        return turn % len(answers)
 
     def _forward_cname_target(self, ex: Exchange, name: str, target: str, record: DNSRecord) -> None:
         query = ex.query
@@ -825,6 +843,21 @@ class Resolver:
                     group,
                 )
             )
+
+
+def _rotating(by_type: ByType | None, local: LocalRecords, qtype: int) -> tuple | None:
+    """The addresses that answer `qtype` (through local CNAMEs) when there are several, else None."""
+    for _ in range(MAX_CNAME_CHAIN):
+        if by_type is None:
+            return None
+        wanted = by_type.get(qtype)
+        if wanted:
+            return wanted if len(wanted) > 1 and qtype in ADDRESS_TYPES else None
+        cnames = by_type.get(QTYPE.CNAME)
+        if not cnames:
+            return None
+        by_type = local.lookup(cnames[0][0])
+    return None
 
 
 def _blocks(policy: Policy, name: str, now: float, snapshot: Snapshot) -> bool:

@@ -10,8 +10,10 @@
   the internet (dnsmasq's `domain-needed`); answered NXDOMAIN unless the
   setting forwards them.
 
-A local record of the exact name wins over all of these (the resolver asks
-its local records first). Pure functions over the resolver's text form of a
+A local record wins over all of these (the resolver asks its local records
+first): one of the exact name, a wildcard above it, or the PTR generated for a
+local address (dnsengine.core.localrecords), so `dig -x` of a local address in a
+private range answers its name. Pure functions over the resolver's text form of a
 name; nothing here imports Django.
 """
 

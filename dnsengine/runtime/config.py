@@ -58,6 +58,8 @@ class EngineConfig:
     cname_inspection: bool = True
     serve_stale_max_age: int = 0
     prefetch_min_hits: int = 0
+    # A hosts-format file of local records (dnsengine.runtime.local_hosts); "" for none.
+    local_hosts_file: str = ""
 
     @classmethod
     def from_settings(cls, host: str | None = None, port: int | None = None) -> EngineConfig:
@@ -117,4 +119,5 @@ class EngineConfig:
             cname_inspection=settings.GLORYHOLE_CNAME_INSPECTION,
             serve_stale_max_age=settings.GLORYHOLE_SERVE_STALE_MAX_AGE,
             prefetch_min_hits=settings.GLORYHOLE_PREFETCH_MIN_HITS,
+            local_hosts_file=settings.GLORYHOLE_LOCAL_HOSTS_FILE,
         )

@@ -18,6 +18,7 @@ from dnsengine.core.stats import EngineStats
 from dnsengine.core.upstream import UpstreamForwarder
 from dnsengine.runtime.client_names import ClientNames, ClientNamesConfig
 from dnsengine.runtime.config import EngineConfig
+from dnsengine.runtime.local_hosts import LocalHostsFile
 from dnsengine.runtime.updater import BlocklistUpdater
 from dnsengine.runtime.watcher import ConfigWatcher
 
@@ -89,7 +90,8 @@ class Engine:
         self.rule_forwarders: dict[tuple[Upstream, ...], UpstreamForwarder] = {}
         self.watcher = ConfigWatcher(self.resolver, config.reload_interval, directory=self.clients,
                                      forwarder_for=self.forwarder_for, rule_forwarder_for=self.rule_forwarder_for,
-                                     group_cache_size=config.client_group_cache_size, stats=self.stats)  # fmt: skip
+                                     group_cache_size=config.client_group_cache_size, stats=self.stats,
+                                     local_hosts=LocalHostsFile(config.local_hosts_file))  # fmt: skip
         # Scheduled list updates, unless GLORYHOLE_BLOCKLIST_UPDATE_HOURS=0 leaves them to cron.
         if blocklist_updater is None and settings.GLORYHOLE_BLOCKLIST_UPDATE_HOURS > 0:
             blocklist_updater = BlocklistUpdater()

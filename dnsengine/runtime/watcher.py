@@ -23,11 +23,13 @@ from dnsengine.blocklists.store import blocklist_names
 from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.forwarding import ForwardingRules, Route
 from dnsengine.core.groups import GroupAssignment, next_window_check, policies_at, policies_build
+from dnsengine.core.localrecords import LocalRecords
 from dnsengine.core.options import ConfigError, parse_upstreams
-from dnsengine.core.resolver import LocalRecords, Resolver, Snapshot
+from dnsengine.core.resolver import Resolver, Snapshot
 from dnsengine.core.rules import Matcher
 from dnsengine.core.stats import EngineStats
 from dnsengine.models import AllowedDomain, Blocklist, BlockRule, ForwardingRule, LocalRecord
+from dnsengine.runtime.local_hosts import LocalHostsFile
 from dnsengine.runtime.policies import groups_load
 from dnsengine.services import config_generation_current
 from dnsengine.services.pause import blocking_paused_until
@@ -68,6 +70,7 @@ def snapshot_load(
     rule_forwarder_for: Callable | None = None,
     group_cache_size: int = 65536,
     stats: EngineStats | None = None,
+    hosts_rows: tuple = (),
 ) -> Snapshot:
     """Build what the engine serves from: the enabled lists, rules, allowlist, local records, client groups.
 
@@ -75,14 +78,17 @@ def snapshot_load(
     pause's end to the resolver's clock. `now` (local time) decides which time
     windows are open; `directory` gets the names the user gave the clients;
     `forwarder_for(upstreams)` gives the forwarder of a group with its own upstreams,
-    `rule_forwarder_for(upstreams)` that of a conditional-forwarding rule.
+    `rule_forwarder_for(upstreams)` that of a conditional-forwarding rule;
+    `hosts_rows` are the local hosts file's records (dnsengine.runtime.local_hosts).
     """
     enabled = list(Blocklist.objects.filter(enabled=True).order_by("name").values_list("pk", "name"))
     lists = [(name, blocklist_names(pk)) for pk, name in enabled]
     groups = groups_load([pk for pk, _ in enabled])
     if directory is not None:
         directory.set_configured(groups.names_by_ip, groups.names_by_cidr, groups.names_by_mac)
-    local = LocalRecords.build(LocalRecord.objects.filter(enabled=True).values_list("name", "type", "value", "ttl"))
+    local = LocalRecords.build(
+        LocalRecord.objects.filter(enabled=True).values_list("name", "type", "value", "ttl"), hosts_rows
+    )
     forwarding = forwarding_load(rule_forwarder_for)
     if not groups.simple:
         # One table of names for every group; each policy maps its list sets to decisions.
@@ -131,8 +137,11 @@ class ConfigWatcher:
         rule_forwarder_for: Callable | None = None,
         group_cache_size: int = 65536,
         stats: EngineStats | None = None,
+        local_hosts: LocalHostsFile | None = None,
     ):
         self.resolver = resolver
+        self.local_hosts = local_hosts if local_hosts is not None else LocalHostsFile("")
+        self.hosts_reloads = 0
         self.interval = interval
         self.on_reload = on_reload
         self.wall_clock = wall_clock
@@ -166,6 +175,7 @@ class ConfigWatcher:
         changed = False
         try:
             changed = self._end_expired_pause()
+            changed = self._load_hosts_file() or changed
             return self._load_from_database() or changed
         except Exception as exc:
             self._failed(exc)
@@ -174,7 +184,22 @@ class ConfigWatcher:
     def load_now_or_raise(self) -> bool:
         """load_now, but a database error propagates: start-up must not serve without lists."""
         changed = self._end_expired_pause()
+        changed = self._load_hosts_file() or changed
         return self._load_from_database() or changed
+
+    def _load_hosts_file(self) -> bool:
+        """Swap in the local hosts file's records when it changed; True if it did (no database, no generation)."""
+        rows = self.local_hosts.read_if_changed()
+        if rows is None:
+            return False
+        if self.generation is None:
+            return False  # nothing loaded yet: the first reload takes the rows from local_hosts
+        snapshot = self.resolver.snapshot
+        self.resolver.apply_snapshot(dataclasses.replace(snapshot, local=snapshot.local.with_hosts(rows)))
+        self.hosts_reloads += 1
+        if self.on_reload is not None:
+            self.on_reload(self.resolver.snapshot)
+        return True
 
     def _load_from_database(self) -> bool:
         try:
@@ -225,18 +250,21 @@ class ConfigWatcher:
         snapshot = snapshot_load(generation, self._resolver_time(paused_until), now=self.local_now(),
                                  directory=self.directory, forwarder_for=self.forwarder_for,
                                  rule_forwarder_for=self.rule_forwarder_for, group_cache_size=self.group_cache_size,
-                                 stats=self.stats)  # fmt: skip
+                                 stats=self.stats, hosts_rows=self.local_hosts.rows)  # fmt: skip
         self.resolver.apply_snapshot(snapshot)
         self.generation = generation
         self.paused_until = paused_until
         self.reloads += 1
         logger.info(
-            "configuration generation %s loaded in %.2fs: %d blocked names, %d rules, %d local names",
+            "configuration generation %s loaded in %.2fs: %d blocked names, %d rules, %d local names "
+            "(%d wildcards, %d records from the hosts file)",
             generation,
             time.monotonic() - started,
             snapshot.matcher.size,
             len(snapshot.matcher.rules),
             len(snapshot.local.records),
+            len(snapshot.local.wildcards),
+            snapshot.local.hosts_count,
         )
         if self.on_reload is not None:
             self.on_reload(snapshot)
