@@ -18,6 +18,8 @@ from dnsengine.importers.common import Plan, Record, plan_apply
 from dnsengine.models import AllowedDomain, BlockedDomain, Blocklist, BlockRule, Client, ClientGroup, LocalRecord
 from dnsengine.services import config_generation_current
 from dnsengine.services.domains import MANUAL_LIST
+from gloryhole_site.testing.dnsclient import answers
+from gloryhole_site.testing.engine import engine_reload
 
 pytestmark = pytest.mark.django_db
 
@@ -539,3 +541,23 @@ def test_a_huge_adguard_file_is_refused_before_parsing(tmp_path, monkeypatch):
     monkeypatch.setattr("dnsengine.importers.adguard.read_limited", lambda p: common.read_limited(p, 1024))
     with pytest.raises(CommandError, match="larger than"):
         run("adguardhome", write_yaml(tmp_path, "user_rules:\n" + "  - '||a.example^'\n" * 200))
+
+
+# --- A running engine serves what was imported -------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_running_engine_serves_the_imported_rules(engine, dns_client, upstream, tmp_path):
+    Blocklist.objects.all().delete()
+    path = write_yaml(
+        tmp_path,
+        "filtering:\n  rewrites:\n    - domain: nas.lan\n      answer: 192.168.1.10\n"
+        "user_rules:\n  - '||ads.example.org^'\n  - /^track[0-9]+\\./\n",
+    )
+    run("adguardhome", path)
+    engine_reload(engine)
+
+    assert answers(dns_client.query("nas.lan")) == ["A 192.168.1.10"]
+    assert answers(dns_client.query("x.ads.example.org")) == ["A 0.0.0.0"]
+    assert answers(dns_client.query("track7.example.net")) == ["A 0.0.0.0"]
+    assert upstream.received == 0
