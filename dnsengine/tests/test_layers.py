@@ -77,6 +77,11 @@ def test_importing_the_whole_core_loads_no_django_and_no_other_layer():
         ),
         ("dnsengine.runtime", ("dnsengine.views", "dnsengine.forms", "dnsengine.urls", "querylog.views")),
         ("querylog", ("dnsengine.runtime", "dnsengine.core.server", "dnsengine.core.resolver")),
+        (
+            "dnsengine.importers",
+            ("dnsengine.runtime", "dnsengine.views", "dnsengine.forms", "dnsengine.core.server",
+             "dnsengine.core.resolver", "dnsengine.core.upstream", "dnsengine.core.ioloop"),
+        ),
     ],
 )  # fmt: skip
 def test_a_layer_imports_only_what_it_may(package, refused):
