@@ -97,7 +97,7 @@ def test_level_2_hides_domains_and_clients(private_engine):
 
 
 def test_level_3_stores_no_rows_only_per_minute_totals(private_engine):
-    engine, query_logger = private_engine
+    _, query_logger = private_engine
     report = run(private_engine, {"level": 3}, QUERIES)
     assert not QueryLog.objects.exists()
     assert not DomainRollup.objects.exists() and not ClientRollup.objects.exists()
