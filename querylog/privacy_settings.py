@@ -86,3 +86,30 @@ def privacy_settings_save(values: dict[str, object], using: str = DEFAULT_DB_ALI
             setattr(row, f.name, values[f.name])
     row.save(using=using)
     return row
+
+
+LEVEL_NOTES = {
+    1: "Privacy level 1: domains are not stored, so the domain column, the domain filters and the top domain "
+    "lists are empty for queries logged since.",
+    2: "Privacy level 2: neither domains nor clients are stored; rows show the client as 0.0.0.0 and the top "
+    "domain and client lists stay empty for queries logged since.",
+    3: "Privacy level 3: no query is stored, only per-minute totals; history, top lists and clients show nothing new.",
+}
+
+
+def privacy_notes(values: dict[str, object]) -> list[str]:
+    """One line per setting in force that leaves something out of the log, for the pages it affects."""
+    notes = []
+    if values["level"] in LEVEL_NOTES:
+        notes.append(LEVEL_NOTES[values["level"]])
+    if values["anonymize_clients"] and values["level"] < 2:
+        notes.append(
+            f"Client addresses are stored as their network (IPv4 /{values['anonymize_v4_prefix']}, "
+            f"IPv6 /{values['anonymize_v6_prefix']}), without device names."
+        )
+    if values["level"] < 3:
+        if values["dont_log_clients"].strip() or values["dont_log_domains"].strip():
+            notes.append("Queries of the don't-log clients and domains are not stored (only counted per minute).")
+        if values["log_blocked_only"]:
+            notes.append("Only blocked queries are stored; the others are only counted per minute.")
+    return notes
