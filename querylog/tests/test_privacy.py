@@ -105,6 +105,7 @@ def test_level_3_stores_no_rows_only_per_minute_totals(private_engine):
     # Nothing queued: every entry was counted at intake, none written, none dropped.
     assert report.written == 0 and report.dropped == 0 and report.unwritten == 0
     assert report.not_logged == 4 and query_logger.not_logged()["level"] == 4
+    assert query_logger.privacy.tally.counted == 4  # counted on the DNS path, never queued
 
 
 def test_anonymized_clients_are_stored_as_their_network(private_engine):
