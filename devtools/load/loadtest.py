@@ -81,6 +81,7 @@ class Variant:
             "floor": "floor (plain recvfrom/sendto loop)",
             "nolog": "engine, query log off",
             "pool": "engine, log pool",
+            "private": "engine, log pool at privacy level 3",
             "thread": "engine, log thread-per-query",
         }[self.key.split("-")[0]]
         return f"{what} @ {speed}"
@@ -104,14 +105,22 @@ def all_variants(rate: int) -> list[Variant]:
 
 
 def extra_variants(rate: int) -> list[Variant]:
-    """Selectable by name, not part of `all`: the floor of any Python server on this machine.
+    """Selectable by name, not part of `all`: the floor of any Python server on this machine, and privacy level 3.
 
     devtools.load.plain_server answers from a dict with one recvfrom and one sendto per query and
     does nothing else, so its latency at a rate is what the machine (kernel, scheduler,
     dnsperf) adds on its own, the bound for a Python engine's p99 in the same run.
     """
     tag = f"{rate // 1000}k" if rate % 1000 == 0 else str(rate)
-    return [Variant(f"floor-{tag}", "floor", rate), Variant("floor-max", "floor", None)]
+    # Privacy level 3 (docs/privacy.md): no rows, the DNS path only counts per minute;
+    # its full speed is to be close to nolog-max's.
+    private = {"GLORYHOLE_QUERY_LOG_ENABLED": "1", "GLORYHOLE_QUERY_LOG_MODE": "pool", "GLORYHOLE_PRIVACY_LEVEL": "3"}
+    return [
+        Variant(f"floor-{tag}", "floor", rate),
+        Variant("floor-max", "floor", None),
+        Variant(f"private-{tag}", "engine", rate, private),
+        Variant("private-max", "engine", None, private),
+    ]
 
 
 # --- one run -------------------------------------------------------------------------
