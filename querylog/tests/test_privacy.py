@@ -202,3 +202,24 @@ def test_bad_client_lists_are_refused_with_the_item(text, message):
 def test_bad_domain_lists_are_refused(text):
     with pytest.raises(ValueError, match="is not a domain"):
         parse_dont_log_domains(text)
+
+
+def test_metrics_count_entries_not_logged_by_reason_apart_from_drops():
+    from prometheus_client import generate_latest
+
+    from dnsengine.runtime.metrics import metrics_registry
+    from gloryhole_site.testing.querylog import RecordingWriter
+
+    state = PrivacyState()
+    writer = RecordingWriter()
+    query_logger = SwappableQueryLogger(QueryLogger(100, 1, 10, 0.02, writer=writer, privacy=state), privacy=state)
+    query_logger.start()
+    query_logger.privacy_apply(PrivacyPolicy(blocked_only=True))
+    for i in range(3):
+        query_logger.log_async(make_entry(i, status="blocked" if i == 0 else "forwarded"))
+    report = query_logger.close(10)
+    assert (report.written, report.dropped, report.not_logged) == (1, 0, 2)
+    assert [e.status for e in writer.written] == ["blocked"]
+    text = generate_latest(metrics_registry(query_logger)).decode()
+    assert 'dns_query_log_not_logged_total{reason="not_blocked"} 2.0' in text
+    assert "dns_query_log_drops_total 0.0" in text
