@@ -124,6 +124,6 @@ def step_label(step: timedelta) -> str:
 
 
 @register.inclusion_tag("querylog/_privacy_notice.html")
-def privacy_notice(affects: str = "rows") -> dict:
-    """What the privacy settings in force leave out of this page (``affects``: rows, top lists, clients)."""
-    return {"notes": privacy_notes(privacy_settings_current()), "affects": affects}
+def privacy_notice() -> dict:
+    """What the privacy settings in force leave out of the log, for the pages that show it."""
+    return {"notes": privacy_notes(privacy_settings_current())}
