@@ -48,14 +48,16 @@ class RollupRows:
     clients_blocked: dict[tuple[int, str], int] = field(default_factory=dict)
 
 
-def rollup_rows(entries: Sequence[QueryLogEntry], *, domains: bool = True, clients: bool = True) -> RollupRows:
+def rollup_rows(
+    entries: Sequence[QueryLogEntry], *, with_domains: bool = True, with_clients: bool = True
+) -> RollupRows:
     """Aggregate a batch in Python (no database access).
 
-    ``domains``/``clients`` False (privacy levels 1 and 2): those rollups get nothing
-    from this batch, only the per-minute totals do.
+    ``with_domains``/``with_clients`` False (privacy levels 1 and 2): those rollups get
+    nothing from this batch, only the per-minute totals do.
     """
-    if not (domains and clients):
-        return _rollup_rows_private(entries, clients)
+    if not (with_domains and with_clients):
+        return _rollup_rows_private(entries, with_clients)
     minutes: dict[tuple[int, str], int] = {}
     domains: dict[tuple[int, str, str], int] = {}
     clients: dict[tuple[int, str], int] = {}
@@ -84,9 +86,9 @@ def rollup_rows(entries: Sequence[QueryLogEntry], *, domains: bool = True, clien
     return RollupRows(minutes, domains, clients, blocked)
 
 
-def _rollup_rows_private(entries: Sequence[QueryLogEntry], clients: bool) -> RollupRows:
+def _rollup_rows_private(entries: Sequence[QueryLogEntry], with_clients: bool) -> RollupRows:
     full = rollup_rows(entries)
-    if clients:
+    if with_clients:
         return RollupRows(full.minutes, {}, full.clients, full.clients_blocked)
     return RollupRows(full.minutes, {}, {}, {})
 

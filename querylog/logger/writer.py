@@ -172,7 +172,7 @@ class QueryLogWriter:
         if shape is None:
             rollups = rollup_rows(entries) if self.rollups else None
         elif self.rollups:
-            rollups = rollup_rows(entries, domains=shape.domains, clients=shape.clients)
+            rollups = rollup_rows(entries, with_domains=shape.domains, with_clients=shape.clients)
             merge_minutes(rollups.minutes, shape.minutes.items())
         else:
             rollups = None
