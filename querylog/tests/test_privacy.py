@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from dnsengine.models import BlockedDomain, Blocklist
@@ -59,6 +61,13 @@ QUERIES = [
     ("127.0.0.6", "b.example.com"),
     ("127.0.0.7", "c.example.org"),
 ]
+
+
+def wait_until(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def minute_total() -> int:
@@ -140,6 +149,9 @@ def test_log_blocked_only_stores_only_blocked_queries(private_engine):
 def test_a_level_change_reaches_a_running_engine_on_its_next_poll(private_engine):
     engine, query_logger = private_engine
     query_from("127.0.0.5", engine.port, "before.example.com")
+    # Still queued, it would be stored as the new level says (the writer applies the
+    # policy in force): wait until it is written.
+    wait_until(lambda: query_logger.written == 1)
     privacy_settings_save({"level": 3})
     engine_reload(engine)
     query_from("127.0.0.5", engine.port, "after.example.com")
