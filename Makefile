@@ -120,6 +120,11 @@ loadtest: venv
 		--duration $(if $(filter file,$(origin DURATION)),$(LOADTEST_DURATION),$(DURATION)) \
 		--variants $(LOADTEST_VARIANTS) $(LOADTEST_ARGS)
 
+# Privacy level 3 against the log off and the log at level 0, at full speed (docs/privacy.md).
+.PHONY: loadtest-privacy
+loadtest-privacy:
+	$(MAKE) loadtest LOADTEST_VARIANTS=nolog-max,pool-max,private-max
+
 # Client groups against one group: 200 clients in 5 groups, dnsperf from 10 of their
 # addresses, side by side (devtools/load/clients.py, docs/clients.md). Not a test.
 LOADTEST_CLIENTS_ARGS ?=

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
@@ -229,3 +229,15 @@ def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
     if not _HEADER_NAME.fullmatch(header):
         raise ImproperlyConfigured(f"{name}={raw!r}: use a header name such as X-Forwarded-Proto")
     return "HTTP_" + header.upper().replace("-", "_"), value
+
+
+def env_privacy_list(name: str, parse: Callable[[str], object]) -> str | None:
+    """A don't-log list's text, checked with ``parse`` (which raises ValueError); None when unset."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    try:
+        parse(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+    return raw

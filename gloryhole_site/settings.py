@@ -17,12 +17,14 @@ from gloryhole_site.env import (
     env_list,
     env_networks,
     env_origins,
+    env_privacy_list,
     env_proxy_ssl_header,
     env_str,
     env_time_zone,
 )
 from gloryhole_site.envfile import apply_env_file
 from querylog.logger import config as query_log
+from querylog.privacy import parse_dont_log_clients, parse_dont_log_domains
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("GLORYHOLE_DATA_DIR", str(BASE_DIR / "data")))
@@ -276,6 +278,20 @@ GLORYHOLE_QUERY_LOG_ROLLUPS = query_log.ROLLUPS.read()
 GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT = query_log.CLOSE_TIMEOUT.read()
 GLORYHOLE_QUERY_LOG_RETENTION_DAYS = query_log.RETENTION_DAYS.read()
 GLORYHOLE_QUERY_LOG_PURGE_INTERVAL = query_log.PURGE_INTERVAL.read()
+# Days of rollups (the dashboard's per-minute and per-hour counts) kept; 0 keeps them all.
+# GLORYHOLE_QUERY_LOG_RETENTION_DAYS above is the detailed rows'.
+GLORYHOLE_ROLLUP_RETENTION_DAYS = env_int("GLORYHOLE_ROLLUP_RETENTION_DAYS", 365, minimum=0, maximum=3650)
+
+# --- Privacy (docs/privacy.md) ---------------------------------------------------------
+# Each one, when set, wins over the value saved on /settings/privacy/ (shown there as fixed);
+# unset (None), the saved value or the default applies. Engines follow changes live.
+GLORYHOLE_PRIVACY_LEVEL = env_int("GLORYHOLE_PRIVACY_LEVEL", None, minimum=0, maximum=3)
+GLORYHOLE_ANONYMIZE_CLIENTS = env_bool("GLORYHOLE_ANONYMIZE_CLIENTS", None)
+GLORYHOLE_ANONYMIZE_V4_PREFIX = env_int("GLORYHOLE_ANONYMIZE_V4_PREFIX", None, minimum=0, maximum=32)
+GLORYHOLE_ANONYMIZE_V6_PREFIX = env_int("GLORYHOLE_ANONYMIZE_V6_PREFIX", None, minimum=0, maximum=128)
+GLORYHOLE_DONT_LOG_CLIENTS = env_privacy_list("GLORYHOLE_DONT_LOG_CLIENTS", parse_dont_log_clients)
+GLORYHOLE_DONT_LOG_DOMAINS = env_privacy_list("GLORYHOLE_DONT_LOG_DOMAINS", parse_dont_log_domains)
+GLORYHOLE_LOG_BLOCKED_ONLY = env_bool("GLORYHOLE_LOG_BLOCKED_ONLY", None)
 
 # --- Blocklists -----------------------------------------------------------------------
 # The engine refreshes URL subscriptions this often (with a few % of jitter); 0 leaves it

@@ -16,7 +16,8 @@ from django.utils import timezone
 from dnsengine.core.names import normalize_domain
 from dnsengine.core.nametext import name_text_canonical
 from querylog.history import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SCAN_MAX_WINDOW, HistoryFilter, cursor_decode
-from querylog.models import QueryLog
+from querylog.models import PrivacySettings, QueryLog
+from querylog.privacy import parse_dont_log_clients, parse_dont_log_domains
 
 # Presets for "last N" ranges; relative so a bookmarked search stays current.
 LAST_CHOICES = [
@@ -209,3 +210,53 @@ class DashboardForm(forms.Form):
 
     def clean_window(self) -> str:
         return self.cleaned_data["window"] or "24h"
+
+
+class PrivacySettingsForm(forms.Form):
+    """/settings/privacy/: a field an environment variable sets is shown, disabled, as fixed by it."""
+
+    level = forms.TypedChoiceField(
+        choices=PrivacySettings.Level.choices, coerce=int, help_text="What each query's row keeps."
+    )
+    anonymize_clients = forms.BooleanField(
+        required=False, label="Store client addresses as their network", help_text="Not the device's address."
+    )
+    anonymize_v4_prefix = forms.IntegerField(min_value=0, max_value=32, label="IPv4 network prefix")
+    anonymize_v6_prefix = forms.IntegerField(min_value=0, max_value=128, label="IPv6 network prefix")
+    dont_log_clients = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Never log these clients",
+        help_text="IP addresses, networks (10.0.0.0/8) or group names; one a line or comma-separated.",
+    )
+    dont_log_domains = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Never log these domains",
+        help_text="example.com (that name), *.example.com (it and its subdomains).",
+    )
+    log_blocked_only = forms.BooleanField(required=False, label="Store blocked queries only")
+
+    def __init__(self, *args, fixed: dict[str, str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fixed = fixed
+        for name, env in fixed.items():
+            field = self.fields[name]
+            field.disabled = True
+            field.help_text = f"fixed by {env}"
+
+    def _parsed(self, name: str, parse) -> str:
+        value = self.cleaned_data[name]
+        if len(value) > 20000:
+            raise forms.ValidationError("at most 20,000 characters")
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return value
+
+    def clean_dont_log_clients(self) -> str:
+        return self._parsed("dont_log_clients", parse_dont_log_clients)
+
+    def clean_dont_log_domains(self) -> str:
+        return self._parsed("dont_log_domains", parse_dont_log_domains)

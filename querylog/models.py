@@ -131,3 +131,32 @@ class RollupSummary(models.Model):
 
     def __str__(self) -> str:
         return f"{self.start:%Y-%m-%d %H:00} +{self.hours}h summary"
+
+
+class PrivacySettings(models.Model):
+    """What the query log may keep, as set on /settings/privacy/: one row (pk 1).
+
+    An environment variable set for a field wins over the row (querylog.privacy_settings);
+    running engines read the result within GLORYHOLE_RELOAD_INTERVAL.
+    """
+
+    class Level(models.IntegerChoices):
+        EVERYTHING = 0, "0: everything"
+        NO_DOMAINS = 1, "1: domains hidden"
+        NO_CLIENTS = 2, "2: domains and clients hidden"
+        ANONYMOUS = 3, "3: anonymous (no rows, only per-minute totals)"
+
+    level = models.PositiveSmallIntegerField(choices=Level.choices, default=Level.EVERYTHING)
+    anonymize_clients = models.BooleanField(default=False)
+    anonymize_v4_prefix = models.PositiveSmallIntegerField(default=24)
+    anonymize_v6_prefix = models.PositiveSmallIntegerField(default=48)
+    dont_log_clients = models.TextField(blank=True, help_text="IPs, CIDRs or group names, one a line")
+    dont_log_domains = models.TextField(blank=True, help_text="example.com, or *.example.com with its subdomains")
+    log_blocked_only = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "privacy settings"
+
+    def __str__(self) -> str:
+        return f"privacy level {self.level}"

@@ -76,23 +76,42 @@ def _delete_older(
 
 
 def querylog_purge(
-    older_than_days: int,
+    older_than_days: int | None,
     batch: int = 5000,
     *,
     pause: float = 0.0,
     stop: threading.Event | None = None,
     using: str = DEFAULT_DB_ALIAS,
     now: datetime | None = None,
+    rollup_days: int | None = -1,
 ) -> int:
-    """Delete QueryLog rows and rollups older than ``older_than_days``; return the QueryLog rows deleted.
+    """Delete QueryLog rows older than ``older_than_days`` and rollups older than ``rollup_days``.
 
-    ``older_than_days=0`` deletes everything before now. ``stop`` ends the purge
-    between batches (engine shutdown); ``pause`` is slept between batches.
+    Returns the QueryLog rows deleted. ``0`` days deletes everything before now; None
+    keeps that kind. ``rollup_days=-1`` (the default) purges the rollups with the rows,
+    as ``manage.py purgequerylog --days`` does. ``stop`` ends the purge between batches
+    (engine shutdown); ``pause`` is slept between batches.
     """
-    if older_than_days < 0 or batch < 1:
-        raise ValueError("older_than_days must be >= 0 and batch >= 1")
-    cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
-    rows = _delete_older(QueryLog, "timestamp", cutoff, batch, pause=pause, stop=stop, using=using)
+    if rollup_days == -1:
+        rollup_days = older_than_days
+    if (older_than_days is not None and older_than_days < 0) or (rollup_days is not None and rollup_days < 0):
+        raise ValueError("days must be >= 0")
+    if batch < 1:
+        raise ValueError("batch must be >= 1")
+    now = now or timezone.now()
+    rows = 0
+    if older_than_days is not None:
+        cutoff = now - timedelta(days=older_than_days)
+        rows = _delete_older(QueryLog, "timestamp", cutoff, batch, pause=pause, stop=stop, using=using)
+        if rows:
+            log.info("query log retention: deleted %d rows before %s", rows, cutoff)
+    if rollup_days is not None:
+        rollup_purge(now - timedelta(days=rollup_days), batch, pause=pause, stop=stop, using=using)
+    return rows
+
+
+def rollup_purge(cutoff: datetime, batch: int, *, pause: float, stop: threading.Event | None, using: str) -> int:
+    """Delete the rollups and stored summaries wholly before ``cutoff``; return how many rows."""
     # A rollup bucket is kept while any part of it is inside the window, so totals
     # for the oldest hour shown can include a few rows already purged.
     minute_cutoff = cutoff.replace(second=0, microsecond=0)
@@ -105,20 +124,30 @@ def querylog_purge(
         rollups += _delete_older(
             RollupSummary, "start", period_cutoff, batch, pause=pause, stop=stop, using=using, where={"hours": hours}
         )
-    if rows or rollups:
-        log.info("query log retention: deleted %d rows and %d rollup rows before %s", rows, rollups, cutoff)
-    return rows
+    if rollups:
+        log.info("query log retention: deleted %d rollup rows before %s", rollups, cutoff)
+    return rollups
 
 
 class RetentionThread:
     """Runs querylog_purge now and then every ``interval`` seconds until stopped.
 
-    ``days=0`` in settings means keep everything: ``retention_thread_from_settings``
-    returns None then.
+    ``days`` is the detailed rows' retention, ``rollup_days`` the rollups' (None: keep).
+    ``0`` in settings means keep everything: ``retention_thread_from_settings`` passes
+    None for it, and returns None when both are kept.
     """
 
-    def __init__(self, days: int, *, interval: float = 3600.0, batch: int = 5000, pause: float = 0.05) -> None:
+    def __init__(
+        self,
+        days: int | None,
+        *,
+        rollup_days: int | None = -1,
+        interval: float = 3600.0,
+        batch: int = 5000,
+        pause: float = 0.05,
+    ) -> None:
         self.days = days
+        self.rollup_days = days if rollup_days == -1 else rollup_days
         self.interval = interval
         self.batch = batch
         self.pause = pause
@@ -135,7 +164,9 @@ class RetentionThread:
         """
         close_old_connections()
         try:
-            deleted = querylog_purge(self.days, self.batch, pause=self.pause, stop=self._stop, now=now)
+            deleted = querylog_purge(
+                self.days, self.batch, pause=self.pause, stop=self._stop, now=now, rollup_days=self.rollup_days
+            )
             self.deleted += deleted
             # So that no web worker has to group rollups on a page view.
             if not self._stop.is_set():
@@ -174,8 +205,12 @@ class RetentionThread:
 
 
 def retention_thread_from_settings() -> RetentionThread | None:
-    """The thread GLORYHOLE_QUERY_LOG_RETENTION_DAYS describes, not started; None if 0 (keep all)."""
-    days = settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS
-    if not days:
+    """The thread GLORYHOLE_QUERY_LOG_RETENTION_DAYS (rows) and GLORYHOLE_ROLLUP_RETENTION_DAYS describe.
+
+    Not started; None if both are 0 (keep all).
+    """
+    days = settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS or None
+    rollup_days = settings.GLORYHOLE_ROLLUP_RETENTION_DAYS or None
+    if days is None and rollup_days is None:
         return None
-    return RetentionThread(days, interval=settings.GLORYHOLE_QUERY_LOG_PURGE_INTERVAL)
+    return RetentionThread(days, rollup_days=rollup_days, interval=settings.GLORYHOLE_QUERY_LOG_PURGE_INTERVAL)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -22,7 +23,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Q
 
 from dnsengine.core.entry import QueryLogEntry
-from querylog.db import execute_values, without_nul
+from querylog.db import execute_values, sqlite_write_lock, without_nul
 from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
 
 # The dashboard stores a summary of an hour or day once it is this far past
@@ -47,8 +48,16 @@ class RollupRows:
     clients_blocked: dict[tuple[int, str], int] = field(default_factory=dict)
 
 
-def rollup_rows(entries: Sequence[QueryLogEntry]) -> RollupRows:
-    """Aggregate a batch in Python (no database access)."""
+def rollup_rows(
+    entries: Sequence[QueryLogEntry], *, with_domains: bool = True, with_clients: bool = True
+) -> RollupRows:
+    """Aggregate a batch in Python (no database access).
+
+    ``with_domains``/``with_clients`` False (privacy levels 1 and 2): those rollups get
+    nothing from this batch, only the per-minute totals do.
+    """
+    if not (with_domains and with_clients):
+        return _rollup_rows_private(entries, with_clients)
     minutes: dict[tuple[int, str], int] = {}
     domains: dict[tuple[int, str, str], int] = {}
     clients: dict[tuple[int, str], int] = {}
@@ -75,6 +84,13 @@ def rollup_rows(entries: Sequence[QueryLogEntry]) -> RollupRows:
         if status == blocked_status:
             blocked[ckey] = blocked.get(ckey, 0) + 1
     return RollupRows(minutes, domains, clients, blocked)
+
+
+def _rollup_rows_private(entries: Sequence[QueryLogEntry], with_clients: bool) -> RollupRows:
+    full = rollup_rows(entries)
+    if with_clients:
+        return RollupRows(full.minutes, {}, full.clients, full.clients_blocked)
+    return RollupRows(full.minutes, {}, {}, {})
 
 
 class _ClientNormalizer(dict):
@@ -184,6 +200,12 @@ def execute_unnest(connection, head: str, model, fields: Sequence[str], rows: Se
     columns = [list(column) for column in zip(*rows, strict=True)]
     with connection.cursor() as cursor:
         cursor.execute(f"{head} SELECT * FROM unnest({arrays}){tail}", columns)
+
+
+def rollup_minutes_write(minutes: dict[tuple[int, str], int], using: str = DEFAULT_DB_ALIAS) -> None:
+    """Add per-minute counts ((minute, status) -> n) in their own transaction (privacy level 3)."""
+    with sqlite_write_lock(using) or nullcontext(), transaction.atomic(using=using):
+        rollup_write(RollupRows(dict(minutes), {}, {}), using=using)
 
 
 def rollup_apply(entries: Sequence[QueryLogEntry], using: str = DEFAULT_DB_ALIAS) -> None:

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -17,8 +18,11 @@ from django.views.decorators.http import require_GET
 from dnsengine.core.names import normalize_domain
 from dnsengine.core.nametext import name_text_for_link
 from dnsengine.guardrails import blockable_parent
-from querylog.forms import COMMON_QTYPES, DashboardForm, HistoryFilterForm
+from gloryhole_site.auth import staff_required
+from querylog.forget import client_forget, forget_targets
+from querylog.forms import COMMON_QTYPES, DashboardForm, HistoryFilterForm, PrivacySettingsForm
 from querylog.models import QueryLog
+from querylog.privacy_settings import privacy_fixed, privacy_notes, privacy_settings_current, privacy_settings_save
 from querylog.selectors import (
     HISTORY_FIELDS,
     client_group_names,
@@ -126,8 +130,10 @@ def _csv_cell(value: object) -> object:
     return value
 
 
-def _csv_lines(rows: Iterator[dict]) -> Iterator[str]:
+def _csv_lines(rows: Iterator[dict], notes: list[str] = ()) -> Iterator[str]:
     writer = csv.writer(_Echo())
+    for note in notes:  # what the privacy settings left out, above the header
+        yield writer.writerow([f"# {note}"])
     yield writer.writerow(HISTORY_FIELDS)
     for row in rows:
         row["timestamp"] = row["timestamp"].isoformat()
@@ -143,7 +149,54 @@ def history_export(request: HttpRequest) -> HttpResponse:
         errors = "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items())
         return HttpResponse(f"Invalid filter: {errors}\n", status=400, content_type="text/plain; charset=utf-8")
     rows = query_history_export(form.cleaned_data["filter"], export_max_rows())
-    response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
+    notes = privacy_notes(privacy_settings_current())
+    response = StreamingHttpResponse(_csv_lines(rows, notes), content_type="text/csv; charset=utf-8")
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="queries-{stamp}.csv"'
     return response
+
+
+# -- privacy ------------------------------------------------------------------------------
+
+
+@staff_required
+def privacy_settings(request: HttpRequest) -> HttpResponse:
+    """What the query log keeps: each setting, saved here unless the environment fixes it."""
+    fixed = privacy_fixed()
+    current = privacy_settings_current()
+    if request.method == "POST":
+        form = PrivacySettingsForm(request.POST, initial=current, fixed=fixed)
+        if form.is_valid():
+            privacy_settings_save(form.cleaned_data)
+            messages.success(request, "Privacy settings saved; running engines apply them within a few seconds.")
+            return redirect(reverse("querylog-privacy-settings"))
+    else:
+        form = PrivacySettingsForm(initial=current, fixed=fixed)
+    return render(
+        request,
+        "querylog/privacy_settings.html",
+        {
+            "form": form,
+            "row_days": settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS,
+            "rollup_days": settings.GLORYHOLE_ROLLUP_RETENTION_DAYS,
+        },
+    )
+
+
+@staff_required
+def client_forget_view(request: HttpRequest) -> HttpResponse:
+    """GET: what forgetting this client deletes, to confirm; POST: forget it."""
+    target = (request.POST if request.method == "POST" else request.GET).get("client", "").strip()[:100]
+    clients = forget_targets(target) if target else []
+    if not clients:
+        messages.error(request, f"Nothing forgotten: no client by the address or name {target!r}.")
+        return redirect(reverse("dnsengine-clients"))
+    if request.method == "POST":
+        report = client_forget(target)
+        messages.success(
+            request,
+            f"Forgot {', '.join(report.clients)}: {report.rows} rows deleted and the statistics they fed corrected.",
+        )
+        return redirect(reverse("dnsengine-clients"))
+    rows = QueryLog.objects.filter(client__in=clients).count()
+    return render(request, "querylog/forget_confirm.html", {"target": target, "clients": clients, "rows": rows})

@@ -81,6 +81,7 @@ class Variant:
             "floor": "floor (plain recvfrom/sendto loop)",
             "nolog": "engine, query log off",
             "pool": "engine, log pool",
+            "private": "engine, log pool at privacy level 3",
             "thread": "engine, log thread-per-query",
             "cnameon": "engine, log pool, CNAME inspection on",
             "cnameoff": "engine, log pool, CNAME inspection off",
@@ -106,7 +107,7 @@ def all_variants(rate: int) -> list[Variant]:
 
 
 def extra_variants(rate: int) -> list[Variant]:
-    """Selectable by name, not part of `all`: the floor of any Python server on this machine.
+    """Selectable by name, not part of `all`: the floor of any Python server on this machine, and privacy level 3.
 
     devtools.load.plain_server answers from a dict with one recvfrom and one sendto per query and
     does nothing else, so its latency at a rate is what the machine (kernel, scheduler,
@@ -119,6 +120,10 @@ def extra_variants(rate: int) -> list[Variant]:
     for key, on in (("cnameon", "1"), ("cnameoff", "0")):
         env = {**pool, "GLORYHOLE_CNAME_INSPECTION": on}
         out += [Variant(f"{key}-{tag}", "engine", rate, env), Variant(f"{key}-max", "engine", None, env)]
+    # Privacy level 3 (docs/privacy.md): no rows, the DNS path only counts per minute;
+    # its full speed is to be close to nolog-max's.
+    private = {**pool, "GLORYHOLE_PRIVACY_LEVEL": "3"}
+    out += [Variant(f"private-{tag}", "engine", rate, private), Variant("private-max", "engine", None, private)]
     return out
 
 

@@ -182,6 +182,15 @@ class EngineCollector(Collector):
             "Entries accepted but given up on (rejected by the database, or left at shutdown).",
             value=s.unwritten,
         )
+        not_logged = CounterMetricFamily(
+            "dns_query_log_not_logged",
+            "Entries the privacy settings kept out of the rows, by reason (level, client, domain, not_blocked); "
+            "not drops.",
+            labels=["reason"],
+        )
+        for reason, n in sorted(s.not_logged.items()):
+            not_logged.add_metric([reason], n)
+        yield not_logged
         wal = self.query_logger.wal_stats
         yield CounterMetricFamily(
             "dns_query_log_wal_truncations", "SQLite WAL checkpoints that emptied it (disk full, backlog, idle).",

@@ -86,7 +86,12 @@ class EngineRunner:
             # Named after the port actually bound (it may have been 0).
             self.config = dataclasses.replace(self.config, engine_name=f"{socket.gethostname()}:{port}")
         self.query_logger = SwappableQueryLogger.from_settings(engine_name=self.name).start()
+        try:
+            self.query_logger.privacy_poll()  # the privacy settings in force before the first query
+        except DatabaseError as exc:
+            logger.warning("cannot read the privacy settings yet (%s); the config watcher retries", one_line(exc))
         self.engine.resolver.query_logger = self.query_logger
+        self.engine.watcher.on_poll = self.query_logger.privacy_poll
         try:
             if self.config.metrics_port:
                 try:

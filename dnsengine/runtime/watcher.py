@@ -28,6 +28,7 @@ from dnsengine.core.options import ConfigError, parse_upstreams
 from dnsengine.core.resolver import Resolver, Snapshot
 from dnsengine.core.rules import Matcher
 from dnsengine.core.stats import EngineStats
+from dnsengine.core.throttle import RateLimitedLog
 from dnsengine.models import AllowedDomain, Blocklist, BlockRule, ForwardingRule, LocalRecord
 from dnsengine.runtime.local_hosts import LocalHostsFile
 from dnsengine.runtime.policies import groups_load
@@ -162,6 +163,10 @@ class ConfigWatcher:
         self._next_failure_log = 0.0
         # The pause's end as the database has it (Unix time, math.inf, 0.0): what was last applied.
         self.paused_until = 0.0
+        # Called after each poll, in this thread: the query log reads its privacy settings
+        # here (rundns sets it), so a change reaches every engine within one interval.
+        self.on_poll: Callable[[], None] | None = None
+        self._poll_log = RateLimitedLog(logger, failure_log_interval)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="config-watcher", daemon=True)
 
@@ -180,6 +185,19 @@ class ConfigWatcher:
         except Exception as exc:
             self._failed(exc)
             return changed
+        finally:
+            self._poll_others()
+
+    def _poll_others(self) -> None:
+        if self.on_poll is None:
+            return
+        try:
+            self.on_poll()
+        except Exception as exc:
+            self._poll_log.log(logging.WARNING, "polling the query log's settings failed: %s: %s",
+                               type(exc).__name__, " ".join(str(exc).split()))  # fmt: skip
+        finally:
+            close_old_connections()
 
     def load_now_or_raise(self) -> bool:
         """load_now, but a database error propagates: start-up must not serve without lists."""

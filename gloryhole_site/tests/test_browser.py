@@ -9,7 +9,9 @@ the clients and groups pages (the clients page also at a phone's width) go to
 artifacts/ for review.
 
 Every page is served with a Content-Security-Policy that forbids inline scripts and
-styles; a violation on any page a test visits fails that test (`page` fixture).
+styles; a violation on any page a test visits fails that test (`page` fixture). Nothing
+leaves the box but DNS: every request a page makes must go to the server's own origin,
+and one that does not is aborted, recorded, and fails the test (`page` fixture too).
 
 `make test` installs chromium (apt); Playwright never downloads a browser here.
 """
@@ -20,6 +22,7 @@ import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings as django_settings
@@ -79,7 +82,26 @@ def assert_no_csp_violations(violations: list[str]) -> None:
 
 
 @pytest.fixture
-def page(monkeypatch, csp_violations):
+def offsite_requests() -> list[str]:
+    return []
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def assert_same_origin(requests: list[str], offsite: list[str]) -> None:
+    """Every request went to the origin of the first one (the test's first page)."""
+    assert not offsite, "requests to another origin:\n" + "\n".join(offsite)
+    if requests:
+        home = origin_of(requests[0])
+        others = [url for url in requests if origin_of(url) != home and not url.startswith(("data:", "about:"))]
+        assert not others, f"requests that left {home}:\n" + "\n".join(others)
+
+
+@pytest.fixture
+def page(monkeypatch, csp_violations, offsite_requests):
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.fail("chromium is not installed: run `make test`, which installs Debian's chromium")
     from playwright.sync_api import sync_playwright
@@ -96,6 +118,20 @@ def page(monkeypatch, csp_violations):
             "reportCspViolation", lambda source, text: csp_violations.append(f"{source['frame'].url}: {text}")
         )
         context.add_init_script(REPORT_CSP_VIOLATIONS)
+        # Every request of every page and frame, seen before it is sent: the first one's
+        # origin is the server's; a request anywhere else is aborted and recorded.
+        requests: list[str] = []
+
+        def only_home(route) -> None:
+            url = route.request.url
+            requests.append(url)
+            if url.startswith(("data:", "about:", "blob:")) or origin_of(url) == origin_of(requests[0]):
+                route.continue_()
+            else:
+                offsite_requests.append(url)
+                route.abort()
+
+        context.route("**/*", only_home)
         page = context.new_page()
         # Chromium also reports each violation on the console ("Refused to apply inline style ...").
         page.on(
@@ -115,6 +151,7 @@ def page(monkeypatch, csp_violations):
         browser.close()
     # Also here, for a test that ended before its own check.
     assert_no_csp_violations(csp_violations)
+    assert_same_origin(requests, offsite_requests)
 
 
 def seed_rollups(now) -> None:
@@ -374,4 +411,42 @@ def test_the_forwarding_page_adds_a_rule_and_fits_a_phone(page, csp_violations, 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "forwarding-phone.png"), full_page=True)
     page.set_viewport_size({"width": 1400, "height": 900})
+    assert_no_csp_violations(csp_violations)
+
+
+def test_every_page_loads_only_from_its_own_origin(
+    page, csp_violations, offsite_requests, live_server, transactional_db
+):
+    """No CDN, font or analytics request from any page; privacy settings and forget look right."""
+    get_user_model().objects.create_user("staff", password=PASSWORD, is_staff=True)
+    seed_clients(timezone.now())
+    make_query("www.example.com", client="192.168.1.20")
+    base = live_server.url
+    login(page, base, "/")
+    seen: list[str] = []
+    page.on("request", lambda request: seen.append(request.url))
+    for path in ("/", "/queries/", "/clients/", "/groups/", "/blocklists/", "/status/", "/settings/privacy/",
+                 "/forwarding/", "/local-dns/",
+                 "/clients/forget/?client=192.168.1.20", "/admin/"):  # fmt: skip
+        page.goto(base + path)
+        page.wait_for_load_state("networkidle")
+    assert any(url.endswith(".css") for url in seen)  # the recording sees subresources, not only pages
+    assert all(origin_of(url) == base for url in seen), [url for url in seen if origin_of(url) != base]
+    assert not offsite_requests
+
+    page.goto(base + "/settings/privacy/")
+    page.select_option("#id_level", "1")
+    page.fill("#id_dont_log_domains", "*.bank.example")
+    page.click("#privacy-form button[type=submit]")
+    page.wait_for_load_state()
+    assert "Privacy settings saved" in page.locator(".messages").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "privacy.png"), full_page=True)
+    page.goto(base + "/queries/")
+    assert "Privacy level 1" in page.locator("#privacy-notice").inner_text()
+    page.goto(base + "/clients/forget/?client=192.168.1.20")
+    page.screenshot(path=str(ARTIFACTS / "forget.png"), full_page=True)
+    page.get_by_role("button", name="Forget 192.168.1.20").click()
+    page.wait_for_load_state()
+    assert "Forgot 192.168.1.20" in page.locator(".messages").inner_text()
     assert_no_csp_violations(csp_violations)

@@ -183,8 +183,16 @@ def readme_default_mismatches(defaults: dict[str, object], markdown: str, meant:
     return wrong
 
 
-# An empty GLORYHOLE_ENGINE_NAME means "hostname:port" (dnsengine/runtime/config.py).
-_README_WORDING = {"GLORYHOLE_ENGINE_NAME": "`hostname:port`"}
+# An empty GLORYHOLE_ENGINE_NAME means "hostname:port" (dnsengine/runtime/config.py). A privacy
+# setting left unset (None) means the value saved on /settings/privacy/, whose default is the model's.
+_README_WORDING = {"GLORYHOLE_ENGINE_NAME": "`hostname:port`"} | {
+    name: "unset"
+    for name in (
+        "GLORYHOLE_PRIVACY_LEVEL", "GLORYHOLE_ANONYMIZE_CLIENTS", "GLORYHOLE_ANONYMIZE_V4_PREFIX",
+        "GLORYHOLE_ANONYMIZE_V6_PREFIX", "GLORYHOLE_DONT_LOG_CLIENTS", "GLORYHOLE_DONT_LOG_DOMAINS",
+        "GLORYHOLE_LOG_BLOCKED_ONLY",
+    )
+}  # fmt: skip
 
 
 # --- Each rule on a bad example -------------------------------------------------------

@@ -32,6 +32,7 @@ from querylog.logger.counters import (
     QueryLogStats,
 )
 from querylog.logger.writer import BatchWriter, Pacer, QueryLogWriter, WriteAbandoned
+from querylog.privacy import FilterResult, PrivacyState, privacy_filter
 from querylog.sqlite_wal import WalKeeper, WalStats, is_disk_full
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class QueryLoggerBase:
         rollups: bool,
         retry_initial: float,
         retry_max: float,
+        privacy: PrivacyState | None = None,
     ) -> None:
         if buffer_size < 1:
             raise ValueError("buffer_size must be at least 1")
@@ -109,6 +111,9 @@ class QueryLoggerBase:
         # Django connection of each thread inside a write, so close() can interrupt them.
         self._writing: dict[int, object] = {}
         self._retry_initial = retry_initial
+        # What the policy keeps out of a batch is taken out by the writer thread, never
+        # on the DNS path (level 3 aside: see SwappableQueryLogger.privacy_apply).
+        self._privacy = privacy
         self._retry_max = retry_max
         self._stats_lock = threading.Lock()
         self._drops = 0
@@ -240,6 +245,10 @@ class QueryLoggerBase:
         with self._stats_lock:
             self._inflight += len(batch)
         try:
+            privacy = self._privacy
+            if privacy is not None and privacy.policy.active:
+                self._deliver_filtered(batch, depth, privacy, pacer)
+                return
             started = time.perf_counter()
             outcome = self._attempt(batch, pacer)
             if outcome is _Outcome.WRITTEN:
@@ -252,12 +261,37 @@ class QueryLoggerBase:
             with self._stats_lock:
                 self._inflight -= len(batch)
 
-    def _deliver_one_by_one(self, batch: list[QueryLogEntry], depth: int) -> None:
+    def _deliver_filtered(self, batch: list[QueryLogEntry], depth: int, privacy: PrivacyState, pacer) -> None:
+        """The privacy policy's rows and the per-minute totals of the rest, in one write.
+
+        Entries kept out by the policy are counted as not logged once their totals are
+        written; given up, the whole batch counts as unwritten (or goes to a successor).
+        """
+        result = privacy_filter(privacy.policy, batch)
+        started = time.perf_counter()
+        outcome = self._attempt(result.rows, pacer, result)
+        if outcome is _Outcome.WRITTEN:
+            self._record(len(result.rows), time.perf_counter() - started, depth)
+            privacy.count(result.not_logged)
+        elif outcome is _Outcome.ABANDONED:
+            self._give_up(batch)
+        else:
+            self._deliver_one_by_one(result.rows, depth, result)
+            minutes_only = FilterResult([], result.minutes, result.not_logged, result.domains, result.clients)
+            if self._attempt([], None, minutes_only) is _Outcome.WRITTEN:
+                privacy.count(result.not_logged)
+            else:
+                with self._stats_lock:
+                    self._unwritten += sum(result.not_logged.values())
+
+    def _deliver_one_by_one(self, batch: list[QueryLogEntry], depth: int, shape: FilterResult | None = None) -> None:
         # Something in the batch is invalid for the database (say, a NUL byte on
         # PostgreSQL): write the entries one at a time so one bad entry costs one row.
+        if shape is not None:
+            shape = FilterResult([], {}, {}, shape.domains, shape.clients)  # the rows' rollups only
         for i, entry in enumerate(batch):
             started = time.perf_counter()
-            outcome = self._attempt([entry])
+            outcome = self._attempt([entry], None, shape)
             if outcome is _Outcome.WRITTEN:
                 self._record(1, time.perf_counter() - started, depth)
             elif outcome is _Outcome.ABANDONED:
@@ -268,14 +302,22 @@ class QueryLoggerBase:
                     self._unwritten += 1
                 self._error_log.log(logging.ERROR, "query log: rejected entry %r", entry)
 
-    def _attempt(self, entries: list[QueryLogEntry], pacer: Pacer | None = None) -> _Outcome:
+    def _attempt(
+        self, entries: list[QueryLogEntry], pacer: Pacer | None = None, shape: FilterResult | None = None
+    ) -> _Outcome:
         delay = self._retry_initial
         attempt = 0
         using = getattr(self._writer, "using", None)
-        # Only our writer writes in paced pieces; any other callable gets the batch.
-        write = (
-            functools.partial(self._writer, pacer=pacer) if isinstance(self._writer, QueryLogWriter) else self._writer
-        )
+        # Only our writer writes in paced pieces and knows a privacy shape; any other
+        # callable gets the rows.
+        if isinstance(self._writer, QueryLogWriter):
+            write = (
+                functools.partial(self._writer, pacer=pacer, shape=shape)
+                if shape
+                else functools.partial(self._writer, pacer=pacer)
+            )
+        else:
+            write = self._writer
         while True:
             attempt += 1
             if self._abandon.is_set():

@@ -25,6 +25,7 @@ from querylog.logger.counters import (
     QueryLogStats,
 )
 from querylog.logger.writer import BatchWriter
+from querylog.privacy import PrivacyState
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class ThreadPerQueryLogger(QueryLoggerBase):
         writer: BatchWriter | None = None,
         retry_initial: float = 0.05,
         retry_max: float = 5.0,
+        privacy: PrivacyState | None = None,
     ) -> None:
         # workers/batch_size/flush_interval: accepted so both loggers build from the
         # same arguments; a thread per entry has no pool and no batches.
@@ -65,6 +67,7 @@ class ThreadPerQueryLogger(QueryLoggerBase):
             rollups=rollups,
             retry_initial=retry_initial,
             retry_max=retry_max,
+            privacy=privacy,
         )
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)

@@ -6,7 +6,7 @@ Plain values, no database: /metrics and the heartbeat read a ``QueryLogStats``;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Histogram upper bounds (the +Inf bucket is implicit).
 QUEUE_DEPTH_BUCKETS: tuple[float, ...] = (0, 1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 500000)
@@ -20,6 +20,7 @@ class CloseReport:
     written: int
     unwritten: int
     dropped: int
+    not_logged: int = 0  # kept out by the privacy policy (querylog.privacy); not drops
 
 
 @dataclass(slots=True)
@@ -51,6 +52,7 @@ class QueryLogStats:
     write_rate: float  # rows/s over the last few seconds
     queue_depth: HistogramSnapshot
     batch_seconds: HistogramSnapshot
+    not_logged: dict[str, int] = field(default_factory=dict)  # reason -> entries kept out by policy
 
 
 class Histogram:

@@ -22,6 +22,7 @@ from dnsengine.core.entry import QueryLogEntry
 from querylog.logger.base import ABANDON_GRACE, QueryLoggerBase, reset_connections
 from querylog.logger.counters import CloseReport
 from querylog.logger.writer import CATCHUP_PAUSE_RATIO, BatchWriter, Pacer
+from querylog.privacy import PrivacyState
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class QueryLogger(QueryLoggerBase):
         writer: BatchWriter | None = None,
         retry_initial: float = 0.05,
         retry_max: float = 5.0,
+        privacy: PrivacyState | None = None,
     ) -> None:
         super().__init__(
             buffer_size,
@@ -71,6 +73,7 @@ class QueryLogger(QueryLoggerBase):
             rollups=rollups,
             retry_initial=retry_initial,
             retry_max=retry_max,
+            privacy=privacy,
         )
         if workers < 1 or batch_size < 1 or flush_interval <= 0:
             raise ValueError("workers and batch_size must be at least 1 and flush_interval positive")

@@ -17,6 +17,9 @@ from querylog.logger.baselines import DisabledQueryLogger
 from querylog.logger.build import QueryLoggerLike, query_logger_build
 from querylog.logger.config import QueryLogConfig
 from querylog.logger.counters import CloseReport, HistogramSnapshot, QueryLogStats
+from querylog.privacy import PrivacyPolicy, PrivacyState
+from querylog.privacy_settings import privacy_policy_current
+from querylog.rollups import rollup_minutes_write
 from querylog.sqlite_wal import WalStats
 
 log = logging.getLogger(__name__)
@@ -42,9 +45,20 @@ class SwappableQueryLogger:
     still works (the old logger forwards to its successor) but costs a hop.
     """
 
-    def __init__(self, logger: QueryLoggerLike, *, engine_name: str = "", config: QueryLogConfig | None = None) -> None:
+    def __init__(
+        self,
+        logger: QueryLoggerLike,
+        *,
+        engine_name: str = "",
+        config: QueryLogConfig | None = None,
+        privacy: PrivacyState | None = None,
+    ) -> None:
         self._current = logger
         self.log_async: Callable[[QueryLogEntry], bool] = logger.log_async
+        # Shared with every logger built here (pass the same one to the first logger).
+        self.privacy = privacy or getattr(logger, "_privacy", None) or PrivacyState()
+        if hasattr(logger, "_privacy") and logger._privacy is None:
+            logger._privacy = self.privacy
         self.engine_name = engine_name
         self.config = config
         self._lock = threading.Lock()
@@ -55,7 +69,9 @@ class SwappableQueryLogger:
     @classmethod
     def from_settings(cls, engine_name: str = "") -> SwappableQueryLogger:
         config = QueryLogConfig.from_settings()
-        return cls(query_logger_build(config, engine_name), engine_name=engine_name, config=config)
+        privacy = PrivacyState()
+        logger = query_logger_build(config, engine_name, privacy=privacy)
+        return cls(logger, engine_name=engine_name, config=config, privacy=privacy)
 
     @property
     def current(self) -> QueryLoggerLike:
@@ -74,11 +90,11 @@ class SwappableQueryLogger:
         with self._lock:
             if self._report is not None:
                 raise RuntimeError("query logger is closed")
-            new = query_logger_build(config, self.engine_name, **kwargs).start()
+            new = query_logger_build(config, self.engine_name, privacy=self.privacy, **kwargs).start()
             old = self._current
             old._successor = new if not isinstance(new, DisabledQueryLogger) else None
             self._current = new
-            self.log_async = new.log_async
+            self.log_async = self._intake()
             self.config = config
             self.generation += 1
             report = old.close(timeout)
@@ -92,6 +108,56 @@ class SwappableQueryLogger:
                 report.dropped,
             )
             return report
+
+    # -- privacy ------------------------------------------------------------------------
+
+    def _intake(self) -> Callable[[QueryLogEntry], bool]:
+        """What the DNS path calls: level 3 counts into the tally, nothing is queued."""
+        current = self._current
+        if self.privacy.policy.level >= 3 and not isinstance(current, DisabledQueryLogger):
+            return self.privacy.tally.add
+        return current.log_async
+
+    def privacy_apply(self, policy: PrivacyPolicy) -> bool:
+        """Put ``policy`` in force; True if it differs from the one before.
+
+        The writers read ``privacy.policy`` per batch, so what is still queued is stored
+        as the new policy says (never more than it allows).
+        """
+        with self._lock:
+            if policy == self.privacy.policy:
+                return False
+            self.privacy.policy = policy
+            if self._report is None:
+                self.log_async = self._intake()
+        log.info("query log privacy: level %d%s", policy.level, " (with exclusions)" if policy.active else "")
+        return True
+
+    def privacy_poll(self) -> None:
+        """Read the privacy settings in force and write level 3's per-minute totals.
+
+        Called by the engine's config watcher each poll (GLORYHOLE_RELOAD_INTERVAL): one
+        one-row read, plus at level 3 one small upsert.
+        """
+        self.privacy_apply(privacy_policy_current())
+        self.tally_flush()
+
+    def tally_flush(self) -> int:
+        """Add level 3's counts to the per-minute rollups; on failure they stay for the next try."""
+        counts = self.privacy.tally.take()
+        if not counts:
+            return 0
+        if self.config is not None and not self.config.rollups:
+            return 0
+        try:
+            rollup_minutes_write(counts)
+        except Exception:
+            self.privacy.tally.give_back(counts)
+            raise
+        return sum(counts.values())
+
+    def not_logged(self) -> dict[str, int]:
+        return self.privacy.not_logged()
 
     def reconfigure_from_environ(self, timeout: float = 30.0) -> CloseReport | None:
         """SIGHUP: re-read GLORYHOLE_QUERY_LOG_* and swap if anything changed."""
@@ -117,12 +183,19 @@ class SwappableQueryLogger:
         """Close the current logger; the report covers every logger this one has held."""
         with self._lock:
             if self._report is None:
+                # Intake off first: from now on level 3's tally gets nothing new either.
+                self.log_async = self._current.log_async
                 report = self._current.close(timeout)
+                try:
+                    self.tally_flush()
+                except Exception:
+                    log.exception("query log: level 3's last per-minute totals could not be written")
                 r = self._retired
                 self._report = CloseReport(
                     written=r.written + report.written,
                     unwritten=r.unwritten + report.unwritten,
                     dropped=r.dropped + report.dropped,
+                    not_logged=self.privacy.not_logged_total,
                 )
             return self._report
 
@@ -137,6 +210,7 @@ class SwappableQueryLogger:
             unwritten=s.unwritten + r.unwritten,
             queue_depth=s.queue_depth if r.queue_depth is None else s.queue_depth.merged(r.queue_depth),
             batch_seconds=s.batch_seconds if r.batch_seconds is None else s.batch_seconds.merged(r.batch_seconds),
+            not_logged=self.privacy.not_logged(),
         )
 
     # The properties the heartbeat and tests read, cumulative over swaps.

@@ -28,6 +28,7 @@ from querylog.db import (
     sqlite_write_lock,
 )
 from querylog.models import QueryLog
+from querylog.privacy import FilterResult, merge_minutes
 from querylog.rollups import rollup_rows, rollup_write
 
 
@@ -160,9 +161,26 @@ class QueryLogWriter:
                 connection.ensure_connection()
                 connection.connection.execute(f"PRAGMA busy_timeout = {min(configured_ms, WRITER_BUSY_TIMEOUT_MS)}")
 
-    def __call__(self, entries: Sequence[QueryLogEntry], pacer: Pacer | None = None) -> None:
-        """Write ``entries``; with a ``pacer`` (the logger is catching up), in pieces with rests between."""
-        rollups = rollup_rows(entries) if self.rollups else None
+    def __call__(
+        self, entries: Sequence[QueryLogEntry], pacer: Pacer | None = None, shape: FilterResult | None = None
+    ) -> None:
+        """Write ``entries``; with a ``pacer`` (the logger is catching up), in pieces with rests between.
+
+        ``shape``: the privacy filter's verdict on the batch ``entries`` came from: which
+        rollups the rows may feed, and the per-minute totals of the entries not stored.
+        """
+        if shape is None:
+            rollups = rollup_rows(entries) if self.rollups else None
+        elif self.rollups:
+            rollups = rollup_rows(entries, with_domains=shape.domains, with_clients=shape.clients)
+            merge_minutes(rollups.minutes, shape.minutes.items())
+        else:
+            rollups = None
+        if not entries:
+            if rollups is not None and rollups.minutes:
+                with self._write_transaction():
+                    self._write_rollups(rollups)
+            return
         if self.method == "bulk_create":
             objs = [querylog_from_entry(e, self.engine_name) for e in entries]
             with self._write_transaction():

@@ -15,6 +15,8 @@ from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from querylog.privacy_settings import privacy_notes, privacy_settings_current
+
 register = template.Library()
 
 CHART_WIDTH = 960
@@ -134,3 +136,9 @@ def step_label(step: timedelta) -> str:
         hours = minutes // 60
         return "hour" if hours == 1 else f"{hours} hours"
     return "minute" if minutes == 1 else f"{minutes} minutes"
+
+
+@register.inclusion_tag("querylog/_privacy_notice.html")
+def privacy_notice() -> dict:
+    """What the privacy settings in force leave out of the log, for the pages that show it."""
+    return {"notes": privacy_notes(privacy_settings_current())}

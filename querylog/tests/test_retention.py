@@ -90,9 +90,36 @@ def test_the_retention_thread_purges_on_start_and_stops(old_and_new):
 
 def test_zero_retention_days_keeps_everything(settings):
     settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS = 0
+    settings.GLORYHOLE_ROLLUP_RETENTION_DAYS = 0
     assert retention_thread_from_settings() is None
     settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS = 3
     assert retention_thread_from_settings().days == 3
+    assert retention_thread_from_settings().rollup_days is None
+    settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS = 0
+    settings.GLORYHOLE_ROLLUP_RETENTION_DAYS = 365
+    thread = retention_thread_from_settings()
+    assert thread.days is None and thread.rollup_days == 365
+
+
+@pytest.mark.django_db
+def test_rows_and_rollups_have_their_own_retention(old_and_new):
+    ancient = (timezone.now() - timedelta(days=400)).replace(minute=0, second=0, microsecond=0)
+    add_rollups(ancient, "ancient")
+    deleted = querylog_purge(7, rollup_days=365)
+    assert deleted == 23 and QueryLog.objects.count() == 5
+    # Rollups of 8 days ago outlive the rows they counted; those past 365 days go.
+    assert sorted(QueryRollup.objects.values_list("status", flat=True)) == ["new", "old"]
+    assert sorted(ClientRollup.objects.values_list("client", flat=True)) == ["new", "old"]
+    assert sorted(DomainRollup.objects.values_list("domain", flat=True)) == ["new.example", "old.example"]
+
+
+@pytest.mark.django_db
+def test_the_command_keeps_rollups_for_their_own_days(old_and_new, settings):
+    settings.GLORYHOLE_ROLLUP_RETENTION_DAYS = 365
+    call_command("purgequerylog", "--days", "7")
+    assert QueryLog.objects.count() == 5 and QueryRollup.objects.count() == 2
+    call_command("purgequerylog", "--days", "7", "--rollup-days", "7")
+    assert list(QueryRollup.objects.values_list("status", flat=True)) == ["new"]
 
 
 @pytest.mark.django_db(transaction=True)  # run_once closes the thread's connections, as the engine's thread does

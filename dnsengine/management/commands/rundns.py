@@ -62,5 +62,5 @@ class Command(BaseCommand):
         report = runner.stop()
         self.stdout.write(
             f"stopped after {runner.engine.stats.total()} queries; query log: {report.written} written, "
-            f"{report.dropped} dropped, {report.unwritten} unwritten"
+            f"{report.dropped} dropped, {report.unwritten} unwritten, {report.not_logged} not logged (privacy)"
         )
