@@ -269,6 +269,9 @@ class BlocklistSubscribeForm(forms.Form):
     def __init__(self, *args, instance: Blocklist | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.instance = instance
+        if instance is not None and not instance.url:
+            # A list loaded by hand (an upload, the manual list) may stay without an address.
+            self.fields["url"].required = False
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
@@ -287,6 +290,8 @@ class BlocklistSubscribeForm(forms.Form):
         from django.core.validators import URLValidator
 
         url = self.cleaned_data["url"].strip()
+        if not url and not self.fields["url"].required:
+            return ""
         scheme = urlsplit(url).scheme.lower()
         if scheme not in ("http", "https"):
             shown = f"{scheme}:" if scheme else "no scheme"

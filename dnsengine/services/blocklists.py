@@ -28,7 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from dnsengine.blocklists.formats import BlocklistError
-from dnsengine.blocklists.importer import FAILED, ImportSummary, blocklist_load, blocklist_update
+from dnsengine.blocklists.importer import CLAIM_FOR, FAILED, ImportSummary, blocklist_load, blocklist_update
 from dnsengine.models import Blocklist, FetchState
 from dnsengine.services.admin_log import log_change
 from dnsengine.services.config_generation import config_generation_bump
@@ -138,8 +138,9 @@ def blocklist_fetch_run(blocklist_id: int) -> None:
     """Download and import one list now, recording pending -> running -> done/failed on its row."""
     try:
         close_old_connections()
+        # Claimed like a due list (importer._claim), so an engine's updater leaves it to this fetch.
         started = Blocklist.objects.filter(pk=blocklist_id, fetch_state=FetchState.PENDING).update(
-            fetch_state=FetchState.RUNNING
+            fetch_state=FetchState.RUNNING, next_update=timezone.now() + CLAIM_FOR
         )
         if not started:
             return

@@ -172,6 +172,15 @@ def test_staff_edit_a_subscription(staff_web):
     assert bad.status_code == 400 and "only http:// and https://" in bad.content.decode()
 
 
+def test_a_list_loaded_by_hand_is_renamed_without_an_address(staff_web):
+    blocklist = Blocklist.objects.create(name="uploaded", source="upload:hosts.txt")
+    response = staff_web.post(reverse("dnsengine-blocklist", args=[blocklist.pk]),
+                              {"name": "my hosts", "url": "", "format": "auto", "enabled": "on"})  # fmt: skip
+    assert response.status_code == 302
+    blocklist.refresh_from_db()
+    assert (blocklist.name, blocklist.url, blocklist.enabled) == ("my hosts", "", True)
+
+
 def test_delete_asks_first_then_removes_the_list_and_its_names(staff_web):
     blocklist = Blocklist.objects.create(name="ads", url="http://127.0.0.1:1/ads", domain_count=1)
     BlockedDomain.objects.create(blocklist=blocklist, domain="ads.example.com")

@@ -112,9 +112,6 @@ def blocklist_detail(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f'Saved "{blocklist.name}"; engines reload within a few seconds.')
             return redirect("dnsengine-blocklist", pk=blocklist.pk)
         status = 400
-    if not blocklist.url:
-        # A list loaded by hand (an upload, the manual list): no address to give it.
-        form.fields["url"].required = False
     return render(
         request,
         "dnsengine/blocklist.html",
