@@ -211,3 +211,34 @@ def test_the_update_history_keeps_the_last_few_per_list(list_server, settings):
     assert BlocklistUpdate.objects.filter(blocklist=other).count() == 1  # another list's history is its own
     newest = BlocklistUpdate.objects.filter(blocklist=blocklist).first()
     assert newest.status == "unchanged" or newest.entries == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("offline_lists")
+def test_a_running_fetch_now_keeps_the_engines_updater_off_its_list(monkeypatch, staff_user):
+    from dnsengine.runtime.updater import blocklists_due
+    from dnsengine.services import blocklists as service
+
+    Blocklist.objects.filter(url="").delete()
+    blocklist = Blocklist.objects.create(name="ads", url="http://127.0.0.1:1/ads")
+    assert blocklists_due()
+    seen = []
+
+    def update(b, force):
+        seen.append(blocklists_due())  # what an engine's updater would find while the fetch runs
+        return _outcome(b)
+
+    monkeypatch.setattr(service, "blocklist_update", update)
+    assert service.blocklist_fetch_request(user=staff_user, blocklist=blocklist)
+    # The request started the thread on commit (autocommit here); wait for it like the page does.
+    end = time.monotonic() + 10
+    while Blocklist.objects.get(pk=blocklist.pk).fetch_state in ("pending", "running") and time.monotonic() < end:
+        time.sleep(0.05)
+    assert seen == [False]
+    assert Blocklist.objects.get(pk=blocklist.pk).fetch_state == "done"
+
+
+def _outcome(blocklist):
+    from dnsengine.blocklists.importer import UNCHANGED, UpdateOutcome
+
+    return UpdateOutcome(blocklist.name, UNCHANGED, 0, "HTTP 304 not modified")
