@@ -505,15 +505,15 @@ DOMAIN_ENTRY_KIND_LABELS = {
 }
 
 
-def domain_entries(*, query: str = "", action: str = "", kind: str = "", enabled: str = "") -> list[DomainEntryRow]:
+def domain_entries(
+    *, manual_list: str, query: str = "", action: str = "", kind: str = "", enabled: str = ""
+) -> list[DomainEntryRow]:
     """Every hand-made entry, filtered: `query` a substring of the name/pattern or comment, `action`
     allow/block, `kind` one of DOMAIN_ENTRY_KIND_LABELS, `enabled` "on"/"off". Newest change first.
 
-    Hand-made entries are few (people type them), so they are merged in Python; the manual
-    list holds what "block this domain" added.
+    Hand-made entries are few (people type them), so they are merged in Python; the list named
+    `manual_list` (services.domains.MANUAL_LIST) holds what "block this domain" added.
     """
-    from dnsengine.services.domains import MANUAL_LIST  # services import selectors: not at module level
-
     rows: list[DomainEntryRow] = []
     text = query.strip().lower()
     if action in ("", "allow"):
@@ -535,7 +535,7 @@ def domain_entries(*, query: str = "", action: str = "", kind: str = "", enabled
                 f"rule-{r.pk}", "block", "exact" if exact else r.kind, r.pattern, r.enabled, r.comment,
                 r.created, r.changed, r.changed_by, [g.name for g in r.groups.all()],
             ))  # fmt: skip
-        manual = Blocklist.objects.filter(name=MANUAL_LIST).first()
+        manual = Blocklist.objects.filter(name=manual_list).first()
         if manual is not None:
             listed = BlockedDomain.objects.filter(blocklist=manual)
             if text:
@@ -543,7 +543,7 @@ def domain_entries(*, query: str = "", action: str = "", kind: str = "", enabled
             for b in listed[:5000]:
                 rows.append(DomainEntryRow(
                     f"listed-{b.pk}", "block", "subdomains", b.domain, manual.enabled,
-                    f'on the list "{MANUAL_LIST}"', toggleable=False,
+                    f'on the list "{manual_list}"', toggleable=False,
                 ))  # fmt: skip
     if kind:
         rows = [r for r in rows if r.kind == kind]

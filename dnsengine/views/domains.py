@@ -134,6 +134,7 @@ def _page_context(request: HttpRequest, add_form: DomainEntryForm | None = None)
     search = DomainSearchForm(request.GET)
     filters = search.cleaned_data if search.is_valid() else {}
     rows = domain_entries(
+        manual_list=MANUAL_LIST,
         query=filters.get("q", ""),
         action=filters.get("action", ""),
         kind=filters.get("kind", ""),
