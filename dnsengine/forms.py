@@ -210,3 +210,119 @@ class LocalRecordForm(forms.Form):
     value = forms.CharField(max_length=1000, help_text=LocalRecord._meta.get_field("value").help_text)
     ttl = forms.IntegerField(min_value=0, max_value=604800, initial=300, label="TTL")
     enabled = forms.BooleanField(required=False, initial=True)
+
+
+# --- The domains page -----------------------------------------------------------------------
+
+ENTRY_KIND_CHOICES = [
+    ("exact", "Exact name"),
+    ("subdomains", "This name and below"),
+    ("wildcard", "Wildcard (*.example.com)"),
+    ("regex", "Regular expression"),
+]
+
+
+class DomainEntryForm(forms.Form):
+    """An allow or block entry of the domains page; the guard rails check a block in the service."""
+
+    action = forms.ChoiceField(choices=[("allow", "Allow"), ("block", "Block")])
+    kind = forms.ChoiceField(choices=ENTRY_KIND_CHOICES, initial="exact")
+    value = forms.CharField(
+        max_length=500, label="Name or pattern", widget=forms.TextInput(attrs={"placeholder": "ads.example.com"})
+    )
+    comment = forms.CharField(max_length=200, required=False)
+    enabled = forms.BooleanField(required=False, initial=True)
+    groups = forms.ModelMultipleChoiceField(
+        queryset=ClientGroup.objects.order_by("-is_default", "name"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="none ticked: every group",
+    )
+    # Set by the confirmation's second submit, after it said what the rule blocks.
+    confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        action, kind, value = data.get("action"), data.get("kind"), (data.get("value") or "").strip()
+        if not action or not kind or not value:
+            return data
+        if kind in ("exact", "subdomains"):
+            from dnsengine.guardrails import domain_refusal
+
+            # An address or localhost gets the guard rails' own words (for a block, the service's).
+            refused = domain_refusal(value)
+            if refused and action == "allow" and "localhost" not in refused:
+                raise forms.ValidationError(refused)
+            if not refused:
+                name = normalize_domain(value, require_dot=False)
+                if name is None:
+                    self.add_error("value", f"{value!r} is not a valid domain name")
+                    return data
+                value = name
+        elif action == "allow":
+            self.add_error("kind", "the allowlist holds names: exact, or this name and below")
+            return data
+        data["value"] = value
+        return data
+
+
+class DomainSearchForm(forms.Form):
+    q = forms.CharField(required=False, max_length=200, label="Search",
+                        widget=forms.TextInput(attrs={"placeholder": "name, pattern or comment"}))  # fmt: skip
+    action = forms.ChoiceField(
+        required=False, choices=[("", "allow and block"), ("allow", "allow"), ("block", "block")]
+    )
+    kind = forms.ChoiceField(required=False, choices=[("", "any kind"), *ENTRY_KIND_CHOICES])
+    enabled = forms.ChoiceField(required=False, choices=[("", "on and off"), ("on", "on"), ("off", "off")])
+
+
+# --- The lists page: subscriptions ----------------------------------------------------------
+
+
+class BlocklistSubscribeForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    url = forms.CharField(max_length=1000, label="URL", widget=forms.TextInput(attrs={"placeholder": "https://…"}))
+    format = forms.ChoiceField(choices=Blocklist.Format.choices, initial=Blocklist.Format.AUTO)
+    groups = forms.ModelMultipleChoiceField(
+        queryset=ClientGroup.objects.order_by("-is_default", "name"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="none ticked: every group",
+    )
+    enabled = forms.BooleanField(required=False, initial=True)
+
+    def __init__(self, *args, instance: Blocklist | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.instance = instance
+        if instance is not None and not instance.url:
+            # A list loaded by hand (an upload, the manual list) may stay without an address.
+            self.fields["url"].required = False
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("give the list a name")
+        taken = Blocklist.objects.filter(name=name)
+        if self.instance is not None:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError(f'a list named "{name}" exists already')
+        return name
+
+    def clean_url(self) -> str:
+        from urllib.parse import urlsplit
+
+        from django.core.validators import URLValidator
+
+        url = self.cleaned_data["url"].strip()
+        if not url and not self.fields["url"].required:
+            return ""
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            shown = f"{scheme}:" if scheme else "no scheme"
+            raise forms.ValidationError(f"only http:// and https:// addresses can be subscribed ({shown} given)")
+        try:
+            URLValidator(schemes=["http", "https"])(url)
+        except forms.ValidationError:
+            raise forms.ValidationError(f"{url!r} is not a valid web address") from None
+        return url

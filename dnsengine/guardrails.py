@@ -163,9 +163,12 @@ def covers_pattern(kind: str, pattern: str) -> Callable[[str], bool]:
     return compile_rule(kind, pattern).search
 
 
-def _suffix_reason(name: str, *, under: bool) -> str:
-    """Why blocking every name at (or, under=True, strictly below) `name` needs a confirmation; "" if not."""
+def _suffix_reason(name: str, *, under: bool, exact: bool = False) -> str:
+    """Why blocking every name at (or, under=True, strictly below; exact=True, only) `name` needs a
+    confirmation; "" if not."""
     what = f"every name below {name}" if under else f"{name} and every name below it"
+    if exact:
+        what = f"exactly {name}, a name that is itself a suffix"
     if "." not in name:
         return (
             f"{name} is a single-label name (a top-level domain such as com, or a local name such as lan):"
@@ -246,6 +249,8 @@ def pattern_verdict(kind: str, pattern: str, traffic: RecentTraffic | None, conf
             # No wildcard characters: it blocks exactly this one name.
             refused = domain_refusal(name)
             scope = f"blocks exactly {name} (not the names below it)"
+            if not refused:
+                reasons.append(_suffix_reason(name, under=False, exact=True))
         else:
             suffix = _wildcard_suffix(name)
             if suffix:

@@ -39,6 +39,13 @@ class ConfigGeneration(models.Model):
         return f"generation {self.value}"
 
 
+class FetchState(models.TextChoices):
+    PENDING = "pending", "pending"
+    RUNNING = "running", "running"
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+
+
 class Blocklist(models.Model):
     class Format(models.TextChoices):
         AUTO = "auto", "Auto-detect"
@@ -68,12 +75,36 @@ class Blocklist(models.Model):
     last_checked = models.DateTimeField(null=True, blank=True, help_text="last download attempt, successful or not")
     next_update = models.DateTimeField(null=True, blank=True, help_text="when the updater fetches it next; empty: soon")
     groups = models.ManyToManyField("ClientGroup", blank=True, related_name="blocklists", help_text=GROUPS_HELP)
+    # "Fetch now" from the lists page: the state lives here, not in a web worker's memory,
+    # so whichever worker answers the page's polling sees it.
+    fetch_state = models.CharField(max_length=10, choices=FetchState.choices, blank=True)
+    fetch_requested = models.DateTimeField(null=True, blank=True)
+    fetch_message = models.TextField(blank=True, help_text="the last fetch-now's result or error")
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+
+class BlocklistUpdate(models.Model):
+    """One update of a subscribed list (from the updater, the command or "fetch now"); the last few per list."""
+
+    blocklist = models.ForeignKey(Blocklist, on_delete=models.CASCADE, related_name="updates")
+    at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=10)  # importer.UPDATED | UNCHANGED | FAILED
+    entries = models.PositiveIntegerField(default=0)
+    added = models.PositiveIntegerField(default=0)
+    removed = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.blocklist_id} {self.at:%Y-%m-%d %H:%M} {self.status}"
 
 
 class BlockedDomain(models.Model):
@@ -100,6 +131,9 @@ class AllowedDomain(models.Model):
     enabled = models.BooleanField(default=True)
     comment = models.CharField(max_length=200, blank=True)
     created = models.DateTimeField(default=timezone.now)
+    # Who made the last change from the web, and when (the domains page shows both).
+    changed = models.DateTimeField(null=True, blank=True)
+    changed_by = models.CharField(max_length=150, blank=True)
     groups = models.ManyToManyField("ClientGroup", blank=True, related_name="allowed_domains", help_text=GROUPS_HELP)
 
     class Meta:
@@ -122,6 +156,9 @@ class BlockRule(models.Model):
     enabled = models.BooleanField(default=True)
     comment = models.CharField(max_length=200, blank=True)
     created = models.DateTimeField(default=timezone.now)
+    # Who made the last change from the web, and when (the domains page shows both).
+    changed = models.DateTimeField(null=True, blank=True)
+    changed_by = models.CharField(max_length=150, blank=True)
     # Set for the rules of a regex list: written by its imports, in force while the list is enabled.
     blocklist = models.ForeignKey(
         Blocklist,

@@ -509,3 +509,84 @@ def local_hosts_file_view(search: str = "", limit: int = 500) -> HostsFileView |
     search = search.strip().lower()
     rows = [row for row in parsed.rows if not search or search in row[0] or search in row[2]]
     return HostsFileView(path, tuple(rows[:limit]), parsed.bad_lines)
+
+
+# --- The domains page ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DomainEntryRow:
+    """One hand-made entry of the domains page: an allow entry, a rule, or a name of the manual list."""
+
+    ref: str  # allow-3, rule-5, listed-7
+    action: str  # "allow" | "block"
+    kind: str  # "exact" | "subdomains" | "wildcard" | "regex"
+    value: str
+    enabled: bool
+    comment: str = ""
+    created: datetime | None = None
+    changed: datetime | None = None
+    changed_by: str = ""
+    groups: list[str] = field(default_factory=list)
+    toggleable: bool = True
+
+    @property
+    def kind_label(self) -> str:
+        return DOMAIN_ENTRY_KIND_LABELS[self.kind]
+
+
+DOMAIN_ENTRY_KIND_LABELS = {
+    "exact": "exact name",
+    "subdomains": "this name and below",
+    "wildcard": "wildcard",
+    "regex": "regex",
+}
+
+
+def domain_entries(
+    *, manual_list: str, query: str = "", action: str = "", kind: str = "", enabled: str = ""
+) -> list[DomainEntryRow]:
+    """Every hand-made entry, filtered: `query` a substring of the name/pattern or comment, `action`
+    allow/block, `kind` one of DOMAIN_ENTRY_KIND_LABELS, `enabled` "on"/"off". Newest change first.
+
+    Hand-made entries are few (people type them), so they are merged in Python; the list named
+    `manual_list` (services.domains.MANUAL_LIST) holds what "block this domain" added.
+    """
+    rows: list[DomainEntryRow] = []
+    text = query.strip().lower()
+    if action in ("", "allow"):
+        allowed = AllowedDomain.objects.prefetch_related("groups")
+        if text:
+            allowed = allowed.filter(Q(domain__icontains=text) | Q(comment__icontains=text))
+        for a in allowed:
+            rows.append(DomainEntryRow(
+                f"allow-{a.pk}", "allow", "subdomains" if a.include_subdomains else "exact", a.domain, a.enabled,
+                a.comment, a.created, a.changed, a.changed_by, [g.name for g in a.groups.all()],
+            ))  # fmt: skip
+    if action in ("", "block"):
+        rules = BlockRule.objects.filter(blocklist__isnull=True).prefetch_related("groups")
+        if text:
+            rules = rules.filter(Q(pattern__icontains=text) | Q(comment__icontains=text))
+        for r in rules:
+            exact = r.kind == BlockRule.Kind.WILDCARD and not any(c in r.pattern for c in "*?")
+            rows.append(DomainEntryRow(
+                f"rule-{r.pk}", "block", "exact" if exact else r.kind, r.pattern, r.enabled, r.comment,
+                r.created, r.changed, r.changed_by, [g.name for g in r.groups.all()],
+            ))  # fmt: skip
+        manual = Blocklist.objects.filter(name=manual_list).first()
+        if manual is not None:
+            listed = BlockedDomain.objects.filter(blocklist=manual)
+            if text:
+                listed = listed.filter(domain__icontains=text)
+            for b in listed[:5000]:
+                rows.append(DomainEntryRow(
+                    f"listed-{b.pk}", "block", "subdomains", b.domain, manual.enabled,
+                    f'on the list "{manual_list}"', toggleable=False,
+                ))  # fmt: skip
+    if kind:
+        rows = [r for r in rows if r.kind == kind]
+    if enabled in ("on", "off"):
+        rows = [r for r in rows if r.enabled == (enabled == "on")]
+    epoch = datetime.min.replace(tzinfo=timezone.get_current_timezone())
+    rows.sort(key=lambda r: (r.changed or r.created or epoch, r.ref), reverse=True)
+    return rows

@@ -7,7 +7,17 @@ from dnsengine.views import blocklists, clients, domains, forwarding, groups, lo
 urlpatterns = [
     path("blocklists/", blocklists.blocklists, name="dnsengine-blocklists"),
     path("blocklists/upload/", blocklists.blocklist_upload_view, name="dnsengine-blocklist-upload"),
+    path("blocklists/subscribe/", blocklists.blocklist_subscribe_view, name="dnsengine-blocklist-subscribe"),
+    path("blocklists/<int:pk>/", blocklists.blocklist_detail, name="dnsengine-blocklist"),
+    path("blocklists/<int:pk>/delete/", blocklists.blocklist_delete_view, name="dnsengine-blocklist-delete"),
+    path("blocklists/<int:pk>/fetch/", blocklists.blocklist_fetch_view, name="dnsengine-blocklist-fetch"),
+    path("api/blocklists/<int:pk>/fetch", blocklists.api_blocklist_fetch, name="api-blocklist-fetch"),
     path("blocklists/<int:pk>/toggle/", blocklists.blocklist_toggle_view, name="dnsengine-blocklist-toggle"),
+    path("domains/", domains.domains, name="dnsengine-domains"),
+    path("domains/add/", domains.domain_entry_add_view, name="dnsengine-domain-entry-add"),
+    path("domains/<str:ref>/edit/", domains.domain_entry_edit_view, name="dnsengine-domain-entry-edit"),
+    path("domains/<str:ref>/toggle/", domains.domain_entry_toggle_view, name="dnsengine-domain-entry-toggle"),
+    path("domains/<str:ref>/delete/", domains.domain_entry_delete_view, name="dnsengine-domain-entry-delete"),
     path("domains/allow/", domains.domain_allow_view, name="dnsengine-domain-allow"),
     path("domains/block/", domains.domain_block_view, name="dnsengine-domain-block"),
     # Timed pause of blocking.

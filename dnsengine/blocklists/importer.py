@@ -36,7 +36,7 @@ from dnsengine.blocklists.formats import (
     read_blocklist,
     read_blocklist_file,
 )
-from dnsengine.models import BlockedDomain, Blocklist
+from dnsengine.models import BlockedDomain, Blocklist, BlocklistUpdate
 from dnsengine.services import config_generation_bump
 
 logger = logging.getLogger(__name__)
@@ -279,6 +279,8 @@ JITTER = 0.05
 CLAIM_FOR = timedelta(hours=1)
 
 UPDATED, UNCHANGED, FAILED, SKIPPED = "updated", "unchanged", "failed", "skipped"
+# Updates kept per list in its history (BlocklistUpdate), newest first.
+HISTORY_KEEP = 20
 
 
 @dataclass(slots=True)
@@ -333,9 +335,36 @@ def blocklist_update(
     A conditional request first (unless `force`): a 304 costs one round trip and
     no write. Any failure (network, HTTP, size, HTML, nothing usable in it, mostly
     unreadable, too many names) keeps the list as it is and stores the reason in
-    last_error, for the web page. Not logged here: blocklists_update logs one line
-    per list.
+    last_error, for the web page. Every attempt is added to the list's update
+    history (the last HISTORY_KEEP). Not logged here: blocklists_update logs one
+    line per list.
     """
+    outcome = _blocklist_update(blocklist, force=force, on_progress=on_progress)
+    if outcome.status != SKIPPED:
+        blocklist_history_add(blocklist.pk, outcome)
+    return outcome
+
+
+def blocklist_history_add(blocklist_id: int, outcome: UpdateOutcome) -> None:
+    """Record one update in the list's history and drop all but its last HISTORY_KEEP."""
+    summary = outcome.summary
+    with transaction.atomic():
+        if not Blocklist.objects.filter(pk=blocklist_id).exists():
+            return  # deleted while it was being fetched
+        BlocklistUpdate.objects.create(
+            blocklist_id=blocklist_id,
+            status=outcome.status,
+            entries=outcome.entries,
+            added=summary.entries_added if summary else 0,
+            removed=summary.entries_removed if summary else 0,
+            seconds=outcome.seconds,
+            error=outcome.detail if outcome.status == FAILED else "",
+        )
+        keep = BlocklistUpdate.objects.filter(blocklist_id=blocklist_id).values_list("pk", flat=True)[:HISTORY_KEEP]
+        BlocklistUpdate.objects.filter(blocklist_id=blocklist_id).exclude(pk__in=list(keep)).delete()
+
+
+def _blocklist_update(blocklist: Blocklist, *, force: bool, on_progress: Progress | None) -> UpdateOutcome:
     started = time.monotonic()
     now = timezone.now()
     name = blocklist.name

@@ -1,4 +1,5 @@
-"""The blocklists page with its domain test box; switching a list on or off; uploading a list."""
+"""The blocklists page with its domain test box; switching a list on or off; uploading a list;
+subscribing by URL, editing, deleting, and "fetch now" with its progress."""
 
 from __future__ import annotations
 
@@ -6,22 +7,51 @@ import logging
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dnsengine.blocklists.formats import BlocklistError
-from dnsengine.forms import BlocklistUploadForm, DomainTestForm, upload_max_bytes
+from dnsengine.forms import BlocklistSubscribeForm, BlocklistUploadForm, DomainTestForm, upload_max_bytes
 from dnsengine.guardrails import domain_refusal
 from dnsengine.models import Blocklist
 from dnsengine.selectors import blocklist_list, domain_check
-from dnsengine.services.blocklists import blocklist_toggle, blocklist_upload
-from gloryhole_site.auth import staff_required
+from dnsengine.services.blocklists import (
+    blocklist_delete,
+    blocklist_edit,
+    blocklist_fetch_active,
+    blocklist_fetch_request,
+    blocklist_fetch_status,
+    blocklist_subscribe,
+    blocklist_toggle,
+    blocklist_upload,
+)
+from gloryhole_site.auth import api_auth, staff_required
 
 logger = logging.getLogger(__name__)
+
+
+def _lists_context(**overrides) -> dict:
+    lists = list(blocklist_list().prefetch_related("groups"))
+    for b in lists:
+        b.fetch_active = blocklist_fetch_active(b)
+        b.fetch = blocklist_fetch_status(b)
+    context = {
+        "blocklists": lists,
+        # Without JavaScript the page reloads itself while a fetch is under way.
+        "fetching": any(b.fetch_active for b in lists),
+        "test_form": DomainTestForm(),
+        "check": None,
+        "upload_form": BlocklistUploadForm(),
+        "upload_max": upload_max_bytes(),
+        "subscribe_form": BlocklistSubscribeForm(initial={"enabled": True}),
+    }
+    context.update(overrides)
+    return context
 
 
 @require_GET
@@ -35,16 +65,97 @@ def blocklists(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "dnsengine/blocklists.html",
-        {
-            "blocklists": blocklist_list(),
-            "test_form": test_form,
-            "check": check,
+        _lists_context(
+            test_form=test_form,
+            check=check,
             # The guard rails refuse these whatever is confirmed: no button that cannot work.
-            "can_block": check is not None and not domain_refusal(check.name),
-            "upload_form": BlocklistUploadForm(),
-            "upload_max": upload_max_bytes(),
-        },
+            can_block=check is not None and not domain_refusal(check.name),
+        ),
     )
+
+
+@require_POST
+@staff_required
+def blocklist_subscribe_view(request: HttpRequest) -> HttpResponse:
+    form = BlocklistSubscribeForm(request.POST)
+    if not form.is_valid():
+        return render(request, "dnsengine/blocklists.html", _lists_context(subscribe_form=form), status=400)
+    data = form.cleaned_data
+    blocklist = blocklist_subscribe(
+        user=request.user, name=data["name"], url=data["url"], fmt=data["format"], groups=data["groups"],
+        enabled=data["enabled"],
+    )  # fmt: skip
+    blocklist_fetch_request(user=request.user, blocklist=blocklist)
+    messages.success(request, f'Subscribed to "{blocklist.name}"; its first download has started.')
+    return redirect("dnsengine-blocklists")
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def blocklist_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One list: its settings (staff edit them) and its update history."""
+    blocklist = get_object_or_404(Blocklist, pk=pk)
+    initial = {"name": blocklist.name, "url": blocklist.url, "format": blocklist.format,
+               "groups": list(blocklist.groups.all()), "enabled": blocklist.enabled}  # fmt: skip
+    form = BlocklistSubscribeForm(initial=initial, instance=blocklist)
+    status = 200
+    if request.method == "POST":
+        if not request.user.is_staff:
+            raise PermissionDenied("only staff users can change the DNS configuration")
+        form = BlocklistSubscribeForm(request.POST, instance=blocklist)
+        if form.is_valid():
+            data = form.cleaned_data
+            blocklist_edit(
+                user=request.user, blocklist=blocklist, name=data["name"], url=data["url"], fmt=data["format"],
+                groups=data["groups"], enabled=data["enabled"],
+            )  # fmt: skip
+            messages.success(request, f'Saved "{blocklist.name}"; engines reload within a few seconds.')
+            return redirect("dnsengine-blocklist", pk=blocklist.pk)
+        status = 400
+    return render(
+        request,
+        "dnsengine/blocklist.html",
+        {"blocklist": blocklist, "form": form, "updates": blocklist.updates.all()[:20],
+         "fetch": blocklist_fetch_status(blocklist), "fetching": blocklist_fetch_active(blocklist)},
+        status=status,
+    )  # fmt: skip
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required
+def blocklist_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: say what deleting removes and ask; POST: delete."""
+    blocklist = get_object_or_404(Blocklist, pk=pk)
+    if request.method == "GET":
+        return render(request, "dnsengine/blocklist_delete.html", {"blocklist": blocklist})
+    name = blocklist.name
+    blocklist_delete(user=request.user, blocklist=blocklist)
+    messages.success(request, f'Deleted "{name}"; engines reload within a few seconds.')
+    return redirect("dnsengine-blocklists")
+
+
+@require_POST
+@staff_required
+def blocklist_fetch_view(request: HttpRequest, pk: int) -> HttpResponse:
+    blocklist = get_object_or_404(Blocklist, pk=pk)
+    try:
+        started = blocklist_fetch_request(user=request.user, blocklist=blocklist)
+    except BlocklistError as exc:
+        messages.error(request, f'Not fetched: "{blocklist.name}": {exc}.')
+    else:
+        if started:
+            messages.success(request, f'Fetching "{blocklist.name}" now.')
+        else:
+            messages.info(request, f'"{blocklist.name}" is being fetched already.')
+    return redirect("dnsengine-blocklists")
+
+
+@require_GET
+@api_auth
+def api_blocklist_fetch(request: HttpRequest, pk: int) -> JsonResponse:
+    """The fetch-now state the lists page polls: pending, running, done or failed, with the result."""
+    blocklist = get_object_or_404(Blocklist, pk=pk)
+    return JsonResponse(blocklist_fetch_status(blocklist))
 
 
 @require_POST
@@ -104,18 +215,7 @@ def _blocklist_upload(request: HttpRequest, guard: _SizeLimitHandler) -> HttpRes
     if guard.exceeded:
         return _too_big(request, upload_max_bytes())
     if not form.is_valid():
-        return render(
-            request,
-            "dnsengine/blocklists.html",
-            {
-                "blocklists": blocklist_list(),
-                "test_form": DomainTestForm(),
-                "check": None,
-                "upload_form": form,
-                "upload_max": upload_max_bytes(),
-            },
-            status=400,
-        )
+        return render(request, "dnsengine/blocklists.html", _lists_context(upload_form=form), status=400)
     upload = form.cleaned_data["file"]
     try:
         summary = blocklist_upload(

@@ -426,7 +426,7 @@ def test_every_page_loads_only_from_its_own_origin(
     seen: list[str] = []
     page.on("request", lambda request: seen.append(request.url))
     for path in ("/", "/queries/", "/clients/", "/groups/", "/blocklists/", "/status/", "/settings/privacy/",
-                 "/forwarding/", "/local-dns/",
+                 "/forwarding/", "/local-dns/", "/domains/",
                  "/clients/forget/?client=192.168.1.20", "/admin/"):  # fmt: skip
         page.goto(base + path)
         page.wait_for_load_state("networkidle")
@@ -449,4 +449,76 @@ def test_every_page_loads_only_from_its_own_origin(
     page.get_by_role("button", name="Forget 192.168.1.20").click()
     page.wait_for_load_state()
     assert "Forgot 192.168.1.20" in page.locator(".messages").inner_text()
+    assert_no_csp_violations(csp_violations)
+
+
+def assert_no_horizontal_overflow(page, what: str) -> None:
+    width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"{what} is {width[0]} px wide in a {width[1]} px window"
+
+
+def screenshots_at_both_widths(page, name: str) -> None:
+    """artifacts/NAME-390.png and NAME-1366.png, each without a horizontal page overflow."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width, height in ((390, 844), (1366, 900)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.reload()
+        assert_no_horizontal_overflow(page, f"{page.url} at {width} px")
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+
+
+def test_the_domains_and_blocklists_pages(page, csp_violations, live_server, transactional_db):
+    """Add and undo an allow entry; subscribe to a list served on loopback and watch its fetch finish."""
+    from gloryhole_site.testing.list_server import ListServer
+
+    get_user_model().objects.create_user("staff", password=PASSWORD, is_staff=True)
+    ClientGroup.objects.get_or_create(is_default=True, defaults={"name": "Default"})
+    Blocklist.objects.exclude(url="").delete()  # migration 0003's subscriptions point at the internet
+    Blocklist.objects.create(
+        name="broken", url="https://lists.example.invalid/" + "very-long-path/" * 12,
+        last_error="https://lists.example.invalid/" + "x" * 300 + ": HTTP 404",
+    )  # fmt: skip
+    for i in range(8):
+        AllowedDomain.objects.create(domain=f"service-{i}.a-rather-long-subdomain.example.com", comment="seeded")
+    base = live_server.url
+    login(page, base, "/domains/")
+
+    form = page.locator("#entry-add")
+    form.locator("select[name=action]").select_option("allow")
+    form.locator("select[name=kind]").select_option("exact")
+    form.locator("input[name=value]").fill("bank.example.com")
+    form.locator("input[name=comment]").fill("online banking")
+    form.get_by_role("button", name="Add").click()
+    page.wait_for_url("**/domains/?*focus=*")
+    entry = AllowedDomain.objects.get(domain="bank.example.com")
+    row = page.locator(f"#entry-allow-{entry.pk}")
+    assert "online banking" in row.inner_text()
+    screenshots_at_both_widths(page, "domains")
+    row.get_by_role("button", name="Undo").click()
+    page.wait_for_load_state()
+    assert "Undone" in page.locator(".messages").inner_text()
+    assert not AllowedDomain.objects.filter(domain="bank.example.com").exists()
+
+    server = ListServer().start()
+    try:
+        url = server.serve("/trackers.txt", "fresh.tracker.test\nother.tracker.test\nthird.tracker.test\n")
+        page.goto(base + "/blocklists/")
+        form = page.locator("#subscribe")
+        form.locator("input[name=name]").fill("trackers")
+        form.locator("input[name=url]").fill(url)
+        form.get_by_role("button", name="Subscribe").click()
+        # The page's script polls the fetch and reloads when it is done.
+        page.wait_for_function(
+            '() => document.querySelector(\'tr[data-list="trackers"] [data-field="domain_count"]\')'
+            "?.textContent.trim() === '3'",
+            timeout=15_000,
+        )
+        assert "fetch done" in page.locator("tr.fetch-row").first.inner_text()
+    finally:
+        server.stop()
+    assert BlockedDomain.objects.filter(blocklist__name="trackers").count() == 3
+    screenshots_at_both_widths(page, "blocklists")
+    page.goto(base + f"/blocklists/{Blocklist.objects.get(name='trackers').pk}/")
+    assert "updated" in page.locator("table.updates").inner_text()
+    screenshots_at_both_widths(page, "blocklist")
     assert_no_csp_violations(csp_violations)
