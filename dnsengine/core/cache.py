@@ -271,12 +271,12 @@ class ReplyCache:
             self._stale = OrderedDict()
             self.bytes = 0
 
-    def retire(self, rekey: Callable[[bytes, str, str], bytes | None]) -> None:
+    def retire(self, rekey: Callable[[bytes, str, str], bytes | None], now: float) -> None:
         """Move every entry out of the live area: `get` no longer finds any of them.
 
         `rekey(key, domain, status)` says what becomes of each, live or already
         stale-only: the key to keep it under in the stale-only area, or None to
-        drop it. Entries already past their stale age are dropped. The work is done
+        drop it. Entries past their stale age at `now` are dropped. The work is done
         outside the lock, so queries go on meanwhile (finding nothing), and the
         entries stored during it win over the retired ones.
         """
@@ -284,7 +284,6 @@ class ReplyCache:
             live, stale = self._entries, self._stale
             self._entries, self._stale = OrderedDict(), OrderedDict()
             self.bytes = 0
-        now = self.clock()
         kept: OrderedDict[bytes, tuple] = OrderedDict()
         # Oldest first: the previously retired ones, then the live ones in LRU order, so the
         # eviction order (front first) stays roughly least recently useful first.

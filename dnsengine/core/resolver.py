@@ -251,7 +251,7 @@ class Resolver:
         # Nothing decided under the old rules is a fresh hit any more. With serve-stale,
         # the upstream answers are kept for get_stale (see _stale_rekey); the rest goes.
         if self.cache.stale_max_age:
-            self.cache.retire(self._stale_rekey(old, snapshot))
+            self.cache.retire(self._stale_rekey(old, snapshot), self.clock())
         else:
             self.cache.clear()
         self._rendered = {}
