@@ -495,9 +495,11 @@ def test_a_name_that_became_a_local_record_gets_the_local_answer():
     resolver, clock, upstream, sink = make_resolver(max_age=MAX_AGE)
     ask(resolver, "nas.example")
     reload(resolver, local=LocalRecords.build([("nas.example", "A", "192.168.1.5", 60)]))
-    clock.now += TTL + 1
     upstream.down = True
 
+    assert answers(ask(resolver, "nas.example")) == ["A 192.168.1.5"]
+    assert sink.entries[-1].status == "local"
+    clock.now += TTL + 1
     assert answers(ask(resolver, "nas.example")) == ["A 192.168.1.5"]
     assert sink.entries[-1].status == "local"
 
@@ -608,15 +610,18 @@ def test_an_engine_serves_stale_after_a_reload_but_never_for_a_name_it_now_block
     config_generation_bump()
     engine_reload(engine)
     upstream.behaviour.mode = "silent"
-    clock.now += 400  # the fake upstream's TTL is 300
+    # Before and after their old answers expire (the fake upstream's TTL is 300).
+    for _ in range(2):
+        assert answers(query_from("127.0.0.1", engine.port, "ads.example")) == ["A 0.0.0.0"]
+        assert answers(query_from("127.0.0.1", engine.port, "nas.example")) == ["A 192.168.1.5"]
+        clock.now += 400
 
     reply = query_from("127.0.0.1", engine.port, "news.example")
     assert (answers(reply), ttl_of(reply)) == (["A 192.0.2.1"], STALE_TTL)
-    assert answers(query_from("127.0.0.1", engine.port, "ads.example")) == ["A 0.0.0.0"]
-    assert answers(query_from("127.0.0.1", engine.port, "nas.example")) == ["A 192.168.1.5"]
-    wait_for_rows(sink, 6)
+    wait_for_rows(sink, 8)
     assert [(e.domain, e.status) for e in sink.entries[3:]] == [
-        ("news.example", "stale"), ("ads.example", "blocked"), ("nas.example", "local"),
+        ("ads.example", "blocked"), ("nas.example", "local"), ("ads.example", "blocked"), ("nas.example", "local"),
+        ("news.example", "stale"),
     ]  # fmt: skip
     assert engine.stats.counters["stale"] == 1
 
