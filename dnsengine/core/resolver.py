@@ -275,7 +275,7 @@ class Resolver:
         old_forwarders = _prefix_forwarders(old)
         new_prefixes = {forwarder: prefix for prefix, forwarder in _prefix_forwarders(new).items()}
         prefix_map = {p: new_prefixes[f] for p, f in old_forwarders.items() if f in new_prefixes}
-        size = 0 if old.assignment is None else len(next(iter(old_forwarders)))
+        size = len(next(iter(old_forwarders), b""))  # b"" without groups, else one length for all
         check_routes = old.forwarding is not None or new.forwarding is not None
 
         def rekey(key: bytes, domain: str, status: str) -> bytes | None:
