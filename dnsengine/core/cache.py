@@ -3,7 +3,9 @@
 An entry holds a reply's record sections as bytes plus where its TTLs sit, so a
 hit is served by writing the client's ID, flags and question in front and
 patching the aged TTLs: no parsing, no objects. Upstream answers, blocked
-answers and local answers all live here; a config reload clears it.
+answers and local answers all live here. A config reload retires them: with
+serve-stale, the upstream answers move to a stale-only area (`ReplyCache.retire`),
+the rest is dropped.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ class CacheEntry:
     status: str  # what a hit is logged as: cached, blocked, local
     rule: str = ""
     # The CNAME targets of an upstream answer (deep CNAME inspection): with several client
-    # groups sharing the entry, each group's rules are checked against them on a hit.
+    # groups sharing the entry, each group's rules are checked against them on a hit, and
+    # served stale after a reload, against the new rules.
     targets: tuple[str, ...] = ()
 
     def as_tuple(self) -> tuple:
@@ -147,6 +150,8 @@ def entry_from_reply(
 
 _BODY = 5  # CacheEntry.body in as_tuple()
 _EXPIRES = 9  # CacheEntry.expires in as_tuple()
+_DOMAIN = 10  # CacheEntry.domain
+_STATUS = 11  # CacheEntry.status
 
 
 # What one entry costs beside its key and body: the tuple, floats, strings, the dict slot.
@@ -167,6 +172,11 @@ class ReplyCache:
     its memory budget however few they are. One answer bigger than an eighth of
     the budget is not cached at all.
 
+    A configuration reload calls `retire`: the entries decided under the old rules
+    leave the live area, so `get` never finds them, and the ones the caller keeps
+    (upstream answers) go to a stale-only area that only `get_stale` reads. That
+    area counts against the same two bounds and is evicted first, oldest first.
+
     Entries are kept as plain tuples of immutable values, not CacheEntry objects:
     the garbage collector stops tracking such tuples, so a full cache costs a full
     collection nothing; tens of thousands of tracked entries (this cache and the
@@ -181,6 +191,8 @@ class ReplyCache:
         self.max_bytes = max_bytes
         self.clock = clock
         self._entries: OrderedDict[bytes, tuple] = OrderedDict()
+        # Retired by a reload, for get_stale only; evicted before any live entry.
+        self._stale: OrderedDict[bytes, tuple] = OrderedDict()
         self._lock = threading.Lock()
         self.bytes = 0
         self.hits = 0
@@ -189,7 +201,12 @@ class ReplyCache:
         self.too_big = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._stale)
+
+    @property
+    def stale_only(self) -> int:
+        """Entries retired by a reload, kept for get_stale only."""
+        return len(self._stale)
 
     def get(self, key: bytes, now: float) -> CacheEntry | None:
         with self._lock:
@@ -210,9 +227,14 @@ class ReplyCache:
         return CacheEntry(*fields)
 
     def get_stale(self, key: bytes, now: float) -> CacheEntry | None:
-        """The entry for `key`, expired or not, unless it expired more than `stale_max_age` ago."""
+        """The entry for `key`, expired or not, unless it expired more than `stale_max_age` ago.
+
+        A live entry first, else one retired by a reload.
+        """
         with self._lock:
             fields = self._entries.get(key)
+            if fields is None:
+                fields = self._stale.get(key)
             if fields is None or now >= fields[_EXPIRES] + self.stale_max_age:
                 return None
         return CacheEntry(*fields)
@@ -230,18 +252,59 @@ class ReplyCache:
             old = entries.get(key)
             if old is not None:
                 self.bytes -= _cost(key, old)
+            stale = self._stale
+            if stale:
+                old = stale.pop(key, None)  # the fresh answer replaces the retired one
+                if old is not None:
+                    self.bytes -= _cost(key, old)
             entries[key] = fields
             entries.move_to_end(key)
             self.bytes += cost
-            while len(entries) > self.max_size or self.bytes > self.max_bytes:
-                old_key, old_fields = entries.popitem(last=False)
+            while len(entries) + len(stale) > self.max_size or self.bytes > self.max_bytes:
+                old_key, old_fields = (stale or entries).popitem(last=False)
                 self.bytes -= _cost(old_key, old_fields)
                 self.evictions += 1
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self._entries = OrderedDict()
+            self._stale = OrderedDict()
             self.bytes = 0
+
+    def retire(self, rekey: Callable[[bytes, str, str], bytes | None], now: float) -> None:
+        """Move every entry out of the live area: `get` no longer finds any of them.
+
+        `rekey(key, domain, status)` says what becomes of each, live or already
+        stale-only: the key to keep it under in the stale-only area, or None to
+        drop it. Entries past their stale age at `now` are dropped. The work is done
+        outside the lock, so queries go on meanwhile (finding nothing), and the
+        entries stored during it win over the retired ones.
+        """
+        with self._lock:
+            live, stale = self._entries, self._stale
+            self._entries, self._stale = OrderedDict(), OrderedDict()
+            self.bytes = 0
+        kept: OrderedDict[bytes, tuple] = OrderedDict()
+        # Oldest first: the previously retired ones, then the live ones in LRU order, so the
+        # eviction order (front first) stays roughly least recently useful first.
+        for area in (stale, live):
+            for key, fields in area.items():
+                if now >= fields[_EXPIRES] + self.stale_max_age:
+                    continue
+                new_key = rekey(key, fields[_DOMAIN], fields[_STATUS])
+                if new_key is not None:
+                    kept[new_key] = fields
+                    kept.move_to_end(new_key)
+        with self._lock:
+            entries = self._entries
+            for key in [key for key in kept if key in entries]:
+                del kept[key]
+            self._stale = kept
+            self.bytes += sum(_cost(key, fields) for key, fields in kept.items())
+            while kept and (len(entries) + len(kept) > self.max_size or self.bytes > self.max_bytes):
+                old_key, old_fields = kept.popitem(last=False)
+                self.bytes -= _cost(old_key, old_fields)
+                self.evictions += 1
 
 
 def _cost(key: bytes, fields: tuple) -> int:

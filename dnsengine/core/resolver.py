@@ -232,12 +232,53 @@ class Resolver:
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         # One attribute assignment: a query sees either the old or the new one.
+        old = self.snapshot
         self.snapshot = snapshot
-        self.cache.clear()
+        # Nothing decided under the old rules is a fresh hit any more. With serve-stale,
+        # the upstream answers are kept for get_stale (see _stale_rekey); the rest goes.
+        if self.cache.stale_max_age:
+            self.cache.retire(self._stale_rekey(old, snapshot), self.clock())
+        else:
+            self.cache.clear()
         self._rendered = {}
         self._rendered_bytes = 0
         self._hits = {}
         self._rotation = {}
+
+    def _stale_rekey(self, old: Snapshot, new: Snapshot) -> Callable[[bytes, str, str], bytes | None]:
+        """What ReplyCache.retire does with each entry on a reload from `old` to `new`.
+
+        Kept (for serve-stale only): upstream answers (status cached). Their CNAME targets
+        are kept with them and checked against the asking policy when served, and the
+        asked name is decided by the new rules before the stale path is ever reached.
+        Dropped: local, blocked and special answers, decided by the old rules.
+
+        The key's forwarder prefix is numbered per snapshot (groups.policies_build), so
+        an old prefix may name other upstreams after the reload: each is mapped to the
+        new prefix of the same forwarder, and an answer whose forwarder has no policy
+        any more is dropped. So is one whose name a conditional-forwarding rule now
+        sends to other upstreams than the ones that answered it.
+        """
+        old_forwarders = _prefix_forwarders(old)
+        new_prefixes = {forwarder: prefix for prefix, forwarder in _prefix_forwarders(new).items()}
+        prefix_map = {p: new_prefixes[f] for p, f in old_forwarders.items() if f in new_prefixes}
+        size = len(next(iter(old_forwarders), b""))  # b"" without groups, else one length for all
+        check_routes = old.forwarding is not None or new.forwarding is not None
+
+        def rekey(key: bytes, domain: str, status: str) -> bytes | None:
+            if status != STATUS_CACHED:
+                return None
+            prefix = key[:size]
+            new_prefix = prefix_map.get(prefix)
+            if new_prefix is None:
+                return None
+            if check_routes:
+                answered = _route_forwarder(old.forwarding, domain, old_forwarders[prefix])
+                if answered is not _route_forwarder(new.forwarding, domain, old_forwarders[prefix]):
+                    return None
+            return new_prefix + key[size:] if new_prefix != prefix else key
+
+        return rekey
 
     # -- entry point ------------------------------------------------------------------
 
@@ -299,7 +340,8 @@ class Resolver:
         if entry is not None and (policy is None or not _blocks(policy, query.name, now, snapshot)):
             if entry.targets and policy is not None:
                 # ...and so is each CNAME target, stored with the answer (one policy alone:
-                # a blocked target was decided when the answer came, no targets kept).
+                # a blocked target was decided when the answer came, and a reload empties
+                # the live cache; the targets are kept for serve-stale after one).
                 rule = _target_rule(policy.matcher, query.name, entry.targets, now, snapshot)
                 if rule:
                     self._answer_blocked(ex, query.name, rule, now, entry.expires)
@@ -389,7 +431,8 @@ class Resolver:
         are keyed by the question (after the policy's forwarder prefix), and the question's
         name alone decides the rule, so two queries with one key always went to the same
         rule's upstreams, or both to their group's. Rules change only with a new snapshot,
-        and apply_snapshot empties both caches. With several groups, a name under a rule is
+        and apply_snapshot empties both caches (keeping, for serve-stale only, the upstream
+        answers whose name still goes to the same upstreams: _stale_rekey). With several groups, a name under a rule is
         cached once per group forwarder prefix: duplicated, never mixed up.
         """
         route = ex.route
@@ -435,7 +478,9 @@ class Resolver:
 
         None for a reply that cannot be used. One policy alone: a blocked target makes the
         entry the blocked answer, so a hit costs nothing more. Several: the entry is the
-        upstream's, shared, with its targets, and each policy checks them on a hit.
+        upstream's, shared, with its targets, and each policy checks them on a hit. Either
+        way an unblocked entry keeps its targets: served stale after a reload, it is
+        checked against the new rules (_serve_stale).
         """
         try:
             qend = wire.question_end(reply)
@@ -457,8 +502,6 @@ class Resolver:
                                   arcount=blocked.arcount, body=blocked.body, ttl_offsets=(), ttls=(), stored=now,
                                   expires=now + lifetime, domain=name, status=STATUS_BLOCKED,
                                   rule=target_rule), target_rule  # fmt: skip
-            if policy is None:
-                targets = ()  # nothing blocked them: one policy does not need them again
         entry = entry_from_reply(scanned, now=now, lifetime=lifetime, domain=name, status=STATUS_CACHED,
                                  targets=targets)  # fmt: skip
         return entry, target_rule
@@ -480,8 +523,11 @@ class Resolver:
             return False
         self.stats.count("stale")
         policy = ex.policy
-        if entry.targets and policy is not None:
-            target_rule = _target_rule(policy.matcher, name, entry.targets, now, ex.snapshot)
+        if entry.targets:
+            # Checked again even with one policy: the entry may be from before a reload.
+            snapshot = ex.snapshot
+            matcher = snapshot.matcher if policy is None else policy.matcher
+            target_rule = _target_rule(matcher, name, entry.targets, now, snapshot)
             if target_rule:
                 self._answer_blocked(ex, name, target_rule, now, remember=False)
                 return True
@@ -858,6 +904,19 @@ def _rotating(by_type: ByType | None, local: LocalRecords, qtype: int) -> tuple 
             return None
         by_type = local.lookup(cnames[0][0])
     return None
+
+
+def _prefix_forwarders(snapshot: Snapshot) -> dict[bytes, object | None]:
+    """Reply-cache key prefix -> the forwarder it stands for in `snapshot` (None: the default upstreams)."""
+    if snapshot.assignment is None:
+        return {b"": None}
+    return {policy.cache_prefix: policy.forwarder for policy in snapshot.policies}
+
+
+def _route_forwarder(forwarding: ForwardingRules | None, name: str, otherwise: object | None) -> object | None:
+    """The forwarder that answers `name`: its forwarding rule's (None: default), else `otherwise`."""
+    route = forwarding.route(name) if forwarding is not None else None
+    return otherwise if route is None else route.forwarder
 
 
 def _blocks(policy: Policy, name: str, now: float, snapshot: Snapshot) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -67,6 +68,10 @@ def test_a_blocked_cname_target_blocks_the_asked_name_and_the_log_says_which_tar
     assert ask(engine, CLOAKED) == BLOCKED_A  # rendered reply
     assert ask(engine, CLOAKED.upper()) == BLOCKED_A  # another packet, the same question: the cache
     assert cloaking.received == 1
+    # Logged after the reply is sent: wait for the last row.
+    deadline = time.monotonic() + 5
+    while len(sink.entries) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert [(e.domain, e.status, e.rule) for e in sink.entries] == [(CLOAKED, "blocked", TARGET_RULE)] * 3
     assert engine.cache.hits == 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time
+from time import monotonic, sleep
 
 import pytest
 
@@ -59,6 +60,10 @@ def test_clients_in_different_groups_get_different_answers_and_the_log_says_whos
     assert ask(engine, "ads.example", "127.0.0.2") == BLOCKED_A
     assert ask(engine, "ads.example", "127.0.0.3") == BLOCKED_A
 
+    # Logged after each reply is sent: wait for the last row.
+    deadline = monotonic() + 5
+    while len(sink.entries) < 6 and monotonic() < deadline:
+        sleep(0.01)
     by_client = {(e.client, e.domain, e.status): e for e in sink.entries}
     tablet = by_client["127.0.0.2", "social.example", "blocked"]
     assert (tablet.client_name, tablet.client_group, tablet.rule) == ("tablet", "kids", "list:social (group kids)")

@@ -1,5 +1,5 @@
 """Serve-stale (RFC 8767) and prefetch: the resolver on a controllable clock, then a running engine
-whose upstream goes down and comes back."""
+whose upstream goes down and comes back; then serve-stale across configuration reloads, the same two ways."""
 
 from __future__ import annotations
 
@@ -14,10 +14,15 @@ from dnsengine.core import wire
 from dnsengine.core.cache import CacheEntry, ReplyCache, TtlPolicy
 from dnsengine.core.forwarding import ForwardingRules, Route
 from dnsengine.core.options import parse_blocking_mode
-from dnsengine.core.resolver import STALE_TTL, Resolver, Snapshot
+from dnsengine.core.resolver import STALE_TTL, LocalRecords, Resolver, Snapshot
 from dnsengine.core.rules import Matcher
 from dnsengine.core.stats import EngineStats
-from gloryhole_site.testing.dnsclient import Client, answers, rcode
+from dnsengine.models import BlockedDomain, Blocklist, ClientGroup, LocalRecord
+from dnsengine.models import Client as ClientRow
+from dnsengine.services import config_generation_bump
+from gloryhole_site.testing.dnsclient import Client, answers, query_from, rcode
+from gloryhole_site.testing.engine import engine_reload
+from gloryhole_site.testing.fake_upstream import Behaviour, FakeUpstream
 
 TTL = 100
 MAX_AGE = 3600
@@ -375,3 +380,303 @@ def test_an_engine_serves_stale_while_its_upstream_is_down_and_fresh_once_it_is_
         ("forwarded", "NOERROR"),
     ]  # fmt: skip
     assert engine.stats.counters["stale"] == 2
+
+
+# --- across configuration reloads: the cache -----------------------------------------------------
+
+
+def keep_all(key: bytes, domain: str, status: str) -> bytes:
+    return key
+
+
+def test_a_retired_entry_is_never_a_hit_but_is_still_there_for_get_stale():
+    cache = ReplyCache(10, stale_max_age=60)
+    cache.put(b"k", entry(0.0, 10))
+
+    cache.retire(keep_all, 1.0)
+
+    assert cache.get(b"k", 1.0) is None  # not expired, but decided under the old rules
+    assert cache.get_stale(b"k", 1.0) is not None
+    assert cache.get_stale(b"k", 71.0) is None
+    assert (len(cache), cache.stale_only) == (1, 1)
+
+
+def test_retire_keeps_what_rekey_says_under_the_key_it_gives():
+    cache = ReplyCache(10, stale_max_age=60)
+    cache.put(b"\x00\x00\x01a", entry(0.0, 10))
+    cache.put(b"\x00\x00\x02b", entry(0.0, 10))
+
+    cache.retire(lambda key, domain, status: b"\x00\x00\x03a" if key.endswith(b"a") else None, 1.0)
+
+    assert cache.get_stale(b"\x00\x00\x03a", 1.0) is not None
+    assert cache.get_stale(b"\x00\x00\x01a", 1.0) is None
+    assert cache.get_stale(b"\x00\x00\x02b", 1.0) is None
+    assert len(cache) == 1
+    assert cache.bytes == len(b"\x00\x00\x03a") + 200
+
+
+def test_retired_entries_count_against_the_bounds_and_are_evicted_before_live_ones():
+    cache = ReplyCache(3, stale_max_age=60)
+    for key in (b"s1", b"s2"):
+        cache.put(key, entry(0.0, 10))
+    cache.retire(keep_all, 1.0)
+    cache.put(b"live1", entry(1.0, 10))
+    cache.put(b"live2", entry(1.0, 10))  # four entries: one must go, a stale-only one
+
+    assert len(cache) == 3
+    assert cache.get_stale(b"s1", 1.0) is None
+    assert cache.get_stale(b"s2", 1.0) is not None
+    cache.put(b"live3", entry(1.0, 10))
+    cache.put(b"live4", entry(1.0, 10))
+    assert cache.stale_only == 0
+    assert cache.get(b"live1", 1.0) is None  # then the least recently used live one
+    assert cache.get(b"live4", 1.0) is not None
+
+
+def test_a_fresh_answer_replaces_the_retired_one():
+    cache = ReplyCache(10, stale_max_age=60)
+    cache.put(b"k", entry(0.0, 10))
+    cache.retire(keep_all, 1.0)
+
+    cache.put(b"k", entry(2.0, 10))
+
+    assert (len(cache), cache.stale_only) == (1, 0)
+    assert cache.get(b"k", 3.0).stored == 2.0
+
+
+# --- across configuration reloads: the resolver --------------------------------------------------
+
+
+def reload(resolver, **changes) -> None:
+    resolver.apply_snapshot(dataclasses.replace(resolver.snapshot, generation=resolver.snapshot.generation + 1,
+                                                **changes))  # fmt: skip
+
+
+def unrelated_block() -> Matcher:
+    return Matcher.build(lists=[("ads", ["ads.example"])])
+
+
+def test_an_answer_cached_before_a_reload_is_served_stale_after_it():
+    resolver, clock, upstream, sink = make_resolver(max_age=MAX_AGE)
+    ask(resolver)
+    reload(resolver, matcher=unrelated_block())
+    clock.now += TTL + 600
+    upstream.down = True
+
+    reply = ask(resolver)
+
+    assert (answers(reply), ttl_of(reply)) == (["A 192.0.2.1"], STALE_TTL)
+    assert sink.entries[-1].status == "stale"
+
+
+def test_after_a_reload_an_answer_from_before_it_is_never_a_fresh_hit():
+    resolver, _, _, sink = make_resolver(max_age=MAX_AGE)
+    ask(resolver)
+    reload(resolver, matcher=unrelated_block())
+
+    assert answers(ask(resolver)) == ["A 192.0.2.2"]  # not expired, asked again all the same
+    assert sink.entries[-1].status == "forwarded"
+
+
+def test_a_name_the_reload_blocked_is_blocked_never_served_stale():
+    resolver, clock, upstream, sink = make_resolver(max_age=MAX_AGE)
+    ask(resolver, "ads.example")
+    reload(resolver, matcher=unrelated_block())
+    upstream.down = True
+
+    assert answers(ask(resolver, "ads.example")) == ["A 0.0.0.0"]
+    assert sink.entries[-1].status == "blocked"
+    clock.now += TTL + 1
+    assert answers(ask(resolver, "ads.example")) == ["A 0.0.0.0"]
+    assert "stale" not in resolver.stats.counters
+
+
+def test_a_name_that_became_a_local_record_gets_the_local_answer():
+    resolver, clock, upstream, sink = make_resolver(max_age=MAX_AGE)
+    ask(resolver, "nas.example")
+    reload(resolver, local=LocalRecords.build([("nas.example", "A", "192.168.1.5", 60)]))
+    upstream.down = True
+
+    assert answers(ask(resolver, "nas.example")) == ["A 192.168.1.5"]
+    assert sink.entries[-1].status == "local"
+    clock.now += TTL + 1
+    assert answers(ask(resolver, "nas.example")) == ["A 192.168.1.5"]
+    assert sink.entries[-1].status == "local"
+
+
+def test_a_local_answer_is_not_kept_across_a_reload():
+    resolver, clock, upstream, _ = make_resolver(max_age=MAX_AGE)
+    reload(resolver, local=LocalRecords.build([("nas.example", "A", "192.168.1.5", 60)]))
+    ask(resolver, "nas.example")
+    reload(resolver, local=LocalRecords())  # the record is gone: the name is forwarded now
+    clock.now += 61
+    upstream.down = True
+
+    assert rcode(ask(resolver, "nas.example")) == "SERVFAIL"
+    assert upstream.asked == ["nas.example"]
+
+
+def test_a_stale_answer_whose_cname_target_the_reload_blocked_is_blocked():
+    resolver, clock, upstream, sink = make_resolver(max_age=MAX_AGE)
+    upstream.cnames["news.example"] = "news.example.eulerian.net"
+    ask(resolver)
+    reload(resolver, matcher=Matcher.build(lists=[("trackers", ["eulerian.net"])]))
+    clock.now += TTL + 1
+    upstream.down = True
+
+    assert answers(ask(resolver)) == ["A 0.0.0.0"]
+    assert (sink.entries[-1].status, sink.entries[-1].rule) == (
+        "blocked",
+        "cname:news.example.eulerian.net list:trackers",
+    )
+
+
+def test_an_answer_blocked_by_its_cname_target_is_not_kept_across_a_reload():
+    resolver, clock, upstream, _ = make_resolver(max_age=MAX_AGE)
+    upstream.cnames["news.example"] = "news.example.eulerian.net"
+    reload(resolver, matcher=Matcher.build(lists=[("trackers", ["eulerian.net"])]))
+    assert answers(ask(resolver)) == ["A 0.0.0.0"]
+    reload(resolver, matcher=Matcher())  # the list is gone: the old verdict must not outlive it
+    clock.now += TTL + 1
+    upstream.down = True
+
+    assert rcode(ask(resolver)) == "SERVFAIL"
+
+
+def test_an_answer_is_dropped_when_a_forwarding_rule_now_sends_its_name_elsewhere():
+    resolver, clock, default, _ = make_resolver(max_age=MAX_AGE)
+    router = Upstream()
+    ask(resolver, "nas.lan")
+    ask(resolver, "news.example")
+    reload(resolver, forwarding=ForwardingRules([Route("lan", router, (), "forward:lan")]))
+    clock.now += TTL + 1
+    default.down = router.down = True
+
+    assert rcode(ask(resolver, "nas.lan")) == "SERVFAIL"  # the public upstream's answer is not the router's
+    assert router.asked == ["nas.lan"]
+    assert answers(ask(resolver, "news.example")) == ["A 192.0.2.2"]  # its upstreams did not change
+
+
+def test_without_serve_stale_a_reload_keeps_nothing():
+    resolver, _, _, _ = make_resolver(max_age=0)
+    ask(resolver)
+    reload(resolver, matcher=unrelated_block())
+
+    assert len(resolver.cache) == 0
+
+
+# --- across configuration reloads: running engines reloaded from the database --------------------
+
+CLOAKED = "metrics.shop.example"
+TRACKER = "shop.example.eulerian.net"
+
+
+def block(domain: str, name: str = "ads", groups=()) -> None:
+    blocklist, _ = Blocklist.objects.get_or_create(name=name)
+    BlockedDomain.objects.create(blocklist=blocklist, domain=domain)
+    if groups:
+        blocklist.groups.set(groups)
+    config_generation_bump()
+
+
+def wait_for_rows(sink: Sink, count: int) -> None:
+    # Logged after the reply is sent, on the I/O thread.
+    deadline = time.monotonic() + 5
+    while len(sink.entries) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def stale_engine(make_engine, config, sink=None):
+    """An engine that reloads only when the test says (engine_reload): a reload by its own watcher
+    while a query waits on the upstream would, rightly, make that query's answer SERVFAIL."""
+    config = dataclasses.replace(config, serve_stale_max_age=MAX_AGE, reload_interval=3600)
+    engine = make_engine(config, query_logger=sink)
+    clock = Clock()
+    engine.resolver.clock = clock
+    engine_reload(engine)
+    return engine, clock
+
+
+@pytest.mark.integration
+def test_an_engine_serves_stale_after_a_reload_but_never_for_a_name_it_now_blocks_or_answers_locally(
+    make_engine, engine_config, upstream
+):
+    sink = Sink()
+    engine, clock = stale_engine(make_engine, engine_config, sink)
+    for name in ("news.example", "ads.example", "nas.example"):
+        assert answers(query_from("127.0.0.1", engine.port, name)) == ["A 192.0.2.1"]
+    block("ads.example")
+    LocalRecord.objects.create(name="nas.example", type="A", value="192.168.1.5")
+    config_generation_bump()
+    engine_reload(engine)
+    upstream.behaviour.mode = "silent"
+    # Before and after their old answers expire (the fake upstream's TTL is 300).
+    for _ in range(2):
+        assert answers(query_from("127.0.0.1", engine.port, "ads.example")) == ["A 0.0.0.0"]
+        assert answers(query_from("127.0.0.1", engine.port, "nas.example")) == ["A 192.168.1.5"]
+        clock.now += 400
+
+    reply = query_from("127.0.0.1", engine.port, "news.example")
+    assert (answers(reply), ttl_of(reply)) == (["A 192.0.2.1"], STALE_TTL)
+    wait_for_rows(sink, 8)
+    assert [(e.domain, e.status) for e in sink.entries[3:]] == [
+        ("ads.example", "blocked"), ("nas.example", "local"), ("ads.example", "blocked"), ("nas.example", "local"),
+        ("news.example", "stale"),
+    ]  # fmt: skip
+    assert engine.stats.counters["stale"] == 1
+
+
+@pytest.mark.integration
+def test_a_stale_answer_after_a_reload_respects_the_asking_groups_cname_rules(make_engine, engine_config):
+    cloaking = FakeUpstream("127.0.0.1", 0, Behaviour(cnames={CLOAKED: (TRACKER,)})).start()
+    try:
+        from dnsengine.core.options import parse_upstreams
+
+        kids = ClientGroup.objects.create(name="kids")
+        ClientRow.objects.create(name="tablet", ip="127.0.0.2", group=kids)
+        config_generation_bump()
+        config = dataclasses.replace(engine_config, upstreams=parse_upstreams(cloaking.address))
+        sink = Sink()
+        engine, clock = stale_engine(make_engine, config, sink)
+        assert answers(query_from("127.0.0.3", engine.port, CLOAKED)) == ["A 192.0.2.1", f"CNAME {TRACKER}."]
+        block(TRACKER, "trackers", groups=[kids])  # from now on, the kids' list blocks the target
+        engine_reload(engine)
+        cloaking.behaviour.mode = "silent"
+        clock.now += 400
+
+        assert answers(query_from("127.0.0.2", engine.port, CLOAKED)) == ["A 0.0.0.0"]
+        assert answers(query_from("127.0.0.3", engine.port, CLOAKED)) == ["A 192.0.2.1", f"CNAME {TRACKER}."]
+        wait_for_rows(sink, 3)
+        assert [(e.client, e.status, e.rule) for e in sink.entries[1:]] == [
+            ("127.0.0.2", "blocked", f"cname:{TRACKER} list:trackers (group kids)"),
+            ("127.0.0.3", "stale", ""),
+        ]
+    finally:
+        cloaking.stop()
+
+
+@pytest.mark.integration
+def test_stale_answers_keep_to_their_groups_upstreams_when_a_reload_renumbers_them(make_engine, engine_config):
+    """Cache keys carry a per-forwarder prefix numbered per snapshot: a new group "adults" with its
+    own upstreams, sorted before "kids", takes the number the kids' upstreams had."""
+    kids_upstream = FakeUpstream("127.0.0.1", 0, Behaviour(address="192.0.2.22")).start()
+    adults_upstream = FakeUpstream("127.0.0.1", 0, Behaviour(address="192.0.2.33")).start()
+    try:
+        kids = ClientGroup.objects.create(name="kids", upstreams=kids_upstream.address)
+        ClientRow.objects.create(name="tablet", ip="127.0.0.2", group=kids)
+        config_generation_bump()
+        engine, clock = stale_engine(make_engine, engine_config)
+        assert answers(query_from("127.0.0.2", engine.port, "news.example")) == ["A 192.0.2.22"]
+        adults = ClientGroup.objects.create(name="adults", upstreams=adults_upstream.address)
+        ClientRow.objects.create(name="laptop", ip="127.0.0.4", group=adults)
+        config_generation_bump()
+        engine_reload(engine)
+        kids_upstream.behaviour.mode = adults_upstream.behaviour.mode = "silent"
+        clock.now += 400
+
+        # The adults' upstreams never answered this name: nothing stale for them.
+        assert rcode(query_from("127.0.0.4", engine.port, "news.example")) == "SERVFAIL"
+        assert answers(query_from("127.0.0.2", engine.port, "news.example")) == ["A 192.0.2.22"]
+    finally:
+        kids_upstream.stop()
+        adults_upstream.stop()
