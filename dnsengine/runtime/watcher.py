@@ -168,6 +168,10 @@ class ConfigWatcher:
         self.on_poll: Callable[[], None] | None = None
         self._poll_log = RateLimitedLog(logger, failure_log_interval)
         self._stop = threading.Event()
+        # One reload at a time: another thread's load_now (a test's engine_reload) must not
+        # apply an older snapshot over the watcher thread's newer one, nor a time-window
+        # update be built from a snapshot a reload is replacing.
+        self._lock = threading.RLock()
         self._thread = threading.Thread(target=self._run, name="config-watcher", daemon=True)
 
     def load_now(self) -> bool:
@@ -177,14 +181,16 @@ class ConfigWatcher:
         most once a FAILURE_LOG_INTERVAL, one line) and the resolver keeps what
         it has: the database may be restarting, the next poll tries again.
         """
-        changed = False
         try:
-            changed = self._end_expired_pause()
-            changed = self._load_hosts_file() or changed
-            return self._load_from_database() or changed
-        except Exception as exc:
-            self._failed(exc)
-            return changed
+            with self._lock:
+                changed = False
+                try:
+                    changed = self._end_expired_pause()
+                    changed = self._load_hosts_file() or changed
+                    return self._load_from_database() or changed
+                except Exception as exc:
+                    self._failed(exc)
+                    return changed
         finally:
             self._poll_others()
 
@@ -201,9 +207,10 @@ class ConfigWatcher:
 
     def load_now_or_raise(self) -> bool:
         """load_now, but a database error propagates: start-up must not serve without lists."""
-        changed = self._end_expired_pause()
-        changed = self._load_hosts_file() or changed
-        return self._load_from_database() or changed
+        with self._lock:
+            changed = self._end_expired_pause()
+            changed = self._load_hosts_file() or changed
+            return self._load_from_database() or changed
 
     def _load_hosts_file(self) -> bool:
         """Swap in the local hosts file's records when it changed; True if it did (no database, no generation)."""
@@ -305,6 +312,10 @@ class ConfigWatcher:
         Rebuilds only the changed policies' decision arrays (dnsengine.core.groups.policies_at),
         never the shared table of names, and drops the cached replies as a reload does.
         """
+        with self._lock:
+            return self._apply_windows()
+
+    def _apply_windows(self) -> bool:
         snapshot = self.resolver.snapshot
         if not any(spec.windows for spec in snapshot.specs):
             return False
