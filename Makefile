@@ -130,6 +130,12 @@ loadtest: venv
 loadtest-privacy:
 	$(MAKE) loadtest LOADTEST_VARIANTS=nolog-max,pool-max,private-max
 
+# Encrypted upstreams: the engine forwarding to one unbound over plain UDP, DoT and DoH,
+# side by side (devtools/load/encrypted.py, docs/encrypted-dns.md).
+.PHONY: loadtest-encrypted
+loadtest-encrypted: unbound
+	$(MAKE) loadtest LOADTEST_VARIANTS=udpub-10k,dot-10k,doh-10k,udpub-max,dot-max,doh-max
+
 # Client groups against one group: 200 clients in 5 groups, dnsperf from 10 of their
 # addresses, side by side (devtools/load/clients.py, docs/clients.md). Not a test.
 LOADTEST_CLIENTS_ARGS ?=
