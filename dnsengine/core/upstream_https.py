@@ -26,7 +26,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
-from dnsengine.core.upstream_tls import MAX_MESSAGE, TlsConnection
+from dnsengine.core.upstream_tls import MAX_MESSAGE, ServerClosed, TlsConnection
 
 _CONTENT_TYPE = b"application/dns-message"
 
@@ -75,7 +75,6 @@ class HttpsConnection(TlsConnection):
     def _start_streams(self) -> None:
         conn = self._h2
         limit = conn.remote_settings.max_concurrent_streams
-        started = 0
         while self._waiting and conn.open_outbound_streams < limit:
             qid, message = self._waiting.pop(0)
             body = b"\0\0" + message[2:]
@@ -92,8 +91,7 @@ class HttpsConnection(TlsConnection):
                 self._on_failed(self.channel, qid, f"HTTP/2: {exc}")
                 continue
             self._streams[stream_id] = _Stream(qid)
-            started += 1
-        self._outstanding += started
+            self._note_sent([(qid, message)])
         data = conn.data_to_send()
         if data:
             self._send_plain(data)
@@ -126,8 +124,8 @@ class HttpsConnection(TlsConnection):
                 self._end(event.stream_id, f"stream reset by the server (error {event.error_code})")
                 ended = True
             elif isinstance(event, h2.events.ConnectionTerminated):
-                # GOAWAY: the streams it did not take will never be answered; reconnect for new ones.
-                raise ValueError(f"server closed the HTTP/2 connection (GOAWAY {event.error_code})")
+                # GOAWAY: a new connection for new queries, and those not answered yet go again.
+                raise ServerClosed
             if self._sock is None:  # a handler closed the connection
                 return
         if ended and self._waiting:
@@ -141,7 +139,8 @@ class HttpsConnection(TlsConnection):
         stream = self._streams.pop(stream_id, None)
         if stream is None:
             return
-        self._outstanding = max(0, self._outstanding - 1)
+        self._sent.pop(stream.qid, None)
+        self._answered += 1
         if error is None and stream.status != b"200":
             error = f"HTTP status {stream.status.decode(errors='replace') or 'missing'}"
         if error is None and len(stream.body) < 12:

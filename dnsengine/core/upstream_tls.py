@@ -107,6 +107,10 @@ def spki_sha256(der: bytes) -> bytes:
     return hashlib.sha256(der[field:end]).digest()
 
 
+class ServerClosed(Exception):
+    """The server said it closes the connection (HTTP/2 GOAWAY): handled like its EOF."""
+
+
 class TlsConnection:
     """One DNS-over-TLS connection to `upstream`, reopened as needed (see the module docstring)."""
 
@@ -145,10 +149,12 @@ class TlsConnection:
         self._wbuf = bytearray()  # TLS records not yet taken by the socket
         self._writable_watched = False
         self._deadline = 0.0  # connect + handshake must be done by then
-        # Queries sent and not answered yet, and when the connection last showed progress:
-        # a connection that answers nothing for a whole timeout is taken for dead.
-        self._outstanding = 0
+        # Queries written on this connection and not answered yet, by ID (so at most 65536),
+        # and when the connection last showed progress: one that answers nothing for a
+        # whole timeout while queries wait is taken for dead.
+        self._sent: dict[int, bytes] = {}
         self._progress_at = 0.0
+        self._answered = 0  # replies on this connection
         self.opens = 0
         self._context: ssl.SSLContext | None = None
         self._context_error = ""
@@ -175,7 +181,7 @@ class TlsConnection:
     def tick(self, now: float) -> None:
         if self._state in (_CONNECTING, _HANDSHAKE) and now >= self._deadline:
             self._fail("no TLS connection within the timeout", failure=True)
-        elif self._state == _OPEN and self._outstanding and now - self._progress_at > self.timeout:
+        elif self._state == _OPEN and self._sent and now - self._progress_at > self.timeout:
             self._fail(f"no answer on the connection for {self.timeout}s", failure=True)
 
     def close(self) -> None:
@@ -245,6 +251,7 @@ class TlsConnection:
     def _read(self) -> bool:
         """Take what the socket has; False when the connection is gone."""
         sock = self._sock
+        eof = False
         while sock is not None:
             try:
                 data = sock.recv(READ_CHUNK)
@@ -254,12 +261,15 @@ class TlsConnection:
                 self._fail(f"connection: {exc}", failure=True)
                 return False
             if not data:
-                self._eof()
-                return False
+                eof = True  # after what came before it is read
+                break
             self._incoming.write(data)
             if len(data) < READ_CHUNK:
                 break
         if self._state != _OPEN:
+            if eof:
+                self._eof()
+                return False
             return True
         chunks = []
         while True:
@@ -268,22 +278,27 @@ class TlsConnection:
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
-                self._eof()
-                return False
+                eof = True
+                break
             except ssl.SSLError as exc:
                 self._fail(f"TLS: {exc}", failure=True)
                 return False
             if not chunk:
-                self._eof()
-                return False
+                eof = True
+                break
             chunks.append(chunk)
         if chunks:
             self._progress_at = time.monotonic()
             try:
                 self._received(b"".join(chunks))
+            except ServerClosed:
+                eof = True
             except ValueError as exc:  # a protocol violation by the server
                 self._fail(str(exc), failure=True)
                 return False
+        if eof and self._sock is not None:
+            self._eof()
+            return False
         return self._sock is not None
 
     def _handshake(self) -> None:
@@ -311,7 +326,8 @@ class TlsConnection:
             return
         self._state = _OPEN
         self._backoff = 0.0
-        self._outstanding = 0
+        self._sent = {}
+        self._answered = 0
         self._progress_at = time.monotonic()
         self.opens += 1
         self.stats.count(f"upstream_{self.scheme}_connects")
@@ -352,10 +368,20 @@ class TlsConnection:
         self._tls.write(data)
 
     def _eof(self) -> None:
-        # A server closes an idle connection (unbound after tcp-idle-timeout): not a failure,
-        # unless queries were waiting on it.
-        if self._state == _OPEN and not self._outstanding:
+        """The server closed the connection: after an idle timeout (unbound's tcp-idle-timeout),
+        a restart, or as its way to refuse us.
+
+        A connection that had answered is not a failure: the queries it did not answer yet
+        (one that raced the close, say) go again on a new one at once, as RFC 7766 asks.
+        A connection closed before it answered anything fails its queries over."""
+        if self._state == _OPEN and self._answered:
+            again = list(self._sent.items())
             self._drop()
+            if again:
+                self.stats.count(f"upstream_{self.scheme}_resent", len(again))
+                with self._lock:
+                    self._outbox[:0] = again
+                    self._connect()
             return
         self._fail("connection closed by the server", failure=True)
 
@@ -374,7 +400,7 @@ class TlsConnection:
         sock, self._sock = self._sock, None
         self._state = _CLOSED
         self._tls = None
-        self._outstanding = 0
+        self._sent = {}
         self._wbuf.clear()
         self._closed()
         if sock is not None:
@@ -391,8 +417,13 @@ class TlsConnection:
 
     def _write_queries(self, batch: list[tuple[int, bytes]]) -> None:
         """RFC 7766: each message after its two-byte length, all in one TLS write."""
-        self._outstanding += len(batch)
+        self._note_sent(batch)
         self._send_plain(b"".join(struct.pack("!H", len(m)) + m for _, m in batch))
+
+    def _note_sent(self, batch: list[tuple[int, bytes]]) -> None:
+        if not self._sent:
+            self._progress_at = time.monotonic()  # the silence counts from now, not from the last reply
+        self._sent.update(batch)
 
     def _received(self, data: bytes) -> None:
         buf = self._rbuf
@@ -404,7 +435,9 @@ class TlsConnection:
                 break
             reply = bytes(buf[pos + 2 : pos + 2 + size])
             pos += 2 + size
-            self._outstanding = max(0, self._outstanding - 1)
+            if len(reply) >= 2:
+                self._sent.pop(reply[0] << 8 | reply[1], None)
+            self._answered += 1
             self._on_reply(self.channel, reply)
             if self._sock is None:  # the handler closed us (stop)
                 return

@@ -223,3 +223,33 @@ def test_a_dead_tls_upstream_fails_over_to_the_next_plain_one(make_engine, engin
     assert time.monotonic() - started < 1.0  # refused at once, not the 2 s timeout
     assert answers(client.query("second.example.com")) == ["A 192.0.2.77"]  # during the backoff: at once too
     assert engine.stats.counters["upstream_failover"] >= 2
+
+
+@pytest.mark.integration
+def test_a_query_the_server_closed_the_connection_on_goes_again_on_a_new_one(
+    make_engine, engine_config, tls_upstream, ca
+):
+    tls_upstream.lose_after = 1  # answers one query, reads the next and closes without answering it
+    engine = engine_with(make_engine, engine_config, f"tls://127.0.0.1:{tls_upstream.port}#{NAME}?ca={ca.ca_file}")
+    client = Client(engine.port)
+
+    assert answers(client.query("one.example.com")) == ["A 192.0.2.53"]
+    assert answers(client.query("two.example.com")) == ["A 192.0.2.53"]  # its only upstream: no failover
+    assert tls_upstream.connections == 2
+    assert engine.stats.counters["upstream_tls_resent"] == 1
+    assert "upstream_errors" not in engine.stats.counters
+
+
+@pytest.mark.integration
+def test_a_connection_idle_for_longer_than_the_timeout_is_reused(make_engine, engine_config, tls_upstream, ca):
+    tls_upstream.delay = 0.15  # half the timeout: slow, but in time
+    engine = engine_with(
+        make_engine, engine_config, f"tls://127.0.0.1:{tls_upstream.port}#{NAME}?ca={ca.ca_file}", timeout=0.3
+    )
+    client = Client(engine.port)
+
+    assert answers(client.query("one.example.com")) == ["A 192.0.2.53"]
+    time.sleep(0.6)  # idle: nothing waits on the connection, so its silence is no failure
+    assert answers(client.query("two.example.com")) == ["A 192.0.2.53"]
+    assert tls_upstream.connections == 1
+    assert "upstream_errors" not in engine.stats.counters

@@ -2,8 +2,8 @@
 
 What unbound will not do on request: answer a batch of pipelined queries in
 reverse order (`reverse_batch`), close the connection after some answers
-(`drop_after`), and count connections and the most queries it saw in flight on
-one. Answers every A query with `address`; never forwards anything.
+(`drop_after`), close it with a query unanswered (`lose_after`), and count
+connections and the most queries it saw in flight on one. Answers every A query with `address`; never forwards anything.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from pathlib import Path
 
 from dnslib import QTYPE, RR, A, DNSRecord
@@ -32,6 +33,8 @@ class TlsUpstream:
         self.address = address
         self.reverse_batch = 0  # >1: wait for this many queries, answer them last first
         self.drop_after = 0  # >0: close each connection after this many answers
+        self.delay = 0.0  # seconds to wait before each answer
+        self.lose_after = 0  # >0: after this many answers, read one more query and close without answering it
         self.connections = 0
         self.most_in_flight = 0
         self.queries = 0
@@ -98,10 +101,14 @@ class TlsUpstream:
                 if query is None:
                     return
                 self.queries += 1
+                if self.lose_after and answered >= self.lose_after:
+                    return
                 batch.append(query)
                 self.most_in_flight = max(self.most_in_flight, len(batch))
                 if self.reverse_batch > 1 and len(batch) < self.reverse_batch:
                     continue
+                if self.delay:
+                    time.sleep(self.delay)
                 out = b""
                 for q in reversed(batch):
                     reply = self._answer(q)
