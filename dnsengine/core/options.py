@@ -56,6 +56,14 @@ class Upstream:
         name = f"#{self.tls_name}" if self.tls_name else ""
         return f"{self.scheme}://{address}{self.path}{name}"
 
+    @property
+    def text(self) -> str:
+        """The entry as `parse_upstreams` reads it back, options included (`label` leaves them
+        out: it names the upstream in logs and the query log, without file paths)."""
+        options = [f"ca={self.ca_file}"] if self.ca_file else []
+        options += [f"spki={base64.b64encode(pin).decode()}" for pin in self.spki]
+        return self.label + ("?" + "&".join(options) if options else "")
+
 
 @dataclass(frozen=True, slots=True)
 class BlockingMode:

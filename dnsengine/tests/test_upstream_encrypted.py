@@ -97,6 +97,24 @@ def test_it_refuses_a_malformed_encrypted_upstream(raw):
         parse_upstreams(raw)
 
 
+def test_an_upstream_written_back_as_text_keeps_its_options():
+    raw = f"tls://192.0.2.1#dns.example?ca=/etc/ca.pem&spki={base64.b64encode(b'p' * 32).decode()}"
+    upstream = parse_upstreams(raw)[0]
+    assert upstream.text == raw.replace("192.0.2.1", "192.0.2.1:853")
+    assert parse_upstreams(upstream.text) == (upstream,)
+    assert "?" not in upstream.label  # what logs and the query log show: no file paths
+
+
+@pytest.mark.django_db
+def test_a_forwarding_rule_keeps_the_ca_and_pins_of_its_upstreams():
+    from dnsengine.models import ForwardingRule
+
+    pin = base64.b64encode(b"p" * 32).decode()
+    rule = ForwardingRule(domain="lan", upstreams=f" tls://192.0.2.1#dns.lan?ca=/etc/ca.pem&spki={pin} ,192.0.2.2")
+    rule.full_clean()
+    assert rule.upstreams == f"tls://192.0.2.1:853#dns.lan?ca=/etc/ca.pem&spki={pin}, 192.0.2.2:53"
+
+
 def test_a_plain_only_setting_refuses_an_encrypted_upstream():
     with pytest.raises(ConfigError, match="only a plain resolver"):
         parse_upstreams("tls://192.0.2.1", "GLORYHOLE_CLIENT_PTR_RESOLVER", plain_only=True)
