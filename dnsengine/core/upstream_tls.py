@@ -52,25 +52,16 @@ MAX_MESSAGE = 65535
 
 _CLOSED, _CONNECTING, _HANDSHAKE, _OPEN = range(4)
 
-_contexts: dict[tuple[str, tuple[str, ...]], ssl.SSLContext] = {}
-_contexts_lock = threading.Lock()
-
 
 def client_context(ca_file: str = "", alpn: tuple[str, ...] = ()) -> ssl.SSLContext:
     """The system trust store (or only `ca_file`), hostname checked, TLS 1.2 or newer.
 
-    `ssl.create_default_context()` honours SSL_CERT_FILE / SSL_CERT_DIR. One context
-    per CA file and ALPN list, shared by the connections that use them."""
-    key = (ca_file, alpn)
-    with _contexts_lock:
-        context = _contexts.get(key)
-        if context is None:
-            context = ssl.create_default_context(cafile=ca_file or None)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            if alpn:
-                context.set_alpn_protocols(list(alpn))
-            _contexts[key] = context
-        return context
+    `ssl.create_default_context()` honours SSL_CERT_FILE / SSL_CERT_DIR."""
+    context = ssl.create_default_context(cafile=ca_file or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if alpn:
+        context.set_alpn_protocols(list(alpn))
+    return context
 
 
 def spki_sha256(der: bytes) -> bytes:
@@ -156,8 +147,15 @@ class TlsConnection:
         self._progress_at = 0.0
         self._answered = 0  # replies on this connection
         self.opens = 0
+        # Made here, on the thread that builds the forwarder (start-up, or the config watcher
+        # for a group's or a rule's upstreams): reading the trust store never stalls dns-io.
         self._context: ssl.SSLContext | None = None
         self._context_error = ""
+        try:
+            self._context = client_context(upstream.ca_file, self.alpn)
+        except (OSError, ssl.SSLError) as exc:
+            self._context_error = f"CA file {upstream.ca_file!r} not usable: {exc}"
+            logger.error("upstream %s: %s; it will fail every query", upstream.label, self._context_error)
         # Its own, so that one upstream's refused certificate does not hide another's.
         self._refused_log = RateLimitedLog(logger, interval=10.0)
         self._rbuf = bytearray()
@@ -208,13 +206,10 @@ class TlsConnection:
         if now < self._retry_at:
             self._loop.call_soon(lambda: self._fail("connection failed recently, retrying later", failure=False))
             return
-        try:
-            context = self._context or client_context(self.upstream.ca_file, self.alpn)
-        except (OSError, ssl.SSLError) as exc:
-            self._context_error = f"CA file {self.upstream.ca_file!r}: {exc}"
+        context = self._context
+        if context is None:
             self._loop.call_soon(lambda: self._fail(self._context_error, failure=True))
             return
-        self._context = context
         sock = socket.socket(self.upstream.family, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -271,3 +271,13 @@ def test_a_connection_idle_for_longer_than_the_timeout_is_reused(make_engine, en
     assert answers(client.query("two.example.com")) == ["A 192.0.2.53"]
     assert tls_upstream.connections == 1
     assert "upstream_errors" not in engine.stats.counters
+
+
+@pytest.mark.integration
+def test_an_unreadable_ca_file_fails_the_upstream_with_a_clear_line(make_engine, engine_config, tmp_path, caplog):
+    missing = tmp_path / "no-such-ca.pem"
+    with caplog.at_level(logging.ERROR, logger="dnsengine.core.upstream_tls"):
+        engine = engine_with(make_engine, engine_config, f"tls://127.0.0.1:1#{NAME}?ca={missing}")
+    assert f"CA file '{missing}' not usable" in caplog.text
+
+    assert rcode(Client(engine.port).query("a.test.lan")) == "SERVFAIL"
