@@ -21,6 +21,8 @@ back before the forwarder matches it like any other.
 
 from __future__ import annotations
 
+import contextlib
+
 import h2.config
 import h2.connection
 import h2.events
@@ -63,6 +65,9 @@ class HttpsConnection(TlsConnection):
         ]
         self._send_plain(self._h2.data_to_send())
 
+    def _unsent(self) -> list[tuple[int, bytes]]:
+        return self._waiting
+
     def _closed(self) -> None:
         self._h2 = None
         self._streams = {}
@@ -80,14 +85,17 @@ class HttpsConnection(TlsConnection):
             body = b"\0\0" + message[2:]
             try:
                 stream_id = conn.get_next_available_stream_id()
+            except h2.exceptions.NoAvailableStreamIDError:
+                # 2^30 queries on one connection: a fresh one for these and the unanswered.
+                self._waiting.insert(0, (qid, message))
+                self._resend_on_new_connection()
+                return
+            try:
                 conn.send_headers(stream_id, [*self._headers_base, (b"content-length", str(len(body)).encode())])
                 conn.send_data(stream_id, body, end_stream=True)
-            except h2.exceptions.NoAvailableStreamIDError:
-                # 2^30 queries on one connection: start a fresh one for the rest.
-                self._waiting.insert(0, (qid, message))
-                self._fail("HTTP/2 stream IDs used up, reconnecting", failure=False)
-                return
             except h2.exceptions.H2Error as exc:  # the flow-control window is shut, say
+                with contextlib.suppress(h2.exceptions.H2Error):
+                    conn.reset_stream(stream_id)
                 self._on_failed(self.channel, qid, f"HTTP/2: {exc}")
                 continue
             self._streams[stream_id] = _Stream(qid)
@@ -102,7 +110,7 @@ class HttpsConnection(TlsConnection):
             events = conn.receive_data(data)
         except h2.exceptions.H2Error as exc:
             raise ValueError(f"HTTP/2 protocol error: {exc}") from None
-        ended = False
+        room = False  # a stream ended or the server's limit changed: waiting queries may start
         for event in events:
             if isinstance(event, h2.events.ResponseReceived):
                 stream = self._streams.get(event.stream_id)
@@ -116,19 +124,21 @@ class HttpsConnection(TlsConnection):
                     if len(stream.body) > MAX_MESSAGE:
                         conn.reset_stream(event.stream_id)
                         self._end(event.stream_id, "reply larger than a DNS message")
-                        ended = True
+                        room = True
             elif isinstance(event, h2.events.StreamEnded):
                 self._end(event.stream_id, None)
-                ended = True
+                room = True
             elif isinstance(event, h2.events.StreamReset):
                 self._end(event.stream_id, f"stream reset by the server (error {event.error_code})")
-                ended = True
+                room = True
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                room = True
             elif isinstance(event, h2.events.ConnectionTerminated):
                 # GOAWAY: a new connection for new queries, and those not answered yet go again.
                 raise ServerClosed
             if self._sock is None:  # a handler closed the connection
                 return
-        if ended and self._waiting:
+        if room and self._waiting:
             self._start_streams()
             return
         out = conn.data_to_send()

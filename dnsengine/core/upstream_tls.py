@@ -370,15 +370,19 @@ class TlsConnection:
         (one that raced the close, say) go again on a new one at once, as RFC 7766 asks.
         A connection closed before it answered anything fails its queries over."""
         if self._state == _OPEN and self._answered:
-            again = list(self._sent.items())
-            self._drop()
-            if again:
-                self.stats.count(f"upstream_{self.scheme}_resent", len(again))
-                with self._lock:
-                    self._outbox[:0] = again
-                    self._connect()
+            self._resend_on_new_connection()
             return
         self._fail("connection closed by the server", failure=True)
+
+    def _resend_on_new_connection(self) -> None:
+        """Close this connection; what it had not answered (or not sent) goes first on a new one."""
+        again = [*self._sent.items(), *self._unsent()]
+        self._drop()
+        if again:
+            self.stats.count(f"upstream_{self.scheme}_resent", len(again))
+            with self._lock:
+                self._outbox[:0] = again
+                self._connect()
 
     def _fail(self, why: str, failure: bool) -> None:
         if failure:
@@ -406,6 +410,10 @@ class TlsConnection:
 
     def _opened(self) -> None:
         self._rbuf = bytearray()
+
+    def _unsent(self) -> list[tuple[int, bytes]]:
+        """Queries taken from the outbox but not written yet (HTTP/2 waits for free streams)."""
+        return []
 
     def _closed(self) -> None:
         self._rbuf = bytearray()
