@@ -281,3 +281,33 @@ def test_an_unreadable_ca_file_fails_the_upstream_with_a_clear_line(make_engine,
     assert f"CA file '{missing}' not usable" in caplog.text
 
     assert rcode(Client(engine.port).query("a.test.lan")) == "SERVFAIL"
+
+
+@pytest.mark.integration
+def test_queries_on_a_connection_that_dies_fail_over_to_the_next_upstream(
+    make_engine, engine_config, tls_upstream, upstream, ca
+):
+    tls_upstream.hang_up = True  # takes the connection and the query, closes without an answer
+    upstream.behaviour.address = "192.0.2.77"
+    engine = engine_with(
+        make_engine, engine_config, f"tls://127.0.0.1:{tls_upstream.port}#{NAME}?ca={ca.ca_file}, {upstream.address}"
+    )
+
+    started = time.monotonic()
+    assert answers(Client(engine.port).query("first.example.com")) == ["A 192.0.2.77"]
+    assert time.monotonic() - started < 1.0  # at the close, not at the 2 s timeout
+    assert tls_upstream.queries == 1
+    assert engine.stats.counters["upstream_failover"] == 1
+
+
+@pytest.mark.integration
+def test_a_doh_error_status_fails_the_query_at_once(make_engine, engine_config, unbound, ca):
+    engine = engine_with(
+        make_engine, engine_config, f"https://127.0.0.1:{unbound.https_port}/no-such-path#{NAME}?ca={ca.ca_file}"
+    )
+
+    started = time.monotonic()
+    assert rcode(Client(engine.port).query("a.test.lan")) == "SERVFAIL"
+    assert time.monotonic() - started < 1.0  # the HTTP error, not the 2 s timeout
+    assert engine.stats.counters["upstream_https_connects"] == 1
+    assert engine.stats.counters["upstream_errors"] == 1

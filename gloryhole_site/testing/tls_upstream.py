@@ -34,6 +34,7 @@ class TlsUpstream:
         self.reverse_batch = 0  # >1: wait for this many queries, answer them last first
         self.drop_after = 0  # >0: close each connection after this many answers
         self.delay = 0.0  # seconds to wait before each answer
+        self.hang_up = False  # close the connection as soon as a query arrives, unanswered
         self.lose_after = 0  # >0: after this many answers, read one more query and close without answering it
         self.connections = 0
         self.most_in_flight = 0
@@ -101,7 +102,7 @@ class TlsUpstream:
                 if query is None:
                     return
                 self.queries += 1
-                if self.lose_after and answered >= self.lose_after:
+                if self.hang_up or (self.lose_after and answered >= self.lose_after):
                     return
                 batch.append(query)
                 self.most_in_flight = max(self.most_in_flight, len(batch))
