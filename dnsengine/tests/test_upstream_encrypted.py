@@ -260,14 +260,14 @@ def test_a_query_the_server_closed_the_connection_on_goes_again_on_a_new_one(
 
 @pytest.mark.integration
 def test_a_connection_idle_for_longer_than_the_timeout_is_reused(make_engine, engine_config, tls_upstream, ca):
-    tls_upstream.delay = 0.15  # half the timeout: slow, but in time
+    tls_upstream.delay = 0.2  # slow, but well within the timeout
     engine = engine_with(
-        make_engine, engine_config, f"tls://127.0.0.1:{tls_upstream.port}#{NAME}?ca={ca.ca_file}", timeout=0.3
+        make_engine, engine_config, f"tls://127.0.0.1:{tls_upstream.port}#{NAME}?ca={ca.ca_file}", timeout=0.5
     )
     client = Client(engine.port)
 
     assert answers(client.query("one.example.com")) == ["A 192.0.2.53"]
-    time.sleep(0.6)  # idle: nothing waits on the connection, so its silence is no failure
+    time.sleep(0.8)  # idle: nothing waits on the connection, so its silence is no failure
     assert answers(client.query("two.example.com")) == ["A 192.0.2.53"]
     assert tls_upstream.connections == 1
     assert "upstream_errors" not in engine.stats.counters
