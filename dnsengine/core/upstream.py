@@ -16,8 +16,8 @@ by a small fixed pool of threads. An encrypted upstream (`tls://`, `https://`) h
 kept-open connection on the same loop instead of UDP sockets (`upstream_tls`,
 `upstream_https`): its queries wait in the same table, keyed by the connection's
 channel number instead of a socket's, so racing, timeouts and failover are the same.
-Everything is bounded: pending queries by `max_inflight` (beyond it: refused at once, and counted), TCP retries by a
-queue.
+Everything is bounded: pending queries by `max_inflight` (beyond it: refused at
+once, and counted), TCP retries by a queue.
 
 One module past ~500 lines on purpose: the pending table, the timeouts, the
 racing and the demotion all work on the same per-query state, which only the I/O
