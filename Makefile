@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5300
 DURATION ?= 60
 
-.PHONY: run test test-sqlite test-fast test-postgres bench-pg faults soak lint format bench bench-web loadtest migrations-check migrate venv dev-venv clean chromium
+.PHONY: unbound run test test-sqlite test-fast test-postgres bench-pg faults soak lint format bench bench-web loadtest migrations-check migrate venv dev-venv clean chromium
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ run: venv
 PYTEST_ARGS ?=
 test: test-sqlite test-postgres
 
-test-sqlite: dev-venv chromium
+test-sqlite: dev-venv chromium unbound
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast loop while editing: SQLite, without the tests marked integration (those that
@@ -46,13 +46,18 @@ test-sqlite: dev-venv chromium
 test-fast: dev-venv
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
-test-postgres: dev-venv chromium
+test-postgres: dev-venv chromium unbound
 	devtools/pgtest.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 # The browser test drives Debian's chromium through Playwright; never a browser
 # build downloaded by `playwright install`.
 chromium:
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+# The encrypted-upstream tests run Debian's unbound on loopback as an independent DoT and
+# DoH server (dnsengine/tests/test_upstream_encrypted.py); it never recurses there.
+unbound:
+	@command -v unbound >/dev/null || (apt-get update && apt-get install -y unbound)
 
 # Web response times on a temporary database of N synthetic queries (not a test).
 BENCH_ROWS ?= 5000000
@@ -124,6 +129,12 @@ loadtest: venv
 .PHONY: loadtest-privacy
 loadtest-privacy:
 	$(MAKE) loadtest LOADTEST_VARIANTS=nolog-max,pool-max,private-max
+
+# Encrypted upstreams: the engine forwarding to one unbound over plain UDP, DoT and DoH,
+# side by side (devtools/load/encrypted.py, docs/encrypted-dns.md).
+.PHONY: loadtest-encrypted
+loadtest-encrypted: unbound
+	$(MAKE) loadtest LOADTEST_VARIANTS=udpub-10k,dot-10k,doh-10k,udpub-max,dot-max,doh-max
 
 # Client groups against one group: 200 clients in 5 groups, dnsperf from 10 of their
 # addresses, side by side (devtools/load/clients.py, docs/clients.md). Not a test.

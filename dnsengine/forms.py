@@ -150,7 +150,9 @@ class GroupSettingsForm(forms.Form):
     upstreams = forms.CharField(
         max_length=1000,
         required=False,
-        help_text="host[:port], comma-separated; empty: the engine's upstreams",
+        help_text=(
+            "host[:port], tls://IP#name or https://IP/dns-query#name, comma-separated; empty: the engine's upstreams"
+        ),
         widget=forms.TextInput(attrs={"placeholder": "the engine's upstreams"}),
     )
     rate_limit_exempt = forms.BooleanField(required=False, label="Exempt from the rate limit")
@@ -195,7 +197,9 @@ class ForwardingRuleForm(forms.Form):
     upstreams = forms.CharField(
         max_length=1000,
         required=False,
-        help_text="host[:port], comma-separated; several: tried in this order",
+        help_text=(
+            "host[:port], tls://IP#name or https://IP/dns-query#name, comma-separated; several: tried in this order"
+        ),
         widget=forms.TextInput(attrs={"placeholder": "192.168.1.1"}),
     )
     enabled = forms.BooleanField(required=False, label="On")

@@ -497,6 +497,6 @@ class ForwardingRule(models.Model):
         except ConfigError as exc:
             errors["upstreams"] = str(exc)
         else:
-            self.upstreams = ", ".join(u.label for u in parsed)
+            self.upstreams = ", ".join(u.text for u in parsed)
         if errors:
             raise ValidationError(errors)

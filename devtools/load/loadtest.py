@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devtools.load.encrypted import start_unbound
 from devtools.load.harness import (
     FILE_MAX_LINES,
     FILE_QPS_ALLOWANCE,
@@ -65,6 +66,8 @@ from devtools.load.harness import (
 from devtools.load.report import pick_medians, report
 
 BLOCKLIST_NAME = "loadtest"
+# A variant's GLORYHOLE_UPSTREAMS that names one of unbound's transports, filled in once it runs.
+UNBOUND_UPSTREAM = "@unbound:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,9 @@ class Variant:
             "thread": "engine, log thread-per-query",
             "cnameon": "engine, log pool, CNAME inspection on",
             "cnameoff": "engine, log pool, CNAME inspection off",
+            "udpub": "engine, log pool, upstream unbound over UDP",
+            "dot": "engine, log pool, upstream unbound over TLS",
+            "doh": "engine, log pool, upstream unbound over HTTPS",
         }[self.key.split("-")[0]]
         return f"{what} @ {speed}"
 
@@ -124,6 +130,11 @@ def extra_variants(rate: int) -> list[Variant]:
     # its full speed is to be close to nolog-max's.
     private = {**pool, "GLORYHOLE_PRIVACY_LEVEL": "3"}
     out += [Variant(f"private-{tag}", "engine", rate, private), Variant("private-max", "engine", None, private)]
+    # Encrypted upstreams (docs/encrypted-dns.md): one unbound (devtools/load/encrypted.py) over
+    # plain UDP, DoT and DoH, so the transport is the only difference; needs unbound and openssl.
+    for key, transport in (("udpub", "udp"), ("dot", "tls"), ("doh", "https")):
+        env = {**pool, "GLORYHOLE_UPSTREAMS": UNBOUND_UPSTREAM + transport}
+        out += [Variant(f"{key}-{tag}", "engine", rate, env), Variant(f"{key}-max", "engine", None, env)]
     return out
 
 
@@ -160,6 +171,7 @@ class Setup:
     template_data: Path | None
     procs: Processes
     upstream_pid: int = 0
+    unbound_upstreams: dict[str, str] = field(default_factory=dict)  # transport -> GLORYHOLE_UPSTREAMS
 
 
 def run_dnsperf(setup: Setup, result: RunResult, server: subprocess.Popen, port: int, out_dir: Path) -> None:
@@ -235,6 +247,9 @@ def engine_env(setup: Setup, data_dir: Path, metrics_port: int, extra: dict[str,
     env = base_env(data_dir, setup.upstream)
     env["GLORYHOLE_METRICS_PORT"] = str(metrics_port)
     env.update(extra)
+    named = env["GLORYHOLE_UPSTREAMS"]
+    if named.startswith(UNBOUND_UPSTREAM):
+        env["GLORYHOLE_UPSTREAMS"] = setup.unbound_upstreams[named.removeprefix(UNBOUND_UPSTREAM)]
     return env
 
 
@@ -360,7 +375,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", default="all", help="comma-separated keys (default all): " + ", ".join(
         v.key for v in all_variants(10_000)).replace("10k", "<rate>")
         + "; also selectable by name: floor-<rate>, floor-max (devtools.load.plain_server), "
-        "cnameon-<rate>, cnameon-max, cnameoff-<rate>, cnameoff-max (GLORYHOLE_CNAME_INSPECTION=1/0)")  # fmt: skip
+        "cnameon-<rate>, cnameon-max, cnameoff-<rate>, cnameoff-max (GLORYHOLE_CNAME_INSPECTION=1/0), "
+        "udpub-, dot-, doh-<rate> and -max (upstream unbound over UDP, TLS, HTTPS)")  # fmt: skip
     parser.add_argument("--only", choices=MIX_KINDS, default="", help="query only one kind of name (default: the mix)")
     parser.add_argument("--upstream-cnames", type=int, default=0, metavar="K",
                         help="the fake upstream answers one name in K through a CNAME (default 0: none)")  # fmt: skip
@@ -459,6 +475,10 @@ def main(argv: list[str] | None = None) -> int:
                 template, how = prepare_engine_db(python, work, blocklist, upstream, args.forwarding_rules)
                 notes.append(f"blocklist import via {how}")
             setup = Setup(args, work, python, upstream, blocklist, queries, template, procs, upstream_proc.pid)
+            unbound_proc = None
+            if any(v.env.get("GLORYHOLE_UPSTREAMS", "").startswith(UNBOUND_UPSTREAM) for v in variants):
+                unbound_proc, setup.unbound_upstreams = start_unbound(work, procs)
+                notes.append("encrypted variants: unbound " + ", ".join(setup.unbound_upstreams.values()))
             # Repeats go round-robin so that a burst of load from elsewhere hits every variant alike.
             for round_no in range(1, args.repeat + 1):
                 for variant in variants:
@@ -470,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
                     if result.perf and result.perf.ok and result.perf.sent > lines:
                         notes.append(f"{result.label}: dnsperf wrapped around the query file ({result.perf.sent:,})")
             procs.stop(upstream_proc)
+            if unbound_proc is not None:
+                procs.stop(unbound_proc)
             notes.append(f"fake upstream: {tail(work / 'upstream.out', 1)}")
             notes.append(f"whole run took {time.monotonic() - started:.0f}s")
             print(report(setup, pick_medians(results), notes))

@@ -1,4 +1,5 @@
-"""One thread that waits on many sockets: the engine's UDP listener and its upstream sockets.
+"""One thread that waits on many sockets: the engine's UDP listener and its upstream sockets
+(UDP, and the TLS and HTTPS connections of encrypted upstreams).
 
 Why one thread for both: with the GIL, a listener thread and an upstream
 receiver thread cannot run Python at the same time anyway, and every packet
@@ -70,6 +71,32 @@ class IoLoop:
                     pass
 
         self._run_in_loop(remove)
+
+    def watch(self, sock: socket.socket, callback: Reader, writable: bool) -> None:
+        """Like add_reader, and `callback` also runs when `sock` is writable while `writable`
+        is set; calling it again for the same socket changes what is watched. The encrypted
+        upstream connections use it for a connect in progress and a full send buffer."""
+
+        def apply() -> None:
+            fd = sock.fileno()
+            events = select.EPOLLIN | (select.EPOLLOUT if writable else 0)
+            if fd in self._readers:
+                self._epoll.modify(fd, events)
+            else:
+                self._epoll.register(fd, events)
+            self._readers[fd] = (sock, callback)
+
+        self._run_in_loop(apply)
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the loop thread and wait for it (directly when the loop is not running)."""
+        self._run_in_loop(fn)
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the loop thread after the current pass, without waiting for it."""
+        self._calls.append(fn)
+        if threading.current_thread() is not self._thread:
+            self.wake()
 
     def add_ticker(self, ticker: Ticker) -> None:
         self._run_in_loop(lambda: self._tickers.append([ticker, 0.0]))
@@ -149,7 +176,7 @@ class IoLoop:
             now = monotonic()
             if now >= next_tick:
                 next_tick = self._run_tickers(now)
-            timeout = max(0.0, next_tick - now)
+            timeout = 0.0 if self._calls else max(0.0, next_tick - now)
         # Whoever waits on a call queued after the stop is released.
         while self._calls:
             self._calls.popleft()()

@@ -12,9 +12,12 @@ the query goes to the next upstream too and the first answer wins, so a silent
 or overloaded upstream costs a query a few tens of milliseconds, not the whole
 timeout, while its own attempt still runs to the timeout (and counts towards
 its demotion). A truncated reply is retried over TCP
-by a small fixed pool of threads. Everything is bounded: pending queries by
-`max_inflight` (beyond it: refused at once, and counted), TCP retries by a
-queue.
+by a small fixed pool of threads. An encrypted upstream (`tls://`, `https://`) has one
+kept-open connection on the same loop instead of UDP sockets (`upstream_tls`,
+`upstream_https`): its queries wait in the same table, keyed by the connection's
+channel number instead of a socket's, so racing, timeouts and failover are the same.
+Everything is bounded: pending queries by `max_inflight` (beyond it: refused at
+once, and counted), TCP retries by a queue.
 
 One module past ~500 lines on purpose: the pending table, the timeouts, the
 racing and the demotion all work on the same per-query state, which only the I/O
@@ -41,6 +44,8 @@ from dnsengine.core.ioloop import IoLoop
 from dnsengine.core.options import Upstream
 from dnsengine.core.stats import EngineStats
 from dnsengine.core.throttle import RateLimitedLog
+from dnsengine.core.upstream_https import HttpsConnection
+from dnsengine.core.upstream_tls import TlsConnection
 
 logger = logging.getLogger(__name__)
 _warn = RateLimitedLog(logger, interval=10.0)
@@ -70,6 +75,10 @@ _OPT_DO = wire.opt_record(1232, True)
 HEDGE_MIN = 0.05
 RTT_SAMPLES = 256
 RTT_RECOMPUTE_EVERY = 32
+
+# Channel numbers of encrypted connections in the pending table's keys (channel << 16 | ID):
+# above any file descriptor, unique in the process.
+_channels = itertools.count(1 << 32)
 
 
 @dataclass(slots=True)
@@ -133,6 +142,8 @@ class UpstreamForwarder:
         self.max_inflight = max_inflight
         self.stats = stats
         self._sockets: list[list[socket.socket]] = []
+        # One connection per encrypted upstream, None for a plain one.
+        self._transports: list[TlsConnection | None] = []
         self._sock_upstream: dict[int, int] = {}
         # Attempts keyed by socket and query ID as one int: fileno << 16 | qid. An
         # attempt stays until its upstream answers or its deadline passes, also after
@@ -168,6 +179,15 @@ class UpstreamForwarder:
     def start(self) -> None:
         for index, upstream in enumerate(self.upstreams):
             socks = []
+            if upstream.encrypted:
+                kind = HttpsConnection if upstream.scheme == "https" else TlsConnection
+                channel = next(_channels)
+                self._transports.append(kind(upstream, channel, self._loop, self.stats, self.timeout,
+                                             self._handle_reply, self._fail_socket, self._fail_query))  # fmt: skip
+                self._sock_upstream[channel] = index
+                self._sockets.append(socks)
+                continue
+            self._transports.append(None)
             for _ in range(self._sockets_per_upstream):
                 sock = socket.socket(upstream.family, socket.SOCK_DGRAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
@@ -197,6 +217,9 @@ class UpstreamForwarder:
         for socks in self._sockets:
             for sock in socks:
                 self._loop.remove_reader(sock)
+        for transport in self._transports:
+            if transport is not None:
+                self._loop.call(transport.close)
         with self._lock:
             attempts = list(self._pending.values())
             self._pending.clear()
@@ -296,13 +319,17 @@ class UpstreamForwarder:
         while True:
             pending.upstream = index
             socks = self._sockets[index]
+            transport = self._transports[index]
             now = time.monotonic()
             with self._lock:
                 for _ in range(8):
                     bits = self._random32()
                     qid = bits & 0xFFFF
-                    sock = socks[(bits >> 16) % len(socks)]
-                    key = sock.fileno() << 16 | qid
+                    if transport is None:
+                        sock = socks[(bits >> 16) % len(socks)]
+                        key = sock.fileno() << 16 | qid
+                    else:
+                        key = transport.channel << 16 | qid
                     if key not in self._pending:
                         break
                 else:  # pragma: no cover - 8 collisions in a row means a full table
@@ -324,7 +351,10 @@ class UpstreamForwarder:
                     self._finish(pending, None, "")
                 return
             try:
-                sock.send(struct.pack("!H", qid) + pending.packet)
+                if transport is None:
+                    sock.send(struct.pack("!H", qid) + pending.packet)
+                else:
+                    transport.send(qid, struct.pack("!H", qid) + pending.packet)
                 return
             except OSError as exc:
                 # ECONNREFUSED from an earlier ICMP error, unreachable network...
@@ -386,6 +416,9 @@ class UpstreamForwarder:
         self._hedge(now)
         self._expire(now)
         self._reprobe(now)
+        for transport in self._transports:
+            if transport is not None:
+                transport.tick(now)
         # Often enough that a query times out close to its deadline, even with a short timeout.
         wanted = min(0.1, self.timeout / 4)
         if self._deadlines:
@@ -502,6 +535,18 @@ class UpstreamForwarder:
             self._note_failure(attempt.upstream, f"no answer within {self.timeout}s")
             self._attempt_failed(attempt.pending)
 
+    def _fail_query(self, channel: int, qid: int, why: str) -> None:
+        """One query on an encrypted connection failed (an HTTP error, say): fail it over now."""
+        key = channel << 16 | qid
+        with self._lock:
+            attempt = self._pending.pop(key, None)
+            if attempt is not None:
+                attempt.pending.keys.remove(key)
+        if attempt is None:
+            return
+        self._note_failure(attempt.upstream, why)
+        self._attempt_failed(attempt.pending)
+
     def _fail_socket(self, fileno: int, why: str) -> None:
         with self._lock:
             keys = [k for k in self._pending if k >> 16 == fileno]
@@ -537,9 +582,11 @@ class UpstreamForwarder:
                 self._tcp_queue.task_done()
 
     def _tcp_query(self, pending: _Pending, first: int) -> tuple[bytes | None, str]:
-        """Ask over TCP, the truncating upstream first, then the others."""
+        """Ask over TCP, the truncating upstream first, then the other plain ones."""
         for index in [first, *(i for i in self._order if i != first)]:
             upstream = self.upstreams[index]
+            if upstream.encrypted:
+                continue  # a stream transport never truncates; its own connection is on the loop
             qid = self._random16()
             message = struct.pack("!H", qid) + pending.packet
             try:

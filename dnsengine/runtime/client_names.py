@@ -74,7 +74,7 @@ class ClientNamesConfig:
         resolver = None
         if raw:
             try:
-                upstreams = parse_upstreams(raw, "GLORYHOLE_CLIENT_PTR_RESOLVER")
+                upstreams = parse_upstreams(raw, "GLORYHOLE_CLIENT_PTR_RESOLVER", plain_only=True)
             except ConfigError as error:
                 raise ImproperlyConfigured(str(error)) from None
             if len(upstreams) != 1:
