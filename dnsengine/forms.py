@@ -7,12 +7,7 @@ from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
 from dnsengine.core.names import normalize_domain
-from dnsengine.engine_settings import (
-    LIVE_SETTINGS,
-    live_setting_parse,
-    live_settings_cross_check,
-    live_settings_current,
-)
+from dnsengine.engine_settings import LIVE_SETTINGS, live_setting_parse, live_settings_cross_check
 from dnsengine.models import WEEKDAYS, Blocklist, ClientGroup, LocalRecord
 from gloryhole_site.dns_env import CACHE_MAX_TTL, CACHE_MIN_TTL
 
@@ -351,7 +346,6 @@ class EngineSettingsForm(forms.Form):
             field = forms.CharField(required=False, label=s.label, help_text=s.help, strip=True)
             field.widget.attrs["placeholder"] = str(getattr(settings, s.name))  # what blank means
             field.widget.attrs["size"] = 40 if s.name == "GLORYHOLE_UPSTREAMS" else 12
-            field.section = s.section
             if s.name in fixed:
                 field.disabled = True
                 field.help_text = f"fixed by {s.name}"
@@ -368,9 +362,9 @@ class EngineSettingsForm(forms.Form):
                 self.add_error(name, str(exc))
         clamps = (CACHE_MIN_TTL.name, CACHE_MAX_TTL.name)
         if not any(name in self.errors for name in clamps):
-            current = live_settings_current()
+            # A blank or fixed clamp is the start-up value (environment or default).
             try:
-                live_settings_cross_check({name: self.parsed.get(name, current[name]) for name in clamps})
+                live_settings_cross_check({name: self.parsed.get(name, getattr(settings, name)) for name in clamps})
             except ValueError as exc:
                 self.add_error(CACHE_MIN_TTL.name, str(exc))
         return data

@@ -144,8 +144,11 @@ class EngineRunner:
         self.retention = retention_thread_from_settings(self.engine.watcher.settings)
         if self.retention is not None:
             self.retention.start()
-        # Query-log and retention settings saved on /settings/ from now on.
+        # Query-log and retention settings saved on /settings/ from now on, and any saved since
+        # the logger was built (the watcher thread runs since engine.start()).
         self.engine.watcher.settings_listeners.append(self.query_log_settings_apply)
+        if self.engine.watcher.settings is not None:
+            self.query_log_settings_apply(self.engine.watcher.settings)
         # Everything loaded so far (Django, the modules, the first blocklist snapshot)
         # lives as long as the process: out of the collector's sight, a full collection
         # no longer walks it, so it is no DNS stall in the p99 (docs/loadtest.md).

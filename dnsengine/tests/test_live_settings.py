@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 import pytest
@@ -35,6 +36,25 @@ def test_new_upstreams_saved_are_used_by_the_running_engine(engine, dns_client, 
     assert answers(dns_client.query("one.example")) == ["A 198.51.100.7"]  # the cache went with the old upstreams
     assert second_upstream.received == 2
     assert upstream.received == 1
+
+
+def test_a_query_waiting_on_the_old_upstreams_is_still_answered(engine, upstream, second_upstream):
+    upstream.behaviour.delay = 0.3  # under the engine's 0.5 s upstream timeout
+    replies = []
+    asker = threading.Thread(target=lambda: replies.append(Client(engine.port).query("slow.example")))
+    asker.start()
+    deadline = time.monotonic() + 5
+    while upstream.received == 0:
+        assert time.monotonic() < deadline, "the query never reached the old upstream"
+        time.sleep(0.01)
+
+    live_settings_save({"GLORYHOLE_UPSTREAMS": second_upstream.address})
+    engine_reload(engine)  # stops the old forwarder once it has answered
+    asker.join(5)
+
+    [reply] = replies
+    assert rcode(reply) == "NOERROR"
+    assert answers(reply) == ["A 192.0.2.1"]
 
 
 def test_the_watcher_applies_saved_upstreams_within_the_reload_interval(engine, dns_client, second_upstream):

@@ -8,9 +8,16 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from dnsengine.engine_settings import LIVE_SETTINGS, live_settings_fixed, live_settings_save, live_settings_saved
+from dnsengine.engine_settings import (
+    LIVE_SETTINGS,
+    live_settings_current,
+    live_settings_fixed,
+    live_settings_save,
+    live_settings_saved,
+)
 from dnsengine.forms import EngineSettingsForm
 from gloryhole_site.auth import staff_required
+from gloryhole_site.dns_env import RELOAD_INTERVAL
 
 SECTIONS = (
     ("dns", "DNS"),
@@ -29,10 +36,11 @@ def engine_settings(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             changed = live_settings_save({name: form.cleaned_data[name] for name in form.fields if name not in fixed})
             if changed:
+                interval = live_settings_current()[RELOAD_INTERVAL.name]
                 messages.success(
                     request,
                     f"Saved {', '.join(changed)}; running engines apply it within their reload interval "
-                    f"({settings.GLORYHOLE_RELOAD_INTERVAL:g} s at start-up).",
+                    f"({interval:g} s).",
                 )
             else:
                 messages.info(request, "Nothing changed.")
