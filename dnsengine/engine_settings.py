@@ -60,7 +60,7 @@ BY_NAME = {s.name: s for s in LIVE_SETTINGS}
 
 def live_settings_fixed() -> dict[str, str]:
     """name -> its value from the environment, for the settings the environment sets."""
-    in_env = getattr(settings, "GLORYHOLE_SET_IN_ENVIRONMENT", frozenset())
+    in_env = settings.GLORYHOLE_SET_IN_ENVIRONMENT
     return {s.name: str(getattr(settings, s.name)) for s in LIVE_SETTINGS if s.name in in_env}
 
 

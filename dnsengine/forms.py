@@ -345,7 +345,6 @@ class EngineSettingsForm(forms.Form):
         for s in LIVE_SETTINGS:
             field = forms.CharField(required=False, label=s.label, help_text=s.help, strip=True)
             field.widget.attrs["placeholder"] = str(getattr(settings, s.name))  # what blank means
-            field.widget.attrs["size"] = 40 if s.name == "GLORYHOLE_UPSTREAMS" else 12
             if s.name in fixed:
                 field.disabled = True
                 field.help_text = f"fixed by {s.name}"

@@ -24,6 +24,10 @@ CACHE_MIN_TTL = EnvSetting("GLORYHOLE_CACHE_MIN_TTL", env_int, 0, minimum=0, max
 CACHE_MAX_TTL = EnvSetting("GLORYHOLE_CACHE_MAX_TTL", env_int, 86400, minimum=0, maximum=604800)
 RELOAD_INTERVAL = EnvSetting("GLORYHOLE_RELOAD_INTERVAL", env_float, 2.0, minimum=0.1, maximum=60)
 
+DNS_SETTINGS: tuple[EnvSetting, ...] = (
+    UPSTREAMS, BLOCKING_MODE, BLOCK_TTL, CACHE_SIZE, CACHE_MIN_TTL, CACHE_MAX_TTL, RELOAD_INTERVAL,
+)  # fmt: skip
+
 
 def ttl_clamps_check(min_ttl: int, max_ttl: int) -> None:
     """The cache's TTL floor must not be above its ceiling (ImproperlyConfigured)."""

@@ -43,10 +43,11 @@ def test_staff_saves_settings_and_the_generation_goes_up(staff_web):
     assert "restart needed" in page and "GLORYHOLE_DNS_PORT" in page
 
 
-def test_a_blank_field_clears_the_saved_value(staff_web):
+def test_a_blank_field_clears_the_saved_value_and_a_missing_one_keeps_it(staff_web):
     EngineSetting.objects.create(name="GLORYHOLE_BLOCK_TTL", value="60")
+    EngineSetting.objects.create(name="GLORYHOLE_CACHE_SIZE", value="500")
     staff_web.post(URL, {"GLORYHOLE_BLOCK_TTL": ""})
-    assert not EngineSetting.objects.exists()
+    assert dict(EngineSetting.objects.values_list("name", "value")) == {"GLORYHOLE_CACHE_SIZE": "500"}
 
 
 @pytest.mark.parametrize(

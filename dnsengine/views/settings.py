@@ -34,7 +34,9 @@ def engine_settings(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = EngineSettingsForm(request.POST, initial=initial, fixed=fixed)
         if form.is_valid():
-            changed = live_settings_save({name: form.cleaned_data[name] for name in form.fields if name not in fixed})
+            # A field left out of the post (a script setting one value) stays as saved.
+            posted = [name for name in form.fields if name not in fixed and name in request.POST]
+            changed = live_settings_save({name: form.cleaned_data[name] for name in posted})
             if changed:
                 interval = live_settings_current()[RELOAD_INTERVAL.name]
                 messages.success(
