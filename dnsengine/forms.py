@@ -7,7 +7,9 @@ from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
 from dnsengine.core.names import normalize_domain
+from dnsengine.engine_settings import LIVE_SETTINGS, live_setting_parse, live_settings_cross_check
 from dnsengine.models import WEEKDAYS, Blocklist, ClientGroup, LocalRecord
+from gloryhole_site.dns_env import CACHE_MAX_TTL, CACHE_MIN_TTL
 
 # What a text blocklist may start with: anything but NUL bytes and the magic
 # numbers of the binary formats people upload by mistake.
@@ -330,3 +332,42 @@ class BlocklistSubscribeForm(forms.Form):
         except forms.ValidationError:
             raise forms.ValidationError(f"{url!r} is not a valid web address") from None
         return url
+
+
+class EngineSettingsForm(forms.Form):
+    """/settings/: each setting as the text its environment variable takes; blank keeps the start-up value.
+
+    Checked by the variable's own parser (dnsengine.engine_settings.live_setting_parse), so
+    a bad value gets the message start-up gives. A field the environment sets is shown,
+    disabled, as fixed by it.
+    """
+
+    def __init__(self, *args, fixed: dict[str, str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fixed = fixed
+        self.parsed: dict[str, object] = {}
+        for s in LIVE_SETTINGS:
+            field = forms.CharField(required=False, label=s.label, help_text=s.help, strip=True)
+            field.widget.attrs["placeholder"] = str(getattr(settings, s.name))  # what blank means
+            if s.name in fixed:
+                field.disabled = True
+                field.help_text = f"fixed by {s.name}"
+            self.fields[s.name] = field
+
+    def clean(self) -> dict:
+        data = super().clean()
+        for name, raw in list(data.items()):  # add_error takes the field out of cleaned_data
+            if name in self.fixed or not raw:
+                continue
+            try:
+                self.parsed[name] = live_setting_parse(name, raw)
+            except ValueError as exc:
+                self.add_error(name, str(exc))
+        clamps = (CACHE_MIN_TTL.name, CACHE_MAX_TTL.name)
+        if not any(name in self.errors for name in clamps):
+            # A blank or fixed clamp is the start-up value (environment or default).
+            try:
+                live_settings_cross_check({name: self.parsed.get(name, getattr(settings, name)) for name in clamps})
+            except ValueError as exc:
+                self.add_error(CACHE_MIN_TTL.name, str(exc))
+        return data

@@ -39,6 +39,22 @@ class ConfigGeneration(models.Model):
         return f"generation {self.value}"
 
 
+class EngineSetting(models.Model):
+    """A value saved on /settings/, by its environment variable's name (GLORYHOLE_UPSTREAMS).
+
+    The text as typed, parsed by that variable's own parser (dnsengine.engine_settings);
+    no row means the environment's value or the default. An environment variable that is
+    set wins over the row.
+    """
+
+    name = models.CharField(max_length=64, primary_key=True)
+    value = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value}"
+
+
 class FetchState(models.TextChoices):
     PENDING = "pending", "pending"
     RUNNING = "running", "running"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dnsengine.views import blocklists, clients, domains, forwarding, groups, local_records, pause, status
+from dnsengine.views import blocklists, clients, domains, forwarding, groups, local_records, pause, settings, status
 
 urlpatterns = [
     path("blocklists/", blocklists.blocklists, name="dnsengine-blocklists"),
@@ -42,6 +42,8 @@ urlpatterns = [
     path("forwarding/add/", forwarding.forwarding_add_view, name="dnsengine-forwarding-add"),
     path("forwarding/<int:pk>/edit/", forwarding.forwarding_edit_view, name="dnsengine-forwarding-edit"),
     path("forwarding/<int:pk>/delete/", forwarding.forwarding_delete_view, name="dnsengine-forwarding-delete"),
+    # Engine settings that apply without a restart (the privacy ones are querylog's /settings/privacy/).
+    path("settings/", settings.engine_settings, name="dnsengine-settings"),
     # Local DNS records.
     path("local-dns/", local_records.local_dns, name="dnsengine-local-dns"),
     path("local-dns/add/", local_records.local_record_add_view, name="dnsengine-local-record-add"),

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import re
 import zoneinfo
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
@@ -21,12 +22,12 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def env_str(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+def env_str(name: str, default: str, *, environ: Mapping[str, str] | None = None) -> str:
+    return (os.environ if environ is None else environ).get(name, default)
 
 
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
+def env_bool(name: str, default: bool, *, environ: Mapping[str, str] | None = None) -> bool:
+    raw = (os.environ if environ is None else environ).get(name)
     if raw is None or raw.strip() == "":
         return default
     value = raw.strip().lower()
@@ -37,8 +38,15 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    raw = os.environ.get(name)
+def env_int(
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    raw = (os.environ if environ is None else environ).get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
@@ -49,8 +57,15 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     return value
 
 
-def env_float(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
-    raw = os.environ.get(name)
+def env_float(
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> float:
+    raw = (os.environ if environ is None else environ).get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
@@ -73,6 +88,45 @@ def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
         return by_lower[raw.strip().lower()]
     except KeyError:
         raise ImproperlyConfigured(f"{name}={raw!r}: use one of {', '.join(by_lower.values())}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class EnvSetting:
+    """One environment variable: how to parse it, its default, and its bounds if a number.
+
+    ``read()`` parses the environment at start-up; ``from_text()`` parses the same
+    variable's value typed on the settings page, with the same reader, so both paths
+    give the same value and the same message for a bad one. ``check`` (optional) also
+    checks what the value means (``parse_upstreams``) and raises ValueError naming the
+    variable.
+    """
+
+    name: str
+    parse: Callable[..., object]  # one of the env_* readers above
+    default: bool | int | float | str
+    minimum: float | None = None
+    maximum: float | None = None
+    check: Callable[[str, str], object] | None = None  # check(value, name)
+
+    def read(
+        self, default: bool | int | float | str | None = None, *, environ: Mapping[str, str] | None = None
+    ) -> object:
+        """The variable's value from os.environ (or ``environ``); ``default`` (else the table's) when unset.
+
+        Raises ImproperlyConfigured naming the variable for a value it cannot parse or
+        one outside the bounds.
+        """
+        fallback = self.default if default is None else default
+        if self.minimum is None and self.maximum is None:
+            return self.parse(self.name, fallback, environ=environ)
+        return self.parse(self.name, fallback, minimum=self.minimum, maximum=self.maximum, environ=environ)
+
+    def from_text(self, raw: str) -> object:
+        """``raw`` parsed as if the variable were set to it (ImproperlyConfigured or ValueError if bad)."""
+        value = self.read(environ={self.name: raw})
+        if self.check is not None:
+            self.check(value, self.name)
+        return value
 
 
 # The system's zone files, which Django checks TIME_ZONE against where they exist.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from gloryhole_site import dns_env
 from gloryhole_site.env import (
     database_from_url,
     env_bool,
@@ -192,20 +193,20 @@ LOGGING = {
 # the setting in its error.
 GLORYHOLE_DNS_HOST = env_str("GLORYHOLE_DNS_HOST", "127.0.0.1")
 GLORYHOLE_DNS_PORT = env_int("GLORYHOLE_DNS_PORT", 5300, minimum=0, maximum=65535)
-GLORYHOLE_UPSTREAMS = env_str("GLORYHOLE_UPSTREAMS", "1.1.1.1,9.9.9.9")
+GLORYHOLE_UPSTREAMS = dns_env.UPSTREAMS.read()
 GLORYHOLE_UPSTREAM_TIMEOUT = env_float("GLORYHOLE_UPSTREAM_TIMEOUT", 2.0, minimum=0.05, maximum=30)
 GLORYHOLE_MAX_INFLIGHT = env_int("GLORYHOLE_MAX_INFLIGHT", 2048, minimum=1, maximum=60000)
-GLORYHOLE_BLOCKING_MODE = env_str("GLORYHOLE_BLOCKING_MODE", "null")
-GLORYHOLE_BLOCK_TTL = env_int("GLORYHOLE_BLOCK_TTL", 10, minimum=0, maximum=86400)
-GLORYHOLE_CACHE_SIZE = env_int("GLORYHOLE_CACHE_SIZE", 20000, minimum=0, maximum=10_000_000)
+GLORYHOLE_BLOCKING_MODE = dns_env.BLOCKING_MODE.read()
+GLORYHOLE_BLOCK_TTL = dns_env.BLOCK_TTL.read()
+GLORYHOLE_CACHE_SIZE = dns_env.CACHE_SIZE.read()
 # Client groups: source addresses whose group is remembered, and distinct per-group upstream lists.
 GLORYHOLE_CLIENT_GROUP_CACHE_SIZE = env_int("GLORYHOLE_CLIENT_GROUP_CACHE_SIZE", 65536, minimum=1, maximum=10_000_000)
 GLORYHOLE_GROUP_UPSTREAM_SETS = env_int("GLORYHOLE_GROUP_UPSTREAM_SETS", 8, minimum=0, maximum=64)
 # Distinct upstream lists of conditional-forwarding rules, each with its own forwarder.
 GLORYHOLE_FORWARDING_UPSTREAM_SETS = env_int("GLORYHOLE_FORWARDING_UPSTREAM_SETS", 16, minimum=0, maximum=256)
 GLORYHOLE_CACHE_MAX_BYTES = env_int("GLORYHOLE_CACHE_MAX_BYTES", 64 << 20, minimum=1 << 20, maximum=1 << 40)
-GLORYHOLE_CACHE_MIN_TTL = env_int("GLORYHOLE_CACHE_MIN_TTL", 0, minimum=0, maximum=86400)
-GLORYHOLE_CACHE_MAX_TTL = env_int("GLORYHOLE_CACHE_MAX_TTL", 86400, minimum=0, maximum=604800)
+GLORYHOLE_CACHE_MIN_TTL = dns_env.CACHE_MIN_TTL.read()
+GLORYHOLE_CACHE_MAX_TTL = dns_env.CACHE_MAX_TTL.read()
 GLORYHOLE_CACHE_NEGATIVE_MAX_TTL = env_int("GLORYHOLE_CACHE_NEGATIVE_MAX_TTL", 3600, minimum=0, maximum=86400)
 # Forwarded answers (docs/forwarding-answers.md): CNAME targets matched against the rules,
 # expired answers served for this many seconds past expiry when every upstream fails (0: off),
@@ -224,7 +225,7 @@ GLORYHOLE_FORWARD_SINGLE_LABEL = env_bool("GLORYHOLE_FORWARD_SINGLE_LABEL", Fals
 # Reverse lookups of private, loopback and link-local addresses (10.in-addr.arpa, d.f.ip6.arpa ...)
 # are answered NXDOMAIN here (RFC 6303); 1 forwards them, e.g. to a router that knows the names.
 GLORYHOLE_FORWARD_PRIVATE_REVERSE = env_bool("GLORYHOLE_FORWARD_PRIVATE_REVERSE", False)
-GLORYHOLE_RELOAD_INTERVAL = env_float("GLORYHOLE_RELOAD_INTERVAL", 2.0, minimum=0.1, maximum=60)
+GLORYHOLE_RELOAD_INTERVAL = dns_env.RELOAD_INTERVAL.read()
 GLORYHOLE_ENGINE_NAME = env_str("GLORYHOLE_ENGINE_NAME", "")
 # Seconds between the engine's EngineStatus updates (the status page).
 GLORYHOLE_HEARTBEAT_INTERVAL = env_float("GLORYHOLE_HEARTBEAT_INTERVAL", 2.0, minimum=0.1, maximum=3600)
@@ -280,7 +281,15 @@ GLORYHOLE_QUERY_LOG_RETENTION_DAYS = query_log.RETENTION_DAYS.read()
 GLORYHOLE_QUERY_LOG_PURGE_INTERVAL = query_log.PURGE_INTERVAL.read()
 # Days of rollups (the dashboard's per-minute and per-hour counts) kept; 0 keeps them all.
 # GLORYHOLE_QUERY_LOG_RETENTION_DAYS above is the detailed rows'.
-GLORYHOLE_ROLLUP_RETENTION_DAYS = env_int("GLORYHOLE_ROLLUP_RETENTION_DAYS", 365, minimum=0, maximum=3650)
+GLORYHOLE_ROLLUP_RETENTION_DAYS = query_log.ROLLUP_RETENTION_DAYS.read()
+
+# --- Settings page (/settings/, docs/web-ui.md#settings) ----------------------------------
+# The GLORYHOLE_* variables set in the environment (or the env file): each one wins over
+# the value saved on /settings/, which shows it as fixed, and running engines ignore the
+# saved value.
+GLORYHOLE_SET_IN_ENVIRONMENT = frozenset(
+    name for name, value in os.environ.items() if name.startswith("GLORYHOLE_") and value.strip()
+)
 
 # --- Privacy (docs/privacy.md) ---------------------------------------------------------
 # Each one, when set, wins over the value saved on /settings/privacy/ (shown there as fixed);

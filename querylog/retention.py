@@ -204,13 +204,15 @@ class RetentionThread:
             self._thread.join(timeout)
 
 
-def retention_thread_from_settings() -> RetentionThread | None:
+def retention_thread_from_settings(values: dict[str, object] | None = None) -> RetentionThread | None:
     """The thread GLORYHOLE_QUERY_LOG_RETENTION_DAYS (rows) and GLORYHOLE_ROLLUP_RETENTION_DAYS describe.
 
-    Not started; None if both are 0 (keep all).
+    ``values``: those saved on the settings page (dnsengine.engine_settings, from rundns),
+    over settings.py's. Not started; None if both are 0 (keep all).
     """
-    days = settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS or None
-    rollup_days = settings.GLORYHOLE_ROLLUP_RETENTION_DAYS or None
+    values = values or {}
+    days = values.get("GLORYHOLE_QUERY_LOG_RETENTION_DAYS", settings.GLORYHOLE_QUERY_LOG_RETENTION_DAYS) or None
+    rollup_days = values.get("GLORYHOLE_ROLLUP_RETENTION_DAYS", settings.GLORYHOLE_ROLLUP_RETENTION_DAYS) or None
     if days is None and rollup_days is None:
         return None
     return RetentionThread(days, rollup_days=rollup_days, interval=settings.GLORYHOLE_QUERY_LOG_PURGE_INTERVAL)

@@ -101,6 +101,14 @@ class IoLoop:
     def add_ticker(self, ticker: Ticker) -> None:
         self._run_in_loop(lambda: self._tickers.append([ticker, 0.0]))
 
+    def remove_ticker(self, ticker: Ticker) -> None:
+        """Stop running `ticker` (a forwarder replaced while the loop runs)."""
+
+        def remove() -> None:
+            self._tickers[:] = [slot for slot in self._tickers if slot[0] != ticker]
+
+        self._run_in_loop(remove)
+
     def wake(self) -> None:
         try:
             self._wake_w.send(b"\0")

@@ -208,6 +208,7 @@ class Resolver:
         self.rendered_max_bytes = max(1 << 20, cache.max_bytes // 4)
         self._rendered_bytes = 0
         self._blocked_entries: dict[int, CacheEntry] = {}
+        self._blocked_mode = (blocking, block_ttl)
         self._special_entries: dict[tuple[str, int], CacheEntry] = {}
         # Round-robin of local names with several addresses: answers tuple id -> queries answered.
         self._rotation: dict[int, int] = {}
@@ -279,6 +280,18 @@ class Resolver:
             return new_prefix + key[size:] if new_prefix != prefix else key
 
         return rekey
+
+    def blocking_set(self, blocking: BlockingMode, block_ttl: int) -> None:
+        """Answer blocked names this way from now on (the settings page; apply_snapshot follows)."""
+        self.blocking, self.block_ttl = blocking, block_ttl
+        # Read by the DNS path in this order: a reply built for the old mode lands in the old dict.
+        self._blocked_mode = (blocking, block_ttl)
+        self._blocked_entries = {}
+
+    def cache_resize(self, max_size: int) -> None:
+        """Keep at most `max_size` answers (0: none); the next apply_snapshot retires what the cache holds."""
+        self.cache.max_size = max_size
+        self.rendered_max = max(1024, max_size)
 
     # -- entry point ------------------------------------------------------------------
 
@@ -653,11 +666,14 @@ class Resolver:
         dict lookup instead of building a reply with dnslib. Its TTLs are
         always the full block TTL (no TTL offsets to age).
         """
-        entry = self._blocked_entries.get(qtype)
+        entries = self._blocked_entries
+        entry = entries.get(qtype)
         if entry is None:
-            entry = _template_entry(_blocked_records(self.blocking, self.block_ttl, qtype), STATUS_BLOCKED)
-            if len(self._blocked_entries) < 1024:  # qtype is a client's choice: bound it
-                self._blocked_entries[qtype] = entry
+            # The mode this dict was made for: blocking_set replaces the dict, never fills it.
+            blocking, block_ttl = self._blocked_mode
+            entry = _template_entry(_blocked_records(blocking, block_ttl, qtype), STATUS_BLOCKED)
+            if len(entries) < 1024:  # qtype is a client's choice: bound it
+                entries[qtype] = entry
         return entry
 
     # -- local records ----------------------------------------------------------------

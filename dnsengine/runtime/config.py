@@ -17,6 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from dnsengine.core.access import Network, parse_networks, parse_refused_action
 from dnsengine.core.options import BlockingMode, ConfigError, Upstream, parse_blocking_mode, parse_upstreams
+from gloryhole_site.dns_env import ttl_clamps_check
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +75,7 @@ class EngineConfig:
         if not 0 <= port <= 65535:
             raise ImproperlyConfigured(f"GLORYHOLE_DNS_PORT / --port={port} is not a port number")
         min_ttl, max_ttl = settings.GLORYHOLE_CACHE_MIN_TTL, settings.GLORYHOLE_CACHE_MAX_TTL
-        if min_ttl > max_ttl:
-            raise ImproperlyConfigured(f"GLORYHOLE_CACHE_MIN_TTL={min_ttl} is above GLORYHOLE_CACHE_MAX_TTL={max_ttl}")
+        ttl_clamps_check(min_ttl, max_ttl)
         try:
             upstreams = parse_upstreams(settings.GLORYHOLE_UPSTREAMS)
             blocking = parse_blocking_mode(settings.GLORYHOLE_BLOCKING_MODE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from django.conf import settings
@@ -10,7 +11,7 @@ from dnsengine.core.access import AccessControl
 from dnsengine.core.cache import ReplyCache, TtlPolicy
 from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.ioloop import IoLoop
-from dnsengine.core.options import Upstream
+from dnsengine.core.options import Upstream, parse_blocking_mode, parse_upstreams
 from dnsengine.core.ratelimit import RateLimiter
 from dnsengine.core.resolver import QueryLogSink, Resolver
 from dnsengine.core.server import DNSServer
@@ -21,6 +22,7 @@ from dnsengine.runtime.config import EngineConfig
 from dnsengine.runtime.local_hosts import LocalHostsFile
 from dnsengine.runtime.updater import BlocklistUpdater
 from dnsengine.runtime.watcher import ConfigWatcher
+from gloryhole_site import dns_env
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ class Engine:
         blocklist_updater: BlocklistUpdater | None = None,
     ) -> None:
         self.config = config
+        # What it started with (settings.py, rundns's options): the settings page's values apply over it.
+        self.base_config = config
         self.stats = EngineStats()
         self.cache = ReplyCache(config.cache_size, max_bytes=config.cache_max_bytes,
                                 stale_max_age=config.serve_stale_max_age)  # fmt: skip
@@ -92,6 +96,9 @@ class Engine:
                                      forwarder_for=self.forwarder_for, rule_forwarder_for=self.rule_forwarder_for,
                                      group_cache_size=config.client_group_cache_size, stats=self.stats,
                                      local_hosts=LocalHostsFile(config.local_hosts_file))  # fmt: skip
+        # The settings page's values, applied before each reload's snapshot is built.
+        self.watcher.settings_listeners.append(self.settings_apply)
+        self._started = False
         # Scheduled list updates, unless GLORYHOLE_BLOCKLIST_UPDATE_HOURS=0 leaves them to cron.
         if blocklist_updater is None and settings.GLORYHOLE_BLOCKLIST_UPDATE_HOURS > 0:
             blocklist_updater = BlocklistUpdater()
@@ -135,6 +142,69 @@ class Engine:
         forwarder.start()
         return forwarder
 
+    def settings_apply(self, saved: dict[str, object]) -> None:
+        """Serve with the values saved on the settings page (dnsengine.engine_settings) over the start-up ones.
+
+        ``saved``: name -> parsed value, only for the settings saved and not fixed by the
+        environment; one left out (cleared on the page) goes back to its start-up value.
+        Runs on the config watcher's thread before it builds the next snapshot, whose
+        apply_snapshot drops the cached and rendered replies. Each change is one attribute
+        assignment the DNS path reads per query, so no query is dropped: new upstreams get a
+        new default forwarder, and the old one is stopped once its in-flight queries are answered.
+        """
+        base = self.base_config
+        upstreams = base.upstreams
+        if dns_env.UPSTREAMS.name in saved:
+            upstreams = parse_upstreams(saved[dns_env.UPSTREAMS.name])
+        if upstreams != self.config.upstreams:
+            self._default_upstreams_replace(upstreams)
+        blocking = base.blocking
+        if dns_env.BLOCKING_MODE.name in saved:
+            blocking = parse_blocking_mode(saved[dns_env.BLOCKING_MODE.name])
+        block_ttl = saved.get(dns_env.BLOCK_TTL.name, base.block_ttl)
+        if (blocking, block_ttl) != (self.resolver.blocking, self.resolver.block_ttl):
+            self.resolver.blocking_set(blocking, block_ttl)
+            logger.info("blocking mode now %s, TTL %d", blocking.mode, block_ttl)
+        cache_size = saved.get(dns_env.CACHE_SIZE.name, base.cache_size)
+        if cache_size != self.cache.max_size:
+            self.resolver.cache_resize(cache_size)
+            logger.info("cache size now %d answers", cache_size)
+        min_ttl = saved.get(dns_env.CACHE_MIN_TTL.name, base.cache_min_ttl)
+        max_ttl = saved.get(dns_env.CACHE_MAX_TTL.name, base.cache_max_ttl)
+        if min_ttl > max_ttl:  # one fixed by the environment, the other saved: the form cannot see both
+            logger.warning("ignored the saved TTL clamps: minimum %d is above maximum %d", min_ttl, max_ttl)
+            min_ttl, max_ttl = base.cache_min_ttl, base.cache_max_ttl
+        ttl_policy = TtlPolicy(min_ttl, max_ttl, base.cache_negative_max_ttl)
+        if ttl_policy != self.resolver.ttl_policy:
+            self.resolver.ttl_policy = ttl_policy
+            logger.info("cache TTLs now clamped to %d..%d s", min_ttl, max_ttl)
+        self.watcher.interval = saved.get(dns_env.RELOAD_INTERVAL.name, base.reload_interval)
+        self.config = dataclasses.replace(self.config, blocking=blocking, block_ttl=block_ttl, cache_size=cache_size,
+                                          cache_min_ttl=min_ttl, cache_max_ttl=max_ttl,
+                                          reload_interval=self.watcher.interval)  # fmt: skip
+
+    def _default_upstreams_replace(self, upstreams: tuple[Upstream, ...]) -> None:
+        old = self.forwarder
+        if not self._started:  # start() starts it
+            new = UpstreamForwarder(upstreams, self.config.upstream_timeout, self.config.max_inflight, self.stats,
+                                    self.loop)  # fmt: skip
+        else:
+            new = self.group_forwarders.get(upstreams) or self.rule_forwarders.get(upstreams)
+            new = new or self._forwarder_new(upstreams)
+        self.forwarder = new
+        self.resolver.forwarder = new  # from here on, new queries go to the new upstreams
+        self.config = dataclasses.replace(self.config, upstreams=upstreams)
+        logger.info("upstreams now %s", ", ".join(u.label for u in upstreams))
+        in_use = {id(f) for f in (*self.group_forwarders.values(), *self.rule_forwarders.values())}
+        if not self._started or id(old) in in_use:
+            return  # never started, or a group's or rule's forwarder too: it stays
+        drain = min(10.0, self.config.upstream_timeout * len(old.upstreams) + 0.5)
+        if not old.drain(drain):
+            logger.warning("replaced upstreams: %d queries still waiting on the old ones are answered SERVFAIL",
+                           old.inflight)  # fmt: skip
+        old.stop()
+        self.loop.remove_ticker(old._tick)
+
     def _client_ptr_upstream(self, ip: str) -> Upstream | None:
         """The first upstream of the forwarding rule covering `ip`'s reverse zone: who can name that client."""
         forwarding = self.resolver.snapshot.forwarding
@@ -149,6 +219,7 @@ class Engine:
         # Load the lists before the first query is answered: an engine that starts
         # serving unblocked for a few seconds leaks exactly the queries people care about.
         self.watcher.load_now()
+        self._started = True
         self.forwarder.start()
         self.server.start()
         self.loop.start()

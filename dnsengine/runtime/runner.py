@@ -29,6 +29,8 @@ from dnsengine.runtime.engine import Engine
 from dnsengine.runtime.heartbeat import Heartbeat
 from dnsengine.runtime.metrics import MetricsServer, start_metrics_server
 from gloryhole_site.envfile import apply_env_file
+from querylog.logger import config as query_log
+from querylog.logger.config import QueryLogConfig
 from querylog.logger.counters import CloseReport
 from querylog.logger.swappable import SwappableQueryLogger
 from querylog.retention import RetentionThread, retention_thread_from_settings
@@ -41,6 +43,24 @@ DATABASE_RETRY_SECONDS = 1.0
 DATABASE_WAIT_REPORT_SECONDS = 10.0
 # EngineStatus.name's length.
 ENGINE_NAME_MAX = 200
+
+
+def query_log_config(saved: dict[str, object] | None) -> QueryLogConfig:
+    """The query logger's config: settings.py's, with the values saved on the settings page over it.
+
+    ``saved``: the config watcher's ``settings`` (only the saved ones the environment does not fix).
+    """
+    config = QueryLogConfig.from_settings()
+    fields = {
+        query_log.MODE.name: "mode",
+        query_log.BUFFER.name: "buffer_size",
+        query_log.WORKERS.name: "workers",
+        query_log.BATCH.name: "batch_size",
+    }
+    changes = {field: (saved or {})[name] for name, field in fields.items() if name in (saved or {})}
+    if "mode" in changes:
+        changes["mode"] = str(changes["mode"]).strip().lower()
+    return dataclasses.replace(config, **changes)
 
 
 class EngineStartError(Exception):
@@ -85,7 +105,9 @@ class EngineRunner:
         if not settings.GLORYHOLE_ENGINE_NAME:
             # Named after the port actually bound (it may have been 0).
             self.config = dataclasses.replace(self.config, engine_name=f"{socket.gethostname()}:{port}")
-        self.query_logger = SwappableQueryLogger.from_settings(engine_name=self.name).start()
+        self.query_logger = SwappableQueryLogger.from_settings(
+            engine_name=self.name, config=query_log_config(self.engine.watcher.settings)
+        ).start()
         try:
             self.query_logger.privacy_poll()  # the privacy settings in force before the first query
         except DatabaseError as exc:
@@ -119,9 +141,14 @@ class EngineRunner:
             generation=lambda: self.engine.watcher.generation or 0,
             rate_limited=self.engine.rate_limited_clients,
         ).start()
-        self.retention = retention_thread_from_settings()
+        self.retention = retention_thread_from_settings(self.engine.watcher.settings)
         if self.retention is not None:
             self.retention.start()
+        # Query-log and retention settings saved on /settings/ from now on, and any saved since
+        # the logger was built (the watcher thread runs since engine.start()).
+        self.engine.watcher.settings_listeners.append(self.query_log_settings_apply)
+        if self.engine.watcher.settings is not None:
+            self.query_log_settings_apply(self.engine.watcher.settings)
         # Everything loaded so far (Django, the modules, the first blocklist snapshot)
         # lives as long as the process: out of the collector's sight, a full collection
         # no longer walks it, so it is no DNS stall in the p99 (docs/loadtest.md).
@@ -172,10 +199,26 @@ class EngineRunner:
             if stop.wait(min(DATABASE_RETRY_SECONDS, report_interval)):
                 return False
 
+    def query_log_settings_apply(self, values: dict[str, object]) -> None:
+        """Swap the query logger without loss (as SIGHUP does) and set the retention when their settings changed."""
+        config = query_log_config(values)
+        if config != self.query_logger.config:
+            self.query_logger.reconfigure(config, timeout=settings.GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT)
+        wanted = retention_thread_from_settings(values)  # not started: only its days are read
+        if wanted is None:
+            if self.retention is not None:
+                self.retention.days = self.retention.rollup_days = None  # keep everything from now on
+        elif self.retention is None:
+            self.retention = wanted.start()
+        else:
+            self.retention.days, self.retention.rollup_days = wanted.days, wanted.rollup_days
+
     def reload_logging(self) -> CloseReport | None:
         """SIGHUP: re-read GLORYHOLE_QUERY_LOG_* from the env file and swap loggers without loss."""
         apply_env_file(settings.ENV_FILE, override=True, prefix="GLORYHOLE_QUERY_LOG_")
-        report = self.query_logger.reconfigure_from_environ(timeout=settings.GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT)
+        report = self.query_logger.reconfigure_from_environ(
+            timeout=settings.GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT, base=query_log_config(self.engine.watcher.settings)
+        )
         current = self.query_logger.current
         logger.info("query log now mode=%s workers=%s buffer=%s", current.mode, current.workers, current.capacity)
         return report

@@ -29,6 +29,7 @@ from dnsengine.core.resolver import Resolver, Snapshot
 from dnsengine.core.rules import Matcher
 from dnsengine.core.stats import EngineStats
 from dnsengine.core.throttle import RateLimitedLog
+from dnsengine.engine_settings import live_settings_overrides
 from dnsengine.models import AllowedDomain, Blocklist, BlockRule, ForwardingRule, LocalRecord
 from dnsengine.runtime.local_hosts import LocalHostsFile
 from dnsengine.runtime.policies import groups_load
@@ -166,6 +167,12 @@ class ConfigWatcher:
         # Called after each poll, in this thread: the query log reads its privacy settings
         # here (rundns sets it), so a change reaches every engine within one interval.
         self.on_poll: Callable[[], None] | None = None
+        # The values saved on the settings page that no environment variable fixes
+        # (dnsengine.engine_settings), read on each reload (saving bumps the generation); each
+        # listener gets them when they changed and applies them over what it started with:
+        # the engine (upstreams, blocking, cache, TTLs, this interval), rundns (the query log).
+        self.settings: dict[str, object] | None = None
+        self.settings_listeners: list[Callable[[dict[str, object]], None]] = []
         self._poll_log = RateLimitedLog(logger, failure_log_interval)
         self._stop = threading.Event()
         # One reload at a time: another thread's load_now (a test's engine_reload) must not
@@ -272,6 +279,7 @@ class ConfigWatcher:
 
     def _reload(self, generation: int, paused_until: float) -> None:
         started = time.monotonic()
+        self._settings_load()
         snapshot = snapshot_load(generation, self._resolver_time(paused_until), now=self.local_now(),
                                  directory=self.directory, forwarder_for=self.forwarder_for,
                                  rule_forwarder_for=self.rule_forwarder_for, group_cache_size=self.group_cache_size,
@@ -293,6 +301,18 @@ class ConfigWatcher:
         )
         if self.on_reload is not None:
             self.on_reload(snapshot)
+
+    def _settings_load(self) -> None:
+        """Hand the saved settings to the listeners if they changed, before the snapshot is built."""
+        values = live_settings_overrides()
+        if values == self.settings:
+            return
+        self.settings = values
+        for listener in self.settings_listeners:
+            try:
+                listener(values)
+            except Exception:
+                logger.exception("applying the settings failed (%s); the rest still apply", listener)
 
     def _apply_pause(self, paused_until: float) -> None:
         snapshot = dataclasses.replace(self.resolver.snapshot, paused_until=self._resolver_time(paused_until))

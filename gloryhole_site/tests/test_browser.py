@@ -41,6 +41,7 @@ from dnsengine.models import (
     GroupSchedule,
 )
 from gloryhole_site.testing.factories import make_query
+from gloryhole_site.testing.fake_upstream import Behaviour, FakeUpstream
 from querylog.models import ClientRollup, DomainRollup, QueryRollup
 
 pytestmark = pytest.mark.integration
@@ -521,4 +522,27 @@ def test_the_domains_and_blocklists_pages(page, csp_violations, live_server, tra
     page.goto(base + f"/blocklists/{Blocklist.objects.get(name='trackers').pk}/")
     assert "updated" in page.locator("table.updates").inner_text()
     screenshots_at_both_widths(page, "blocklist")
+    assert_no_csp_violations(csp_violations)
+
+
+def test_a_person_changes_the_upstreams_in_settings_and_the_running_engine_uses_them(
+    page, csp_violations, live_server, dns_client, engine
+):
+    get_user_model().objects.create_user("staff", password=PASSWORD, is_staff=True)
+    with FakeUpstream("127.0.0.1", 0, Behaviour(address="198.51.100.7")) as second:
+        assert a_records(dns_client, "before.example") == [UPSTREAM_ADDRESS]
+        base = live_server.url
+        login(page, base, "/settings/")
+        page.fill("#id_GLORYHOLE_UPSTREAMS", second.address)
+        page.click("#settings-form button[type=submit]")
+        page.wait_for_load_state()
+        assert "Saved GLORYHOLE_UPSTREAMS" in page.locator(".messages").inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "settings.png"), full_page=True)
+
+        # The engine's watcher (every 0.1 s here) applies it; no reload is forced.
+        def uses_second() -> bool:
+            return a_records(dns_client, f"q{time.monotonic_ns()}.example") == ["198.51.100.7"]
+
+        assert wait_for(uses_second), "the running engine never used the new upstream"
     assert_no_csp_violations(csp_violations)

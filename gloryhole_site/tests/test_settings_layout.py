@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from querylog.logger.config import QUERY_LOG_SETTINGS
+from gloryhole_site.dns_env import DNS_SETTINGS
+from querylog.logger.config import QUERY_LOG_SETTINGS, ROLLUP_RETENTION_DAYS
+
+# Rows settings.py reads through a table rather than an env_*() call of its own.
+TABLE_SETTINGS = (*QUERY_LOG_SETTINGS, *DNS_SETTINGS, ROLLUP_RETENTION_DAYS)
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = ROOT / "gloryhole_site" / "settings.py"
@@ -282,10 +286,12 @@ def test_the_scan_covers_the_apps():
 
 @pytest.fixture(scope="module")
 def names_read_by_settings() -> set[str]:
-    # The query log's rows are read in settings.py through their table (querylog/logger/config.py).
-    names = environment_names_read(SETTINGS.read_text()) | {s.name for s in QUERY_LOG_SETTINGS}
+    # The query log's and the live DNS settings' rows are read in settings.py through their
+    # tables (querylog/logger/config.py, gloryhole_site/dns_env.py).
+    names = environment_names_read(SETTINGS.read_text()) | {s.name for s in TABLE_SETTINGS}
     # A parse that found nothing would make the README check pass vacuously.
-    assert {"GLORYHOLE_DNS_PORT", "GLORYHOLE_QUERY_LOG_BUFFER", "SECRET_KEY", "DATABASE_URL"} <= names
+    assert {"GLORYHOLE_DNS_PORT", "GLORYHOLE_QUERY_LOG_BUFFER", "GLORYHOLE_UPSTREAMS", "SECRET_KEY",
+            "DATABASE_URL"} <= names  # fmt: skip
     return names
 
 
@@ -294,6 +300,7 @@ def test_readme_lists_every_variable_settings_reads(names_read_by_settings):
 
 
 def test_readme_defaults_are_the_settings_defaults():
-    defaults = literal_defaults(SETTINGS.read_text()) | {s.name: s.default for s in QUERY_LOG_SETTINGS}
+    defaults = literal_defaults(SETTINGS.read_text()) | {s.name: s.default for s in TABLE_SETTINGS}
     assert defaults["GLORYHOLE_CACHE_MAX_BYTES"] == 64 << 20 and defaults["GLORYHOLE_QUERY_LOG_ENABLED"] is True
+    assert defaults["GLORYHOLE_BLOCK_TTL"] == 10 and defaults["GLORYHOLE_ROLLUP_RETENTION_DAYS"] == 365
     assert readme_default_mismatches(defaults, README.read_text(encoding="utf-8"), _README_WORDING) == []

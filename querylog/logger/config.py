@@ -10,42 +10,30 @@ imports nothing of this project but the environment readers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from gloryhole_site.env import env_bool, env_float, env_int, env_str
+from gloryhole_site.env import EnvSetting, env_bool, env_float, env_int, env_str
 
 MODES = ("pool", "thread")
 
 
-@dataclass(frozen=True, slots=True)
-class Setting:
-    """One environment variable: how to parse it, its default, and its bounds if a number."""
+def mode_check(value: str, name: str = "GLORYHOLE_QUERY_LOG_MODE") -> str:
+    """The mode, lower-cased; ImproperlyConfigured for one that is not in MODES."""
+    mode = value.strip().lower()
+    if mode not in MODES:
+        raise ImproperlyConfigured(f"{name}={value!r}: use one of {', '.join(MODES)}")
+    return mode
 
-    name: str
-    parse: Callable[..., object]  # one of gloryhole_site.env's readers
-    default: bool | int | float | str
-    minimum: float | None = None
-    maximum: float | None = None
 
-    def read(self, default: bool | int | float | str | None = None) -> object:
-        """The variable's value from os.environ; ``default`` (else the table's) when unset.
-
-        Raises ImproperlyConfigured naming the variable for a value it cannot parse or
-        one outside the bounds.
-        """
-        fallback = self.default if default is None else default
-        if self.minimum is None and self.maximum is None:
-            return self.parse(self.name, fallback)
-        return self.parse(self.name, fallback, minimum=self.minimum, maximum=self.maximum)
-
+# The table's rows; the class is shared with the DNS settings (gloryhole_site.dns_env).
+Setting = EnvSetting
 
 ENABLED = Setting("GLORYHOLE_QUERY_LOG_ENABLED", env_bool, True)
 # pool (bounded queue + writer threads) or thread (one thread per query, the baseline)
-MODE = Setting("GLORYHOLE_QUERY_LOG_MODE", env_str, "pool")
+MODE = Setting("GLORYHOLE_QUERY_LOG_MODE", env_str, "pool", check=mode_check)
 BUFFER = Setting("GLORYHOLE_QUERY_LOG_BUFFER", env_int, 50000, minimum=1, maximum=10_000_000)
 WORKERS = Setting("GLORYHOLE_QUERY_LOG_WORKERS", env_int, 1, minimum=1, maximum=64)
 BATCH = Setting("GLORYHOLE_QUERY_LOG_BATCH", env_int, 2000, minimum=1, maximum=100000)
@@ -58,6 +46,8 @@ CLOSE_TIMEOUT = Setting("GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT", env_float, 30.0, mi
 RETENTION_DAYS = Setting("GLORYHOLE_QUERY_LOG_RETENTION_DAYS", env_int, 7, minimum=0, maximum=3650)
 # Seconds between retention purges in the engine.
 PURGE_INTERVAL = Setting("GLORYHOLE_QUERY_LOG_PURGE_INTERVAL", env_float, 3600.0, minimum=10, maximum=604800)
+# Days of the dashboard's rollups kept; 0 keeps everything. Not re-read on SIGHUP.
+ROLLUP_RETENTION_DAYS = Setting("GLORYHOLE_ROLLUP_RETENTION_DAYS", env_int, 365, minimum=0, maximum=3650)
 
 QUERY_LOG_SETTINGS: tuple[Setting, ...] = (
     ENABLED, MODE, BUFFER, WORKERS, BATCH, FLUSH_INTERVAL, ROLLUPS, CLOSE_TIMEOUT, RETENTION_DAYS, PURGE_INTERVAL,
@@ -78,7 +68,7 @@ class QueryLogConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ImproperlyConfigured(f"{MODE.name}={self.mode!r}: use one of {', '.join(MODES)}")
+            mode_check(self.mode, MODE.name)
 
     @classmethod
     def from_settings(cls) -> QueryLogConfig:
@@ -93,13 +83,13 @@ class QueryLogConfig:
         )
 
     @classmethod
-    def from_environ(cls) -> QueryLogConfig:
+    def from_environ(cls, base: QueryLogConfig | None = None) -> QueryLogConfig:
         """Re-read the logger's GLORYHOLE_QUERY_LOG_* variables from os.environ (for SIGHUP).
 
         settings.py read them once at import; a variable that is unset now keeps the
-        value the process started with.
+        value the process started with, or ``base``'s (rundns passes the settings page's).
         """
-        base = cls.from_settings()
+        base = base or cls.from_settings()
         return cls(
             enabled=ENABLED.read(base.enabled),
             mode=MODE.read(base.mode).strip().lower(),

@@ -67,8 +67,9 @@ class SwappableQueryLogger:
         self.generation = 0  # how many times reconfigured
 
     @classmethod
-    def from_settings(cls, engine_name: str = "") -> SwappableQueryLogger:
-        config = QueryLogConfig.from_settings()
+    def from_settings(cls, engine_name: str = "", config: QueryLogConfig | None = None) -> SwappableQueryLogger:
+        """The logger the settings describe (``config``: with the settings page's values, from rundns)."""
+        config = config or QueryLogConfig.from_settings()
         privacy = PrivacyState()
         logger = query_logger_build(config, engine_name, privacy=privacy)
         return cls(logger, engine_name=engine_name, config=config, privacy=privacy)
@@ -159,9 +160,9 @@ class SwappableQueryLogger:
     def not_logged(self) -> dict[str, int]:
         return self.privacy.not_logged()
 
-    def reconfigure_from_environ(self, timeout: float = 30.0) -> CloseReport | None:
-        """SIGHUP: re-read GLORYHOLE_QUERY_LOG_* and swap if anything changed."""
-        config = QueryLogConfig.from_environ()
+    def reconfigure_from_environ(self, timeout: float = 30.0, base: QueryLogConfig | None = None) -> CloseReport | None:
+        """SIGHUP: re-read GLORYHOLE_QUERY_LOG_* and swap if anything changed (``base``: for the unset ones)."""
+        config = QueryLogConfig.from_environ(base)
         if config == self.config:
             return None
         return self.reconfigure(config, timeout)
