@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5300
 DURATION ?= 60
 
-.PHONY: run test test-sqlite test-fast test-postgres bench-pg faults soak lint format bench bench-web loadtest migrations-check migrate venv dev-venv clean chromium
+.PHONY: run test test-sqlite test-fast test-postgres bench-pg faults soak lint format bench bench-web loadtest migrations-check migrate venv dev-venv clean chromium kdig
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ run: venv
 PYTEST_ARGS ?=
 test: test-sqlite test-postgres
 
-test-sqlite: dev-venv chromium
+test-sqlite: dev-venv chromium kdig
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast loop while editing: SQLite, without the tests marked integration (those that
@@ -46,13 +46,17 @@ test-sqlite: dev-venv chromium
 test-fast: dev-venv
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
-test-postgres: dev-venv chromium
+test-postgres: dev-venv chromium kdig
 	devtools/pgtest.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 # The browser test drives Debian's chromium through Playwright; never a browser
 # build downloaded by `playwright install`.
 chromium:
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+# The encrypted-DNS tests ask the engine's DoT and DoH with Knot's kdig (+tls, +https) too.
+kdig:
+	@command -v kdig >/dev/null || (apt-get update && apt-get install -y knot-dnsutils)
 
 # Web response times on a temporary database of N synthetic queries (not a test).
 BENCH_ROWS ?= 5000000
