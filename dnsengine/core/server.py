@@ -261,7 +261,7 @@ class TcpListener:
         self._flush(conn)
         if conn.closed:
             return
-        if conn.inbuf and not self._handling and not conn.read_closed and conn.outstanding < self.pipeline:
+        if conn.inbuf and not self._handling and not conn.read_closed and self._room(conn):
             self._handle_messages(conn, time.monotonic())  # queries held back by the pipeline limit
         self._settle(conn)
 
@@ -286,6 +286,10 @@ class TcpListener:
             self.connections[conn.sock.fileno()] = conn
             self.per_client[peer] = self.per_client.get(peer, 0) + 1
             self._opened(conn)
+
+    def _room(self, conn: TcpConnection) -> bool:
+        """May `conn` have one more query in flight?"""
+        return conn.outstanding < self.pipeline
 
     def _connection_new(self, client: socket.socket, peer: str, now: float) -> TcpConnection | None:
         return TcpConnection(client, peer, self, now)
@@ -346,7 +350,7 @@ class TcpListener:
     def _handle_buffered(self, conn: TcpConnection, now: float) -> None:
         buf = conn.inbuf
         handled = 0
-        while len(buf) >= 2 and conn.outstanding < self.pipeline:
+        while len(buf) >= 2 and self._room(conn):
             length = (buf[0] << 8) | buf[1]
             if length < 12:
                 # Too short to be a DNS message: the stream cannot be trusted any more.
@@ -394,7 +398,7 @@ class TcpListener:
             self._close(conn)
             return
         events = 0
-        if not conn.read_closed and self._reading and conn.outstanding < self.pipeline:
+        if not conn.read_closed and self._reading and self._room(conn):
             events |= selectors.EVENT_READ
         if conn.outbuf:
             events |= selectors.EVENT_WRITE

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import selectors
 import socket
 import ssl
 import threading
@@ -162,14 +163,18 @@ class TlsListener(TcpListener):
             conn.handshaking = False
             conn.last_activity = time.monotonic()
             self.stats.count(f"{self.kind}_handshakes")
+            self._handshaken(conn)
             self._read(conn)  # the first query may have come with the handshake's end
             return
         self._settle(conn)
 
+    def _handshaken(self, conn: TlsConnection) -> None:
+        """The handshake is done (the negotiated ALPN protocol is known)."""
+
     def _settle(self, conn: TcpConnection) -> None:
         if isinstance(conn, TlsConnection) and conn.handshaking:
             if not conn.closed:
-                self._watch(conn, 2 if conn.want_write else 1)  # selectors.EVENT_WRITE / EVENT_READ
+                self._watch(conn, selectors.EVENT_WRITE if conn.want_write else selectors.EVENT_READ)
             return
         super()._settle(conn)
 

@@ -90,7 +90,7 @@ class Engine:
         if config.dot_enabled:
             self.dot = self._encrypted_server(TlsListener, config.dot_port, ("dot",), "dns-dot")
         if config.doh_enabled:
-            self.doh = self._encrypted_server(DohListener, config.doh_port, ("http/1.1",), "dns-doh",
+            self.doh = self._encrypted_server(DohListener, config.doh_port, ("h2", "http/1.1"), "dns-doh",
                                               max_request=config.doh_max_request,
                                               trusted_proxies=config.trusted_proxies)  # fmt: skip
         # Forwarders of client groups with their own upstreams, one per distinct list, made
