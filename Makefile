@@ -129,6 +129,11 @@ loadtest: venv
 loadtest-privacy:
 	$(MAKE) loadtest LOADTEST_VARIANTS=nolog-max,pool-max,private-max
 
+# DoT and DoH clients beside plain UDP, same query log, one run (docs/encrypted-dns.md).
+.PHONY: loadtest-encrypted
+loadtest-encrypted:
+	$(MAKE) loadtest LOADTEST_VARIANTS=pool-10k,pool-max,dot-10k,dot-max,doh-10k,doh-max
+
 # Client groups against one group: 200 clients in 5 groups, dnsperf from 10 of their
 # addresses, side by side (devtools/load/clients.py, docs/clients.md). Not a test.
 LOADTEST_CLIENTS_ARGS ?=

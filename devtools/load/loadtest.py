@@ -18,6 +18,7 @@ also on Ctrl-C or an error):
 
     .venv/bin/python -m devtools.load.loadtest --duration 15
     .venv/bin/python -m devtools.load.loadtest --duration 300 --variants pool-10k,thread-10k
+    .venv/bin/python -m devtools.load.loadtest --variants pool-10k,pool-max,dot-10k,dot-max,doh-10k,doh-max
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class Variant:
     server: str  # "baseline" | "floor" | "engine"
     rate: int | None  # dnsperf -Q; None = full speed
     env: dict[str, str] = field(default_factory=dict)
+    mode: str = "udp"  # dnsperf -m: udp, dot or doh (the engine's own DoT / DoH listener)
 
     def label(self, rate: int) -> str:
         speed = f"{self.rate // 1000}k QPS" if self.rate else "full speed"
@@ -85,6 +87,8 @@ class Variant:
             "thread": "engine, log thread-per-query",
             "cnameon": "engine, log pool, CNAME inspection on",
             "cnameoff": "engine, log pool, CNAME inspection off",
+            "dot": "engine, log pool, DoT clients",
+            "doh": "engine, log pool, DoH clients (HTTP/2, GET)",
         }[self.key.split("-")[0]]
         return f"{what} @ {speed}"
 
@@ -124,6 +128,13 @@ def extra_variants(rate: int) -> list[Variant]:
     # its full speed is to be close to nolog-max's.
     private = {**pool, "GLORYHOLE_PRIVACY_LEVEL": "3"}
     out += [Variant(f"private-{tag}", "engine", rate, private), Variant("private-max", "engine", None, private)]
+    # Encrypted clients (docs/encrypted-dns.md): dnsperf over DoT and DoH to the engine's own
+    # listeners, to set beside pool-<rate> / pool-max (plain UDP, same log) in one run.
+    for mode in ("dot", "doh"):
+        out += [
+            Variant(f"{mode}-{tag}", "engine", rate, pool, mode),
+            Variant(f"{mode}-max", "engine", None, pool, mode),
+        ]
     return out
 
 
@@ -164,6 +175,12 @@ class Setup:
 
 def run_dnsperf(setup: Setup, result: RunResult, server: subprocess.Popen, port: int, out_dir: Path) -> None:
     argv = dnsperf_argv(setup.args, setup.queries, port, result.variant.rate)
+    mode = result.variant.mode
+    if mode != "udp":
+        # dnsperf does not check the certificate; DoH's -q also caps the HTTP/2 streams in flight.
+        argv += ["-m", mode]
+        if mode == "doh":
+            argv += ["-O", f"doh-uri=https://{LOOPBACK}:{port}/dns-query"]
     out, err = out_dir / "dnsperf.out", out_dir / "dnsperf.err"
     before = cpu_busy_and_ours(setup.upstream_pid)
     with Sampler(server.pid) as sampler:
@@ -247,6 +264,13 @@ def run_engine(setup: Setup, variant: Variant) -> RunResult:
     shutil.copytree(setup.template_data, data_dir)
     port, metrics_port = free_port(), free_port()
     env = engine_env(setup, data_dir, metrics_port, variant.env)
+    load_port = port
+    if variant.mode != "udp":
+        cert, key = loadtest_certificate(setup.work)
+        load_port = free_port()
+        env.update({"GLORYHOLE_TLS_CERT": str(cert), "GLORYHOLE_TLS_KEY": str(key),
+                    "GLORYHOLE_DOT_PORT": str(load_port if variant.mode == "dot" else 0),
+                    "GLORYHOLE_DOH_PORT": str(load_port if variant.mode == "doh" else 0)})  # fmt: skip
     argv = [setup.python, "manage.py", "rundns", "--host", LOOPBACK, "--port", str(port)]
     stdout, stderr = out_dir / "server.out", out_dir / "server.err"
     server = setup.procs.start("rundns", pinned(setup.args.pin_server, argv), stdout=stdout, stderr=stderr, env=env)
@@ -254,7 +278,7 @@ def run_engine(setup: Setup, variant: Variant) -> RunResult:
         if not wait_for_line(server, stdout, re.compile(r"listening on"), timeout=setup.args.startup_timeout):
             result.problems.append(f"rundns did not print 'listening on': {tail(stderr) or tail(stdout)}")
             return result
-        run_dnsperf(setup, result, server, port, out_dir)
+        run_dnsperf(setup, result, server, load_port, out_dir)
         result.metrics = scrape_metrics(metrics_port)
     finally:
         # rundns drains its query log on SIGTERM: give it time before a SIGKILL.
@@ -270,6 +294,19 @@ def run_engine(setup: Setup, variant: Variant) -> RunResult:
     result.rows = count_rows(data_dir / "gloryhole.sqlite3")
     result.log_warnings = [ln for ln in stderr.read_text(errors="replace").splitlines() if _is_warning(ln)]
     return result
+
+
+def loadtest_certificate(work: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 in the work dir, made once with the openssl CLI."""
+    cert, key = work / "loadtest-cert.pem", work / "loadtest-key.pem"
+    if not cert.exists():
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=loadtest",
+             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+    return cert, key
 
 
 def _is_warning(line: str) -> bool:

@@ -1,19 +1,24 @@
-"""DNS over HTTPS for the clients (RFC 8484): `/dns-query` over HTTP/1.1 on the TLS listener.
+"""DNS over HTTPS for the clients (RFC 8484): `/dns-query` over HTTP/2 or HTTP/1.1 on the TLS listener.
 
 Served by the engine itself, not the web process: the client is the TCP peer, so the
 access control, the rate limit and the client's group apply exactly as over UDP, with
 no side channel between the processes (docs/encrypted-dns.md says more). The
 connection handling is `tls.TlsListener`'s (bounds, handshakes, idle timeout) with HTTP
-in place of the length prefix; `h11` parses HTTP without doing I/O, so this thread
-still owns every socket.
+in place of the length prefix. `h2` and `h11` are HTTP state machines that do no I/O,
+so this thread still owns every socket; ALPN picks the version (browsers and kdig
+speak HTTP/2).
 
 - GET `/dns-query?dns=<base64url, no padding>` and POST `/dns-query` with
   `Content-Type: application/dns-message`; the answer is `application/dns-message`
   with `Cache-Control: max-age=<the answer's smallest TTL>`.
-- 400 for a malformed request, 404 for another path, 405 for another method, 413 past
-  `max_request` bytes of DNS message, 415 for a POST of another type; each of these
-  closes the connection. HTTP/1.1 keep-alive; one request at a time per connection (a
-  pipelined one waits in h11's buffer, which is bounded by not reading meanwhile).
+- 400 for a malformed request, 403 when the engine sends no answer (refused clients
+  with GLORYHOLE_REFUSED_CLIENTS_ACTION=drop), 404 for another path, 405 for another
+  method, 413 past `max_request` bytes of DNS message, 415 for a POST of another type.
+  Over HTTP/1.1 each of these closes the connection; over HTTP/2 only that stream ends.
+- HTTP/1.1: keep-alive, one request at a time per connection (a pipelined one waits in
+  h11's buffer, bounded by not reading meanwhile). HTTP/2: up to the listener's
+  pipeline limit of streams at once (SETTINGS_MAX_CONCURRENT_STREAMS), each request's
+  body bounded, answers sent as they complete, flow control respected.
 - `X-Forwarded-For` names the client only when the peer is one of `trusted_proxies`:
   the right-most address that is not itself a trusted proxy.
 """

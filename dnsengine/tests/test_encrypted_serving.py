@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -19,10 +21,12 @@ from dnsengine.models import BlockedDomain, Blocklist, Client, ClientGroup
 from dnsengine.services import config_generation_bump
 from gloryhole_site.testing.dnsclient import answers, rcode
 from gloryhole_site.testing.engine import engine_reload
+from gloryhole_site.testing.rundns import rundns_env, start_rundns
 from gloryhole_site.testing.tls import (
     doh_query,
     dot_query,
     framed,
+    h2_exchange,
     make_certificate,
     read_framed,
     tls_connect,
@@ -171,8 +175,15 @@ def test_a_bad_handshake_does_not_stop_the_listener(make_engine, tls_config, cer
     assert answers(dot_query(engine.dot.port, certificate[0])) == UPSTREAM_A
 
 
-def peer_certificate(port: int, cafile) -> bytes:
-    with tls_connect(port, cafile) as sock:
+def peer_certificate(port: int, cafile=None) -> bytes:
+    """The certificate a new connection is served (checked against `cafile` when given)."""
+    if cafile is not None:
+        with tls_connect(port, cafile) as sock:
+            return sock.getpeercert(binary_form=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=3)) as sock:
         return sock.getpeercert(binary_form=True)
 
 
@@ -222,12 +233,13 @@ def client_cafile(pem: str, directory):
 # --- DoH --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("http2", [False, True], ids=["HTTP/1.1", "HTTP/2"])
 @pytest.mark.parametrize("post", [True, False], ids=["POST", "GET"])
-def test_it_answers_over_doh_and_logs_the_protocol_as_doh(make_engine, tls_config, certificate, post):
+def test_it_answers_over_doh_and_logs_the_protocol_as_doh(make_engine, tls_config, certificate, post, http2):
     sink = Sink()
     engine = make_engine(tls_config, query_logger=sink)
 
-    reply = doh_query(engine.doh.port, certificate[0], post=post)
+    reply = doh_query(engine.doh.port, certificate[0], post=post, http2=http2)
 
     assert answers(reply) == UPSTREAM_A
     wait_for(lambda: sink.entries)
@@ -290,21 +302,79 @@ def test_doh_answers_a_malformed_request_with_an_http_error_and_keeps_serving(
     assert answers(doh_query(engine.doh.port, certificate[0])) == UPSTREAM_A
 
 
+def h2_head(method: bytes, path: bytes, *extra) -> list[tuple[bytes, bytes]]:
+    return [(b":method", method), (b":path", path), (b":scheme", b"https"), (b":authority", b"dns.test"), *extra]
+
+
+def test_doh_over_http2_answers_streams_at_once_and_fails_only_the_bad_one(make_engine, tls_config, certificate):
+    engine = make_engine(tls_config)
+    query = dns.message.make_query("example.com", "A").to_wire()
+    get_query = base64.urlsafe_b64encode(query).rstrip(b"=")
+    dns_type = (b"content-type", b"application/dns-message")
+
+    results = h2_exchange(engine.doh.port, certificate[0], [
+        (h2_head(b"POST", b"/dns-query", dns_type), query),
+        (h2_head(b"POST", b"/dns-query", (b"content-type", b"text/plain")), b"hello"),
+        (h2_head(b"GET", b"/dns-query?dns=" + get_query), b""),
+        (h2_head(b"GET", b"/elsewhere"), b""),
+        (h2_head(b"POST", b"/dns-query", dns_type), b"short"),
+    ])  # fmt: skip
+
+    assert [status for status, _ in results] == [200, 415, 200, 404, 400]
+    assert answers(dns.message.from_wire(results[0][1])) == UPSTREAM_A
+    assert answers(dns.message.from_wire(results[2][1])) == UPSTREAM_A
+    assert answers(doh_query(engine.doh.port, certificate[0], http2=True)) == UPSTREAM_A
+
+
+def doh_post_raw(port: int, cafile, name: str, *, headers: bytes = b"", source=None) -> bytes:
+    """One HTTP/1.1 POST from `source` (any 127.0.0.x), with extra header lines: the whole response."""
+    wire = dns.message.make_query(name, "A").to_wire()
+    with tls_connect(port, cafile, source=source) as sock:
+        sock.sendall(b"POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: application/dns-message\r\n" + headers
+                     + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(wire) + wire)  # fmt: skip
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def doh_post(port: int, cafile, name: str, *, headers: bytes = b"", source=None) -> dns.message.Message:
+    data = doh_post_raw(port, cafile, name, headers=headers, source=source)
+    assert status_of(data) == 200, data
+    return dns.message.from_wire(data.partition(b"\r\n\r\n")[2])
+
+
+def test_doh_answers_403_when_a_refused_client_is_dropped(make_engine, tls_config, certificate):
+    config = dataclasses.replace(tls_config, disallowed_clients=parse_networks("127.0.0.2", "test"),
+                                 refused_clients_action="drop")  # fmt: skip
+    engine = make_engine(config)
+
+    assert status_of(doh_post_raw(engine.doh.port, certificate[0], "example.com", source="127.0.0.2")) == 403
+    assert answers(doh_post(engine.doh.port, certificate[0], "example.com", source="127.0.0.3")) == UPSTREAM_A
+
+
+def test_doh_applies_the_clients_group_by_its_source_address(make_engine, tls_config, certificate):
+    kids = ClientGroup.objects.create(name="kids")
+    blocklist = Blocklist.objects.create(name="social")
+    BlockedDomain.objects.create(blocklist=blocklist, domain="social.example")
+    blocklist.groups.set([kids])
+    Client.objects.create(name="tablet", ip="127.0.0.2", group=kids)
+    config_generation_bump()
+    engine = make_engine(tls_config)
+    engine_reload(engine)
+
+    assert answers(doh_post(engine.doh.port, certificate[0], "social.example", source="127.0.0.2")) == BLOCKED_A
+    assert answers(doh_post(engine.doh.port, certificate[0], "social.example", source="127.0.0.3")) == UPSTREAM_A
+
+
 def test_doh_believes_x_forwarded_for_only_from_a_trusted_proxy(make_engine, tls_config, certificate):
     config = dataclasses.replace(tls_config, trusted_proxies=parse_networks("127.0.0.1", "test"),
                                  disallowed_clients=parse_networks("192.0.2.66", "test"))  # fmt: skip
     sink = Sink()
     engine = make_engine(config, query_logger=sink)
-    wire = dns.message.make_query("example.com", "A").to_wire()
 
     def post(headers: bytes, source=None) -> dns.message.Message:
-        with tls_connect(engine.doh.port, certificate[0], source=source) as sock:
-            sock.sendall(b"POST /dns-query HTTP/1.1\r\nHost: x\r\nContent-Type: application/dns-message\r\n"
-                         + headers + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(wire) + wire)  # fmt: skip
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        return dns.message.from_wire(data.partition(b"\r\n\r\n")[2])
+        return doh_post(engine.doh.port, certificate[0], "example.com", headers=headers, source=source)
 
     assert rcode(post(b"X-Forwarded-For: 192.0.2.66\r\n")) == "REFUSED"
     assert rcode(post(b"X-Forwarded-For: 192.0.2.66, 192.0.2.7\r\n")) == "NOERROR"  # the right-most is the client
@@ -328,3 +398,57 @@ def test_kdig_gets_answers_over_dot_and_doh(make_engine, tls_config, certificate
     )  # fmt: skip
     assert "status: NOERROR" in result.stdout, result.stdout + result.stderr
     assert "192.0.2.1" in result.stdout
+
+
+# --- rundns: SIGHUP ---------------------------------------------------------------------------
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def same_size_and_time(path, content: bytes, size: int) -> None:
+    """Write `content`, padded to `size`, over `path` in place, keeping its inode and mtime.
+
+    The file check compares (mtime, size, inode): unchanged, only a SIGHUP can make the
+    engine read the new pair. PEM readers skip text outside BEGIN/END, so padding is harmless.
+    """
+    stat = path.stat()
+    with open(path, "r+b") as handle:
+        handle.write(content + b"\n" * (size - len(content)))
+        handle.truncate()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rundns_serves_dot_and_takes_a_renewed_certificate_on_sighup(upstream, tmp_path):
+    cert, key = make_certificate(tmp_path, stem="live")
+    new_cert, new_key = make_certificate(tmp_path, stem="renewed")
+    sizes = {}
+    for live, renewed in ((cert, new_cert), (key, new_key)):
+        sizes[live] = max(live.stat().st_size, renewed.stat().st_size) + 16
+        same_size_and_time(live, live.read_bytes(), sizes[live])
+    dot_port = free_tcp_port()
+    env = rundns_env(upstream.address, GLORYHOLE_TLS_CERT=str(cert), GLORYHOLE_TLS_KEY=str(key),
+                     GLORYHOLE_DOT_PORT=str(dot_port), GLORYHOLE_DOH_PORT="0")  # fmt: skip
+    proc, _port = start_rundns(env)
+    try:
+        old_der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+        assert peer_certificate(dot_port, cert) == old_der
+        assert answers(dot_query(dot_port, cert)) == UPSTREAM_A
+        new_der = ssl.PEM_cert_to_DER_cert(new_cert.read_text())
+        same_size_and_time(cert, new_cert.read_bytes(), sizes[cert])
+        same_size_and_time(key, new_key.read_bytes(), sizes[key])
+
+        proc.send_signal(signal.SIGHUP)
+
+        deadline = time.monotonic() + 5
+        while peer_certificate(dot_port) != new_der:
+            assert time.monotonic() < deadline, "the renewed certificate was not served after SIGHUP"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, rest

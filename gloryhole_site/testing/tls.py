@@ -15,6 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.events import DataReceived, ResponseReceived, StreamEnded
 
 
 def make_certificate(directory: Path, name: str = "dns.test", *, stem: str = "server") -> tuple[Path, Path]:
@@ -60,11 +63,12 @@ def dot_query(port: int, cafile: Path, name: str = "example.com", rdtype: str = 
 
 
 def doh_query(port: int, cafile: Path, name: str = "example.com", rdtype: str = "A", *, post: bool = True,
-              timeout: float = 3.0) -> dns.message.Message:  # fmt: skip
-    """One query over DoH (HTTP/1.1) to https://127.0.0.1:`port`/dns-query."""
+              http2: bool = False, timeout: float = 3.0) -> dns.message.Message:  # fmt: skip
+    """One query over DoH (HTTP/1.1, or HTTP/2 with `http2`) to https://127.0.0.1:`port`/dns-query."""
+    version = dns.query.HTTPVersion.H2 if http2 else dns.query.HTTPVersion.H1
     return dns.query.https(dns.message.make_query(name, rdtype), f"https://127.0.0.1:{port}/dns-query",
                            timeout=timeout, post=post, verify=client_context(cafile),
-                           http_version=dns.query.HTTPVersion.H1)  # fmt: skip
+                           http_version=version)  # fmt: skip
 
 
 def tls_connect(port: int, cafile: Path, *, source: str | None = None, timeout: float = 3.0) -> ssl.SSLSocket:
@@ -72,6 +76,42 @@ def tls_connect(port: int, cafile: Path, *, source: str | None = None, timeout: 
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout,
                                    source_address=(source, 0) if source else None)  # fmt: skip
     return client_context(cafile).wrap_socket(raw, server_hostname="dns.test")
+
+
+def h2_exchange(port: int, cafile: Path, requests: list[tuple[list, bytes]],
+                timeout: float = 3.0) -> list[tuple[int | None, bytes]]:  # fmt: skip
+    """Send every (headers, body) request at once as HTTP/2 streams on one connection; (status, body) of each."""
+    context = client_context(cafile)
+    context.set_alpn_protocols(["h2"])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    with context.wrap_socket(raw, server_hostname="dns.test") as sock:
+        assert sock.selected_alpn_protocol() == "h2"
+        conn = H2Connection(config=H2Configuration(client_side=True, header_encoding=None))
+        conn.initiate_connection()
+        ids = []
+        for headers, body in requests:
+            stream_id = conn.get_next_available_stream_id()
+            conn.send_headers(stream_id, headers, end_stream=not body)
+            if body:
+                conn.send_data(stream_id, body, end_stream=True)
+            ids.append(stream_id)
+        sock.sendall(conn.data_to_send())
+        results: dict[int, list] = {stream_id: [None, b""] for stream_id in ids}
+        ended: set[int] = set()
+        while len(ended) < len(ids):
+            data = sock.recv(65536)
+            if not data:
+                break
+            for event in conn.receive_data(data):
+                if isinstance(event, ResponseReceived):
+                    results[event.stream_id][0] = int(dict(event.headers)[b":status"])
+                elif isinstance(event, DataReceived):
+                    results[event.stream_id][1] += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, StreamEnded):
+                    ended.add(event.stream_id)
+            sock.sendall(conn.data_to_send())
+    return [(results[stream_id][0], results[stream_id][1]) for stream_id in ids]
 
 
 def framed(message: dns.message.Message) -> bytes:
