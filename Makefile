@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5300
 DURATION ?= 60
 
-.PHONY: unbound run test test-sqlite test-fast test-postgres bench-pg faults soak lint format bench bench-web loadtest migrations-check migrate venv dev-venv clean chromium
+.PHONY: run test test-sqlite test-fast test-postgres bench-pg faults soak lint format bench bench-web loadtest migrations-check migrate venv dev-venv clean chromium kdig unbound
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ run: venv
 PYTEST_ARGS ?=
 test: test-sqlite test-postgres
 
-test-sqlite: dev-venv chromium unbound
+test-sqlite: dev-venv chromium unbound kdig
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast loop while editing: SQLite, without the tests marked integration (those that
@@ -46,7 +46,7 @@ test-sqlite: dev-venv chromium unbound
 test-fast: dev-venv
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
-test-postgres: dev-venv chromium unbound
+test-postgres: dev-venv chromium unbound kdig
 	devtools/pgtest.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 # The browser test drives Debian's chromium through Playwright; never a browser
@@ -58,6 +58,10 @@ chromium:
 # DoH server (dnsengine/tests/test_upstream_encrypted.py); it never recurses there.
 unbound:
 	@command -v unbound >/dev/null || (apt-get update && apt-get install -y unbound)
+
+# The encrypted-DNS tests ask the engine's DoT and DoH with Knot's kdig (+tls, +https) too.
+kdig:
+	@command -v kdig >/dev/null || (apt-get update && apt-get install -y knot-dnsutils)
 
 # Web response times on a temporary database of N synthetic queries (not a test).
 BENCH_ROWS ?= 5000000
@@ -132,9 +136,14 @@ loadtest-privacy:
 
 # Encrypted upstreams: the engine forwarding to one unbound over plain UDP, DoT and DoH,
 # side by side (devtools/load/encrypted.py, docs/encrypted-dns.md).
+.PHONY: loadtest-encrypted-upstreams
+loadtest-encrypted-upstreams: unbound
+	$(MAKE) loadtest LOADTEST_VARIANTS=udpub-10k,updot-10k,updoh-10k,udpub-max,updot-max,updoh-max
+
+# DoT and DoH clients beside plain UDP, same query log, one run (docs/encrypted-dns.md).
 .PHONY: loadtest-encrypted
-loadtest-encrypted: unbound
-	$(MAKE) loadtest LOADTEST_VARIANTS=udpub-10k,dot-10k,doh-10k,udpub-max,dot-max,doh-max
+loadtest-encrypted:
+	$(MAKE) loadtest LOADTEST_VARIANTS=pool-10k,pool-max,dot-10k,dot-max,doh-10k,doh-max
 
 # Client groups against one group: 200 clients in 5 groups, dnsperf from 10 of their
 # addresses, side by side (devtools/load/clients.py, docs/clients.md). Not a test.

@@ -219,6 +219,17 @@ GLORYHOLE_TCP_MAX_CONNECTIONS_PER_CLIENT = env_int(
     "GLORYHOLE_TCP_MAX_CONNECTIONS_PER_CLIENT", 16, minimum=1, maximum=10000
 )
 GLORYHOLE_TCP_IDLE_TIMEOUT = env_float("GLORYHOLE_TCP_IDLE_TIMEOUT", 10.0, minimum=0.1, maximum=3600)
+# Encrypted DNS for the clients (docs/encrypted-dns.md): DoT (RFC 7858) and DoH (RFC 8484,
+# /dns-query) on GLORYHOLE_DNS_HOST, both off unless a certificate and its key are given
+# (PEM files, re-read when they change or on SIGHUP). Port 0 turns one of them off. Each
+# listener has the TCP bounds above; a handshake not done in the timeout is closed.
+GLORYHOLE_TLS_CERT = env_str("GLORYHOLE_TLS_CERT", "")
+GLORYHOLE_TLS_KEY = env_str("GLORYHOLE_TLS_KEY", "")
+GLORYHOLE_DOT_PORT = env_int("GLORYHOLE_DOT_PORT", 853, minimum=0, maximum=65535)
+GLORYHOLE_DOH_PORT = env_int("GLORYHOLE_DOH_PORT", 443, minimum=0, maximum=65535)
+GLORYHOLE_TLS_HANDSHAKE_TIMEOUT = env_float("GLORYHOLE_TLS_HANDSHAKE_TIMEOUT", 5.0, minimum=0.1, maximum=60)
+# Largest DoH request accepted (a POST body, or a GET's decoded ?dns=); above it: 413.
+GLORYHOLE_DOH_MAX_REQUEST = env_int("GLORYHOLE_DOH_MAX_REQUEST", 4096, minimum=512, maximum=65535)
 # Names without a dot ("nas", "printer") are answered NXDOMAIN unless a local record names
 # them; 1 forwards them upstream like any other name.
 GLORYHOLE_FORWARD_SINGLE_LABEL = env_bool("GLORYHOLE_FORWARD_SINGLE_LABEL", False)

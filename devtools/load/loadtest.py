@@ -18,6 +18,7 @@ also on Ctrl-C or an error):
 
     .venv/bin/python -m devtools.load.loadtest --duration 15
     .venv/bin/python -m devtools.load.loadtest --duration 300 --variants pool-10k,thread-10k
+    .venv/bin/python -m devtools.load.loadtest --variants pool-10k,pool-max,dot-10k,dot-max,doh-10k,doh-max
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Variant:
     server: str  # "baseline" | "floor" | "engine"
     rate: int | None  # dnsperf -Q; None = full speed
     env: dict[str, str] = field(default_factory=dict)
+    mode: str = "udp"  # dnsperf -m: udp, dot or doh (the engine's own DoT / DoH listener)
 
     def label(self, rate: int) -> str:
         speed = f"{self.rate // 1000}k QPS" if self.rate else "full speed"
@@ -89,8 +91,10 @@ class Variant:
             "cnameon": "engine, log pool, CNAME inspection on",
             "cnameoff": "engine, log pool, CNAME inspection off",
             "udpub": "engine, log pool, upstream unbound over UDP",
-            "dot": "engine, log pool, upstream unbound over TLS",
-            "doh": "engine, log pool, upstream unbound over HTTPS",
+            "updot": "engine, log pool, upstream unbound over TLS",
+            "updoh": "engine, log pool, upstream unbound over HTTPS",
+            "dot": "engine, log pool, DoT clients",
+            "doh": "engine, log pool, DoH clients (HTTP/2, GET)",
         }[self.key.split("-")[0]]
         return f"{what} @ {speed}"
 
@@ -132,9 +136,16 @@ def extra_variants(rate: int) -> list[Variant]:
     out += [Variant(f"private-{tag}", "engine", rate, private), Variant("private-max", "engine", None, private)]
     # Encrypted upstreams (docs/encrypted-dns.md): one unbound (devtools/load/encrypted.py) over
     # plain UDP, DoT and DoH, so the transport is the only difference; needs unbound and openssl.
-    for key, transport in (("udpub", "udp"), ("dot", "tls"), ("doh", "https")):
+    for key, transport in (("udpub", "udp"), ("updot", "tls"), ("updoh", "https")):
         env = {**pool, "GLORYHOLE_UPSTREAMS": UNBOUND_UPSTREAM + transport}
         out += [Variant(f"{key}-{tag}", "engine", rate, env), Variant(f"{key}-max", "engine", None, env)]
+    # Encrypted clients (docs/encrypted-dns.md): dnsperf over DoT and DoH to the engine's own
+    # listeners, to set beside pool-<rate> / pool-max (plain UDP, same log) in one run.
+    for mode in ("dot", "doh"):
+        out += [
+            Variant(f"{mode}-{tag}", "engine", rate, pool, mode),
+            Variant(f"{mode}-max", "engine", None, pool, mode),
+        ]
     return out
 
 
@@ -176,6 +187,12 @@ class Setup:
 
 def run_dnsperf(setup: Setup, result: RunResult, server: subprocess.Popen, port: int, out_dir: Path) -> None:
     argv = dnsperf_argv(setup.args, setup.queries, port, result.variant.rate)
+    mode = result.variant.mode
+    if mode != "udp":
+        # dnsperf does not check the certificate; DoH's -q also caps the HTTP/2 streams in flight.
+        argv += ["-m", mode]
+        if mode == "doh":
+            argv += ["-O", f"doh-uri=https://{LOOPBACK}:{port}/dns-query"]
     out, err = out_dir / "dnsperf.out", out_dir / "dnsperf.err"
     before = cpu_busy_and_ours(setup.upstream_pid)
     with Sampler(server.pid) as sampler:
@@ -262,6 +279,13 @@ def run_engine(setup: Setup, variant: Variant) -> RunResult:
     shutil.copytree(setup.template_data, data_dir)
     port, metrics_port = free_port(), free_port()
     env = engine_env(setup, data_dir, metrics_port, variant.env)
+    load_port = port
+    if variant.mode != "udp":
+        cert, key = loadtest_certificate(setup.work)
+        load_port = free_port()
+        env.update({"GLORYHOLE_TLS_CERT": str(cert), "GLORYHOLE_TLS_KEY": str(key),
+                    "GLORYHOLE_DOT_PORT": str(load_port if variant.mode == "dot" else 0),
+                    "GLORYHOLE_DOH_PORT": str(load_port if variant.mode == "doh" else 0)})  # fmt: skip
     argv = [setup.python, "manage.py", "rundns", "--host", LOOPBACK, "--port", str(port)]
     stdout, stderr = out_dir / "server.out", out_dir / "server.err"
     server = setup.procs.start("rundns", pinned(setup.args.pin_server, argv), stdout=stdout, stderr=stderr, env=env)
@@ -269,7 +293,7 @@ def run_engine(setup: Setup, variant: Variant) -> RunResult:
         if not wait_for_line(server, stdout, re.compile(r"listening on"), timeout=setup.args.startup_timeout):
             result.problems.append(f"rundns did not print 'listening on': {tail(stderr) or tail(stdout)}")
             return result
-        run_dnsperf(setup, result, server, port, out_dir)
+        run_dnsperf(setup, result, server, load_port, out_dir)
         result.metrics = scrape_metrics(metrics_port)
     finally:
         # rundns drains its query log on SIGTERM: give it time before a SIGKILL.
@@ -285,6 +309,19 @@ def run_engine(setup: Setup, variant: Variant) -> RunResult:
     result.rows = count_rows(data_dir / "gloryhole.sqlite3")
     result.log_warnings = [ln for ln in stderr.read_text(errors="replace").splitlines() if _is_warning(ln)]
     return result
+
+
+def loadtest_certificate(work: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 in the work dir, made once with the openssl CLI."""
+    cert, key = work / "loadtest-cert.pem", work / "loadtest-key.pem"
+    if not cert.exists():
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=loadtest",
+             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+    return cert, key
 
 
 def _is_warning(line: str) -> bool:
@@ -376,7 +413,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         v.key for v in all_variants(10_000)).replace("10k", "<rate>")
         + "; also selectable by name: floor-<rate>, floor-max (devtools.load.plain_server), "
         "cnameon-<rate>, cnameon-max, cnameoff-<rate>, cnameoff-max (GLORYHOLE_CNAME_INSPECTION=1/0), "
-        "udpub-, dot-, doh-<rate> and -max (upstream unbound over UDP, TLS, HTTPS)")  # fmt: skip
+        "udpub-, updot-, updoh-<rate> and -max (upstream unbound over UDP, TLS, HTTPS)")  # fmt: skip
     parser.add_argument("--only", choices=MIX_KINDS, default="", help="query only one kind of name (default: the mix)")
     parser.add_argument("--upstream-cnames", type=int, default=0, metavar="K",
                         help="the fake upstream answers one name in K through a CNAME (default 0: none)")  # fmt: skip

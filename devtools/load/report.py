@@ -129,6 +129,8 @@ def ratios(results: list[RunResult]) -> list[str]:
         ("pool-max", "baseline-max", "full speed, engine (log pool) vs baseline"),
         ("pool-max", "nolog-max", "full speed, engine log pool vs log off"),
         ("thread-max", "pool-max", "full speed, engine log thread vs pool"),
+        ("dot-max", "pool-max", "full speed, DoT clients vs plain UDP (log pool)"),
+        ("doh-max", "pool-max", "full speed, DoH clients vs plain UDP (log pool)"),
     ):
         qa, qb = qps(a), qps(b)
         if qa and qb:

@@ -120,7 +120,14 @@ class TcpListener:
 
     A client that half-closes (FIN after its queries, RFC 7766 6.2.4) still
     gets every answer, forwarded ones included, before the connection closes.
+
+    The encrypted listeners (`dnsengine.core.tls`, `dnsengine.core.doh`) are this one
+    with a TLS layer and, for DoH, HTTP in place of the length prefix: `kind` names
+    their counters, `pipeline` bounds what one connection may have in flight.
     """
+
+    kind = "tcp"
+    pipeline = MAX_TCP_PIPELINE
 
     def __init__(self, sock: socket.socket, resolver: Resolver, stats: EngineStats, max_connections: int,
                  idle_timeout: float, max_per_client: int | None = None) -> None:  # fmt: skip
@@ -247,14 +254,14 @@ class TcpListener:
         if len(conn.outbuf) + len(framed) > MAX_TCP_OUTBUF:
             # A client that does not read its answers gets disconnected,
             # not an ever-growing buffer.
-            self.stats.count("tcp_slow_readers_closed")
+            self.stats.count(f"{self.kind}_slow_readers_closed")
             self._close(conn)
             return
         conn.outbuf += framed
         self._flush(conn)
         if conn.closed:
             return
-        if conn.inbuf and not self._handling and not conn.read_closed and conn.outstanding < MAX_TCP_PIPELINE:
+        if conn.inbuf and not self._handling and not conn.read_closed and self._room(conn):
             self._handle_messages(conn, time.monotonic())  # queries held back by the pipeline limit
         self._settle(conn)
 
@@ -269,14 +276,26 @@ class TcpListener:
                 return
             peer = addr[0]
             if not self._make_room(peer):
-                self.stats.count("tcp_connections_refused")
+                self.stats.count(f"{self.kind}_connections_refused")
                 client.close()
                 continue
             client.setblocking(False)
-            conn = TcpConnection(client, peer, self, time.monotonic())
-            self.connections[client.fileno()] = conn
+            conn = self._connection_new(client, peer, time.monotonic())
+            if conn is None:
+                continue
+            self.connections[conn.sock.fileno()] = conn
             self.per_client[peer] = self.per_client.get(peer, 0) + 1
-            self._settle(conn)
+            self._opened(conn)
+
+    def _room(self, conn: TcpConnection) -> bool:
+        """May `conn` have one more query in flight?"""
+        return conn.outstanding < self.pipeline
+
+    def _connection_new(self, client: socket.socket, peer: str, now: float) -> TcpConnection | None:
+        return TcpConnection(client, peer, self, now)
+
+    def _opened(self, conn: TcpConnection) -> None:
+        self._settle(conn)
 
     def _make_room(self, peer: str) -> bool:
         """Is there room for one more connection from `peer`? Closes the longest-idle one if that makes room."""
@@ -288,7 +307,7 @@ class TcpListener:
             return True
         idle = [c for c in candidates if c.idle]
         if idle:
-            self.stats.count("tcp_idle_evicted")
+            self.stats.count(f"{self.kind}_idle_evicted")
             self._close(min(idle, key=lambda c: c.last_activity))
             return True
         # Connections that only hold the start of a message (a client trickling
@@ -297,7 +316,7 @@ class TcpListener:
         unfinished = [c for c in candidates if c.unfinished_only]
         if not unfinished:
             return False
-        self.stats.count("tcp_unfinished_evicted")
+        self.stats.count(f"{self.kind}_unfinished_evicted")
         self._close(min(unfinished, key=lambda c: c.partial_since))
         return True
 
@@ -331,11 +350,11 @@ class TcpListener:
     def _handle_buffered(self, conn: TcpConnection, now: float) -> None:
         buf = conn.inbuf
         handled = 0
-        while len(buf) >= 2 and conn.outstanding < MAX_TCP_PIPELINE:
+        while len(buf) >= 2 and self._room(conn):
             length = (buf[0] << 8) | buf[1]
             if length < 12:
                 # Too short to be a DNS message: the stream cannot be trusted any more.
-                self.stats.count("tcp_bad_frames")
+                self.stats.count(f"{self.kind}_bad_frames")
                 self._close(conn)
                 return
             if len(buf) < 2 + length:
@@ -379,10 +398,13 @@ class TcpListener:
             self._close(conn)
             return
         events = 0
-        if not conn.read_closed and self._reading and conn.outstanding < MAX_TCP_PIPELINE:
+        if not conn.read_closed and self._reading and self._room(conn):
             events |= selectors.EVENT_READ
         if conn.outbuf:
             events |= selectors.EVENT_WRITE
+        self._watch(conn, events)
+
+    def _watch(self, conn: TcpConnection, events: int) -> None:
         if events == conn.events:
             return
         if not conn.events:
@@ -402,7 +424,7 @@ class TcpListener:
             # client trickling bytes) counts from its first byte, not its last.
             stalled = conn.partial_since is not None and now - conn.partial_since > self.idle_timeout
             if idle or stalled:
-                self.stats.count("tcp_idle_closed")
+                self.stats.count(f"{self.kind}_idle_closed")
                 self._close(conn)
 
     def _close(self, conn: TcpConnection) -> None:

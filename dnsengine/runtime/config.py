@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from dnsengine.core.access import Network, parse_networks, parse_refused_action
 from dnsengine.core.options import BlockingMode, ConfigError, Upstream, parse_blocking_mode, parse_upstreams
+from dnsengine.core.tls import TlsCertificate
 from gloryhole_site.dns_env import ttl_clamps_check
 
 
@@ -61,6 +63,24 @@ class EngineConfig:
     prefetch_min_hits: int = 0
     # A hosts-format file of local records (dnsengine.runtime.local_hosts); "" for none.
     local_hosts_file: str = ""
+    # Encrypted DNS for the clients (dnsengine.core.tls, dnsengine.core.doh): off without a certificate.
+    tls_cert: str = ""
+    tls_key: str = ""
+    dot_port: int | None = None  # None: off; 0: any free port (the tests)
+    doh_port: int | None = None
+    tls_handshake_timeout: float = 5.0
+    tls_check_interval: float = 5.0  # seconds between looks at the certificate files
+    doh_max_request: int = 4096
+    # Proxies whose X-Forwarded-For names a DoH client (GLORYHOLE_TRUSTED_PROXIES).
+    trusted_proxies: tuple[Network, ...] = ()
+
+    @property
+    def dot_enabled(self) -> bool:
+        return bool(self.tls_cert) and self.dot_port is not None
+
+    @property
+    def doh_enabled(self) -> bool:
+        return bool(self.tls_cert) and self.doh_port is not None
 
     @classmethod
     def from_settings(cls, host: str | None = None, port: int | None = None) -> EngineConfig:
@@ -85,6 +105,16 @@ class EngineConfig:
             exempt = parse_networks(settings.GLORYHOLE_RATE_LIMIT_EXEMPT, "GLORYHOLE_RATE_LIMIT_EXEMPT")
         except ConfigError as error:
             raise ImproperlyConfigured(str(error)) from None
+        tls_cert, tls_key = settings.GLORYHOLE_TLS_CERT, settings.GLORYHOLE_TLS_KEY
+        if bool(tls_cert) != bool(tls_key):
+            raise ImproperlyConfigured("GLORYHOLE_TLS_CERT and GLORYHOLE_TLS_KEY go together: set both or neither")
+        if tls_cert:
+            try:
+                TlsCertificate(tls_cert, tls_key)
+            except (OSError, ValueError, ssl.SSLError) as exc:
+                raise ImproperlyConfigured(
+                    f"GLORYHOLE_TLS_CERT={tls_cert!r} / GLORYHOLE_TLS_KEY={tls_key!r} do not load: {exc}"
+                ) from None
         return cls(
             host=host,
             port=port,
@@ -120,4 +150,11 @@ class EngineConfig:
             serve_stale_max_age=settings.GLORYHOLE_SERVE_STALE_MAX_AGE,
             prefetch_min_hits=settings.GLORYHOLE_PREFETCH_MIN_HITS,
             local_hosts_file=settings.GLORYHOLE_LOCAL_HOSTS_FILE,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            dot_port=settings.GLORYHOLE_DOT_PORT or None,
+            doh_port=settings.GLORYHOLE_DOH_PORT or None,
+            tls_handshake_timeout=settings.GLORYHOLE_TLS_HANDSHAKE_TIMEOUT,
+            doh_max_request=settings.GLORYHOLE_DOH_MAX_REQUEST,
+            trusted_proxies=tuple(settings.GLORYHOLE_TRUSTED_PROXIES),
         )

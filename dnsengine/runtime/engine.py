@@ -10,12 +10,14 @@ from django.conf import settings
 from dnsengine.core.access import AccessControl
 from dnsengine.core.cache import ReplyCache, TtlPolicy
 from dnsengine.core.clients import ClientDirectory
+from dnsengine.core.doh import DohListener
 from dnsengine.core.ioloop import IoLoop
 from dnsengine.core.options import Upstream, parse_blocking_mode, parse_upstreams
 from dnsengine.core.ratelimit import RateLimiter
 from dnsengine.core.resolver import QueryLogSink, Resolver
 from dnsengine.core.server import DNSServer
 from dnsengine.core.stats import EngineStats
+from dnsengine.core.tls import TlsCertificate, TlsListener, TlsServer
 from dnsengine.core.upstream import UpstreamForwarder
 from dnsengine.runtime.client_names import ClientNames, ClientNamesConfig
 from dnsengine.runtime.config import EngineConfig
@@ -85,6 +87,16 @@ class Engine:
             tcp_idle_timeout=config.tcp_idle_timeout,
             tcp_max_per_client=config.tcp_max_per_client,
         )
+        # DoT and DoH for the clients, each on its own thread with the TCP bounds
+        # (docs/encrypted-dns.md); none without a certificate.
+        self.dot: TlsServer | None = None
+        self.doh: TlsServer | None = None
+        if config.dot_enabled:
+            self.dot = self._encrypted_server(TlsListener, config.dot_port, ("dot",), "dns-dot")
+        if config.doh_enabled:
+            self.doh = self._encrypted_server(DohListener, config.doh_port, ("h2", "http/1.1"), "dns-doh",
+                                              max_request=config.doh_max_request,
+                                              trusted_proxies=config.trusted_proxies)  # fmt: skip
         # Forwarders of client groups with their own upstreams, one per distinct list, made
         # on the reload that first needs one and kept until the engine stops (at most
         # config.group_upstream_sets of them).
@@ -103,6 +115,25 @@ class Engine:
         if blocklist_updater is None and settings.GLORYHOLE_BLOCKLIST_UPDATE_HOURS > 0:
             blocklist_updater = BlocklistUpdater()
         self.updater = blocklist_updater
+
+    def _encrypted_server(self, listener_class: type[TlsListener], port: int, alpn: tuple[str, ...],
+                          thread_name: str, **extra) -> TlsServer:  # fmt: skip
+        config = self.config
+        certificate = TlsCertificate(config.tls_cert, config.tls_key, alpn=alpn,
+                                     check_interval=config.tls_check_interval)  # fmt: skip
+        return TlsServer(listener_class, self.resolver, self.stats, config.host, port, certificate,
+                         thread_name=thread_name, max_connections=config.tcp_max_connections,
+                         idle_timeout=config.tcp_idle_timeout, max_per_client=config.tcp_max_per_client,
+                         handshake_timeout=config.tls_handshake_timeout, **extra)  # fmt: skip
+
+    @property
+    def encrypted_servers(self) -> list[TlsServer]:
+        return [s for s in (self.dot, self.doh) if s is not None]
+
+    def tls_reload(self) -> None:
+        """SIGHUP: re-read the certificate and key; connections made afterwards use them."""
+        for server in self.encrypted_servers:
+            server.certificate.request_reload()
 
     def forwarder_for(self, upstreams: tuple[Upstream, ...]) -> UpstreamForwarder | None:
         """The forwarder for a group's own upstreams; None (the default upstreams) past the limit."""
@@ -222,6 +253,8 @@ class Engine:
         self._started = True
         self.forwarder.start()
         self.server.start()
+        for server in self.encrypted_servers:
+            server.start()
         self.loop.start()
         self.watcher.start()
         self.client_names.start()
@@ -242,6 +275,8 @@ class Engine:
         stop does not leave clients without an answer that the log says was sent.
         """
         self.server.stop_receiving()
+        for server in self.encrypted_servers:
+            server.stop_receiving()
         drain = min(10.0, self.config.upstream_timeout * len(self.config.upstreams) + 0.5)
         # A forwarder shared by a group and a rule is in both dicts: stopped once.
         forwarders = list({id(f): f for f in (self.forwarder, *self.group_forwarders.values(),
@@ -250,6 +285,8 @@ class Engine:
             if not forwarder.drain(drain):
                 logger.warning("stopping with %d queries still waiting on upstreams", forwarder.inflight)
         self.server.close()
+        for server in self.encrypted_servers:
+            server.close()
         if self.updater is not None:
             self.updater.stop()
         self.watcher.stop()

@@ -102,6 +102,19 @@ class EngineRunner:
                 f"cannot listen for DNS on {self.config.host}:{self.config.port} "
                 f"(GLORYHOLE_DNS_HOST / --host, GLORYHOLE_DNS_PORT / --port): {exc.strerror or exc}"
             ) from None
+        for name, server in (("DOT", self.engine.dot), ("DOH", self.engine.doh)):
+            if server is None:
+                continue
+            try:
+                server.bind()
+            except OSError as exc:
+                self.engine.server.close()
+                for bound in self.engine.encrypted_servers:
+                    bound.close()
+                raise EngineStartError(
+                    f"cannot listen for {name.lower()} on {self.config.host}:{server.port} "
+                    f"(GLORYHOLE_{name}_PORT, 0 turns it off): {exc.strerror or exc}"
+                ) from None
         if not settings.GLORYHOLE_ENGINE_NAME:
             # Named after the port actually bound (it may have been 0).
             self.config = dataclasses.replace(self.config, engine_name=f"{socket.gethostname()}:{port}")

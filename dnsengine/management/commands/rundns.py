@@ -1,4 +1,4 @@
-"""python manage.py rundns: serve DNS until SIGTERM/SIGINT; SIGHUP re-reads the query-log settings."""
+"""python manage.py rundns: serve DNS until SIGTERM/SIGINT; SIGHUP re-reads the query-log settings and TLS files."""
 
 from __future__ import annotations
 
@@ -46,8 +46,11 @@ class Command(BaseCommand):
             return
         config = runner.config
         metrics = f"; metrics {runner.metrics.url}" if runner.metrics else ""
+        engine = runner.engine
+        encrypted = "".join(f", {name} on {server.port}" for name, server in (("dot", engine.dot), ("doh", engine.doh))
+                            if server is not None)  # fmt: skip
         self.stdout.write(
-            f"listening on {config.host}:{runner.engine.port} (udp, tcp) as {runner.name}; upstreams "
+            f"listening on {config.host}:{runner.engine.port} (udp, tcp{encrypted}) as {runner.name}; upstreams "
             + ", ".join(u.label for u in config.upstreams)
             + metrics
         )
@@ -55,6 +58,7 @@ class Command(BaseCommand):
         while not stop.wait(0.5):
             if hup.is_set():
                 hup.clear()
+                runner.engine.tls_reload()
                 try:
                     runner.reload_logging()
                 except ImproperlyConfigured as exc:
