@@ -69,6 +69,15 @@ def test_percentiles_come_from_the_bucket_holding_the_rank():
     assert answer_time_percentile({}, 0.5) is None
 
 
+def test_a_percentile_is_the_answer_time_of_its_rank_counted_from_the_fastest():
+    fast, slow = time_bucket(1000), time_bucket(40_000)
+    in_fast, in_slow = sum(time_bucket_bounds(fast)) // 2, sum(time_bucket_bounds(slow)) // 2
+    assert answer_time_percentile({fast: 50, slow: 50}, 0.5) == in_fast  # the 50th of 100
+    assert answer_time_percentile({fast: 50, slow: 50}, 0.51) == in_slow  # the 51st
+    assert answer_time_percentile({fast: 1, slow: 1}, 1.0) == in_slow
+    assert answer_time_percentile({slow: 1}, 0.0) == in_slow
+
+
 def test_query_types_beyond_the_shown_ones_are_added_up_as_other():
     shares = qtype_shares({"A": 60, "AAAA": 30, "MX": 6, "TXT": 4}, shown=2)
     assert [(s.name, s.count, s.pct) for s in shares] == [("A", 60, 60.0), ("AAAA", 30, 30.0), ("other", 10, 10.0)]
