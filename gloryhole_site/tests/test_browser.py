@@ -6,7 +6,8 @@ watch the status page's fill bar follow the EngineStatus row without a reload;
 then a walk through the admin; then the clients and groups pages, with a client
 renamed and moved in one click. Screenshots of the dashboard, the status page and
 the clients and groups pages (the clients page also at a phone's width) go to
-artifacts/ for review.
+artifacts/ for review; so does every page at 390 and 1366 px, from a test that fails a
+page wider than its window, with JavaScript and without.
 
 Every page is served with a Content-Security-Policy that forbids inline scripts and
 styles; a violation on any page a test visits fails that test (`page` fixture). Nothing
@@ -582,7 +583,10 @@ WIDEST_ELEMENTS = """() => [...document.querySelectorAll("body *")]
 
 
 def test_every_page_fits_a_phone_and_a_laptop(page, csp_violations, live_server, transactional_db):
-    """Each page at 390 and 1366 px: no sideways scrolling of the page, screenshots in artifacts/."""
+    """Each page at 390 and 1366 px: no sideways scrolling of the page, screenshots in artifacts/.
+
+    Then the scripts' part (the countdown, the folded menu) and the same pages without JavaScript.
+    """
     get_user_model().objects.create_user("staff", password=PASSWORD, is_staff=True)
     kids = seed_every_page(timezone.now())
     make_query(BLOCKED, client="192.168.1.37", status="blocked")
@@ -592,7 +596,8 @@ def test_every_page_fits_a_phone_and_a_laptop(page, csp_violations, live_server,
     screenshots_at_both_widths(page, "login")
     login(page, base, "/")
     too_wide: list[str] = []  # every page that fails, not only the first
-    for name, path in page_paths(kids, Blocklist.objects.get(name="broken")).items():
+    paths = page_paths(kids, Blocklist.objects.get(name="broken"))
+    for name, path in paths.items():
         page.goto(base + path)
         try:
             screenshots_at_both_widths(page, name)
@@ -617,3 +622,24 @@ def test_every_page_fits_a_phone_and_a_laptop(page, csp_violations, live_server,
     nav.get_by_role("link", name="Queries").click()
     page.wait_for_url(base + "/queries/*")
     assert_no_csp_violations(csp_violations)
+
+    # Without JavaScript, same session: every page still fits, the links wrap instead of
+    # folding, the pause says its time left, and a form (resume blocking) posts and redirects.
+    bare_context = page.context.browser.new_context(
+        java_script_enabled=False, viewport={"width": 390, "height": 844}, storage_state=page.context.storage_state()
+    )
+    try:
+        bare = bare_context.new_page()
+        for path in paths.values():
+            bare.goto(base + path)
+            assert_no_horizontal_overflow(bare, f"{path} without JavaScript")
+            assert bare.locator(".topbar nav").is_visible(), path
+            assert not bare.get_by_role("button", name="Menu").is_visible(), path
+        bare.goto(base + "/")
+        assert "minutes left" in bare.locator("#blocking-pause .countdown").inner_text()
+        bare.screenshot(path=str(ARTIFACTS / "dashboard-390-nojs.png"), full_page=True)
+        bare.get_by_role("button", name="Resume blocking").click()
+        bare.wait_for_load_state()
+        assert "Blocking is on." in bare.locator("#blocking-pause").inner_text()
+    finally:
+        bare_context.close()
