@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.utils import timezone
 
 from dnsengine.core.groups import GroupAssignment, Window, group_suffix
@@ -36,6 +36,11 @@ from querylog.traffic import recent_traffic_of_domain, recent_traffic_of_rule
 
 # An engine writes its heartbeat every ~2 s; several missed ones mean it is gone.
 ENGINE_DOWN_AFTER_SECONDS = 10.0
+
+
+def blocklist_names_enabled() -> int:
+    """Names on the enabled lists, from each list's stored count: a name on two lists counts twice."""
+    return Blocklist.objects.filter(enabled=True).aggregate(n=Sum("domain_count"))["n"] or 0
 
 
 def blocklist_list() -> QuerySet[Blocklist]:

@@ -49,6 +49,17 @@ def stats(request: HttpRequest) -> HttpResponse:
             "top_domains": [{"domain": d, "count": n} for d, n in s.top_domains],
             "top_blocked": [{"domain": d, "count": n} for d, n in s.top_blocked],
             "top_clients": [{"client": c, "count": n} for c, n in s.top_clients],
+            "query_types": [{"qtype": q.name, "count": q.count, "pct": round(q.pct, 2)} for q in s.qtypes],
+            "upstreams": [
+                {
+                    "upstream": u.upstream,
+                    "count": u.count,
+                    "pct": round(u.pct, 2),
+                    "median_ms": round(u.median_us / 1000, 1) if u.median_us is not None else None,
+                    "p95_ms": round(u.p95_us / 1000, 1) if u.p95_us is not None else None,
+                }
+                for u in s.upstreams
+            ],
         }
     )
 

@@ -108,6 +108,33 @@ class ClientRollup(models.Model):
         return f"{self.bucket:%Y-%m-%d %H:00} {self.client} {self.count}"
 
 
+class AnswerRollup(models.Model):
+    """Queries per UTC hour, query type, upstream and answer-time bucket.
+
+    ``upstream`` is blank for queries no upstream answered (blocked, cached, local),
+    and their ``time_bucket`` is 0. For forwarded ones ``time_bucket`` is
+    ``querylog.rollups.time_bucket(duration_us)``: half-octave buckets, enough for a
+    median and a 95th percentile without keeping every duration. Neither field names
+    a domain or a client, so privacy levels 1 and 2 keep these counts too.
+    """
+
+    bucket = models.DateTimeField()
+    qtype = models.CharField(max_length=10)
+    upstream = models.CharField(max_length=64)
+    time_bucket = models.PositiveSmallIntegerField(default=0)
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bucket", "qtype", "upstream", "time_bucket"], name="arollup_bucket_qtype_up_time"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket:%Y-%m-%d %H:00} {self.qtype} {self.upstream or '-'} {self.time_bucket} {self.count}"
+
+
 class RollupSummary(models.Model):
     """One closed UTC hour or day of rollups, reduced to what the dashboard needs.
 

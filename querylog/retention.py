@@ -29,7 +29,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from querylog.db import sqlite_write_lock
-from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
+from querylog.models import AnswerRollup, ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
 from querylog.selectors import summaries_build
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def rollup_purge(cutoff: datetime, batch: int, *, pause: float, stop: threading.
     minute_cutoff = cutoff.replace(second=0, microsecond=0)
     hour_cutoff = minute_cutoff.replace(minute=0)
     rollups = _delete_older(QueryRollup, "bucket", minute_cutoff, batch, pause=pause, stop=stop, using=using)
-    for model in (DomainRollup, ClientRollup):
+    for model in (DomainRollup, ClientRollup, AnswerRollup):
         rollups += _delete_older(model, "bucket", hour_cutoff, batch, pause=pause, stop=stop, using=using)
     # A stored dashboard summary goes once its whole hour or day is before the cutoff.
     for hours, period_cutoff in ((1, hour_cutoff), (24, hour_cutoff.replace(hour=0))):

@@ -8,10 +8,11 @@ view is exactly what the rollups exist to avoid.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, connection, transaction
@@ -22,8 +23,8 @@ from django.utils import timezone
 from dnsengine.models import Client, ClientGroup
 from querylog.db import sqlite_write_lock
 from querylog.history import HistoryFilter, cursor_encode
-from querylog.models import ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
-from querylog.rollups import SUMMARY_AFTER
+from querylog.models import AnswerRollup, ClientRollup, DomainRollup, QueryLog, QueryRollup, RollupSummary
+from querylog.rollups import SUMMARY_AFTER, time_bucket_bounds
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,11 @@ STORE_WAIT = 0.2
 BUILD_HOURS_BACK = 48
 
 
+# Query types shown by name on the dashboard; the rest are added up as "other".
+QTYPES_SHOWN = 8
+UPSTREAMS_SHOWN = 10
+
+
 @dataclass(slots=True)
 class ChartPoint:
     start: datetime
@@ -162,6 +168,32 @@ class ChartPoint:
     @property
     def total(self) -> int:
         return self.allowed + self.blocked + self.cached
+
+    @property
+    def blocked_share(self) -> float | None:
+        """Blocked queries as a fraction of the bucket's, None for an empty bucket."""
+        total = self.allowed + self.blocked + self.cached
+        return self.blocked / total if total else None
+
+
+@dataclass(slots=True)
+class Share:
+    """One query type's part of the window's queries."""
+
+    name: str
+    count: int
+    pct: float
+
+
+@dataclass(slots=True)
+class UpstreamShare:
+    """One upstream's part of the forwarded queries, and how fast it answered them."""
+
+    upstream: str
+    count: int
+    pct: float
+    median_us: int | None
+    p95_us: int | None
 
 
 @dataclass(slots=True)
@@ -180,6 +212,8 @@ class DashboardStats:
     top_blocked: list[tuple[str, int]]
     top_clients: list[tuple[str, int]]
     hourly_since: datetime  # top lists come from hourly rollups: they start at this hour
+    qtypes: list[Share] = field(default_factory=list)  # hourly too, like the top lists
+    upstreams: list[UpstreamShare] = field(default_factory=list)
 
     @property
     def blocked_pct(self) -> float:
@@ -447,6 +481,7 @@ def dashboard_stats(window: str, now: datetime | None = None) -> DashboardStats:
                 else:
                     point.allowed += count
 
+    qtypes, upstreams = dashboard_answers(hourly_since)
     domains: dict[str, int] = {}
     blocked: dict[str, int] = {}
     clients: dict[str, int] = {}
@@ -470,7 +505,76 @@ def dashboard_stats(window: str, now: datetime | None = None) -> DashboardStats:
         top_blocked=_top_n(blocked),
         top_clients=_top_n(clients),
         hourly_since=hourly_since,
+        qtypes=qtypes,
+        upstreams=upstreams,
     )
+
+
+def answer_time_percentile(histogram: dict[int, int], fraction: float) -> int | None:
+    """The answer time (µs) below which `fraction` of the counted answers fall, None without any.
+
+    `histogram` maps querylog.rollups.time_bucket buckets to counts; the result is the
+    middle of the bucket holding that rank, so it is within a quarter of the true value.
+    """
+    total = sum(histogram.values())
+    if total <= 0:
+        return None
+    rank = max(1, math.ceil(fraction * total))
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= rank:
+            low, high = time_bucket_bounds(bucket)
+            return (low + high) // 2
+    return None  # not reached: the last bucket brings seen to total
+
+
+def qtype_shares(counts: dict[str, int], shown: int = QTYPES_SHOWN) -> list[Share]:
+    """The busiest `shown` query types, then the rest as one "other" line; shares of the whole."""
+    total = sum(counts.values())
+    if not total:
+        return []
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    shares = [Share(name, n, 100.0 * n / total) for name, n in ordered[:shown]]
+    rest = sum(n for _, n in ordered[shown:])
+    if rest:
+        shares.append(Share("other", rest, 100.0 * rest / total))
+    return shares
+
+
+def upstream_shares(histograms: dict[str, dict[int, int]], shown: int = UPSTREAMS_SHOWN) -> list[UpstreamShare]:
+    """Per upstream: its share of the forwarded queries, median and 95th-percentile answer time."""
+    counts = {upstream: sum(h.values()) for upstream, h in histograms.items()}
+    total = sum(counts.values())
+    if not total:
+        return []
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:shown]
+    return [
+        UpstreamShare(
+            upstream,
+            n,
+            100.0 * n / total,
+            answer_time_percentile(histograms[upstream], 0.5),
+            answer_time_percentile(histograms[upstream], 0.95),
+        )
+        for upstream, n in ordered
+    ]
+
+
+def dashboard_answers(since: datetime) -> tuple[list[Share], list[UpstreamShare]]:
+    """Query types and upstreams of the hours from `since` on, from AnswerRollup (two grouped reads)."""
+    rows = AnswerRollup.objects.filter(bucket__gte=since)
+    qtypes = dict(rows.values("qtype").annotate(n=Sum("count")).values_list("qtype", "n"))
+    histograms: dict[str, dict[int, int]] = {}
+    timed = (
+        rows.exclude(upstream="")
+        .values("upstream", "time_bucket")
+        .annotate(n=Sum("count"))
+        .values_list("upstream", "time_bucket", "n")
+    )
+    for upstream, bucket, n in timed:
+        histograms.setdefault(upstream, {})[bucket] = n
+    return qtype_shares(qtypes), upstream_shares(histograms)
 
 
 # --- Clients -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET
 from dnsengine.core.names import normalize_domain
 from dnsengine.core.nametext import name_text_for_link
 from dnsengine.guardrails import blockable_parent
+from dnsengine.selectors import blocklist_names_enabled
 from gloryhole_site.auth import staff_required
 from querylog.forget import client_forget, forget_targets
 from querylog.forms import COMMON_QTYPES, DashboardForm, HistoryFilterForm, PrivacySettingsForm
@@ -53,7 +54,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "querylog/dashboard.html",
-        {"form": form, "stats": stats, "window": window, "top_clients": top_clients},
+        {
+            "form": form,
+            "stats": stats,
+            "window": window,
+            "top_clients": top_clients,
+            "list_names": blocklist_names_enabled(),
+        },
     )
 
 

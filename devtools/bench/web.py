@@ -75,7 +75,9 @@ def make_clients(count: int) -> list[str]:
 
 
 def load(db_path: Path, rows: int, days: int, seed: int) -> dict[str, object]:
-    """Fill QueryLog and the three rollup tables; return a few names worth searching for."""
+    """Fill QueryLog and the four rollup tables; return a few names worth searching for."""
+    from querylog.rollups import time_bucket
+
     rng = random.Random(seed)
     domains, blocked = make_domains(rng, 30_000, 0.12)
     clients = make_clients(60)
@@ -104,6 +106,7 @@ def load(db_path: Path, rows: int, days: int, seed: int) -> dict[str, object]:
     minute_counts: dict[tuple[str, str], int] = {}
     domain_counts: dict[tuple[str, str, str], int] = {}
     client_counts: dict[tuple[str, str], int] = {}
+    answer_counts: dict[tuple[str, str, str, int], int] = {}
     chunk = 200_000
     started = time.monotonic()
     con.execute("BEGIN")
@@ -154,6 +157,8 @@ def load(db_path: Path, rows: int, days: int, seed: int) -> dict[str, object]:
             domain_counts[dkey] = domain_counts.get(dkey, 0) + 1
             ckey = (hour, client)
             client_counts[ckey] = client_counts.get(ckey, 0) + 1
+            akey = (hour, qtype_names[q_idx[j]], upstream, time_bucket(took) if upstream else 0)
+            answer_counts[akey] = answer_counts.get(akey, 0) + 1
         con.executemany(insert, batch)
         done += n
         print(f"\r  {done:,} / {rows:,} rows ({time.monotonic() - started:.0f} s)", end="", file=sys.stderr, flush=True)
@@ -168,6 +173,10 @@ def load(db_path: Path, rows: int, days: int, seed: int) -> dict[str, object]:
     con.executemany(
         "INSERT INTO querylog_clientrollup (bucket, client, count) VALUES (?, ?, ?)",
         [(b, cl, c) for (b, cl), c in client_counts.items()],
+    )
+    con.executemany(
+        "INSERT INTO querylog_answerrollup (bucket, qtype, upstream, time_bucket, count) VALUES (?, ?, ?, ?, ?)",
+        [(b, q, u, t, c) for (b, q, u, t), c in answer_counts.items()],
     )
     con.execute("COMMIT")
     print(f"\n  loaded in {time.monotonic() - started:.0f} s; rebuilding {len(indexes)} indexes", file=sys.stderr)
@@ -188,7 +197,7 @@ def load(db_path: Path, rows: int, days: int, seed: int) -> dict[str, object]:
         "client": clients[len(clients) // 4],
         "domain": domains[50],
         "suffix": suffix,
-        "rollup_rows": [len(minute_counts), len(domain_counts), len(client_counts)],
+        "rollup_rows": [len(minute_counts), len(domain_counts), len(client_counts), len(answer_counts)],
     }
 
 
@@ -284,10 +293,13 @@ def main(argv: list[str] | None = None) -> int:
         cursor = first.context["page"].next_cursor
         searches.append(("history, page 2 (keyset)", f"/queries/?before={cursor}"))
 
-        minute_rows, domain_rows, client_rows = picks["rollup_rows"]
+        # A database kept (--keep) before the answer rollups existed has three counts and no answer rows.
+        minute_rows, domain_rows, client_rows, *answers = picks["rollup_rows"]
+        answer_rows = answers[0] if answers else 0
         print(
             f"\n{args.rows:,} QueryLog rows over {args.days} days; rollups: {minute_rows:,} minute, "
-            f"{domain_rows:,} domain-hour, {client_rows:,} client-hour rows; {args.repeat} timed requests each\n"
+            f"{domain_rows:,} domain-hour, {client_rows:,} client-hour, {answer_rows:,} answer-hour rows; "
+            f"{args.repeat} timed requests each\n"
         )
         print(f"| {'page':<30} | {'p50 ms':>8} | {'p95 ms':>8} |")
         print(f"|{'-' * 32}|{'-' * 10}|{'-' * 10}|")

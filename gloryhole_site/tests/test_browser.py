@@ -6,7 +6,8 @@ watch the status page's fill bar follow the EngineStatus row without a reload;
 then a walk through the admin; then the clients and groups pages, with a client
 renamed and moved in one click. Screenshots of the dashboard, the status page and
 the clients and groups pages (the clients page also at a phone's width) go to
-artifacts/ for review.
+artifacts/ for review; so does every page at 390 and 1366 px, from a test that fails a
+page wider than its window, with JavaScript and without.
 
 Every page is served with a Content-Security-Policy that forbids inline scripts and
 styles; a violation on any page a test visits fails that test (`page` fixture). Nothing
@@ -546,3 +547,123 @@ def test_a_person_changes_the_upstreams_in_settings_and_the_running_engine_uses_
 
         assert wait_for(uses_second), "the running engine never used the new upstream"
     assert_no_csp_violations(csp_violations)
+
+
+def seed_every_page(now) -> ClientGroup:
+    """Enough rows that every page has its tables filled, long values included."""
+    from dnsengine.models import LocalRecord
+    from dnsengine.services.pause import blocking_pause
+    from querylog.models import AnswerRollup
+
+    kids = seed_clients(now)
+    seed_rollups(now)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    for qtype, upstream, bucket, count in (
+        ("A", "192.0.2.53:53", 30, 900),
+        ("A", "192.0.2.53:53", 34, 120),
+        ("AAAA", "tls://dns.example.net:853", 32, 400),
+        ("HTTPS", "", 0, 700),
+        ("PTR", "", 0, 60),
+    ):
+        AnswerRollup.objects.create(bucket=hour, qtype=qtype, upstream=upstream, time_bucket=bucket, count=count)
+    Blocklist.objects.exclude(url="").delete()  # migration 0003's subscriptions point at the internet
+    Blocklist.objects.create(
+        name="broken", url="https://lists.example.invalid/" + "very-long-path/" * 12,
+        last_error="https://lists.example.invalid/" + "x" * 300 + ": HTTP 404",
+    )  # fmt: skip
+    AllowedDomain.objects.create(domain="service.a-rather-long-subdomain.example.com", comment="seeded")
+    ForwardingRule.objects.create(domain="corp.example.com", upstreams="10.8.0.1:53, 10.8.0.2:53", comment="VPN")
+    LocalRecord.objects.create(name="nas.lan", type="A", value="192.168.1.5")
+    spf = '"v=spf1 ' + "include:_spf.example.com " * 6 + '-all"'
+    LocalRecord.objects.create(name="mail.lan", type="TXT", value=spf)
+    blocking_pause(60, by="staff")
+    return kids
+
+
+def page_paths(kids: ClientGroup, blocklist: Blocklist) -> dict[str, str]:
+    """Every page of the web UI, by screenshot name; /settings/ once that page exists."""
+    from django.urls import Resolver404, resolve
+
+    paths = {
+        "dashboard": "/", "queries": "/queries/", "clients": "/clients/", "groups": "/groups/",
+        "group": f"/groups/{kids.pk}/", "blocklists": "/blocklists/", "blocklist": f"/blocklists/{blocklist.pk}/",
+        "domains": "/domains/", "forwarding": "/forwarding/", "local-dns": "/local-dns/", "status": "/status/",
+        "privacy": "/settings/privacy/",
+    }  # fmt: skip
+    try:
+        resolve("/settings/")
+        paths["settings"] = "/settings/"
+    except Resolver404:
+        pass
+    return paths
+
+
+# The innermost elements whose right edge is past the window: what makes a page too wide.
+WIDEST_ELEMENTS = """() => [...document.querySelectorAll("body *")]
+  .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 0.5
+    && ![...e.children].some((c) => c.getBoundingClientRect().right > window.innerWidth + 0.5))
+  .slice(0, 5)
+  .map((e) => `${e.tagName.toLowerCase()}.${e.className} ${Math.round(e.getBoundingClientRect().right)}px`)"""
+
+
+def test_every_page_fits_a_phone_and_a_laptop(page, csp_violations, live_server, transactional_db):
+    """Each page at 390 and 1366 px: no sideways scrolling of the page, screenshots in artifacts/.
+
+    Then the scripts' part (the countdown, the folded menu) and the same pages without JavaScript.
+    """
+    get_user_model().objects.create_user("staff", password=PASSWORD, is_staff=True)
+    kids = seed_every_page(timezone.now())
+    make_query(BLOCKED, client="192.168.1.37", status="blocked")
+    make_query("www.example.com", client="192.168.1.20")
+    base = live_server.url
+    page.goto(base + "/accounts/login/")
+    screenshots_at_both_widths(page, "login")
+    login(page, base, "/")
+    too_wide: list[str] = []  # every page that fails, not only the first
+    paths = page_paths(kids, Blocklist.objects.get(name="broken"))
+    for name, path in paths.items():
+        page.goto(base + path)
+        try:
+            screenshots_at_both_widths(page, name)
+        except AssertionError as exc:
+            too_wide.append(f"{exc}; sticking out: {page.evaluate(WIDEST_ELEMENTS)}")
+    assert not too_wide, "\n".join(too_wide)
+
+    # The dashboard's pause countdown: the page says the time left, the script counts it down.
+    page.goto(base + "/")
+    countdown = page.locator("#blocking-pause [data-until]")
+    assert "left" in countdown.inner_text()
+    first = countdown.inner_text()
+    page.wait_for_function(
+        "(first) => document.querySelector('#blocking-pause [data-until]').textContent !== first", arg=first
+    )
+    # At a phone's width the script folds the navigation behind a menu button.
+    page.set_viewport_size({"width": 390, "height": 844})
+    nav = page.locator(".topbar nav")
+    assert not nav.is_visible()
+    page.get_by_role("button", name="Menu").click()
+    assert nav.is_visible()
+    nav.get_by_role("link", name="Queries").click()
+    page.wait_for_url(base + "/queries/*")
+    assert_no_csp_violations(csp_violations)
+
+    # Without JavaScript, same session: every page still fits, the links wrap instead of
+    # folding, the pause says its time left, and a form (resume blocking) posts and redirects.
+    bare_context = page.context.browser.new_context(
+        java_script_enabled=False, viewport={"width": 390, "height": 844}, storage_state=page.context.storage_state()
+    )
+    try:
+        bare = bare_context.new_page()
+        for path in paths.values():
+            bare.goto(base + path)
+            assert_no_horizontal_overflow(bare, f"{path} without JavaScript")
+            assert bare.locator(".topbar nav").is_visible(), path
+            assert not bare.get_by_role("button", name="Menu").is_visible(), path
+        bare.goto(base + "/")
+        assert "minutes left" in bare.locator("#blocking-pause .countdown").inner_text()
+        bare.screenshot(path=str(ARTIFACTS / "dashboard-390-nojs.png"), full_page=True)
+        bare.get_by_role("button", name="Resume blocking").click()
+        bare.wait_for_load_state()
+        assert "Blocking is on." in bare.locator("#blocking-pause").inner_text()
+    finally:
+        bare_context.close()

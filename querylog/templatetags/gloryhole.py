@@ -7,8 +7,9 @@ JavaScript chart library and no CDN, and the picture is in the HTML a test
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django import template
 from django.utils import timezone
@@ -22,9 +23,13 @@ register = template.Library()
 CHART_WIDTH = 960
 CHART_HEIGHT = 240
 PAD_LEFT = 56
+PAD_RIGHT = 44  # the blocked share's axis (0 to 100 %)
 PAD_BOTTOM = 24
 PAD_TOP = 8
 SERIES_ORDER = ("allowed", "cached", "blocked")  # bottom to top
+# Time labels: the first of these (minutes) that gives at most MAX_TIME_LABELS labels.
+TIME_INTERVALS = (5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)
+MAX_TIME_LABELS = 8
 
 
 @dataclass(slots=True)
@@ -33,37 +38,67 @@ class _Tick:
     label: str
 
 
-def _nice_max(value: int) -> int:
-    """The next 1/2/5 x 10^n at or above value, so axis labels are round numbers."""
+def round_ticks(value: float, max_intervals: int = 4) -> list[int]:
+    """0, then equal steps of 1, 2 or 5 times a power of ten, up to the first tick at or above `value`.
+
+    At most `max_intervals` steps: 7 gives [0, 2, 4, 6, 8], 1234 gives [0, 500, 1000, 1500].
+    The last tick is the top of the axis.
+    """
     if value <= 0:
-        return 1
+        return [0, 1]
     magnitude = 1
-    while magnitude * 10 <= value:
+    while True:
+        for factor in (1, 2, 5):
+            step = factor * magnitude
+            intervals = math.ceil(value / step)
+            if intervals <= max_intervals:
+                return [step * i for i in range(intervals + 1)]
         magnitude *= 10
-    for factor in (1, 2, 5, 10):
-        if factor * magnitude >= value:
-            return factor * magnitude
-    return 10 * magnitude
+
+
+def time_ticks(starts: list[datetime], step: timedelta) -> list[tuple[int, float, str]]:
+    """(bucket index, offset into the bucket 0..1, label) for round local times along the x axis.
+
+    The interval is the first of TIME_INTERVALS that leaves at most MAX_TIME_LABELS labels;
+    a label goes where the local time is a multiple of it since midnight (a day's label at
+    midnight), wherever that falls inside a bucket.
+    """
+    if not starts:
+        return []
+    step_min = step.total_seconds() / 60
+    span = step_min * len(starts)
+    interval = next((i for i in TIME_INTERVALS if span / i <= MAX_TIME_LABELS), TIME_INTERVALS[-1])
+    fmt = "%a %d" if interval >= 1440 else "%H:%M"
+    ticks = []
+    for index, start in enumerate(starts):
+        local = timezone.localtime(start)
+        minute_of_day = local.hour * 60 + local.minute + local.second / 60
+        wait = (-minute_of_day) % interval
+        if wait < step_min:
+            at = local + timedelta(minutes=wait)
+            ticks.append((index, wait / step_min, f"{at:{fmt}}"))
+    return ticks
 
 
 @register.inclusion_tag("querylog/_chart.html")
 def stacked_chart(points, step: timedelta) -> dict:
-    """Stacked bars of allowed/cached/blocked per time bucket, with y ticks and a few time labels."""
-    plot_w = CHART_WIDTH - PAD_LEFT
+    """Stacked bars of allowed/cached/blocked per time bucket, the blocked share as a line, round ticks."""
+    plot_w = CHART_WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = CHART_HEIGHT - PAD_TOP - PAD_BOTTOM
+    bottom = PAD_TOP + plot_h
     count = max(len(points), 1)
     slot = plot_w / count
     bar_w = max(slot * 0.85, 1.0)
-    top = _nice_max(max((p.total for p in points), default=0))
+    ticks = round_ticks(max((p.total for p in points), default=0))
+    top = ticks[-1]
     # Built here as one string: a few hundred rectangles through template
     # variable lookups were most of the dashboard's render time.
     rects: list[str] = []
-    x_ticks: list[_Tick] = []
-    label_every = max(1, count // 6)
-    fmt = "%H:%M" if step < timedelta(hours=1) else "%a %H:%M"
+    lines: list[list[str]] = []  # the blocked share, broken where a bucket is empty
+    run: list[str] = []
     for i, p in enumerate(points):
         x = PAD_LEFT + i * slot
-        base = PAD_TOP + plot_h
+        base = bottom
         local = timezone.localtime(p.start)
         for series in SERIES_ORDER:
             value = getattr(p, series)
@@ -76,21 +111,41 @@ def stacked_chart(points, step: timedelta) -> dict:
                 f'<rect class="s-{series}" x="{x:.2f}" y="{base:.2f}" width="{bar_w:.2f}" height="{height:.2f}">'
                 f"<title>{title}</title></rect>"
             )
-        if i % label_every == 0:
-            x_ticks.append(_Tick(f"{x:.1f}", f"{local:{fmt}}"))
-    y_ticks = [
-        _Tick(f"{PAD_TOP + plot_h - plot_h * frac:.1f}", f"{int(top * frac):,}") for frac in (0, 0.25, 0.5, 0.75, 1.0)
+        share = p.blocked_share
+        if share is None:
+            if run:
+                lines.append(run)
+            run = []
+        else:
+            run.append(f"{x + bar_w / 2:.2f},{bottom - plot_h * share:.2f}")
+    if run:
+        lines.append(run)
+    shares = "".join(
+        f'<polyline class="share" points="{" ".join(r)}" vector-effect="non-scaling-stroke"/>'
+        if len(r) > 1
+        else f'<circle class="share-dot" cx="{r[0].split(",")[0]}" cy="{r[0].split(",")[1]}" r="2"/>'
+        for r in lines
+    )
+    x_ticks = [
+        _Tick(f"{PAD_LEFT + (i + offset) * slot:.1f}", label)
+        for i, offset, label in time_ticks([p.start for p in points], step)
     ]
+    y_ticks = [_Tick(f"{bottom - plot_h * t / top:.1f}", f"{t:,}") for t in ticks]
+    share_ticks = [_Tick(f"{bottom - plot_h * frac:.1f}", f"{int(frac * 100)} %") for frac in (0, 0.5, 1)]
     return {
         "width": CHART_WIDTH,
         "height": CHART_HEIGHT,
         "pad_left": PAD_LEFT,
+        "plot_right": CHART_WIDTH - PAD_RIGHT,
         "label_x": PAD_LEFT - 6,
-        "plot_bottom": PAD_TOP + plot_h,
+        "share_x": CHART_WIDTH - PAD_RIGHT + 6,
+        "plot_bottom": bottom,
         # Safe: numbers we formatted and escaped titles only.
         "rects": mark_safe("".join(rects)),
+        "shares": mark_safe(shares),
         "x_ticks": x_ticks,
         "y_ticks": y_ticks,
+        "share_ticks": share_ticks,
         "empty": not any(p.total for p in points),
         "label_y": CHART_HEIGHT - 6,
     }

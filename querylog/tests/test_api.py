@@ -7,7 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from gloryhole_site.testing.factories import make_query
-from querylog.models import QueryRollup
+from querylog.models import AnswerRollup, QueryRollup
+from querylog.rollups import time_bucket, time_bucket_bounds
 
 
 @pytest.fixture
@@ -71,6 +72,19 @@ def test_stats_come_from_the_rollups(viewer_web):
     assert (data["total"], data["blocked"], data["blocked_pct"]) == (10, 4, 40.0)
     assert len(data["chart"]) == 60
     assert viewer_web.get(reverse("api-stats"), {"window": "1y"}).status_code == 400
+
+
+def test_stats_give_query_types_and_upstream_answer_times(viewer_web):
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    up = "192.0.2.53:53"
+    AnswerRollup.objects.create(bucket=hour, qtype="A", upstream=up, time_bucket=time_bucket(4000), count=3)
+    AnswerRollup.objects.create(bucket=hour, qtype="AAAA", upstream="", time_bucket=0, count=1)
+    data = viewer_web.get(reverse("api-stats"), {"window": "24h"}).json()
+    assert data["query_types"] == [{"qtype": "A", "count": 3, "pct": 75.0}, {"qtype": "AAAA", "count": 1, "pct": 25.0}]
+    (upstream,) = data["upstreams"]
+    assert (upstream["upstream"], upstream["count"], upstream["pct"]) == (up, 3, 100.0)
+    low, high = time_bucket_bounds(time_bucket(4000))
+    assert upstream["median_ms"] == upstream["p95_ms"] == round((low + high) // 2 / 1000, 1)
 
 
 def test_the_api_is_read_only(viewer_web):

@@ -186,8 +186,9 @@ def test_after_the_first_view_only_the_open_hour_is_read():
     with CaptureQueriesContext(connection) as queries:
         week = dashboard_stats("7d")
         day = dashboard_stats("24h")
-    # Four reads per view (minutes, domains, blocked domains, clients), all of the open hour.
-    assert len(queries) == 8
+    # Four reads per view (minutes, domains, blocked domains, clients), all of the open hour,
+    # and two grouped reads of the answer rollups (query types, upstream answer times).
+    assert len(queries) == 12
     assert week.total >= day.total > 0
 
 
@@ -217,8 +218,9 @@ def test_a_fresh_process_reads_final_hours_and_days_from_their_stored_summaries(
         fresh = dashboard_stats("7d", now=now)
     assert fresh.total == first.total > 0
     assert same_figures(fresh, first)
-    # One read of all stored summaries, four of the 08:00 hour, four of the open hour.
-    assert len(queries) == 9
+    # One read of all stored summaries, four of the 08:00 hour, four of the open hour, two of
+    # the answer rollups.
+    assert len(queries) == 11
 
 
 @pytest.mark.django_db
