@@ -173,3 +173,19 @@ class BusyListeners:
         self._stop.set()
         for t in self._threads:
             t.join()
+
+
+class NullTransport:
+    """A UDP transport that sends nowhere: Resolver.handle's cost without sockets."""
+
+    proto = "udp"
+
+    def send(self, reply: bytes, addr) -> None:
+        pass
+
+
+class DiscardForwarder:
+    """Takes every query and never answers: the decision's cost up to the upstream, no sockets."""
+
+    def forward(self, *args) -> bool:
+        return True

@@ -14,7 +14,7 @@ import platform
 import statistics
 import time
 
-from devtools.bench.common import setup_django
+from devtools.bench.common import DiscardForwarder, NullTransport, setup_django
 
 setup_django(migrate=False)
 
@@ -33,13 +33,6 @@ ROUNDS = 5
 N = 50_000
 
 
-class NullTransport:
-    proto = "udp"
-
-    def send(self, reply: bytes, addr) -> None:
-        pass
-
-
 class CountingSink:
     def __init__(self) -> None:
         self.n = 0
@@ -52,13 +45,6 @@ class CountingSink:
 class NoForwarder:
     def forward(self, *args) -> bool:
         raise AssertionError("the benchmark must not miss the cache")
-
-
-class DiscardForwarder:
-    """Takes every query and never answers: the decision's cost up to the upstream, no sockets."""
-
-    def forward(self, *args) -> bool:
-        return True
 
 
 def unique_queries(template: str, n: int = N) -> list[bytes]:

@@ -18,20 +18,10 @@ import platform
 import statistics
 import time
 
+from devtools.bench.common import DiscardForwarder, NullTransport
+
 ROUNDS = 7
 N = 60_000
-
-
-class NullTransport:
-    proto = "udp"
-
-    def send(self, reply: bytes, addr) -> None:
-        pass
-
-
-class DiscardForwarder:
-    def forward(self, *args) -> bool:
-        return True
 
 
 def rule_suffixes(count: int) -> list[str]:

@@ -20,23 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from devtools.bench.common import setup_django
+from devtools.bench.common import DiscardForwarder, NullTransport, setup_django
 
 ROUNDS = 7
 N = 60_000
 SOURCES = [f"127.0.0.{n + 2}" for n in range(10)]
-
-
-class NullTransport:
-    proto = "udp"
-
-    def send(self, reply: bytes, addr) -> None:
-        pass
-
-
-class DiscardForwarder:
-    def forward(self, *args) -> bool:
-        return True
 
 
 def warm(resolver, packets: list[bytes]) -> None:

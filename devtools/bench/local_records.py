@@ -22,22 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from devtools.bench.common import setup_django
+from devtools.bench.common import DiscardForwarder, NullTransport, setup_django
 
 ROUNDS = 7
 N = 30_000
-
-
-class NullTransport:
-    proto = "udp"
-
-    def send(self, reply: bytes, addr) -> None:
-        pass
-
-
-class DiscardForwarder:
-    def forward(self, *args) -> bool:
-        return True
 
 
 def one_round_us(resolver, packets: list[bytes], n: int) -> float:
