@@ -178,6 +178,8 @@ def test_it_builds_the_engine_config_from_settings(engine_settings):
         cname_inspection=False,
         serve_stale_max_age=3600,
         prefetch_min_hits=5,
+        dot_port=853,  # the defaults: neither listener runs without a certificate
+        doh_port=443,
     )
 
 

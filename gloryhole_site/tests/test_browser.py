@@ -509,10 +509,12 @@ def test_the_domains_and_blocklists_pages(page, csp_violations, live_server, tra
         form.locator("input[name=name]").fill("trackers")
         form.locator("input[name=url]").fill(url)
         form.get_by_role("button", name="Subscribe").click()
-        # The page's script polls the fetch and reloads when it is done.
+        # The page's script polls the fetch and reloads when it is done (the names are
+        # stored a moment before the fetch is marked done: wait for both).
         page.wait_for_function(
             '() => document.querySelector(\'tr[data-list="trackers"] [data-field="domain_count"]\')'
-            "?.textContent.trim() === '3'",
+            "?.textContent.trim() === '3'"
+            " && document.querySelector('tr.fetch-row')?.textContent.includes('fetch done')",
             timeout=15_000,
         )
         assert "fetch done" in page.locator("tr.fetch-row").first.inner_text()
