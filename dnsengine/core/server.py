@@ -464,6 +464,9 @@ class DNSServer:
         self._threads: list[threading.Thread] = []
         self.udp_sock: socket.socket | None = None
         self.tcp: TcpListener | None = None
+        # rundns --processes N: every worker binds the same port and the kernel spreads
+        # the clients over them (set before bind()).
+        self.reuse_port = False
 
     def _bind(self) -> tuple[socket.socket, socket.socket]:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -477,6 +480,9 @@ class DNSServer:
                     for s in (udp, tcp):
                         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
                 udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+                if self.reuse_port:
+                    for s in (udp, tcp):
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 udp.bind((self.host, self.port))
                 port = udp.getsockname()[1]
                 tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
