@@ -279,31 +279,35 @@ class Supervisor:
     def serve(self, stop: threading.Event, hup: threading.Event) -> None:
         """Until `stop`: forward SIGHUP, restart a worker that died."""
         while not stop.wait(0.2):
-            self._take_events()
             if hup.is_set():
                 hup.clear()
                 self._signal_all(signal.SIGHUP)
-            now = time.monotonic()
-            for worker in self.workers:
-                if worker.proc is None:
-                    if worker.restart_at is not None and now >= worker.restart_at:
-                        worker.restarts += 1
-                        self.totals.restarts += 1
-                        self._spawn(worker)
-                        logger.warning("engine worker %d restarted (pid %d)", worker.index, worker.proc.pid)
-                    continue
-                code = self._exited(worker)
-                if code is None:
-                    continue
-                lived = now - worker.started
-                worker.quick_deaths = worker.quick_deaths + 1 if lived < RESTART_QUICK_DEATH else 0
-                delay = min(RESTART_MAX_DELAY, RESTART_MIN_DELAY * 2 ** max(0, worker.quick_deaths - 1))
-                logger.error(
-                    "engine worker %d (pid %d) exited with status %d after %.0f s; restarting it in %.1f s",
-                    worker.index, worker.proc.pid, code, lived, delay,
-                )  # fmt: skip
-                self._retire(worker)
-                worker.restart_at = now + delay
+            self.tend()
+
+    def tend(self, now: float | None = None) -> None:
+        """One look at the workers: start those whose restart is due, schedule one for each that died."""
+        self._take_events()
+        now = time.monotonic() if now is None else now
+        for worker in self.workers:
+            if worker.proc is None:
+                if worker.restart_at is not None and now >= worker.restart_at:
+                    worker.restarts += 1
+                    self.totals.restarts += 1
+                    self._spawn(worker)
+                    logger.warning("engine worker %d restarted (pid %d)", worker.index, worker.proc.pid)
+                continue
+            code = self._exited(worker)
+            if code is None:
+                continue
+            lived = now - worker.started
+            worker.quick_deaths = worker.quick_deaths + 1 if lived < RESTART_QUICK_DEATH else 0
+            delay = min(RESTART_MAX_DELAY, RESTART_MIN_DELAY * 2 ** max(0, worker.quick_deaths - 1))
+            logger.error(
+                "engine worker %d (pid %d) exited with status %d after %.0f s; restarting it in %.1f s",
+                worker.index, worker.proc.pid, code, lived, delay,
+            )  # fmt: skip
+            self._retire(worker)
+            worker.restart_at = now + delay
 
     def _signal_all(self, signum: int) -> None:
         for worker in self.workers:

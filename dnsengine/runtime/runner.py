@@ -21,7 +21,7 @@ import time
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, connections
 
 from dnsengine.models import EngineStatus
 from dnsengine.runtime.config import EngineConfig
@@ -212,8 +212,6 @@ class EngineRunner:
             EngineStatus.objects.filter(name__in=stale).delete()
         except DatabaseError as exc:
             logger.warning("cannot delete the status rows of earlier engine workers: %s", one_line(exc))
-        finally:
-            close_old_connections()
 
     def wait_for_configuration(self, stop: threading.Event, report_interval: float) -> bool:
         """Return once the database is ready and its configuration loaded; False if `stop` came first.

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from dnsengine.runtime import processes as procs
 from dnsengine.runtime.config import EngineConfig
 from dnsengine.runtime.runner import DATABASE_WAIT_REPORT_SECONDS, EngineRunner, EngineStartError
+from dnsengine.runtime.signals import signal_events
 
 
 def stop_line(queries: int, written: int, dropped: int, unwritten: int, not_logged: int) -> str:
@@ -57,9 +58,7 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         stop, hup = threading.Event(), threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
-        signal.signal(signal.SIGHUP, lambda *_: hup.set())
+        signal_events({signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: hup})
         if options["worker"] is not None:
             procs.parent_watch(options["supervisor_pid"], stop)
             self.serve(options, stop, hup, worker=options["worker"], processes=options["worker_of"])
