@@ -30,6 +30,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -72,6 +73,23 @@ def processes_parse(value: str | int, cpu_count: Callable[[], int | None] = os.c
     if not 1 <= number <= 256:
         raise ValueError(f"GLORYHOLE_DNS_PROCESSES / --processes={value!r} must be a number from 1 to 256 or auto")
     return number
+
+
+def port_in_use_check(host: str, port: int) -> None:
+    """Raise OSError if something holds host:port for UDP or TCP.
+
+    The workers bind with SO_REUSEPORT, which would let them join the sockets of another
+    engine still running on the port (same user) instead of failing as a single process
+    does. A bind without it fails on any socket there; it is closed again at once.
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(family, kind) as sock:
+            if kind == socket.SOCK_STREAM:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the engine: TIME_WAIT is no owner
+            sock.bind((host, port))
 
 
 def heartbeat_name(engine_name: str, worker: int | None) -> str:
@@ -254,7 +272,7 @@ class Supervisor:
                 return False
 
     def start(self, stop: threading.Event) -> dict | None:
-        """Start worker 0, then the others on its port; its "ready" report, or None if `stop` came first."""
+        """Start worker 0, then the others on its port; its "ready" report, or None if `stop` came before it served."""
         first = self.workers[0]
         self._spawn(first)
         try:
@@ -268,8 +286,9 @@ class Supervisor:
                     self.env[name] = str(ready[key])
             for worker in self.workers[1:]:
                 self._spawn(worker)
-            if not self._wait_ready(self.workers, stop):
-                return None
+            # A stop meanwhile: worker 0 serves already, so the caller goes on to stop()
+            # and its stop line (serve() returns at once).
+            self._wait_ready(self.workers, stop)
         except WorkerStartError:
             self.stop()
             raise

@@ -269,3 +269,16 @@ def test_signal_events_sets_the_event_of_the_signal_that_came():
     finally:
         signal.signal(signal.SIGUSR1, previous[0])
         signal.signal(signal.SIGUSR2, previous[1])
+
+
+def test_a_port_held_by_another_socket_is_refused_before_any_worker_starts():
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        # Even one that allows SO_REUSEPORT: a worker would join it and share the port.
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        port = other.getsockname()[1]
+        with pytest.raises(OSError):
+            procs.port_in_use_check("127.0.0.1", port)
+    procs.port_in_use_check("127.0.0.1", port)  # free again

@@ -53,6 +53,7 @@ def the_one_line(result: subprocess.CompletedProcess) -> str:
         ("GLORYHOLE_FAIL_OPEN", "sometimes"),
         ("GLORYHOLE_METRICS_HOST", "metrics.invalid"),
         ("GLORYHOLE_ENGINE_NAME", "e" * 201),
+        ("GLORYHOLE_DNS_PROCESSES", "many"),
         ("GLORYHOLE_DATA_DIR", "/proc/gloryhole"),  # the secret key cannot be created there
     ],
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import time
 
 import dns.message
@@ -17,7 +18,7 @@ import pytest
 from django.urls import reverse
 
 from dnsengine.models import EngineStatus
-from gloryhole_site.testing.rundns import rundns_env, start_rundns
+from gloryhole_site.testing.rundns import run_rundns, rundns_env, start_rundns
 from querylog.models import QueryLog
 
 pytestmark = pytest.mark.integration
@@ -136,3 +137,18 @@ def test_workers_exit_when_the_supervisor_is_killed(upstream, tmp_path):
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
         proc.stdout.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_port_another_engine_shares_with_so_reuseport_is_refused_not_joined(upstream):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+
+        result = run_rundns(rundns_env(upstream.address, GLORYHOLE_DNS_PROCESSES="2"), "--port", str(port))
+
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if " INFO " not in line]
+    assert len(lines) == 1, lines
+    assert f"127.0.0.1:{port}" in lines[0] and "GLORYHOLE_DNS_PORT" in lines[0]

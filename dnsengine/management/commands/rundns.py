@@ -115,8 +115,14 @@ class Command(BaseCommand):
         """--processes N: start N workers on one port, forward signals, restart the dead, sum their counts."""
         try:
             config = EngineConfig.from_settings(options["host"], options["port"])  # its errors before any worker
+            procs.port_in_use_check(config.host, config.port)
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from None
+        except OSError as exc:
+            raise CommandError(
+                f"cannot listen for DNS on {config.host}:{config.port} "
+                f"(GLORYHOLE_DNS_HOST / --host, GLORYHOLE_DNS_PORT / --port): {exc.strerror or exc}"
+            ) from None
 
         def say(line: str) -> None:
             self.stdout.write(line)
