@@ -142,7 +142,7 @@ class Command(BaseCommand):
             return
         encrypted = "".join(f", {name} on {ready[f'{name}_port']}" for name in ("dot", "doh")
                             if ready.get(f"{name}_port"))  # fmt: skip
-        metrics = f"; metrics {ready['metrics']} and the next {processes - 1} ports" if ready["metrics"] else ""
+        metrics = f"; metrics {ready['metrics']} (worker K on that port + K)" if ready["metrics"] else ""
         say(
             f"listening on {config.host}:{ready['port']} (udp, tcp{encrypted}) as {ready['name']} with {processes} "
             f"processes; upstreams {', '.join(ready['upstreams'])}{metrics}"
