@@ -79,10 +79,12 @@ class EngineRunner:
     """
 
     def __init__(self, config: EngineConfig, *, worker: int | None = None, processes: int = 1) -> None:
-        if len(config.engine_name) > ENGINE_NAME_MAX:
+        # A worker's row is "<name>/<K>".
+        name_max = ENGINE_NAME_MAX - (len(f"/{worker}") if worker is not None else 0)
+        if len(config.engine_name) > name_max:
             # The heartbeat's row would be refused on every beat (PostgreSQL checks the length).
             raise ImproperlyConfigured(
-                f"GLORYHOLE_ENGINE_NAME is {len(config.engine_name)} characters long; at most {ENGINE_NAME_MAX}"
+                f"GLORYHOLE_ENGINE_NAME is {len(config.engine_name)} characters long; at most {name_max}"
             )
         self.worker = worker
         self.processes = processes
@@ -171,7 +173,7 @@ class EngineRunner:
             if self.metrics is not None:
                 self.metrics.stop()
             raise
-        if self.worker == 0:
+        if not self.worker:
             self.stale_worker_rows_delete()
         self.heartbeat = Heartbeat(
             self.heartbeat_name,
@@ -197,17 +199,20 @@ class EngineRunner:
         return True
 
     def stale_worker_rows_delete(self) -> None:
-        """Worker 0: delete this engine's status rows no worker of this run will update.
+        """Worker 0, or a single process: delete this engine's status rows nobody in this run will update.
 
-        Those of a run with more processes, and the single process's row, would
-        otherwise show on the status page as part of this engine, down for ever.
+        Rows of workers of an earlier run (with more processes; any, for a single
+        process) and, for worker 0, the row of an earlier single process would
+        otherwise show on the status page beside or as part of this engine, down
+        for ever.
         """
         prefix = f"{self.name}/"
-        stale = [self.name]
+        stale = [self.name] if self.worker is not None else []
+        workers = self.processes if self.worker is not None else 0
         try:
             for name in EngineStatus.objects.filter(name__startswith=prefix).values_list("name", flat=True):
                 index = name[len(prefix) :]
-                if index.isdigit() and int(index) >= self.processes:
+                if index.isdigit() and int(index) >= workers:
                     stale.append(name)
             EngineStatus.objects.filter(name__in=stale).delete()
         except DatabaseError as exc:

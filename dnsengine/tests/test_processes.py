@@ -166,8 +166,9 @@ def test_quick_deaths_back_off_up_to_the_bound(supervisor):
         delays.append(worker.restart_at - now)
         sup.tend(worker.restart_at)  # due: started again
         assert worker.proc is not None
-    assert delays[:3] == [procs.RESTART_MIN_DELAY, 2 * procs.RESTART_MIN_DELAY, 4 * procs.RESTART_MIN_DELAY]
-    assert delays[-1] == procs.RESTART_MAX_DELAY
+    minimum = procs.RESTART_MIN_DELAY
+    assert delays[:3] == pytest.approx([minimum, 2 * minimum, 4 * minimum])
+    assert delays[-1] == pytest.approx(procs.RESTART_MAX_DELAY)
     assert worker.restarts == 10
     sup.stop()
 
@@ -183,7 +184,7 @@ def test_a_worker_that_lived_long_restarts_after_the_shortest_delay(supervisor):
 
     sup.tend(now)
 
-    assert worker.restart_at - now == procs.RESTART_MIN_DELAY
+    assert worker.restart_at - now == pytest.approx(procs.RESTART_MIN_DELAY)
     sup.stop()
 
 
@@ -282,3 +283,16 @@ def test_a_port_held_by_another_socket_is_refused_before_any_worker_starts():
         with pytest.raises(OSError):
             procs.port_in_use_check("127.0.0.1", port)
     procs.port_in_use_check("127.0.0.1", port)  # free again
+
+
+@pytest.mark.django_db
+def test_a_single_process_deletes_the_rows_of_an_earlier_run_with_workers(engine_config):
+    from django.utils import timezone
+
+    now = timezone.now()
+    for name in ("dns1", "dns1/0", "dns1/1", "dns1/x", "dns10/5"):
+        EngineStatus.objects.create(name=name, hostname="h", pid=1, started_at=now, heartbeat_at=now)
+
+    EngineRunner(dataclasses.replace(engine_config, engine_name="dns1")).stale_worker_rows_delete()
+
+    assert sorted(EngineStatus.objects.values_list("name", flat=True)) == ["dns1", "dns1/x", "dns10/5"]
