@@ -9,7 +9,7 @@ cross the pipe, and both ends are the same interpreter (the child is started wit
 
 Engine to child: ``("hello", config)``, ``("policy", pickled PrivacyPolicy)``,
 ``("batch", seq, rows)``, ``("abandon",)``, ``("stop",)``.
-Child to engine: ``("ready", pid)``, ``("ack", seq, written, invalid, given_up,
+Child to engine: ``("ready", pid, CPU seconds its start took)``, ``("ack", seq, written, invalid, given_up,
 write_errors, not_logged, seconds, wal)`` after each batch's commit (or give-up),
 ``("error", text)`` when it cannot start.
 

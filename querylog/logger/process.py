@@ -93,6 +93,7 @@ class ChildLink:
             self.kill()
             raise ChildFailed(f"the writer process could not start: {reply[1] if len(reply) > 1 else reply}")
         self.pid = self.proc.pid
+        self.start_cpu = reply[2]  # CPU seconds the child's start took (Django, imports)
 
     def _send(self, message: tuple) -> None:
         with self._send_lock:
@@ -193,6 +194,7 @@ class ProcessQueryLogger(QueryLogger):
         self._child_wal = WalStats()
         self._start_log = RateLimitedLog(log, 30.0)
         self.children_started = 0
+        self.children_start_cpu = 0.0  # CPU seconds the children's starts took, for the bench
 
     @property
     def wal_stats(self) -> WalStats:
@@ -234,6 +236,7 @@ class ProcessQueryLogger(QueryLogger):
                 with self._links_lock:
                     self._links.add(link)
                     self.children_started += 1
+                    self.children_start_cpu += link.start_cpu
                 self._local.link = link
                 if self._abandon.is_set():  # close() gave up while it started: it never saw this one
                     link.abandon()
