@@ -285,9 +285,22 @@ def run_engine_share(db: _Db, entries, *, mode: str, rate: float, gil: bool) -> 
     spy = None
     if gil:
         out = db.tmp / f"gil-{mode}.txt"
+        py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
         spy = subprocess.Popen(
-            [shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy", "record", "--gil", "--nonblocking", "-r", "250", "-f", "raw", "-o", str(out)]
-            + ["-p", str(os.getpid())],
+            [
+                py_spy,
+                "record",
+                "--gil",
+                "--nonblocking",
+                "-r",
+                "250",
+                "-f",
+                "raw",
+                "-o",
+                str(out),
+                "-p",
+                str(os.getpid()),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
