@@ -212,6 +212,18 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds of each live process ``pid`` started (the query log's writer processes, mode process)."""
+    out: dict[int, float] = {}
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                for child in f.read().split():
+                    with contextlib.suppress(OSError, ValueError, IndexError):
+                        out[int(child)] = process_cpu_seconds(int(child))
+    return out
+
+
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system irq softirq steal (not idle, iowait)
 
 
@@ -235,7 +247,11 @@ def cpu_busy_and_ours(upstream_pid: int) -> tuple[float, float] | None:
 
 
 class Sampler:
-    """Polls /proc/PID every `interval` s during a dnsperf run: peak threads, peak RSS, CPU used."""
+    """Polls /proc/PID every `interval` s during a dnsperf run: peak threads, peak RSS, CPU used.
+
+    The CPU is the server's and its child processes' (the query log's writer processes in
+    mode process): the server's cost, whichever process pays it.
+    """
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
         self.pid = pid
@@ -244,9 +260,11 @@ class Sampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="loadtest-sampler", daemon=True)
         self._cpu0 = 0.0
+        self._children0: dict[int, float] = {}
 
     def __enter__(self) -> Sampler:
         self._cpu0 = process_cpu_seconds(self.pid)
+        self._children0 = children_cpu_seconds(self.pid)
         status = proc_status(self.pid)
         self.sample.threads_start = int(status["Threads"])
         self.sample.rss_start_kb = int(status.get("VmRSS", "0 kB").split()[0])
@@ -257,7 +275,9 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         with contextlib.suppress(OSError, ValueError, KeyError):
+            children = children_cpu_seconds(self.pid)
             self.sample.cpu_seconds = process_cpu_seconds(self.pid) - self._cpu0
+            self.sample.cpu_seconds += sum(cpu - self._children0.get(pid, 0.0) for pid, cpu in children.items())
             # VmHWM is the kernel's own peak RSS: it catches spikes between our samples.
             self.sample.rss_peak_kb = max(self.sample.rss_peak_kb, int(proc_status(self.pid)["VmHWM"].split()[0]))
 
