@@ -163,7 +163,9 @@ class Child:
 def _database_apply(database: dict, using: str) -> None:
     """Connect where the engine writes (in tests, its test database), whatever the environment says."""
     from django.db import connections
+    from django.db.utils import load_backend
 
+    load_backend(database["ENGINE"])  # a backend that cannot load fails the start, not every batch
     connections.settings[using].update(database)
     connections[using].close()
 

@@ -86,11 +86,13 @@ class ChildLink:
             self._send(("hello", hello))
             reply = recv(ours)
             ours.settimeout(None)
-        except (LinkClosed, TimeoutError) as exc:
+        except Exception as exc:  # gone, too slow, or a setting marshal cannot carry
             self.kill()
-            raise ChildFailed(f"the writer process did not start: {exc}") from exc
+            ours.close()
+            raise ChildFailed(f"the writer process did not start: {type(exc).__name__}: {exc}") from exc
         if reply[0] != "ready":
             self.kill()
+            ours.close()
             raise ChildFailed(f"the writer process could not start: {reply[1] if len(reply) > 1 else reply}")
         self.pid = self.proc.pid
         self.start_cpu = reply[2]  # CPU seconds the child's start took (Django, imports)

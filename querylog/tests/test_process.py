@@ -138,3 +138,24 @@ def test_the_child_exits_when_the_engine_end_of_the_pipe_closes(loggers):
     wait_for(lambda: link.proc.poll() is not None, 20)
     assert link.proc.returncode == 0
     assert pid not in logger.child_pids
+
+
+def test_while_no_child_can_start_the_queue_fills_drops_are_counted_then_it_drains(loggers, monkeypatch):
+    from querylog.logger.process import ProcessQueryLogger
+
+    hello = ProcessQueryLogger._hello
+
+    def broken(self):  # a child that cannot load its database backend
+        config = hello(self)
+        return {**config, "database": {**config["database"], "ENGINE": "no.such.backend"}}
+
+    monkeypatch.setattr(ProcessQueryLogger, "_hello", broken)
+    logger = pool(loggers, buffer=100, batch=10, mode="process", retry_initial=0.05, retry_max=0.2).start()
+    accepted = [logger.log_async(e) for e in make_entries(150)]
+    wait_for(lambda: logger.write_errors >= 2, 60)  # two starts failed: nothing was taken meanwhile
+
+    assert accepted == [True] * 100 + [False] * 50
+    assert (logger.size, logger.drops, logger.written) == (100, 50, 0)
+    monkeypatch.setattr(ProcessQueryLogger, "_hello", hello)
+    assert logger.close(timeout=60) == CloseReport(written=100, unwritten=0, dropped=50)
+    assert QueryLog.objects.count() == 100
