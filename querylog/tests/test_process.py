@@ -42,6 +42,7 @@ def test_rows_equal_logged_entries_and_the_counters_follow(loggers):
     wait_for(lambda: logger.written == 1000)
     stats = logger.stats()
     assert (stats.mode, stats.written, stats.drops, stats.unwritten) == ("process", 1000, 0, 0)
+    assert stats.write_rate > 0 and stats.workers == 1 and stats.capacity == 5000
     assert stats.batch_seconds.counts and sum(stats.batch_seconds.counts) >= 10
     assert logger.close(timeout=20) == CloseReport(written=1000, unwritten=0, dropped=0)
     assert QueryLog.objects.count() == 1000
