@@ -234,6 +234,11 @@ class ProcessQueryLogger(QueryLogger):
             except ChildFailed as exc:
                 self._count_error()
                 self._start_log.log(logging.ERROR, "query log: %s; retrying in %.2f s", exc, delay)
+            except Exception:
+                # A bug, not a child that failed: keep the feeder (a dead one would silently
+                # stop all logging) and try again, as a failed start.
+                self._count_error()
+                log.exception("query log: cannot start a writer process; retrying in %.2f s", delay)
             else:
                 with self._links_lock:
                     self._links.add(link)
