@@ -274,8 +274,9 @@ def cpu_busy_and_ours(upstream_pid: int) -> tuple[float, float] | None:
 class Sampler:
     """Polls /proc every `interval` s during a dnsperf run: peak threads, peak RSS, CPU used.
 
-    Over `pid` and its child processes (the workers of `rundns --processes N`), summed;
-    the children are those running when the sampler starts.
+    Over `pid` and its descendants (the workers of `rundns --processes N`, the query log's
+    writer processes in mode process), summed: the server's cost, whichever process pays
+    it. The descendants are those running when the sampler starts.
     """
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:

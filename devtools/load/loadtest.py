@@ -88,6 +88,7 @@ class Variant:
             "floor": "floor (plain recvfrom/sendto loop)",
             "nolog": "engine, query log off",
             "pool": "engine, log pool",
+            "process": "engine, log pool written by a writer process",
             "private": "engine, log pool at privacy level 3",
             "thread": "engine, log thread-per-query",
             "cnameon": "engine, log pool, CNAME inspection on",
@@ -120,7 +121,7 @@ def all_variants(rate: int) -> list[Variant]:
 
 
 def extra_variants(rate: int) -> list[Variant]:
-    """Selectable by name, not part of `all`: the floor of any Python server on this machine, and privacy level 3.
+    """Selectable by name, not part of `all`: the floor of any Python server on this machine, privacy level 3, ...
 
     devtools.load.plain_server answers from a dict with one recvfrom and one sendto per query and
     does nothing else, so its latency at a rate is what the machine (kernel, scheduler,
@@ -137,6 +138,10 @@ def extra_variants(rate: int) -> list[Variant]:
     # its full speed is to be close to nolog-max's.
     private = {**pool, "GLORYHOLE_PRIVACY_LEVEL": "3"}
     out += [Variant(f"private-{tag}", "engine", rate, private), Variant("private-max", "engine", None, private)]
+    # The pool's queue written by a child process (docs/querylog.md, "Writer process"), to set
+    # beside pool-<rate> / pool-max; the server's CPU includes the child's.
+    process = {**pool, "GLORYHOLE_QUERY_LOG_MODE": "process"}
+    out += [Variant(f"process-{tag}", "engine", rate, process), Variant("process-max", "engine", None, process)]
     # Encrypted upstreams (docs/encrypted-dns.md): one unbound (devtools/load/encrypted.py) over
     # plain UDP, DoT and DoH, so the transport is the only difference; needs unbound and openssl.
     for key, transport in (("udpub", "udp"), ("updot", "tls"), ("updoh", "https")):
