@@ -189,11 +189,11 @@ cdef class Receiver:
             msg.msg_hdr.msg_flags = 0
             msg.msg_len = 0
         while True:
+            self.calls += 1  # before the call: whoever sees its result sees it counted
             with nogil:
                 n = recvmmsg(fd, self.msgs, self.count, MSG_DONTWAIT, NULL)
                 if n < 0:
                     err = errno
-            self.calls += 1
             if n >= 0 or err != EINTR:
                 break
         if n < 0:
@@ -359,11 +359,11 @@ cdef class Sender:
         cdef unsigned int i
         self.failed = []
         while self.head < self.tail:
+            self.calls += 1  # before the call: whoever sees its result sees it counted
             with nogil:
                 n = sendmmsg(fd, &self.msgs[self.head], self.tail - self.head, MSG_DONTWAIT)
                 if n < 0:
                     err = errno
-            self.calls += 1
             if n > 0:
                 for i in range(self.head, self.head + n):
                     self._data[i] = None
