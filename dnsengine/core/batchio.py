@@ -43,13 +43,22 @@ def mmsg() -> ModuleType | None:
     global _module
     if _module is _UNSET:
         _module = None
-        if compiled.enabled() and sys.platform.startswith("linux"):
+        if not compiled.enabled():
+            why = "GLORYHOLE_NO_EXTENSIONS=1"
+        elif not sys.platform.startswith("linux"):
+            why = "not Linux"
+        else:
             try:
                 from dnsengine.core import _mmsg
 
                 _module = _mmsg
-            except ImportError:
-                pass
+                why = ""
+            except ImportError as exc:
+                why = f"the extension is not built ({exc})"
+        if why:
+            logger.info("UDP I/O: one datagram per system call: %s", why)
+        else:
+            logger.info("UDP I/O: batched with recvmmsg/sendmmsg")
     return _module  # type: ignore[return-value]
 
 
