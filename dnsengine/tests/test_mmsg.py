@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import time
 
@@ -172,7 +173,7 @@ def test_an_icmp_error_on_a_connected_socket_fails_one_message_and_is_raised_by_
             receiver.recv(client.fileno(), False)
             time.sleep(0.001)
     client.send(b"second")  # draws another ICMP error, reported by the next send
-    time.sleep(0.05)
+    assert select.select([client], [], [], 3)[0]  # the error is queued (not consumed by looking)
     sender = mmsg.Sender()
     for i in range(3):
         sender.queue(b"q%d" % i, None, i)
