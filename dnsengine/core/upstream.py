@@ -390,8 +390,12 @@ class UpstreamForwarder:
     def _send_failed(self, pending: _Pending, key: int, index: int, exc: OSError) -> int | None:
         """Sending attempt `key` to upstream `index` failed: the upstream to try next, or None."""
         with self._lock:
-            mine = self._pending.pop(key, None) is not None
+            attempt = self._pending.get(key)
+            # A queued send fails at the end of the pass: by then its attempt may have been
+            # failed (its socket errored) and the key taken by another query's attempt.
+            mine = attempt is not None and attempt.pending is pending
             if mine:
+                del self._pending[key]
                 pending.keys.remove(key)
         if not mine or pending.done:
             return None  # the I/O thread failed this attempt already (its socket errored) and moved on

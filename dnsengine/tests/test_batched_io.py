@@ -4,6 +4,7 @@ pure-Python loop, in fewer system calls; the loop's end-of-pass hooks."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import socket
 import threading
 import time
@@ -11,10 +12,11 @@ import time
 import dns.message
 import pytest
 
-from dnsengine.core import batchio
+from dnsengine.core import batchio, wire
 from dnsengine.core.ioloop import IoLoop
 from dnsengine.core.options import parse_upstreams
 from dnsengine.core.stats import EngineStats
+from dnsengine.core.upstream import UpstreamForwarder
 from dnsengine.runtime.config import EngineConfig
 from dnsengine.tests.test_mmsg import load_mmsg
 from gloryhole_site.testing.fake_upstream import FakeUpstream
@@ -249,3 +251,59 @@ def test_datagrams_a_full_send_buffer_holds_too_long_are_dropped_and_counted(loo
     finally:
         a.close()
         b.close()
+
+
+class RefusingQueue:
+    """Stands in for a socket's `_mmsg.Sender` whose every datagram the kernel refuses."""
+
+    def __init__(self) -> None:
+        self.tags: list = []
+        self.failed: list = []
+        self.full = False
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def queue(self, data, addr=None, tag=None) -> bool:
+        self.tags.append(tag)
+        return True
+
+    def flush(self, fd: int) -> int:
+        self.failed = [(tag, errno.ECONNREFUSED) for tag in self.tags]
+        self.tags = []
+        return 0
+
+    def clear(self) -> int:
+        n, self.tags = len(self.tags), []
+        return n
+
+
+def test_a_forwarded_query_the_kernel_refuses_at_the_end_of_the_pass_fails_over(loop, monkeypatch):
+    monkeypatch.setattr(batchio, "_module", load_mmsg())
+    first, second = FakeUpstream().start(), FakeUpstream().start()
+    stats = EngineStats()
+    forwarder = UpstreamForwarder(parse_upstreams(f"{first.address},{second.address}"), 2.0, 100, stats, loop,
+                                  sockets_per_upstream=1)  # fmt: skip
+    forwarder.start()
+    try:
+        refused = forwarder._sockets[0][0].fileno()
+        forwarder._senders[refused]._queue = RefusingQueue()
+        got: list = []
+        done = threading.Event()
+
+        def callback(reply, label) -> None:
+            got.append((reply, label))
+            done.set()
+
+        loop.call(lambda: forwarder.forward(wire.text_to_name("example.com"), 1, 1, False, callback))
+
+        assert done.wait(5)
+        reply, label = got[0]
+        assert label == second.address and reply is not None
+        assert first.received == 0 and second.received == 1
+        assert stats.counters["upstream_errors"] == 1
+        assert stats.counters["upstream_failover"] == 1
+    finally:
+        forwarder.stop()
+        first.stop()
+        second.stop()
