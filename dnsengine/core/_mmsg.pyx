@@ -267,6 +267,7 @@ cdef class Sender:
     cdef unsigned int tail  # one past the last queued message
     cdef list _data  # the bytes objects the iovecs point into, kept alive until sent
     cdef list _tags
+    cdef dict _sockaddrs  # address tuple -> its sockaddr bytes: clients ask many times
     cdef readonly list failed  # (tag, errno) of the messages the last flush() could not send
     cdef readonly unsigned long long calls  # sendmmsg calls made
 
@@ -282,6 +283,7 @@ cdef class Sender:
         memset(self.msgs, 0, count * sizeof(mmsghdr))
         self._data = [None] * count
         self._tags = [None] * count
+        self._sockaddrs = {}
         self.failed = []
 
     def __dealloc__(self):
@@ -302,6 +304,7 @@ cdef class Sender:
         numeric, as the engine's are; nothing is queued then."""
         cdef unsigned int i
         cdef mmsghdr *msg
+        cdef object packed
         if self.tail >= self.count:
             if self.head == 0:
                 return False
@@ -312,7 +315,15 @@ cdef class Sender:
             msg.msg_hdr.msg_name = NULL
             msg.msg_hdr.msg_namelen = 0
         else:
-            _sockaddr_from(addr, &self.names[i], &msg.msg_hdr.msg_namelen)
+            packed = self._sockaddrs.get(addr)
+            if packed is None:
+                _sockaddr_from(addr, &self.names[i], &msg.msg_hdr.msg_namelen)
+                if len(self._sockaddrs) >= ADDR_CACHE_MAX:
+                    self._sockaddrs.clear()
+                self._sockaddrs[addr] = PyBytes_FromStringAndSize(<char *>&self.names[i], msg.msg_hdr.msg_namelen)
+            else:
+                memcpy(&self.names[i], PyBytes_AS_STRING(packed), PyBytes_GET_SIZE(packed))
+                msg.msg_hdr.msg_namelen = <socklen_t>PyBytes_GET_SIZE(packed)
             msg.msg_hdr.msg_name = &self.names[i]
         self.iovs[i].iov_base = PyBytes_AS_STRING(data)
         self.iovs[i].iov_len = PyBytes_GET_SIZE(data)
