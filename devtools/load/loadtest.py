@@ -99,6 +99,9 @@ class Variant:
             "dot": "engine, log pool, DoT clients",
             "doh": "engine, log pool, DoH clients (HTTP/2, GET)",
             "pool2p": "engine, log pool, 2 processes",
+            "pure": "engine, log pool, pure Python (GLORYHOLE_NO_EXTENSIONS=1)",
+            "purenolog": "engine, query log off, pure Python (GLORYHOLE_NO_EXTENSIONS=1)",
+            "pureprocess": "engine, log pool written by a writer process, pure Python",
         }[self.key.split("-")[0]]
         return f"{what} @ {speed}"
 
@@ -131,6 +134,7 @@ def extra_variants(rate: int) -> list[Variant]:
     out = [Variant(f"floor-{tag}", "floor", rate), Variant("floor-max", "floor", None)]
     # Deep CNAME inspection on and off (with --upstream-cnames, so the upstream gives it targets).
     pool = {"GLORYHOLE_QUERY_LOG_ENABLED": "1", "GLORYHOLE_QUERY_LOG_MODE": "pool"}
+    off = {"GLORYHOLE_QUERY_LOG_ENABLED": "0"}
     for key, on in (("cnameon", "1"), ("cnameoff", "0")):
         env = {**pool, "GLORYHOLE_CNAME_INSPECTION": on}
         out += [Variant(f"{key}-{tag}", "engine", rate, env), Variant(f"{key}-max", "engine", None, env)]
@@ -157,6 +161,14 @@ def extra_variants(rate: int) -> list[Variant]:
     # One engine process per core (rundns --processes 2, docs/scale-out.md), to set beside pool-*.
     out += [Variant(f"pool2p-{tag}", "engine", rate, pool, processes=2),
             Variant("pool2p-max", "engine", None, pool, processes=2)]  # fmt: skip
+    # The pure-Python reference beside the compiled twin (docs/architecture.md, "Compiled
+    # twin"): the same engine with GLORYHOLE_NO_EXTENSIONS=1, so pool-* against pure-*,
+    # nolog-* against purenolog-* and process-* against pureprocess-* give the compiled
+    # core's ratio in one run.
+    pure = {"GLORYHOLE_NO_EXTENSIONS": "1"}
+    for key, env in (("pure", pool), ("purenolog", off), ("pureprocess", process)):
+        env = {**env, **pure}
+        out += [Variant(f"{key}-{tag}", "engine", rate, env), Variant(f"{key}-max", "engine", None, env)]
     return out
 
 
@@ -441,7 +453,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         + "; also selectable by name: floor-<rate>, floor-max (devtools.load.plain_server), "
         "cnameon-<rate>, cnameon-max, cnameoff-<rate>, cnameoff-max (GLORYHOLE_CNAME_INSPECTION=1/0), "
         "udpub-, updot-, updoh-<rate> and -max (upstream unbound over UDP, TLS, HTTPS), "
-        "pool2p-<rate>, pool2p-max (pool, rundns --processes 2)")  # fmt: skip
+        "pool2p-<rate>, pool2p-max (pool, rundns --processes 2), "
+        "pure-, purenolog-, pureprocess-<rate> and -max (GLORYHOLE_NO_EXTENSIONS=1)")  # fmt: skip
     parser.add_argument("--only", choices=MIX_KINDS, default="", help="query only one kind of name (default: the mix)")
     parser.add_argument("--upstream-cnames", type=int, default=0, metavar="K",
                         help="the fake upstream answers one name in K through a CNAME (default 0: none)")  # fmt: skip
