@@ -1,17 +1,26 @@
 """Micro-benchmark of the engine's hot path, in-process (no sockets).
 
     python -m devtools.bench.engine
+    python -m devtools.bench.engine --only unique --count 2000 --rounds 3
 
 Reports the median cost per query, over several rounds, of: reading a query
 with the lean parser vs dnslib, a full cache hit through Resolver.handle, and a
 blocked name (first answer built, then served from the cache).
+
+`--only blocked|repeated|unique` runs the rows of one path of `make loadtest`'s mix
+(no parser rows), and `--count`/`--rounds` make a run short enough for
+`valgrind --tool=callgrind`: the instructions per query of a path are the difference
+between two runs with different `--rounds` (the set-up cancels out), divided by the
+extra queries (`--rounds` x `--count` x the rows run); docs/loadtest.md has the commands.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
+import struct
 import time
 
 from devtools.bench.common import DiscardForwarder, NullTransport, setup_django
@@ -42,6 +51,20 @@ class CountingSink:
         return True
 
 
+class AnsweringForwarder:
+    """Answers every query at once with one A record: the forwarded path to the reply sent."""
+
+    def forward(self, qname_wire: bytes, qtype: int, qclass: int, do: bool, callback) -> bool:
+        reply = (
+            wire.pack_header(0, wire.FLAG_QR | wire.FLAG_RD | wire.FLAG_RA, 1, 1, 0, 0)
+            + qname_wire
+            + struct.pack("!HHHHHIH", qtype, qclass, 0xC00C, wire.TYPE_A, wire.CLASS_IN, 300, 4)
+            + b"\xc0\x00\x02\x01"
+        )
+        callback(reply, "127.0.0.1:53")
+        return True
+
+
 class NoForwarder:
     def forward(self, *args) -> bool:
         raise AssertionError("the benchmark must not miss the cache")
@@ -62,7 +85,8 @@ def per_item_us(fn, items: list) -> float:
     return statistics.median(runs)
 
 
-def per_call_us(fn, n: int = N) -> float:
+def per_call_us(fn, n: int | None = None) -> float:
+    n = N if n is None else n
     runs = []
     for _ in range(ROUNDS):
         started = time.perf_counter()
@@ -72,7 +96,26 @@ def per_call_us(fn, n: int = N) -> float:
     return statistics.median(runs)
 
 
+# The rows of each path of the load test's mix (devtools/load/harness.py MIX_KINDS).
+PATHS = {
+    "blocked": ("Resolver.handle, blocked name", "Resolver.handle, new blocked name"),
+    "repeated": ("Resolver.handle, cache hit",),
+    "unique": (
+        "Resolver.handle, new name to forward",
+        "Resolver.handle, new odd name to forward",
+        "Resolver.handle, new name answered by the upstream",
+    ),
+}
+
+
 def main() -> None:
+    global ROUNDS, N
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=sorted(PATHS), default="", help="the rows of one path (default: all)")
+    parser.add_argument("--count", type=int, default=N, help=f"queries per row and round (default {N:,})")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds; the median is shown (default {ROUNDS})")
+    args = parser.parse_args()
+    ROUNDS, N = args.rounds, args.count
     query = dns.message.make_query("www.example.com", "A", use_edns=0, payload=1232).to_wire()
     blocked = dns.message.make_query("ads.tracker.test", "A").to_wire()
     resolver = Resolver(
@@ -117,15 +160,43 @@ def main() -> None:
         missing._rendered.clear()
         missing.handle(packet, "127.0.0.1", transport, addr)
 
-    rows = [
-        ("parse: wire.parse_query", per_call_us(lambda: wire.parse_query(query))),
-        ("parse: dnslib DNSRecord.parse", per_call_us(lambda: DNSRecord.parse(query), N // 5)),
-        ("Resolver.handle, cache hit", per_call_us(lambda: resolver.handle(query, "127.0.0.1", transport, addr))),
-        ("Resolver.handle, blocked name", per_call_us(lambda: resolver.handle(blocked, "127.0.0.1", transport, addr))),
-        ("Resolver.handle, new blocked name", per_item_us(miss, unique_queries("n{}.ads.tracker.test"))),
-        ("Resolver.handle, new name to forward", per_item_us(miss, unique_queries("n{}.www.example.com"))),
-        ("Resolver.handle, new odd name to forward", per_item_us(miss, unique_queries("x=1\\032n{}.www.example.com"))),
-    ]
+    # The same, with the upstream's answer scanned, cached and rendered (the cache emptied
+    # before each query, so every round sees every name anew).
+    answered = Resolver(
+        forwarder=AnsweringForwarder(),
+        blocking=parse_blocking_mode("null"),
+        block_ttl=3600,
+        cache=ReplyCache(1000),
+        ttl_policy=TtlPolicy(),
+        stats=EngineStats(),
+        query_logger=CountingSink(),
+    )
+    answered.apply_snapshot(resolver.snapshot)
+    answered.rendered_max = 0
+
+    def answered_miss(packet: bytes) -> None:
+        answered._rendered.clear()
+        answered.cache.clear()
+        answered.handle(packet, "127.0.0.1", transport, addr)
+
+    # Each row is run when chosen, so a callgrind run of one path counts that path alone.
+    benches = [
+        ("parse: wire.parse_query", lambda: per_call_us(lambda: wire.parse_query(query))),
+        ("parse: dnslib DNSRecord.parse", lambda: per_call_us(lambda: DNSRecord.parse(query), max(1, N // 5))),
+        ("Resolver.handle, cache hit",
+         lambda: per_call_us(lambda: resolver.handle(query, "127.0.0.1", transport, addr))),
+        ("Resolver.handle, blocked name",
+         lambda: per_call_us(lambda: resolver.handle(blocked, "127.0.0.1", transport, addr))),
+        ("Resolver.handle, new blocked name", lambda: per_item_us(miss, unique_queries("n{}.ads.tracker.test", N))),
+        ("Resolver.handle, new name to forward",
+         lambda: per_item_us(miss, unique_queries("n{}.www.example.com", N))),
+        ("Resolver.handle, new odd name to forward",
+         lambda: per_item_us(miss, unique_queries("x=1\\032n{}.www.example.com", N))),
+        ("Resolver.handle, new name answered by the upstream",
+         lambda: per_item_us(answered_miss, unique_queries("a{}.www.example.com", N))),
+    ]  # fmt: skip
+    wanted = PATHS[args.only] if args.only else [label for label, _ in benches]
+    rows = [(label, run()) for label, run in benches if label in wanted]
     print(f"machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}")  # fmt: skip
     print(f"median of {ROUNDS} rounds\n")

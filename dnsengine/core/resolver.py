@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """The decision for one query, free of sockets.
 
 `Resolver.handle(data, client, transport, addr)` reads a wire query and makes

@@ -1,3 +1,4 @@
+# cython: annotation_typing=False
 """Lean DNS wire-format helpers for the hot path.
 
 dnslib parses a packet into a tree of objects, which costs tens of microseconds;
@@ -206,9 +207,11 @@ def read_name(data: bytes, offset: int) -> str:
 
 def parse_query(data: bytes) -> Query:
     """Read a client query. Raises WireError with the rcode to answer, or None to drop."""
-    if len(data) < 12:
+    # One copy of a bytearray (dnslib's pack) or memoryview, so the compiled twin can read bytes.
+    packet = data if type(data) is bytes else bytes(data)
+    if len(packet) < 12:
         raise WireError("shorter than a DNS header", rcode=None)
-    qid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    qid, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(packet)
     if flags & FLAG_QR:
         # Answering a response invites reflection loops between two servers.
         raise WireError("packet is a response (QR=1)", rcode=None)
@@ -218,23 +221,23 @@ def parse_query(data: bytes) -> Query:
         raise WireError(f"{qdcount} questions", rcode=FORMERR)
     if ancount or nscount:
         raise WireError("query carries answer or authority records")
-    qend_name = _read_question_name(data, 12)
+    qend_name = _read_question_name(packet, 12)
     qend = qend_name + 4
-    if qend > len(data):
+    if qend > len(packet):
         raise WireError("question runs past the end of the packet")
-    qtype, qclass = struct.unpack_from("!HH", data, qend_name)
+    qtype, qclass = struct.unpack_from("!HH", packet, qend_name)
     edns = False
     payload = MIN_UDP_PAYLOAD
     do = False
     version = 0
     offset = qend
     for _ in range(arcount):
-        name_end = skip_name(data, offset)
-        if name_end + 10 > len(data):
+        name_end = skip_name(packet, offset)
+        if name_end + 10 > len(packet):
             raise WireError("additional record runs past the end of the packet")
-        rtype, rclass, ttl, rdlen = _RR_FIXED.unpack_from(data, name_end)
+        rtype, rclass, ttl, rdlen = _RR_FIXED.unpack_from(packet, name_end)
         next_offset = name_end + 10 + rdlen
-        if next_offset > len(data):
+        if next_offset > len(packet):
             raise WireError("additional record data runs past the end of the packet")
         if rtype == TYPE_OPT:
             if edns or name_end - offset != 1:
@@ -244,13 +247,13 @@ def parse_query(data: bytes) -> Query:
             version = (ttl >> 16) & 0xFF
             do = bool(ttl & EDNS_DO)
         offset = next_offset
-    if offset != len(data):
+    if offset != len(packet):
         # Bytes after the last record belong to no field: a client never sends them,
         # and a padded packet must not become a large cache key.
-        raise WireError(f"{len(data) - offset} bytes after the last record")
-    qname_wire = data[12:qend_name]
-    key = qname_wire.lower() + data[qend_name:qend] + (b"\x01" if do else b"\x00")
-    return Query(qid, flags, qname_wire, qtype, qclass, data[12:qend], key, edns, payload, do, version)
+        raise WireError(f"{len(packet) - offset} bytes after the last record")
+    qname_wire = packet[12:qend_name]
+    key = qname_wire.lower() + packet[qend_name:qend] + (b"\x01" if do else b"\x00")
+    return Query(qid, flags, qname_wire, qtype, qclass, packet[12:qend], key, edns, payload, do, version)
 
 
 def opt_record(payload: int = 1232, do: bool = False, ext_rcode: int = 0) -> bytes:
@@ -304,11 +307,13 @@ def scan_reply(data: bytes, qend: int, cnames: bool = False) -> ScannedReply:
     way (deep CNAME inspection): no cost for an answer without CNAMEs.
     Raises WireError on anything malformed: such a reply is not used.
     """
-    if len(data) < 12:
+    # One copy of a bytearray (dnslib's pack) or memoryview, so the compiled twin can read bytes.
+    packet = data if type(data) is bytes else bytes(data)
+    if len(packet) < 12:
         raise WireError("reply shorter than a DNS header")
-    _, flags, _, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    _, flags, _, ancount, nscount, arcount = _HEADER.unpack_from(packet)
     offset = qend
-    end = len(data)
+    end = len(packet)
     ttl_offsets: list[int] = []
     ttls: list[int] = []
     min_answer_ttl: int | None = None
@@ -319,10 +324,10 @@ def scan_reply(data: bytes, qend: int, cnames: bool = False) -> ScannedReply:
     total = ancount + nscount + arcount
     for index in range(total):
         start = offset
-        name_end = skip_name(data, offset)
+        name_end = skip_name(packet, offset)
         if name_end + 10 > end:
             raise WireError("record runs past the end of the reply")
-        rtype, _rclass, ttl, rdlen = _RR_FIXED.unpack_from(data, name_end)
+        rtype, _rclass, ttl, rdlen = _RR_FIXED.unpack_from(packet, name_end)
         offset = name_end + 10 + rdlen
         if offset > end:
             raise WireError("record data runs past the end of the reply")
@@ -338,15 +343,15 @@ def scan_reply(data: bytes, qend: int, cnames: bool = False) -> ScannedReply:
         if index < ancount:
             min_answer_ttl = ttl if min_answer_ttl is None else min(min_answer_ttl, ttl)
             if rtype == TYPE_CNAME and cnames:
-                target = read_name(data, name_end + 10)
-                if skip_name(data, name_end + 10) != offset:
+                target = read_name(packet, name_end + 10)
+                if skip_name(packet, name_end + 10) != offset:
                     raise WireError("CNAME data is not one name")
                 targets.append(target)
         elif index < ancount + nscount and rtype == TYPE_SOA:
             # The SOA MINIMUM is the last 4 bytes of its RDATA.
             if rdlen < 22:
                 raise WireError("SOA record too short")
-            minimum = _U32.unpack_from(data, offset - 4)[0]
+            minimum = _U32.unpack_from(packet, offset - 4)[0]
             negative_ttl = min(ttl, minimum)
         kept.append((start, offset))
         ttl_offsets.append(name_end + 4)
@@ -356,8 +361,8 @@ def scan_reply(data: bytes, qend: int, cnames: bool = False) -> ScannedReply:
     # compression pointers in the kept records never point past what we keep.
     body_start = qend
     body_end = kept[-1][1] if kept else qend
-    body = data[body_start:body_end]
-    rel = tuple(o - body_start for o in ttl_offsets)
+    body = packet[body_start:body_end]
+    rel = tuple([o - body_start for o in ttl_offsets])
     return ScannedReply(
         flags=flags,
         rcode=flags & 0x0F,
@@ -375,12 +380,14 @@ def scan_reply(data: bytes, qend: int, cnames: bool = False) -> ScannedReply:
 
 def question_end(data: bytes) -> int:
     """Offset after the single question of a reply (raises WireError)."""
-    if len(data) < 12:
+    # One copy of a bytearray (dnslib's pack) or memoryview, so the compiled twin can read bytes.
+    packet = data if type(data) is bytes else bytes(data)
+    if len(packet) < 12:
         raise WireError("shorter than a DNS header")
-    if _U16.unpack_from(data, 4)[0] != 1:
+    if _U16.unpack_from(packet, 4)[0] != 1:
         raise WireError("reply does not carry exactly one question")
-    qend = _read_question_name(data, 12) + 4
-    if qend > len(data):
+    qend = _read_question_name(packet, 12) + 4
+    if qend > len(packet):
         raise WireError("question runs past the end of the reply")
     return qend
 
