@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 
+from dnsengine.core import compiled
 from dnsengine.runtime.config import EngineConfig
 from dnsengine.runtime.dbcheck import DatabaseUnreachable, database_check, one_line
 from dnsengine.runtime.engine import Engine
@@ -142,6 +143,7 @@ class EngineRunner:
                         f"{exc.strerror or exc} (GLORYHOLE_METRICS_HOST, GLORYHOLE_METRICS_PORT; 0 turns it off)"
                     ) from None
             self.engine.start()
+            logger.info("DNS %s", compiled.summary())
         except BaseException:
             self.query_logger.close(timeout=5)
             if self.metrics is not None:

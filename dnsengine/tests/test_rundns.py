@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from dnsengine.core import compiled
 from gloryhole_site.testing.dnsclient import Client, answers
 from gloryhole_site.testing.rundns import run_rundns, rundns_env, start_rundns
 
@@ -26,6 +27,24 @@ def test_it_serves_until_a_signal_then_stops_cleanly(upstream, signum):
         rest = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, rest
     assert "stopped after 2 queries" in rest
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("no_extensions", ["1", None])
+def test_the_listening_line_says_which_core_runs(upstream, no_extensions):
+    env = rundns_env(upstream.address)
+    if no_extensions:
+        env["GLORYHOLE_NO_EXTENSIONS"] = no_extensions
+    proc, _port = start_rundns(env)
+    try:
+        line = proc.listening
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    if no_extensions:
+        assert line.endswith("; core pure Python (GLORYHOLE_NO_EXTENSIONS=1)")
+    else:  # the subprocess sees the files and environment this test does
+        assert line.endswith(f"; {compiled.summary()}")
 
 
 def the_one_line(result: subprocess.CompletedProcess) -> str:

@@ -8,6 +8,7 @@ import threading
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from dnsengine.core import compiled
 from dnsengine.runtime.config import EngineConfig
 from dnsengine.runtime.runner import DATABASE_WAIT_REPORT_SECONDS, EngineRunner, EngineStartError
 
@@ -53,6 +54,7 @@ class Command(BaseCommand):
             f"listening on {config.host}:{runner.engine.port} (udp, tcp{encrypted}) as {runner.name}; upstreams "
             + ", ".join(u.label for u in config.upstreams)
             + metrics
+            + f"; {compiled.summary()}"
         )
         self.stdout.flush()
         while not stop.wait(0.5):
