@@ -23,11 +23,12 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 # headers, a compile error) this prints one line why and the engine runs the .py files. The stamp
 # holds "built" or the reason; any edit of a core source rebuilds it (and the import switch ignores
 # a .so whose source changed since, so a stale one is never imported). Missing gcc or headers are
-# installed with apt-get when we are root. CC=/bin/false (or any CC) on the command line is passed on.
+# installed with apt-get when we are root (not for a CC that is there but fails). A CC given on
+# the command line (make dev-venv CC=/bin/false) is passed on.
 EXT_SOURCES := setup.py $(wildcard dnsengine/core/*.py dnsengine/core/*.pxd dnsengine/core/*.pyx)
 EXT_CC := $(if $(filter command line environment,$(origin CC)),CC='$(CC)')
 $(VENV)/.ext: $(VENV)/.runtime $(EXT_SOURCES)
-	@if ! $(EXT_CC) $(PY) setup.py toolchain 2>/dev/null; then \
+	@$(EXT_CC) $(PY) setup.py toolchain 2>/dev/null; if [ $$? = 2 ]; then \
 		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 			echo "compiled core: installing build-essential python3-dev (apt-get)"; \
 			(apt-get update -q && apt-get install -y -q build-essential python3-dev) >/dev/null 2>&1 || true; \

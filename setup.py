@@ -6,9 +6,10 @@ reference; the generated C goes under ``build/``. After a build the manifest rec
 module's source SHA-256, which the import switch compares before it loads a ``.so``.
 
 The build is optional. When it cannot happen (Cython missing, no C compiler or Python
-headers, a compile error) this exits 1 with ``not built: <why>`` as its last line and the
-engine runs as pure Python. ``python setup.py toolchain`` only checks the compiler and
-headers (exit 1 and the reason when one is missing), for the Makefile's apt-get step.
+headers, a compile error) this exits non-zero with ``not built: <why>`` as its last line and
+the engine runs as pure Python. ``python setup.py toolchain`` only checks the compiler and
+headers, for the Makefile's apt-get step: exit 2 when one is missing (apt-get can install
+it), 1 when the compiler is there but cannot compile against Python.h.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import sysconfig
+import tempfile
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 BUILD_DIR = os.path.join("build", "cython")
@@ -37,14 +40,27 @@ def load_lists():
 
 
 def toolchain_problem() -> str | None:
-    """Why no extension can be compiled here, or None."""
-    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
-    compiler = shlex.split(cc)[0] if cc.strip() else "cc"
-    if shutil.which(compiler) is None:
-        return f"no C compiler ({compiler}; apt-get install build-essential)"
+    """Why no extension can be compiled here, or None: the C compiler compiles a file including Python.h.
+
+    A reason starting "no " is something missing that apt-get can install."""
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc") or ["cc"]
+    if shutil.which(cc[0]) is None:
+        return f"no C compiler ({cc[0]}; apt-get install build-essential)"
     include = sysconfig.get_paths()["include"]
     if not os.path.exists(os.path.join(include, "Python.h")):
         return f"no Python headers ({include}/Python.h; apt-get install python3-dev)"
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "probe.c")
+        with open(source, "w") as f:
+            f.write("#include <Python.h>\nint probe(void) { return 0; }\n")
+        try:
+            done = subprocess.run([*cc, f"-I{include}", "-c", source, "-o", os.path.join(tmp, "probe.o")],
+                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"the C compiler {cc[0]} does not run ({exc})"
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            return f"the C compiler {cc[0]} cannot compile against Python.h ({last[:160]})"
     return None
 
 
@@ -58,7 +74,7 @@ def compile_error(message: str) -> str:
 
 def not_built(why: str) -> None:
     print(f"not built: {why}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(2 if why.startswith("no ") else 1)
 
 
 def main() -> None:
