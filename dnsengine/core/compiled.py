@@ -139,6 +139,8 @@ class SwitchFinder:
             status = self.decide(fullname)
             if status.mode == COMPILED_MODE:
                 loader = importlib.machinery.ExtensionFileLoader(fullname, status.file)
+            elif not os.path.exists(status.file):
+                return None  # no source either: Python's finders say what is missing
             else:
                 loader = importlib.machinery.SourceFileLoader(fullname, status.file)
             return importlib.util.spec_from_file_location(fullname, status.file, loader=loader)
