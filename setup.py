@@ -15,6 +15,7 @@ it), 1 when the compiler is there but cannot compile against Python.h.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -89,6 +90,7 @@ def main() -> None:
     if importlib.util.find_spec("Cython") is None:
         not_built("Cython is not installed (pip install -r requirements.txt)")
 
+    import Cython
     from Cython.Build import cythonize
     from setuptools import Extension, setup
     from setuptools.command.build_ext import build_ext
@@ -100,23 +102,25 @@ def main() -> None:
     # Hashed before compiling: the manifest must describe what was compiled, even if a file changes meanwhile.
     digests = {name: lists.source_digest(path) for name, path in sources.items()}
     extensions = [Extension(name, [os.path.relpath(path, ROOT)]) for name, path in sources.items()]
-    # cythonize redoes a .c only when its source is newer; a change of the directives here must redo them all.
-    generated = [
-        os.path.join(BUILD_DIR, os.path.relpath(os.path.splitext(p)[0], ROOT) + ".c") for p in sources.values()
-    ]
-    force = any(not os.path.exists(c) or os.path.getmtime(c) < os.path.getmtime(__file__) for c in generated)
+    # Plain annotations stay hints, as in Python: with annotation typing on, Cython would turn
+    # `data: bytes` into an exact type check that refuses the bytearray the pure code accepts.
+    # Typed code opts in where it wants C types: @cython.annotation_typing(True), @cython.locals,
+    # cython.declare or a .pxd beside the module.
+    directives = {"language_level": "3", "annotation_typing": False}
+    # cythonize redoes a .c only when its source is newer, so other directives (or Cython) must redo them all.
+    recorded = os.path.join(BUILD_DIR, "directives.json")
+    settings = json.dumps({"directives": directives, "cython": Cython.__version__}, sort_keys=True)
     try:
-        ext_modules = cythonize(
-            extensions,
-            build_dir=BUILD_DIR,
-            force=force,
-            quiet=True,
-            # Plain annotations stay hints, as in Python: with annotation typing on, Cython would turn
-            # `data: bytes` into an exact type check that refuses the bytearray the pure code accepts.
-            # Typed code opts in where it wants C types: @cython.annotation_typing(True), @cython.locals,
-            # cython.declare or a .pxd beside the module.
-            compiler_directives={"language_level": "3", "annotation_typing": False},
-        )
+        with open(recorded) as f:
+            force = f.read() != settings
+    except OSError:
+        force = True
+    try:
+        ext_modules = cythonize(extensions, build_dir=BUILD_DIR, force=force, quiet=True,
+                                compiler_directives=directives)  # fmt: skip
+        os.makedirs(BUILD_DIR, exist_ok=True)
+        with open(recorded, "w") as f:
+            f.write(settings)
     except Exception as exc:  # Cython reports the file and line above this
         not_built(f"Cython could not compile the core ({type(exc).__name__}: {exc})")
 
