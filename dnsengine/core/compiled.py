@@ -71,7 +71,7 @@ class ModuleStatus:
 
 def disabled() -> bool:
     """True when GLORYHOLE_NO_EXTENSIONS=1 forces the pure-Python path."""
-    return os.environ.get(ENV_DISABLE, "") == "1"
+    return os.environ.get(ENV_DISABLE, "").strip() == "1"
 
 
 def source_path(name: str, suffix: str = ".py") -> str:

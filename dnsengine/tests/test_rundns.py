@@ -70,6 +70,7 @@ def the_one_line(result: subprocess.CompletedProcess) -> str:
         ("TIME_ZONE", "../../etc/passwd"),
         ("DEBUG", "maybe"),
         ("GLORYHOLE_FAIL_OPEN", "sometimes"),
+        ("GLORYHOLE_NO_EXTENSIONS", "yes"),
         ("GLORYHOLE_METRICS_HOST", "metrics.invalid"),
         ("GLORYHOLE_ENGINE_NAME", "e" * 201),
         ("GLORYHOLE_DATA_DIR", "/proc/gloryhole"),  # the secret key cannot be created there
