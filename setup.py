@@ -97,7 +97,7 @@ def main() -> None:
 
     lists = load_lists()
     sources = {name: lists.source_path(name) for name in lists.COMPILED}
-    sources.update({name: lists.source_path(name, ".pyx") for name in lists.EXTENSIONS})
+    sources.update({name: lists.source_path(name, ".pyx") for name in lists.EXTENSION_MODULES})
     sources = {name: path for name, path in sources.items() if os.path.exists(path)}  # a missing .pyx: skipped
     # Hashed before compiling: the manifest must describe what was compiled, even if a file changes meanwhile.
     digests = {name: lists.source_digest(path) for name, path in sources.items()}
@@ -116,8 +116,15 @@ def main() -> None:
     except OSError:
         force = True
     try:
-        ext_modules = cythonize(extensions, build_dir=BUILD_DIR, force=force, quiet=True,
-                                compiler_directives=directives)  # fmt: skip
+        # The .pyx modules are written for Cython: their annotations keep Cython's meaning.
+        ext_modules = []
+        for group, group_directives in (
+            ([e for e in extensions if e.sources[0].endswith(".py")], directives),
+            ([e for e in extensions if e.sources[0].endswith(".pyx")], {"language_level": "3"}),
+        ):
+            if group:
+                ext_modules += cythonize(group, build_dir=BUILD_DIR, force=force, quiet=True,
+                                         compiler_directives=group_directives)  # fmt: skip
         os.makedirs(BUILD_DIR, exist_ok=True)
         with open(recorded, "w") as f:
             f.write(settings)

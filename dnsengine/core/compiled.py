@@ -2,7 +2,7 @@
 
 The hot modules listed in ``COMPILED`` are plain Python and stay the reference: ``setup.py``
 compiles each ``.py`` itself with Cython into a ``.so`` beside it (``make ext``), and
-writes ``MANIFEST`` with the SHA-256 of every source it compiled. ``EXTENSIONS`` are
+writes ``MANIFEST`` with the SHA-256 of every source it compiled. ``EXTENSION_MODULES`` are
 modules that exist only as ``.pyx`` (batched socket I/O), so they have no pure twin;
 their callers import them only when ``enabled()`` and fall back to the Python path.
 
@@ -51,7 +51,7 @@ COMPILED: tuple[str, ...] = (
 )
 
 # Modules that exist only as .pyx, compiled when their file exists (a missing one is skipped).
-EXTENSIONS: tuple[str, ...] = ("dnsengine.core._mmsg",)
+EXTENSION_MODULES: tuple[str, ...] = ("dnsengine.core._mmsg",)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Written by setup.py after a build, gitignored:
@@ -123,8 +123,13 @@ class SwitchFinder:
     Decisions are made once per module (at its first import) and kept for ``status()``.
     """
 
-    def __init__(self, root: str = ROOT, manifest: str = MANIFEST,
-                 compiled: tuple[str, ...] = COMPILED, extensions: tuple[str, ...] = EXTENSIONS) -> None:  # fmt: skip
+    def __init__(
+        self,
+        root: str = ROOT,
+        manifest: str = MANIFEST,
+        compiled: tuple[str, ...] = COMPILED,
+        extensions: tuple[str, ...] = EXTENSION_MODULES,
+    ) -> None:
         self.root = root
         self.manifest_path = manifest
         self.compiled = frozenset(compiled)
@@ -175,9 +180,10 @@ class SwitchFinder:
     def _decide(self, name: str) -> ModuleStatus:
         base = os.path.join(self.root, *name.split("."))
         source = base + (".py" if name in self.compiled else ".pyx")
-        # A pure twin is always importable; an extension-only module has only its .so.
         fallback = PYTHON_MODE
-        if disabled():
+        # Extension-only modules are imported by callers that ask enabled() first (and by their own
+        # tests in either mode), so the switch only keeps a missing or stale .so from them.
+        if disabled() and name in self.compiled:
             return ModuleStatus(fallback, f"{ENV_DISABLE}=1", source)
         so = next((base + s for s in importlib.machinery.EXTENSION_SUFFIXES if os.path.exists(base + s)), None)
         if so is None:

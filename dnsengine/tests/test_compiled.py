@@ -42,7 +42,7 @@ def test_the_core_runs_in_the_mode_asked_for():
 def test_the_lists_name_existing_core_modules():
     for name in compiled.COMPILED:
         assert Path(compiled.source_path(name)).is_file(), name
-    assert not set(compiled.COMPILED) & set(compiled.EXTENSIONS)
+    assert not set(compiled.COMPILED) & set(compiled.EXTENSION_MODULES)
     assert "dnsengine.core.compiled" not in compiled.COMPILED  # the switch itself always runs as Python
 
 
@@ -132,17 +132,32 @@ def test_no_extensions_forces_the_python_source_over_a_fresh_so(tmp_path, monkey
     assert finder.find_spec("pkg.other") is None  # modules not listed are left to Python
 
 
-@pytest.mark.parametrize("disable", ["1", ""])
-def test_an_extension_only_module_cannot_be_imported_when_off_or_not_built(tmp_path, monkeypatch, disable):
-    monkeypatch.setenv(compiled.ENV_DISABLE, disable)
+@pytest.mark.parametrize(
+    ("built", "manifest", "reason"), [(False, {}, "not built"), (True, {"pkg.ext": {"source": "0" * 64}}, "stale")]
+)
+def test_an_extension_only_module_cannot_be_imported_unbuilt_or_stale(tmp_path, monkeypatch, built, manifest, reason):
+    monkeypatch.delenv(compiled.ENV_DISABLE, raising=False)
     root = _tree(tmp_path)
     (root / "pkg" / "ext.pyx").write_text("")
-    if disable:
+    if built:
         (root / "pkg" / f"ext{SO_SUFFIX}").write_bytes(b"")
-    finder = _finder(root, {})
+    finder = _finder(root, manifest)
 
-    with pytest.raises(ModuleNotFoundError, match="GLORYHOLE_NO_EXTENSIONS=1" if disable else "not built"):
+    with pytest.raises(ModuleNotFoundError, match=reason):
         finder.find_spec("pkg.ext")
+
+
+@pytest.mark.parametrize("disable", ["1", ""])
+def test_an_extension_only_module_built_from_its_source_is_found_whatever_the_switch(tmp_path, monkeypatch, disable):
+    """Its callers ask compiled.enabled() first; its own tests load it in the pure run too."""
+    monkeypatch.setenv(compiled.ENV_DISABLE, disable)
+    root = _tree(tmp_path)
+    (root / "pkg" / "ext.pyx").write_text("# cython\n")
+    (root / "pkg" / f"ext{SO_SUFFIX}").write_bytes(b"")
+    finder = _finder(root, {"pkg.ext": {"source": compiled.source_digest(str(root / "pkg" / "ext.pyx"))}})
+
+    assert isinstance(finder.find_spec("pkg.ext").loader, importlib.machinery.ExtensionFileLoader)
+    assert compiled.enabled() is (disable != "1")
 
 
 def _copy_core(dest: Path, modules: tuple[str, ...] = ("forwarding",)) -> Path:
