@@ -169,6 +169,12 @@ loadtest: venv
 loadtest-privacy:
 	$(MAKE) loadtest LOADTEST_VARIANTS=nolog-max,pool-max,private-max
 
+# The query log written by a child process against the pool and the log off, at 10k and
+# full speed (docs/querylog.md, "Writer process").
+.PHONY: loadtest-writer
+loadtest-writer:
+	$(MAKE) loadtest LOADTEST_VARIANTS=nolog-10k,pool-10k,process-10k,nolog-max,pool-max,process-max
+
 # Encrypted upstreams: the engine forwarding to one unbound over plain UDP, DoT and DoH,
 # side by side (devtools/load/encrypted.py, docs/encrypted-dns.md).
 .PHONY: loadtest-encrypted-upstreams

@@ -212,7 +212,12 @@ def domain_check(name: str, *, client: str = "", group: ClientGroup | None = Non
 
 @dataclass(slots=True)
 class EngineView:
-    """One EngineStatus row plus what the page derives from it."""
+    """One EngineStatus row plus what the page derives from it.
+
+    An engine run with `rundns --processes N` beats as N rows "<name>/<K>"; its view's
+    row is their sum (worst heartbeat, oldest config generation) and `processes` holds
+    one view per worker.
+    """
 
     row: EngineStatus
     heartbeat_age: float
@@ -220,10 +225,11 @@ class EngineView:
     fill_pct: float
     drop_pct: float  # share of all log entries that were dropped
     metrics_url: str
+    processes: list[EngineView] = field(default_factory=list)
 
     def as_json(self) -> dict:
         r = self.row
-        return {
+        out = {
             "name": r.name,
             "hostname": r.hostname,
             "pid": r.pid,
@@ -246,7 +252,53 @@ class EngineView:
             "generation": r.generation,
             "threads": r.threads,
             "metrics_url": self.metrics_url,
+            "processes": len(self.processes) or 1,
         }
+        if self.processes:
+            out["process_list"] = [p.as_json() for p in self.processes]
+        return out
+
+
+def _engine_view(row: EngineStatus, now: datetime, metrics_url: str) -> EngineView:
+    age = max(0.0, (now - row.heartbeat_at).total_seconds())
+    fill = 100.0 * row.buffer_size / row.buffer_capacity if row.buffer_capacity else 0.0
+    handled = row.written + row.drops
+    return EngineView(
+        row=row,
+        heartbeat_age=age,
+        down=age > ENGINE_DOWN_AFTER_SECONDS,
+        fill_pct=min(fill, 100.0),
+        drop_pct=100.0 * row.drops / handled if handled else 0.0,
+        metrics_url=metrics_url,
+    )
+
+
+_SUMMED = ("queries_total", "qps", "buffer_size", "buffer_capacity", "drops", "written", "write_errors",
+           "write_rate", "workers", "threads")  # fmt: skip
+
+
+def engine_processes_sum(name: str, rows: list[EngineStatus]) -> EngineStatus:
+    """The rows of one engine's worker processes as one (unsaved) row: counts summed, the worst heartbeat."""
+    first = rows[0]
+    total = EngineStatus(
+        name=name,
+        hostname=first.hostname,
+        pid=first.pid,
+        started_at=min(r.started_at for r in rows),
+        heartbeat_at=min(r.heartbeat_at for r in rows),
+        mode=first.mode,
+        generation=min(r.generation for r in rows),
+        rate_limited=sorted({ip for r in rows for ip in r.rate_limited or ()}),
+    )
+    for attr in _SUMMED:
+        setattr(total, attr, sum(getattr(r, attr) for r in rows))
+    return total
+
+
+def _worker_of(name: str) -> tuple[str, int] | None:
+    """("engine", K) for a worker's row "engine/K" (rundns --processes), else None."""
+    base, slash, index = name.rpartition("/")
+    return (base, int(index)) if slash and base and index.isdigit() else None
 
 
 def engine_status_list(request_host: str, metrics_port: int, now: datetime | None = None) -> list[EngineView]:
@@ -254,28 +306,33 @@ def engine_status_list(request_host: str, metrics_port: int, now: datetime | Non
 
     The engine on this machine is linked through the host name the browser used
     (the engine's own hostname may not resolve for the browser); others by theirs.
+    The worker processes of one engine are one view (EngineView.processes); worker K
+    serves its metrics on metrics_port + K.
     """
     now = now or timezone.now()
     here = socket.gethostname()
     browser_host = request_host.rsplit(":", 1)[0] if not request_host.endswith("]") else request_host
-    views = []
-    for row in EngineStatus.objects.order_by("name"):
-        age = max(0.0, (now - row.heartbeat_at).total_seconds())
-        fill = 100.0 * row.buffer_size / row.buffer_capacity if row.buffer_capacity else 0.0
-        handled = row.written + row.drops
-        drop_pct = 100.0 * row.drops / handled if handled else 0.0
+
+    def metrics_url(row: EngineStatus, offset: int = 0) -> str:
         host = browser_host if row.hostname in ("", here) else row.hostname
-        metrics_url = f"http://{host}:{metrics_port}/metrics" if metrics_port else ""
-        views.append(
-            EngineView(
-                row=row,
-                heartbeat_age=age,
-                down=age > ENGINE_DOWN_AFTER_SECONDS,
-                fill_pct=min(fill, 100.0),
-                drop_pct=drop_pct,
-                metrics_url=metrics_url,
-            )
-        )
+        return f"http://{host}:{metrics_port + offset}/metrics" if metrics_port else ""
+
+    views: list[EngineView] = []
+    groups: dict[str, list[tuple[int, EngineStatus]]] = {}
+    for row in EngineStatus.objects.order_by("name"):
+        worker = _worker_of(row.name)
+        if worker is None:
+            views.append(_engine_view(row, now, metrics_url(row)))
+        else:
+            groups.setdefault(worker[0], []).append((worker[1], row))
+    for name, members in groups.items():
+        members.sort(key=lambda m: m[0])
+        rows = [row for _, row in members]
+        view = _engine_view(engine_processes_sum(name, rows), now, metrics_url(rows[0]))
+        view.processes = [_engine_view(row, now, metrics_url(row, k)) for k, row in members]
+        view.down = any(p.down for p in view.processes)
+        views.append(view)
+    views.sort(key=lambda v: v.row.name)
     return views
 
 

@@ -20,6 +20,8 @@ import threading
 import time
 from pathlib import Path
 
+from dnsengine.runtime.signals import signal_events
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 15.0
 
@@ -133,15 +135,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[run] manage.py {step} failed with status {exc.returncode}{hint}", file=sys.stderr)
             return exc.returncode or 1
 
+    # Ctrl-C reaches the children too (same process group); the signal only makes the
+    # launcher stop waiting and make sure they are gone. Through the relay: Event.set()
+    # inside a handler can deadlock the wait below (dnsengine/runtime/signals.py).
     stop = threading.Event()
-
-    def on_signal(signum, frame) -> None:
-        # Ctrl-C reaches the children too (same process group); this only makes
-        # the launcher stop waiting and make sure they are gone.
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    signal_events({signal.SIGINT: stop, signal.SIGTERM: stop})
     procs: dict[str, subprocess.Popen] = {}
     for name, cmd in commands(args).items():
         procs[name] = subprocess.Popen(cmd, cwd=BASE_DIR)

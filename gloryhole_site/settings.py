@@ -193,6 +193,8 @@ LOGGING = {
 # the setting in its error.
 GLORYHOLE_DNS_HOST = env_str("GLORYHOLE_DNS_HOST", "127.0.0.1")
 GLORYHOLE_DNS_PORT = env_int("GLORYHOLE_DNS_PORT", 5300, minimum=0, maximum=65535)
+# Engine processes sharing the port (rundns --processes): a number, or "auto" for one per CPU.
+GLORYHOLE_DNS_PROCESSES = env_str("GLORYHOLE_DNS_PROCESSES", "1")
 GLORYHOLE_UPSTREAMS = dns_env.UPSTREAMS.read()
 GLORYHOLE_UPSTREAM_TIMEOUT = env_float("GLORYHOLE_UPSTREAM_TIMEOUT", 2.0, minimum=0.05, maximum=30)
 GLORYHOLE_MAX_INFLIGHT = env_int("GLORYHOLE_MAX_INFLIGHT", 2048, minimum=1, maximum=60000)

@@ -218,6 +218,151 @@ def bench_breakdown(entries, runs: int) -> list[tuple[str, float, float, float]]
     return out
 
 
+# --- the engine's share: CPU and GIL per logged row, pool against writer processes -------
+
+
+def _push(logger, entries, rate: float) -> None:
+    """log_async every entry at ``rate`` per second, in ticks of 5 ms, as listener threads would."""
+    log_async = logger.log_async
+    per_tick = max(1, int(rate * 0.005))
+    started = time.perf_counter()
+    for i in range(0, len(entries), per_tick):
+        for e in entries[i : i + per_tick]:
+            log_async(e)
+        wait = started + (i + per_tick) / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+
+
+# py-spy --gil samples of the writer thread, by the step its stack is in (first match wins).
+_GIL_STEPS = (
+    ("build row tuples", "build (querylog/db.py"),
+    ("rollups: aggregate", "rollup_rows (querylog/rollups.py"),
+    ("rollups: write", "rollup_write (querylog/rollups.py"),
+    ("insert (bind + execute)", "execute_values (querylog/db.py"),
+    ("serialise + send (process)", "write (querylog/logger/process.py"),
+)
+
+
+def _gil_samples(path: Path) -> dict[str, int]:
+    """Samples per writer step in a ``py-spy record --gil -f raw`` file, plus the pusher's and the total."""
+    counts: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        if "_push (devtools/bench/querylog.py" in stack:
+            key = "pusher (log_async)"
+        elif "_run (querylog/logger/pool.py" in stack or "_run (querylog/logger/process.py" in stack:
+            key = next((name for name, frame in _GIL_STEPS if frame in stack), "writer: other")
+            key = key if key == "writer: other" else f"writer: {key}"
+        else:
+            key = "other"
+        counts[key] = counts.get(key, 0) + int(n)
+    return counts
+
+
+def run_engine_share(db: _Db, entries, *, mode: str, rate: float, gil: bool) -> dict[str, float]:
+    """One run: CPU seconds of this process and of its children per row, while ``entries`` go in at ``rate``."""
+    import resource
+    import subprocess
+
+    from querylog.logger.pool import QueryLogger
+    from querylog.logger.process import ProcessQueryLogger
+
+    db.fresh()
+    if mode == "process":
+        logger = ProcessQueryLogger(len(entries) + 1, 1, WRITE_BATCH, 0.5).start()
+        deadline = time.monotonic() + 60
+        while not logger.child_pids:  # Django's start-up in the child is not a row's cost
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: the writer process did not start")
+            time.sleep(0.01)
+    elif mode == "pool":
+        logger = QueryLogger(len(entries) + 1, 1, WRITE_BATCH, 0.5).start()
+    else:
+        logger = QueryLogger(len(entries) + 1, 1, WRITE_BATCH, 0.5, writer=lambda batch: None).start()
+    spy = None
+    if gil:
+        out = db.tmp / f"gil-{mode}.txt"
+        py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+        spy = subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--gil",
+                "--nonblocking",
+                "-r",
+                "250",
+                "-f",
+                "raw",
+                "-o",
+                str(out),
+                "-p",
+                str(os.getpid()),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.5)  # py-spy attaches
+    self0 = resource.getrusage(resource.RUSAGE_SELF)
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall0 = time.perf_counter()
+    _push(logger, entries, rate)
+    report = logger.close(timeout=600)
+    wall = time.perf_counter() - wall0
+    self1 = resource.getrusage(resource.RUSAGE_SELF)
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the child was waited for in close()
+    # The children's CPU less what their start took (Django's set-up is not a row's cost).
+    start_cpu = getattr(logger, "children_start_cpu", 0.0)
+    child = children1.ru_utime + children1.ru_stime - children0.ru_utime - children0.ru_stime - start_cpu
+    result = {
+        "engine": (self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime) / len(entries) * 1e6,
+        "child": child / len(entries) * 1e6,
+        "wall": wall,
+    }
+    if spy is not None:
+        spy.send_signal(2)  # SIGINT: py-spy writes what it sampled
+        spy.wait(30)
+        samples = _gil_samples(db.tmp / f"gil-{mode}.txt")
+        expected = 250 * wall  # samples py-spy takes in the push; GIL-holding ones are kept
+        for key, n in samples.items():
+            result[f"gil {key}"] = n / expected * 100
+    if mode != "noop":
+        _checked(report, entries, 1.0)
+    return result
+
+
+def bench_engine_share(db: _Db, entries, runs: int, rate: float, gil: bool) -> None:
+    modes = ("noop", "pool", "process")
+    results: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+    for _ in range(runs):  # interleaved, so a burst of load elsewhere lands on one run of each
+        for mode in modes:
+            results[mode].append(run_engine_share(db, entries, mode=mode, rate=rate, gil=gil))
+    print(
+        f"engine's share per logged row, {len(entries)} rows at {rate:,.0f}/s "
+        f"(CPU us per row: getrusage SELF / CHILDREN less their start)"
+    )
+    print(f"{'':<52} {'engine':>8} {'min-max':>13} {'child':>8} {'total':>8}")
+    names = {
+        "noop": "intake only (pool, no-op writer)",
+        "pool": "pool: 1 writer thread, values, + rollups",
+        "process": "process: 1 writer process, values, + rollups",
+    }
+    for mode in modes:
+        med, lo, hi = median([r["engine"] for r in results[mode]])
+        child = statistics.median(r["child"] for r in results[mode])
+        print(f"{names[mode]:<52} {med:>8.2f} {f'{lo:.2f}-{hi:.2f}':>13} {child:>8.2f} {med + child:>8.2f}")
+    if gil:
+        print("\nGIL held, % of the push's wall time (py-spy record --gil, 250 Hz; median of runs)")
+        for mode in ("pool", "process"):
+            keys = sorted({k for r in results[mode] for k in r if k.startswith("gil ")})
+            for key in keys:
+                value = statistics.median(r.get(key, 0.0) for r in results[mode])
+                print(f"  {mode:<8} {key[4:]:<44} {value:>6.1f}")
+    print()
+
+
 def _print_throughput(title: str, rows: list[tuple[str, list[float]]], raw_median: float) -> None:
     print(f"{title:<50} {'median':>10} {'min-max':>17} {'of raw':>7}")
     for name, values in rows:
@@ -231,6 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20000, help="rows per pool write run (default 20000)")
     parser.add_argument("--thread-rows", type=int, default=300, help="rows per thread-per-query run (default 300)")
     parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is printed (default 3)")
+    parser.add_argument("--rate", type=float, default=10000, help="entries per second in the engine-share runs")
+    parser.add_argument(
+        "--gil", action="store_true", help="also sample who holds the GIL (needs py-spy and ptrace rights)"
+    )
+    parser.add_argument(
+        "--engine-share-only", action="store_true", help="only the pool-against-process engine-share figures"
+    )
     args = parser.parse_args(argv)
 
     began = time.perf_counter()
@@ -247,6 +399,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{platform.machine()}, load average {load_before[0]:.2f}"
         )
         print(f"runs per figure: {args.runs} (median, min-max); write batch {WRITE_BATCH}\n")
+
+        bench_engine_share(db, entries, args.runs, args.rate, args.gil)
+        if args.engine_share_only:
+            return 0
 
         print(f"{'log_async cost (ns per call)':<50} {'median':>10} {'min-max':>17}")
         for name, med, lo, hi in bench_call_cost(args.runs):

@@ -205,6 +205,43 @@ def proc_status(pid: int) -> dict[str, str]:
     return out
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants now (rundns --processes N: the supervisor and its workers)."""
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            with contextlib.suppress(OSError), open(f"/proc/{current}/task/{task}/children") as f:
+                todo.extend(int(child) for child in f.read().split())
+    return pids
+
+
+def tree_cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of the processes in `pids` that are still there."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += process_cpu_seconds(pid)
+    return total
+
+
+def tree_status(pids: list[int]) -> tuple[int, int, int]:
+    """(threads, RSS kB, peak RSS kB) summed over the processes in `pids` that are still there."""
+    threads = rss = hwm = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            status = proc_status(pid)
+            threads += int(status["Threads"])
+            rss += int(status.get("VmRSS", "0 kB").split()[0])
+            hwm += int(status.get("VmHWM", "0 kB").split()[0])
+    return threads, rss, hwm
+
+
 def process_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         # Field 2 (comm) may hold spaces; utime and stime are fields 14 and 15.
@@ -235,10 +272,16 @@ def cpu_busy_and_ours(upstream_pid: int) -> tuple[float, float] | None:
 
 
 class Sampler:
-    """Polls /proc/PID every `interval` s during a dnsperf run: peak threads, peak RSS, CPU used."""
+    """Polls /proc every `interval` s during a dnsperf run: peak threads, peak RSS, CPU used.
+
+    Over `pid` and its descendants (the workers of `rundns --processes N`, the query log's
+    writer processes in mode process), summed: the server's cost, whichever process pays
+    it. The descendants are those running when the sampler starts.
+    """
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
         self.pid = pid
+        self.pids = [pid]
         self.interval = interval
         self.sample = ProcSample()
         self._stop = threading.Event()
@@ -246,10 +289,11 @@ class Sampler:
         self._cpu0 = 0.0
 
     def __enter__(self) -> Sampler:
-        self._cpu0 = process_cpu_seconds(self.pid)
-        status = proc_status(self.pid)
-        self.sample.threads_start = int(status["Threads"])
-        self.sample.rss_start_kb = int(status.get("VmRSS", "0 kB").split()[0])
+        self.pids = process_tree(self.pid)
+        self._cpu0 = tree_cpu_seconds(self.pids)
+        threads, rss, _ = tree_status(self.pids)
+        self.sample.threads_start = threads
+        self.sample.rss_start_kb = rss
         self._thread.start()
         return self
 
@@ -257,18 +301,18 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         with contextlib.suppress(OSError, ValueError, KeyError):
-            self.sample.cpu_seconds = process_cpu_seconds(self.pid) - self._cpu0
-            # VmHWM is the kernel's own peak RSS: it catches spikes between our samples.
-            self.sample.rss_peak_kb = max(self.sample.rss_peak_kb, int(proc_status(self.pid)["VmHWM"].split()[0]))
+            self.sample.cpu_seconds = tree_cpu_seconds(self.pids) - self._cpu0
+            # VmHWM is the kernel's own peak RSS: it catches spikes between our samples
+            # (summed over processes, whose peaks need not coincide: an upper bound).
+            self.sample.rss_peak_kb = max(self.sample.rss_peak_kb, tree_status(self.pids)[2])
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                status = proc_status(self.pid)
-            except OSError:
+            threads, rss, _ = tree_status(self.pids)
+            if not threads:
                 return
-            self.sample.threads_peak = max(self.sample.threads_peak, int(status["Threads"]))
-            self.sample.rss_peak_kb = max(self.sample.rss_peak_kb, int(status.get("VmRSS", "0 kB").split()[0]))
+            self.sample.threads_peak = max(self.sample.threads_peak, threads)
+            self.sample.rss_peak_kb = max(self.sample.rss_peak_kb, rss)
 
 
 @dataclass(slots=True)
@@ -377,6 +421,40 @@ def scrape_metrics(port: int) -> dict[str, float] | None:
             return parse_metrics(resp.read().decode("utf-8", "replace"))
     except (urllib.error.URLError, OSError, TimeoutError):
         return None
+
+
+def scrape_metrics_sum(ports: list[int]) -> dict[str, float] | None:
+    """Each sample summed over the endpoints that answered (one per worker of rundns --processes N)."""
+    total: dict[str, float] | None = None
+    for port in ports:
+        metrics = scrape_metrics(port)
+        if metrics is None:
+            continue
+        total = total or {}
+        for name, value in metrics.items():
+            total[name] = total.get(name, 0.0) + value
+    return total
+
+
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive loopback TCP ports that are free right now."""
+    for _ in range(100):
+        base = free_port()
+        if base + count > 65536:
+            continue
+        socks = []
+        try:
+            for port in range(base + 1, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.bind((LOOPBACK, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free loopback ports")
 
 
 def gc_pause_seconds(metrics: dict[str, float]) -> float | None:

@@ -55,9 +55,10 @@ from devtools.load.harness import (
     cpu_busy_and_ours,
     dnsperf_argv,
     free_port,
+    free_port_block,
     parse_dnsperf,
     pinned,
-    scrape_metrics,
+    scrape_metrics_sum,
     start_upstream,
     tail,
     wait_for_line,
@@ -78,6 +79,7 @@ class Variant:
     rate: int | None  # dnsperf -Q; None = full speed
     env: dict[str, str] = field(default_factory=dict)
     mode: str = "udp"  # dnsperf -m: udp, dot or doh (the engine's own DoT / DoH listener)
+    processes: int = 0  # rundns --processes; 0: the command line's --processes
 
     def label(self, rate: int) -> str:
         speed = f"{self.rate // 1000}k QPS" if self.rate else "full speed"
@@ -86,6 +88,7 @@ class Variant:
             "floor": "floor (plain recvfrom/sendto loop)",
             "nolog": "engine, query log off",
             "pool": "engine, log pool",
+            "process": "engine, log pool written by a writer process",
             "private": "engine, log pool at privacy level 3",
             "thread": "engine, log thread-per-query",
             "cnameon": "engine, log pool, CNAME inspection on",
@@ -95,6 +98,7 @@ class Variant:
             "updoh": "engine, log pool, upstream unbound over HTTPS",
             "dot": "engine, log pool, DoT clients",
             "doh": "engine, log pool, DoH clients (HTTP/2, GET)",
+            "pool2p": "engine, log pool, 2 processes",
         }[self.key.split("-")[0]]
         return f"{what} @ {speed}"
 
@@ -117,7 +121,7 @@ def all_variants(rate: int) -> list[Variant]:
 
 
 def extra_variants(rate: int) -> list[Variant]:
-    """Selectable by name, not part of `all`: the floor of any Python server on this machine, and privacy level 3.
+    """Selectable by name, not part of `all`: the floor of any Python server on this machine, privacy level 3, ...
 
     devtools.load.plain_server answers from a dict with one recvfrom and one sendto per query and
     does nothing else, so its latency at a rate is what the machine (kernel, scheduler,
@@ -134,6 +138,10 @@ def extra_variants(rate: int) -> list[Variant]:
     # its full speed is to be close to nolog-max's.
     private = {**pool, "GLORYHOLE_PRIVACY_LEVEL": "3"}
     out += [Variant(f"private-{tag}", "engine", rate, private), Variant("private-max", "engine", None, private)]
+    # The pool's queue written by a child process (docs/querylog.md, "Writer process"), to set
+    # beside pool-<rate> / pool-max; the server's CPU includes the child's.
+    process = {**pool, "GLORYHOLE_QUERY_LOG_MODE": "process"}
+    out += [Variant(f"process-{tag}", "engine", rate, process), Variant("process-max", "engine", None, process)]
     # Encrypted upstreams (docs/encrypted-dns.md): one unbound (devtools/load/encrypted.py) over
     # plain UDP, DoT and DoH, so the transport is the only difference; needs unbound and openssl.
     for key, transport in (("udpub", "udp"), ("updot", "tls"), ("updoh", "https")):
@@ -146,6 +154,9 @@ def extra_variants(rate: int) -> list[Variant]:
             Variant(f"{mode}-{tag}", "engine", rate, pool, mode),
             Variant(f"{mode}-max", "engine", None, pool, mode),
         ]
+    # One engine process per core (rundns --processes 2, docs/scale-out.md), to set beside pool-*.
+    out += [Variant(f"pool2p-{tag}", "engine", rate, pool, processes=2),
+            Variant("pool2p-max", "engine", None, pool, processes=2)]  # fmt: skip
     return out
 
 
@@ -270,14 +281,31 @@ def engine_env(setup: Setup, data_dir: Path, metrics_port: int, extra: dict[str,
     return env
 
 
+def engine_processes(setup: Setup, variant: Variant) -> int:
+    return variant.processes or setup.args.processes
+
+
+def engine_argv(setup: Setup, variant: Variant, port: int) -> list[str]:
+    """`manage.py rundns` for a variant, on the --pin-server CPUs (its workers inherit the mask)."""
+    argv = [setup.python, "manage.py", "rundns", "--host", LOOPBACK, "--port", str(port)]
+    processes = engine_processes(setup, variant)
+    if processes > 1:
+        argv += ["--processes", str(processes)]
+    return pinned(setup.args.pin_server, argv)
+
+
 def run_engine(setup: Setup, variant: Variant) -> RunResult:
     result = RunResult(variant, variant.label(setup.args.rate))
+    if not variant.processes and setup.args.processes > 1:
+        result.label += f", {setup.args.processes} processes"
     assert setup.template_data is not None
     out_dir = Path(tempfile.mkdtemp(prefix=f"{variant.key}-", dir=setup.work))
     data_dir = out_dir / "data"
     # A fresh copy of the migrated database per run: rows are counted per variant.
     shutil.copytree(setup.template_data, data_dir)
-    port, metrics_port = free_port(), free_port()
+    processes = engine_processes(setup, variant)
+    # Worker K of rundns --processes N serves its metrics on the base port + K.
+    port, metrics_port = free_port(), free_port_block(processes)
     env = engine_env(setup, data_dir, metrics_port, variant.env)
     load_port = port
     if variant.mode != "udp":
@@ -286,15 +314,14 @@ def run_engine(setup: Setup, variant: Variant) -> RunResult:
         env.update({"GLORYHOLE_TLS_CERT": str(cert), "GLORYHOLE_TLS_KEY": str(key),
                     "GLORYHOLE_DOT_PORT": str(load_port if variant.mode == "dot" else 0),
                     "GLORYHOLE_DOH_PORT": str(load_port if variant.mode == "doh" else 0)})  # fmt: skip
-    argv = [setup.python, "manage.py", "rundns", "--host", LOOPBACK, "--port", str(port)]
     stdout, stderr = out_dir / "server.out", out_dir / "server.err"
-    server = setup.procs.start("rundns", pinned(setup.args.pin_server, argv), stdout=stdout, stderr=stderr, env=env)
+    server = setup.procs.start("rundns", engine_argv(setup, variant, port), stdout=stdout, stderr=stderr, env=env)
     try:
         if not wait_for_line(server, stdout, re.compile(r"listening on"), timeout=setup.args.startup_timeout):
             result.problems.append(f"rundns did not print 'listening on': {tail(stderr) or tail(stdout)}")
             return result
         run_dnsperf(setup, result, server, load_port, out_dir)
-        result.metrics = scrape_metrics(metrics_port)
+        result.metrics = scrape_metrics_sum([metrics_port + k for k in range(processes)])
     finally:
         # rundns drains its query log on SIGTERM: give it time before a SIGKILL.
         result.exit_code, result.stop_seconds = setup.procs.stop(server, timeout=setup.args.stop_timeout)
@@ -413,7 +440,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         v.key for v in all_variants(10_000)).replace("10k", "<rate>")
         + "; also selectable by name: floor-<rate>, floor-max (devtools.load.plain_server), "
         "cnameon-<rate>, cnameon-max, cnameoff-<rate>, cnameoff-max (GLORYHOLE_CNAME_INSPECTION=1/0), "
-        "udpub-, updot-, updoh-<rate> and -max (upstream unbound over UDP, TLS, HTTPS)")  # fmt: skip
+        "udpub-, updot-, updoh-<rate> and -max (upstream unbound over UDP, TLS, HTTPS), "
+        "pool2p-<rate>, pool2p-max (pool, rundns --processes 2)")  # fmt: skip
     parser.add_argument("--only", choices=MIX_KINDS, default="", help="query only one kind of name (default: the mix)")
     parser.add_argument("--upstream-cnames", type=int, default=0, metavar="K",
                         help="the fake upstream answers one name in K through a CNAME (default 0: none)")  # fmt: skip
@@ -434,6 +462,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--forwarding-rules", type=int, default=0, metavar="N",
                         help="add N conditional-forwarding rules that cover none of the names (default 0)")  # fmt: skip
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="rundns --processes N for the engine variants that do not set it (default 1)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the work dir (logs, dnsperf output, databases)")
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 3600:
@@ -446,6 +476,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--forwarding-rules must be 0..1000")
     if args.upstream_cnames < 0:
         parser.error("--upstream-cnames must be 0 or more")
+    if not 1 <= args.processes <= 64:
+        parser.error("--processes must be 1..64")
     return args
 
 

@@ -13,7 +13,10 @@ in one pass per socket.
 Readers are callbacks `callback(sock)` run when `sock` is readable; each reads
 until the socket is empty or its own batch limit. Tickers are callbacks
 `ticker(now) -> seconds until it wants to run again` (timeouts, re-probes).
-Adding and removing readers is safe from any thread. Linux only (epoll), like
+End-of-pass hooks (`at_pass_end`) run once, after the readers, calls and tickers of
+the pass that registered them and before the loop waits again: the batched UDP
+senders (`dnsengine.core.batchio`) flush every datagram queued in the pass with one
+sendmmsg there. Adding and removing readers is safe from any thread. Linux only (epoll), like
 the rest of the engine's deployment; `selectors` costs a SelectorKey per event,
 which showed in profiles.
 """
@@ -34,6 +37,8 @@ Reader = Callable[[socket.socket], None]
 Ticker = Callable[[float], float | None]
 
 IDLE_WAIT = 0.5  # seconds the loop sleeps when no ticker wants it sooner
+# How long the loop waits when an end-of-pass hook asked to run again (a send buffer was full).
+RETRY_WAIT = 0.001
 
 
 class IoLoop:
@@ -49,6 +54,8 @@ class IoLoop:
         self._calls: deque[Callable[[], None]] = deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._ident: int | None = None  # the loop thread's, while it runs passes
+        self._pass_end: list[Callable[[], None]] = []
 
     # -- from any thread --------------------------------------------------------------
 
@@ -115,6 +122,16 @@ class IoLoop:
         except OSError:  # full (a wake is pending anyway) or closed
             pass
 
+    def in_loop(self) -> bool:
+        """Is the caller the loop thread, in a pass (so an `at_pass_end` hook will run)?"""
+        return threading.get_ident() == self._ident
+
+    def at_pass_end(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once at the end of the current pass (loop thread only, see `in_loop`).
+        A hook registered by a hook runs in the same pass, unless the hook registering it
+        was itself run that way: then it runs in the next pass, after a short wait."""
+        self._pass_end.append(fn)
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -157,6 +174,13 @@ class IoLoop:
         readers = self._readers
         wake_fd = self._wake_r.fileno()
         monotonic = time.monotonic
+        self._ident = threading.get_ident()
+        try:
+            self._passes(poll, readers, wake_fd, monotonic)
+        finally:
+            self._ident = None
+
+    def _passes(self, poll, readers, wake_fd, monotonic) -> None:
         timeout = 0.0
         next_tick = 0.0
         while not self._stop.is_set():
@@ -185,9 +209,28 @@ class IoLoop:
             if now >= next_tick:
                 next_tick = self._run_tickers(now)
             timeout = 0.0 if self._calls else max(0.0, next_tick - now)
+            if self._pass_end and self._end_pass():
+                timeout = min(timeout, RETRY_WAIT)
         # Whoever waits on a call queued after the stop is released.
         while self._calls:
             self._calls.popleft()()
+        while self._pass_end and self._end_pass():
+            time.sleep(RETRY_WAIT)
+
+    def _end_pass(self) -> bool:
+        """Run the end-of-pass hooks, and those they register; True when some asked to run
+        again next pass."""
+        for _ in range(2):
+            hooks = self._pass_end
+            self._pass_end = []
+            for hook in hooks:
+                try:
+                    hook()
+                except Exception:
+                    logger.exception("%s: end-of-pass hook failed", self.name)
+            if not self._pass_end:
+                return False
+        return True
 
     def _run_tickers(self, now: float) -> float:
         """Run the tickers that are due; returns when the next one is."""

@@ -3,7 +3,9 @@
 - UDP: a reader on the engine's I/O loop (`dnsengine.core.ioloop`), the thread that
   also reads the upstreams' replies, so a forwarded query never crosses threads.
   It reads up to `UDP_BATCH` datagrams per pass; the socket's large receive
-  buffer absorbs bursts.
+  buffer absorbs bursts. With the compiled `_mmsg` extension (`dnsengine.core.batchio`)
+  it reads them with one recvmmsg, and the answers given during the pass leave
+  with one sendmmsg at its end.
 - TCP: one thread multiplexing every connection with `selectors`: bounded
   connection count, an idle timeout, several queries per connection (answered
   as they complete, possibly out of order, as RFC 7766 allows), a bounded
@@ -27,6 +29,7 @@ import threading
 import time
 from collections import deque
 
+from dnsengine.core import batchio
 from dnsengine.core.ioloop import IoLoop
 from dnsengine.core.resolver import Resolver
 from dnsengine.core.stats import EngineStats
@@ -38,6 +41,10 @@ _warn = RateLimitedLog(logger, interval=10.0)
 UDP_RCVBUF = 4 << 20
 # Datagrams read per pass of the I/O loop before it looks at the other sockets again.
 UDP_BATCH = 64
+# recvmmsg's buffer per datagram: the largest a UDP datagram can be, so a query is read
+# whole whatever its size, as recvfrom(65535) does (a padded one gets FORMERR, not a cut
+# copy). Pages no datagram reached cost address space, not memory.
+UDP_MAX_QUERY = 65535
 MAX_TCP_OUTBUF = 256 * 1024
 # Queries in flight on one TCP connection; past it the connection is not read until answers go out.
 MAX_TCP_PIPELINE = 100
@@ -55,6 +62,26 @@ class UdpTransport:
             self.sock.sendto(reply, addr)
         except OSError as exc:
             _warn.warning("UDP send to %s failed: %s", addr, exc)
+
+
+class BatchedUdpTransport(UdpTransport):
+    """Answers given on the I/O loop go out together at the end of its pass (sendmmsg);
+    those from other threads (a TCP retry's) at once."""
+
+    def __init__(self, sock: socket.socket, sender: batchio.BatchedSender) -> None:
+        super().__init__(sock)
+        self._sender = sender
+
+    def send(self, reply: bytes, addr) -> None:
+        if not self._sender.send(reply, addr, addr):
+            super().send(reply, addr)
+
+    def close(self) -> None:
+        self._sender.close()
+
+
+def _udp_send_failed(addr, exc: OSError) -> None:
+    _warn.warning("UDP send to %s failed: %s", addr, exc)
 
 
 class TcpConnection:
@@ -458,12 +485,16 @@ class DNSServer:
         self.port = port
         self.loop = loop
         self._udp_transport: UdpTransport | None = None
+        self._receiver = None  # _mmsg.Receiver when batched
         self.tcp_max_connections = tcp_max_connections
         self.tcp_idle_timeout = tcp_idle_timeout
         self.tcp_max_per_client = tcp_max_per_client
         self._threads: list[threading.Thread] = []
         self.udp_sock: socket.socket | None = None
         self.tcp: TcpListener | None = None
+        # rundns --processes N: every worker binds the same port and the kernel spreads
+        # the clients over them (set before bind()).
+        self.reuse_port = False
 
     def _bind(self) -> tuple[socket.socket, socket.socket]:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -477,6 +508,9 @@ class DNSServer:
                     for s in (udp, tcp):
                         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
                 udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+                if self.reuse_port:
+                    for s in (udp, tcp):
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 udp.bind((self.host, self.port))
                 port = udp.getsockname()[1]
                 tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -504,8 +538,15 @@ class DNSServer:
         self.bind()
         udp = self.udp_sock
         udp.setblocking(False)
-        self._udp_transport = UdpTransport(udp)
-        self.loop.add_reader(udp, self._on_udp_readable)
+        module = batchio.mmsg()
+        if module is None:
+            self._udp_transport = UdpTransport(udp)
+            self.loop.add_reader(udp, self._on_udp_readable)
+        else:
+            self._receiver = module.Receiver(UDP_BATCH, UDP_MAX_QUERY)
+            sender = batchio.BatchedSender(udp, self.loop, self.stats, module, _udp_send_failed)
+            self._udp_transport = BatchedUdpTransport(udp, sender)
+            self.loop.add_reader(udp, self._on_udp_readable_batched)
         self._threads.append(threading.Thread(target=self.tcp.run, name="dns-tcp", daemon=True))
         for thread in self._threads:
             thread.start()
@@ -531,6 +572,23 @@ class DNSServer:
             except Exception:
                 logger.exception("error handling a UDP query from %s", addr[0])
 
+    def _on_udp_readable_batched(self, sock: socket.socket) -> None:
+        """`_on_udp_readable` with one recvmmsg for the whole batch."""
+        try:
+            datagrams = self._receiver.recv(sock.fileno())
+        except OSError as exc:
+            _warn.warning("UDP receive failed: %s", exc)
+            return
+        handle = self.resolver.handle
+        transport = self._udp_transport
+        for data, addr in datagrams:
+            if not data:
+                continue
+            try:
+                handle(data, addr[0], transport, addr)
+            except Exception:
+                logger.exception("error handling a UDP query from %s", addr[0])
+
     def stop_receiving(self) -> None:
         """Stop reading queries; answers still in flight go out, over UDP and TCP, until close()."""
         if self._udp_transport is not None:
@@ -543,6 +601,8 @@ class DNSServer:
             self.tcp.stop()
         for thread in self._threads:
             thread.join(timeout=5)
+        if isinstance(self._udp_transport, BatchedUdpTransport):
+            self.loop.call(self._udp_transport.close)
         if self.udp_sock is not None:
             self.udp_sock.close()
         if self.tcp is not None:

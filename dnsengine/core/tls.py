@@ -242,6 +242,7 @@ class TlsServer:
         self.extra = extra
         self.listener: TlsListener | None = None
         self._thread: threading.Thread | None = None
+        self.reuse_port = False  # as DNSServer.reuse_port
 
     def bind(self) -> int:
         if self.listener is None:
@@ -251,6 +252,8 @@ class TlsServer:
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if self.reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 sock.bind((self.host, self.port))
                 sock.listen(128)
             except OSError:

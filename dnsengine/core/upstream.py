@@ -12,10 +12,13 @@ the query goes to the next upstream too and the first answer wins, so a silent
 or overloaded upstream costs a query a few tens of milliseconds, not the whole
 timeout, while its own attempt still runs to the timeout (and counts towards
 its demotion). A truncated reply is retried over TCP
-by a small fixed pool of threads. An encrypted upstream (`tls://`, `https://`) has one
-kept-open connection on the same loop instead of UDP sockets (`upstream_tls`,
-`upstream_https`): its queries wait in the same table, keyed by the connection's
-channel number instead of a socket's, so racing, timeouts and failover are the same.
+by a small fixed pool of threads. With the compiled `_mmsg` extension
+(`dnsengine.core.batchio`) the UDP sockets are read with recvmmsg, and the queries
+the I/O loop forwards in one pass leave with one sendmmsg per socket at its end.
+An encrypted upstream (`tls://`, `https://`) has one kept-open connection on the
+same loop instead of UDP sockets (`upstream_tls`, `upstream_https`): its queries
+wait in the same table, keyed by the connection's channel number instead of a
+socket's, so racing, timeouts and failover are the same.
 Everything is bounded: pending queries by `max_inflight` (beyond it: refused at
 once, and counted), TCP retries by a queue.
 
@@ -39,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dnsengine.core import wire
+from dnsengine.core import batchio, wire
 from dnsengine.core.ioloop import IoLoop
 from dnsengine.core.options import Upstream
 from dnsengine.core.stats import EngineStats
@@ -54,6 +57,9 @@ _warn = RateLimitedLog(logger, interval=10.0)
 ReplyCallback = Callable[[bytes | None, str], None]
 
 SOCKETS_PER_UPSTREAM = 4
+# Replies read per recvmmsg call, and calls per readable socket per pass (as many as _drain's 256 recv calls).
+UDP_RECV_BATCH = 64
+UDP_RECV_CALLS = 4
 TCP_RETRY_THREADS = 2
 TCP_RETRY_QUEUE = 256
 # An upstream that failed this many times in a row is tried last until it answers again.
@@ -173,6 +179,10 @@ class UpstreamForwarder:
         self._sockets_per_upstream = sockets_per_upstream
         self.reprobe_after = reprobe_after
         self._demoted_at = [0.0] * len(upstreams)
+        # Batched I/O (compiled `_mmsg`): one receive buffer set for every socket (only the
+        # loop thread reads), and a send queue per socket, by fileno.
+        self._receiver = None
+        self._senders: dict[int, batchio.BatchedSender] = {}
 
     # -- life cycle -------------------------------------------------------------------
 
@@ -188,6 +198,9 @@ class UpstreamForwarder:
                 self._sockets.append(socks)
                 continue
             self._transports.append(None)
+            module = batchio.mmsg()
+            if module is not None and self._receiver is None:
+                self._receiver = module.Receiver(UDP_RECV_BATCH, 65535)
             for _ in range(self._sockets_per_upstream):
                 sock = socket.socket(upstream.family, socket.SOCK_DGRAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
@@ -195,7 +208,12 @@ class UpstreamForwarder:
                 # to the socket, and each socket gets its own random source port.
                 sock.connect((upstream.host, upstream.port))
                 sock.setblocking(False)
-                self._loop.add_reader(sock, self._drain)
+                if module is None:
+                    self._loop.add_reader(sock, self._drain)
+                else:
+                    self._senders[sock.fileno()] = batchio.BatchedSender(sock, self._loop, self.stats, module,
+                                                                         self._queued_send_failed)  # fmt: skip
+                    self._loop.add_reader(sock, self._drain_batched)
                 self._sock_upstream[sock.fileno()] = index
                 socks.append(sock)
             self._sockets.append(socks)
@@ -220,6 +238,8 @@ class UpstreamForwarder:
         for transport in self._transports:
             if transport is not None:
                 self._loop.call(transport.close)
+        for sender in self._senders.values():
+            self._loop.call(sender.close)
         with self._lock:
             attempts = list(self._pending.values())
             self._pending.clear()
@@ -352,27 +372,49 @@ class UpstreamForwarder:
                 return
             try:
                 if transport is None:
-                    sock.send(struct.pack("!H", qid) + pending.packet)
+                    query = struct.pack("!H", qid) + pending.packet
+                    sender = self._senders.get(sock.fileno()) if self._senders else None
+                    # On the loop thread it goes out at the end of the pass (sendmmsg);
+                    # a refusal comes back through _queued_send_failed.
+                    if sender is None or not sender.send(query, None, (key, pending, index)):
+                        sock.send(query)
                 else:
                     transport.send(qid, struct.pack("!H", qid) + pending.packet)
                 return
             except OSError as exc:
                 # ECONNREFUSED from an earlier ICMP error, unreachable network...
-                with self._lock:
-                    mine = self._pending.pop(key, None) is not None
-                    if mine:
-                        pending.keys.remove(key)
-                if not mine or pending.done:
-                    return  # the I/O thread failed this attempt already (its socket errored) and moved on
-                self._note_failure(index, f"send failed: {exc}")
-                if pending.keys:
-                    return  # another attempt is still waiting
-                if not pending.order:
-                    self.stats.count("upstream_all_failed")
-                    self._finish(pending, None, "")
+                index = self._send_failed(pending, key, index, exc)
+                if index is None:
                     return
-                self.stats.count("upstream_failover")
-                index = pending.order.pop(0)
+
+    def _send_failed(self, pending: _Pending, key: int, index: int, exc: OSError) -> int | None:
+        """Sending attempt `key` to upstream `index` failed: the upstream to try next, or None."""
+        with self._lock:
+            attempt = self._pending.get(key)
+            # A queued send fails at the end of the pass: by then its attempt may have been
+            # failed (its socket errored) and the key taken by another query's attempt.
+            mine = attempt is not None and attempt.pending is pending
+            if mine:
+                del self._pending[key]
+                pending.keys.remove(key)
+        if not mine or pending.done:
+            return None  # the I/O thread failed this attempt already (its socket errored) and moved on
+        self._note_failure(index, f"send failed: {exc}")
+        if pending.keys:
+            return None  # another attempt is still waiting
+        if not pending.order:
+            self.stats.count("upstream_all_failed")
+            self._finish(pending, None, "")
+            return None
+        self.stats.count("upstream_failover")
+        return pending.order.pop(0)
+
+    def _queued_send_failed(self, tag: tuple[int, _Pending, int], exc: OSError) -> None:
+        """The kernel refused a query queued for sendmmsg: as a failed send() in `_send`."""
+        key, pending, index = tag
+        index = self._send_failed(pending, key, index, exc)
+        if index is not None:
+            self._send(pending, index)
 
     def _attempt_failed(self, pending: _Pending) -> None:
         """One of `pending`'s attempts failed: wait for the others, else fail over, else give up."""
@@ -446,6 +488,27 @@ class UpstreamForwarder:
                 self._handle_reply(fileno, data)
             except Exception:  # a bug must not kill the I/O loop thread
                 logger.exception("failed to handle an upstream reply")
+
+    def _drain_batched(self, sock: socket.socket) -> None:
+        """`_drain` with recvmmsg: up to UDP_RECV_BATCH replies per system call."""
+        fileno = sock.fileno()
+        recv = self._receiver.recv
+        for _ in range(UDP_RECV_CALLS):
+            try:
+                replies = recv(fileno, False)
+            except ConnectionRefusedError:
+                self._fail_socket(fileno, "connection refused")
+                continue
+            except OSError as exc:
+                _warn.warning("upstream socket error: %s", exc)
+                return
+            for data in replies:
+                try:
+                    self._handle_reply(fileno, data)
+                except Exception:  # a bug must not kill the I/O loop thread
+                    logger.exception("failed to handle an upstream reply")
+            if len(replies) < UDP_RECV_BATCH:
+                return
 
     def _handle_reply(self, fileno: int, data: bytes) -> None:
         if len(data) < 12:

@@ -213,7 +213,9 @@ class EngineCollector(Collector):
             "dns_query_log_wal_truncate_busy", "WAL truncations kept from finishing (readers, a writer, an error).",
             value=wal.busy,
         )  # fmt: skip
-        yield GaugeMetricFamily("dns_query_log_workers", "Query log writer threads.", value=s.workers)
+        yield GaugeMetricFamily(
+            "dns_query_log_workers", "Query log writer threads (writer processes in mode process).", value=s.workers
+        )
         yield GaugeMetricFamily(
             "dns_query_log_write_rate", "Rows written per second over the last few seconds.", value=s.write_rate
         )

@@ -24,11 +24,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 
 from dnsengine.core import compiled
+from dnsengine.models import EngineStatus
 from dnsengine.runtime.config import EngineConfig
 from dnsengine.runtime.dbcheck import DatabaseUnreachable, database_check, one_line
 from dnsengine.runtime.engine import Engine
 from dnsengine.runtime.heartbeat import Heartbeat
 from dnsengine.runtime.metrics import MetricsServer, start_metrics_server
+from dnsengine.runtime.processes import heartbeat_name
 from gloryhole_site.envfile import apply_env_file
 from querylog.logger import config as query_log
 from querylog.logger.config import QueryLogConfig
@@ -69,14 +71,34 @@ class EngineStartError(Exception):
 
 
 class EngineRunner:
-    def __init__(self, config: EngineConfig) -> None:
-        if len(config.engine_name) > ENGINE_NAME_MAX:
+    """``worker``/``processes``: this engine is worker K of ``rundns --processes N`` (dnsengine.runtime.processes).
+
+    A worker binds with SO_REUSEPORT, beats as "<engine name>/<K>", serves metrics on
+    GLORYHOLE_METRICS_PORT + K and logs its queries under the engine's name; only
+    worker 0 runs the retention and the scheduled blocklist updates, which act on the
+    shared database once for all.
+    """
+
+    def __init__(self, config: EngineConfig, *, worker: int | None = None, processes: int = 1) -> None:
+        # A worker's row is "<name>/<K>".
+        name_max = ENGINE_NAME_MAX - (len(f"/{worker}") if worker is not None else 0)
+        if len(config.engine_name) > name_max:
             # The heartbeat's row would be refused on every beat (PostgreSQL checks the length).
             raise ImproperlyConfigured(
-                f"GLORYHOLE_ENGINE_NAME is {len(config.engine_name)} characters long; at most {ENGINE_NAME_MAX}"
+                f"GLORYHOLE_ENGINE_NAME is {len(config.engine_name)} characters long; at most {name_max}"
             )
+        self.worker = worker
+        self.processes = processes
+        if worker is not None and config.metrics_port:
+            config = dataclasses.replace(config, metrics_port=config.metrics_port + worker)
         self.config = config
         self.engine = Engine(config)
+        if worker is not None:
+            self.engine.server.reuse_port = True
+            for server in self.engine.encrypted_servers:
+                server.reuse_port = True
+            if worker > 0:
+                self.engine.updater = None
         self.query_logger: SwappableQueryLogger | None = None
         self.metrics: MetricsServer | None = None
         self.heartbeat: Heartbeat | None = None
@@ -85,6 +107,10 @@ class EngineRunner:
     @property
     def name(self) -> str:
         return self.config.engine_name
+
+    @property
+    def heartbeat_name(self) -> str:
+        return heartbeat_name(self.name, self.worker)
 
     def start(
         self, stop: threading.Event | None = None, *, wait_report_interval: float = DATABASE_WAIT_REPORT_SECONDS
@@ -149,16 +175,19 @@ class EngineRunner:
             if self.metrics is not None:
                 self.metrics.stop()
             raise
+        if not self.worker:
+            self.stale_worker_rows_delete()
         self.heartbeat = Heartbeat(
-            self.name,
+            self.heartbeat_name,
             self.engine.stats,
             self.query_logger,
             generation=lambda: self.engine.watcher.generation or 0,
             rate_limited=self.engine.rate_limited_clients,
         ).start()
-        self.retention = retention_thread_from_settings(self.engine.watcher.settings)
-        if self.retention is not None:
-            self.retention.start()
+        if not self.worker:
+            self.retention = retention_thread_from_settings(self.engine.watcher.settings)
+            if self.retention is not None:
+                self.retention.start()
         # Query-log and retention settings saved on /settings/ from now on, and any saved since
         # the logger was built (the watcher thread runs since engine.start()).
         self.engine.watcher.settings_listeners.append(self.query_log_settings_apply)
@@ -170,6 +199,26 @@ class EngineRunner:
         gc.collect()
         gc.freeze()
         return True
+
+    def stale_worker_rows_delete(self) -> None:
+        """Worker 0, or a single process: delete this engine's status rows nobody in this run will update.
+
+        Rows of workers of an earlier run (with more processes; any, for a single
+        process) and, for worker 0, the row of an earlier single process would
+        otherwise show on the status page beside or as part of this engine, down
+        for ever.
+        """
+        prefix = f"{self.name}/"
+        stale = [self.name] if self.worker is not None else []
+        workers = self.processes if self.worker is not None else 0
+        try:
+            for name in EngineStatus.objects.filter(name__startswith=prefix).values_list("name", flat=True):
+                index = name[len(prefix) :]
+                if index.isdigit() and int(index) >= workers:
+                    stale.append(name)
+            EngineStatus.objects.filter(name__in=stale).delete()
+        except DatabaseError as exc:
+            logger.warning("cannot delete the status rows of earlier engine workers: %s", one_line(exc))
 
     def wait_for_configuration(self, stop: threading.Event, report_interval: float) -> bool:
         """Return once the database is ready and its configuration loaded; False if `stop` came first.
@@ -219,6 +268,8 @@ class EngineRunner:
         config = query_log_config(values)
         if config != self.query_logger.config:
             self.query_logger.reconfigure(config, timeout=settings.GLORYHOLE_QUERY_LOG_CLOSE_TIMEOUT)
+        if self.worker:
+            return  # worker 0 runs the retention for all
         wanted = retention_thread_from_settings(values)  # not started: only its days are read
         if wanted is None:
             if self.retention is not None:

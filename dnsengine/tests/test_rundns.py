@@ -73,6 +73,7 @@ def the_one_line(result: subprocess.CompletedProcess) -> str:
         ("GLORYHOLE_NO_EXTENSIONS", "yes"),
         ("GLORYHOLE_METRICS_HOST", "metrics.invalid"),
         ("GLORYHOLE_ENGINE_NAME", "e" * 201),
+        ("GLORYHOLE_DNS_PROCESSES", "many"),
         ("GLORYHOLE_DATA_DIR", "/proc/gloryhole"),  # the secret key cannot be created there
     ],
 )

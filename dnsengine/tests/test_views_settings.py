@@ -41,6 +41,7 @@ def test_staff_saves_settings_and_the_generation_goes_up(staff_web):
     assert 'value="192.0.2.53, [2001:db8::53]:5353"' in page
     assert "/settings/privacy/" in page
     assert "restart needed" in page and "GLORYHOLE_DNS_PORT" in page
+    assert 'data-field="GLORYHOLE_DNS_PROCESSES">Engine processes: <code>1</code>' in page
 
 
 def test_a_blank_field_clears_the_saved_value_and_a_missing_one_keeps_it(staff_web):

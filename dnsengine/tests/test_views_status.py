@@ -97,3 +97,46 @@ def test_status_reports_each_engine_with_derived_figures(viewer_web):
     assert engine["down"] is True
     assert engine["drop_pct"] == 1.0
     assert engine["heartbeat_age"] >= 30
+
+
+def test_the_worker_processes_of_one_engine_show_as_one_engine_with_their_counts_summed(viewer_web, settings):
+    settings.GLORYHOLE_METRICS_PORT = 9153
+    engine_row("dns1/0", age=1, pid=11, queries_total=100, qps=10.0, written=90, drops=1, buffer_size=10)
+    engine_row("dns1/1", age=4, pid=12, queries_total=50, qps=5.0, written=45, drops=2, buffer_size=20)
+    engine_row("other:53", age=1)
+
+    engines = {e.row.name: e for e in viewer_web.get(URL, HTTP_HOST="127.0.0.1:8000").context["engines"]}
+
+    assert sorted(engines) == ["dns1", "other:53"]
+    dns1 = engines["dns1"]
+    assert (dns1.row.queries_total, dns1.row.qps, dns1.row.written, dns1.row.drops) == (150, 15.0, 135, 3)
+    assert dns1.row.buffer_capacity == 2000 and dns1.fill_pct == 1.5
+    assert dns1.heartbeat_age == pytest.approx(4, abs=1)  # the worst of the two
+    assert [p.row.pid for p in dns1.processes] == [11, 12]
+    assert [p.metrics_url for p in dns1.processes] == ["http://127.0.0.1:9153/metrics", "http://127.0.0.1:9154/metrics"]
+    html = viewer_web.get(URL, HTTP_HOST="127.0.0.1:8000").content.decode()
+    assert html.count('data-engine="dns1"') == 1
+    assert 'data-process="dns1/0"' in html and 'data-process="dns1/1"' in html
+    assert '<dd data-field="processes">2</dd>' in html
+
+
+def test_one_silent_worker_shows_its_engine_as_down(viewer_web):
+    engine_row("dns1/0", age=1)
+    engine_row("dns1/1", age=30)
+
+    (dns1,) = viewer_web.get(URL).context["engines"]
+
+    assert dns1.down is True
+    assert [p.down for p in dns1.processes] == [False, True]
+
+
+def test_the_api_lists_an_engines_processes(viewer_web):
+    engine_row("dns1/0", queries_total=7)
+    engine_row("dns1/1", queries_total=8)
+    engine_row("single:53", queries_total=1)
+
+    engines = {e["name"]: e for e in viewer_web.get(reverse("api-status")).json()["engines"]}
+
+    assert engines["dns1"]["processes"] == 2 and engines["dns1"]["queries_total"] == 15
+    assert [p["name"] for p in engines["dns1"]["process_list"]] == ["dns1/0", "dns1/1"]
+    assert engines["single:53"]["processes"] == 1 and "process_list" not in engines["single:53"]

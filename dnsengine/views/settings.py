@@ -53,5 +53,6 @@ def engine_settings(request: HttpRequest) -> HttpResponse:
     restart = [
         ("Listening address", "GLORYHOLE_DNS_HOST", settings.GLORYHOLE_DNS_HOST),
         ("Listening port", "GLORYHOLE_DNS_PORT", settings.GLORYHOLE_DNS_PORT),
+        ("Engine processes", "GLORYHOLE_DNS_PROCESSES", settings.GLORYHOLE_DNS_PROCESSES),
     ]
     return render(request, "dnsengine/settings.html", {"form": form, "sections": sections, "restart": restart})

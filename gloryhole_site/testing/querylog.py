@@ -119,8 +119,29 @@ class RecordingSink:
             return find()
 
 
-def pool(loggers, *, buffer=1000, workers=1, batch=100, flush=0.02, **kwargs) -> QueryLogger:
-    """A pool-mode logger with small test bounds, closed by the `loggers` fixture."""
-    logger = QueryLogger(buffer, workers, batch, flush, **kwargs)
+def pool(loggers, *, buffer=1000, workers=1, batch=100, flush=0.02, mode="pool", **kwargs) -> QueryLogger:
+    """A pool-mode logger with small test bounds, closed by the `loggers` fixture.
+
+    ``mode="process"``: the same queue written by child processes (no ``writer=`` then:
+    a child writes to the database the test uses).
+    """
+    if mode == "process":
+        from querylog.logger.process import ProcessQueryLogger
+
+        logger = ProcessQueryLogger(buffer, workers, batch, flush, **kwargs)
+    else:
+        logger = QueryLogger(buffer, workers, batch, flush, **kwargs)
     loggers.append(logger)
     return logger
+
+
+def wait_for(condition, timeout: float = 10.0, interval: float = 0.01):
+    """Poll ``condition()`` until it is truthy (and return it); AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} s: {condition}")
+        time.sleep(interval)

@@ -10,6 +10,8 @@ Modules, in the order a reader needs them:
 - ``config``: ``QueryLogConfig`` and the table of GLORYHOLE_QUERY_LOG_* settings
   (parser, default, bounds) that settings.py reads;
 - ``pool``: ``QueryLogger``, the bounded queue and its writer threads (the default);
+- ``process``: ``ProcessQueryLogger`` (mode ``process``), the same queue written by child
+  processes (``child``), over the messages of ``frames``;
 - ``writer``: ``QueryLogWriter``, which writes one batch (rows and rollups, one
   transaction), and ``Pacer`` for catching up on a backlog;
 - ``base``: what the loggers share: retries, giving up, counters;

@@ -1,19 +1,20 @@
-"""Which logger a ``QueryLogConfig`` describes: the pool, the thread-per-query baseline, or none."""
+"""Which logger a ``QueryLogConfig`` describes: pool, writer processes, thread per query, or none."""
 
 from __future__ import annotations
 
 from querylog.logger.baselines import DisabledQueryLogger, ThreadPerQueryLogger
 from querylog.logger.config import QueryLogConfig
 from querylog.logger.pool import QueryLogger
+from querylog.logger.process import ProcessQueryLogger
 
-QueryLoggerLike = QueryLogger | ThreadPerQueryLogger | DisabledQueryLogger
+QueryLoggerLike = QueryLogger | ProcessQueryLogger | ThreadPerQueryLogger | DisabledQueryLogger
 
 
 def query_logger_build(config: QueryLogConfig, engine_name: str = "", **kwargs) -> QueryLoggerLike:
     """The logger a config describes, not started. kwargs go to the logger (writer=, retry_*)."""
     if not config.enabled:
         return DisabledQueryLogger()
-    cls = QueryLogger if config.mode == "pool" else ThreadPerQueryLogger
+    cls = {"pool": QueryLogger, "process": ProcessQueryLogger}.get(config.mode, ThreadPerQueryLogger)
     return cls(
         config.buffer_size,
         config.workers,

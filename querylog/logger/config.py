@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from gloryhole_site.env import EnvSetting, env_bool, env_float, env_int, env_str
 
-MODES = ("pool", "thread")
+MODES = ("pool", "process", "thread")
 
 
 def mode_check(value: str, name: str = "GLORYHOLE_QUERY_LOG_MODE") -> str:
@@ -32,7 +32,8 @@ def mode_check(value: str, name: str = "GLORYHOLE_QUERY_LOG_MODE") -> str:
 Setting = EnvSetting
 
 ENABLED = Setting("GLORYHOLE_QUERY_LOG_ENABLED", env_bool, True)
-# pool (bounded queue + writer threads) or thread (one thread per query, the baseline)
+# pool (bounded queue + writer threads), process (the same queue, written by child processes)
+# or thread (one thread per query, the baseline)
 MODE = Setting("GLORYHOLE_QUERY_LOG_MODE", env_str, "pool", check=mode_check)
 BUFFER = Setting("GLORYHOLE_QUERY_LOG_BUFFER", env_int, 50000, minimum=1, maximum=10_000_000)
 WORKERS = Setting("GLORYHOLE_QUERY_LOG_WORKERS", env_int, 1, minimum=1, maximum=64)

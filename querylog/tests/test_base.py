@@ -9,7 +9,14 @@ import time
 import pytest
 from django.db import connection
 
-from gloryhole_site.testing.querylog import RecordingWriter, SignallingWriter, make_entries, make_entry, pool
+from gloryhole_site.testing.querylog import (
+    RecordingWriter,
+    SignallingWriter,
+    make_entries,
+    make_entry,
+    pool,
+    wait_for,
+)
 from querylog.logger.baselines import ThreadPerQueryLogger
 from querylog.logger.counters import CloseReport
 from querylog.logger.writer import QueryLogWriter
@@ -117,15 +124,17 @@ def database_locked():
 
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("mode", ["pool", "thread"])
+@pytest.mark.parametrize("mode", ["pool", "process", "thread"])
 def test_close_out_of_time_reports_exactly_what_was_written(loggers, mode):
     # The database stays locked past close()'s timeout: every accepted entry is then
     # counted as unwritten, and none of them may land after close() has said so (a
     # writer waiting for the lock must not write once it is released; on PostgreSQL
     # the waiting statements are cancelled).
     with database_locked():
-        if mode == "pool":
-            logger = pool(loggers, batch=10, retry_initial=0.05, retry_max=0.2).start()
+        if mode != "thread":
+            logger = pool(loggers, batch=10, retry_initial=0.05, retry_max=0.2, mode=mode).start()
+            if mode == "process":
+                wait_for(lambda: logger.child_pids, 60)  # past Django's start in the child
         else:
             logger = ThreadPerQueryLogger(1000, retry_initial=0.05, retry_max=0.2)
             loggers.append(logger)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import dns.message
 import pytest
@@ -138,13 +140,39 @@ def _load_in_background(port: int, stop: threading.Event, counts: list[int]) -> 
     return thread
 
 
+def child_pids(pid: int) -> set[int]:
+    """The processes `pid` started (Linux: /proc/PID/task/*/children)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            found.update(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def wait_until(condition, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")  # a zombie has exited
+    except FileNotFoundError:
+        return True
+
+
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
-def test_sigterm_under_load_leaves_one_row_per_answered_query(upstream, tmp_path):
-    proc, port = start_rundns(_env(upstream, tmp_path))
+@pytest.mark.parametrize("mode", ["pool", "process"])
+def test_sigterm_under_load_leaves_one_row_per_answered_query(upstream, tmp_path, mode):
+    proc, port = start_rundns({**_env(upstream, tmp_path), "GLORYHOLE_QUERY_LOG_MODE": mode})
     stop, counts = threading.Event(), []
     loader = _load_in_background(port, stop, counts)
     time.sleep(1.5)
+    writers = child_pids(proc.pid)
+    assert len(writers) == (1 if mode == "process" else 0)
     proc.send_signal(signal.SIGTERM)  # while queries are still arriving
     out = proc.communicate(timeout=60)[0]
     stop.set()
@@ -154,6 +182,61 @@ def test_sigterm_under_load_leaves_one_row_per_answered_query(upstream, tmp_path
     assert answered > 500
     assert QueryLog.objects.count() == answered
     assert f"query log: {answered} written, 0 dropped, 0 unwritten" in out
+    assert all(gone(pid) for pid in writers)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_sighup_moves_the_log_into_and_out_of_writer_processes_without_losing_an_entry(upstream, tmp_path):
+    env_file = tmp_path / "gloryhole.env"
+    env_file.write_text("GLORYHOLE_QUERY_LOG_MODE=process\n")
+    env = {**_env(upstream, tmp_path), "GLORYHOLE_HEARTBEAT_INTERVAL": "0.2"}
+    proc, port = start_rundns(env)
+
+    def engine_reports(**fields) -> bool:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if EngineStatus.objects.filter(pid=proc.pid, **fields).exists():
+                return True
+            time.sleep(0.05)
+        return False
+
+    try:
+        first = blast(port, [f"a{i}.example.com" for i in range(1000)])
+        assert engine_reports(mode="process", workers=1)
+        assert len(child_pids(proc.pid)) == 1
+        env_file.write_text("GLORYHOLE_QUERY_LOG_MODE=pool\n")
+        proc.send_signal(signal.SIGHUP)
+        second = blast(port, [f"b{i}.example.com" for i in range(1000)])
+        assert engine_reports(mode="pool")
+        # The old logger drains, then its child exits and is reaped.
+        assert wait_until(lambda: not child_pids(proc.pid))
+        env_file.write_text("GLORYHOLE_QUERY_LOG_MODE=process\nGLORYHOLE_QUERY_LOG_WORKERS=2\n")
+        proc.send_signal(signal.SIGHUP)
+        assert engine_reports(mode="process", workers=2)
+        third = blast(port, [f"c{i}.example.com" for i in range(1000)])
+        writers = child_pids(proc.pid)
+        assert len(writers) == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out
+    assert QueryLog.objects.count() == first + second + third == 3000
+    assert "query log: 3000 written, 0 dropped, 0 unwritten" in out
+    assert all(gone(pid) for pid in writers)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_the_writer_process_exits_when_the_engine_is_killed(upstream, tmp_path):
+    proc, port = start_rundns({**_env(upstream, tmp_path), "GLORYHOLE_QUERY_LOG_MODE": "process"})
+    try:
+        assert blast(port, [f"k{i}.example.com" for i in range(200)]) == 200
+        (writer,) = wait_until(lambda: child_pids(proc.pid))
+    finally:
+        proc.kill()  # no drain: the child sees the end of its pipe
+        proc.communicate(timeout=30)
+    assert wait_until(lambda: gone(writer))
 
 
 @pytest.mark.integration

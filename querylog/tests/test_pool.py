@@ -111,8 +111,9 @@ def test_pool_mode_keeps_a_fixed_number_of_threads_under_load(loggers):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_pool_writes_one_row_per_entry_with_every_field(loggers):
-    logger = pool(loggers, buffer=5000, workers=2, batch=200, engine_name="engine-a").start()
+@pytest.mark.parametrize("mode", ["pool", "process"])
+def test_the_pool_writes_one_row_per_entry_with_every_field(loggers, mode):
+    logger = pool(loggers, buffer=5000, workers=2, batch=200, engine_name="engine-a", mode=mode).start()
     entries = make_entries(1000)
     for e in entries:
         logger.log_async(e)
@@ -132,12 +133,14 @@ def test_the_pool_writes_one_row_per_entry_with_every_field(loggers):
             e.rcode,
         )
         assert (row.status, row.rule, row.upstream, row.engine) == (e.status, e.rule, e.upstream, "engine-a")
+        assert (row.duration_us, row.client_name, row.client_group) == (e.duration_us, e.client_name, e.client_group)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_query_name_with_a_nul_byte_is_written_with_its_batch(loggers):
+@pytest.mark.parametrize("mode", ["pool", "process"])
+def test_a_query_name_with_a_nul_byte_is_written_with_its_batch(loggers, mode):
     # A label is any bytes; PostgreSQL text cannot hold NUL, SQLite can.
-    logger = pool(loggers, batch=50).start()
+    logger = pool(loggers, batch=50, mode=mode).start()
     # The second spells out what PostgreSQL gets for the first: one rollup key for both.
     names = ["a\x00b.example.com", "a\\000b.example.com"]
     for e in [*make_entries(48), *(make_entry(48 + i, domain=n, status="blocked") for i, n in enumerate(names))]:

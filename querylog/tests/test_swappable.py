@@ -22,9 +22,10 @@ def test_swapping_mode_and_workers_loses_no_entry():
     configs = [
         QueryLogConfig(mode="pool", workers=2, buffer_size=20000, batch_size=100, flush_interval=0.02),
         QueryLogConfig(mode="thread", buffer_size=20000),
+        QueryLogConfig(mode="process", workers=2, buffer_size=20000, batch_size=300, flush_interval=0.02),
         QueryLogConfig(mode="pool", workers=1, buffer_size=20000, batch_size=300, flush_interval=0.02),
     ]
-    bursts = [2000, 2000, 150, 2000]
+    bursts = [2000, 2000, 150, 2000, 2000]
     go = [threading.Event() for _ in bursts]
     accepted = []
 
@@ -50,7 +51,7 @@ def test_swapping_mode_and_workers_loses_no_entry():
     assert report == CloseReport(written=sum(bursts), unwritten=0, dropped=0)
     assert QueryLog.objects.count() == sum(bursts)
     assert sorted(QueryLog.objects.values_list("duration_us", flat=True)) == [100 + i for i in range(sum(bursts))]
-    assert (swappable.mode, swappable.workers, swappable.generation) == ("pool", 1, 3)
+    assert (swappable.mode, swappable.workers, swappable.generation) == ("pool", 1, 4)
 
 
 def test_an_entry_sent_to_a_replaced_logger_is_forwarded_to_its_successor():

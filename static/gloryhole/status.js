@@ -61,6 +61,24 @@
     });
   }
 
+  // The worker processes of a `rundns --processes N` engine: rows rebuilt on each refresh.
+  function processRows(card, list) {
+    const body = card.querySelector('[data-field="process_list"]');
+    if (!body || !list) return;
+    body.replaceChildren(...list.map((p) => {
+      const row = el("tr", { "data-process": p.name });
+      row.classList.toggle("down", p.down);
+      const metrics = el("td");
+      if (p.metrics_url) metrics.append(el("a", { href: p.metrics_url }, p.metrics_url));
+      else metrics.textContent = "off";
+      row.append(el("td", {}, p.name), el("td", {}, p.down ? "down" : "up"),
+        el("td", {}, p.heartbeat_age.toFixed(1) + " s ago"), el("td", {}, String(p.pid)),
+        el("td", {}, p.qps.toFixed(1)), el("td", {}, number.format(p.queries_total)),
+        el("td", {}, number.format(p.written)), el("td", {}, number.format(p.drops)), metrics);
+      return row;
+    }));
+  }
+
   function update(engine) {
     let card = box.querySelector(`[data-engine="${CSS.escape(engine.name)}"]`);
     if (!card) {
@@ -87,6 +105,8 @@
     for (const field of ["workers", "mode", "threads", "generation", "hostname", "pid"]) {
       set(card, field, String(engine[field]));
     }
+    set(card, "processes", String(engine.processes));
+    processRows(card, engine.process_list);
     const link = card.querySelector('a[data-field="metrics_url"]');
     if (link && engine.metrics_url) {
       link.href = engine.metrics_url;
