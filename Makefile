@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5300
 DURATION ?= 60
 
-.PHONY: run test test-sqlite test-fast test-postgres bench-pg faults soak lint format bench bench-web loadtest migrations-check migrate venv dev-venv clean chromium kdig unbound
+.PHONY: run test test-sqlite test-fast test-pure test-postgres bench-pg faults soak lint format bench bench-web loadtest migrations-check migrate venv dev-venv ext clean chromium kdig unbound
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,35 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 
-venv: $(VENV)/.runtime
-dev-venv: $(VENV)/.dev
+# The compiled twin of the DNS core (setup.py, dnsengine/core/compiled.py): each listed .py compiled
+# in place by Cython into a .so beside it. Optional: when it cannot be built (no compiler, no Python
+# headers, a compile error) this prints one line why and the engine runs the .py files. The stamp
+# holds "built" or the reason; any edit of a core source rebuilds it (and the import switch ignores
+# a .so whose source changed since, so a stale one is never imported). Missing gcc or headers are
+# installed with apt-get when we are root (not for a CC that is there but fails). A CC given on
+# the command line (make dev-venv CC=/bin/false) is passed on.
+EXT_SOURCES := setup.py $(wildcard dnsengine/core/*.py dnsengine/core/*.pxd dnsengine/core/*.pyx)
+EXT_CC := $(if $(filter command line environment,$(origin CC)),CC='$(CC)')
+$(VENV)/.ext: $(VENV)/.runtime $(EXT_SOURCES)
+	@$(EXT_CC) $(PY) setup.py toolchain 2>/dev/null; if [ $$? = 2 ]; then \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			echo "compiled core: installing build-essential python3-dev (apt-get)"; \
+			(apt-get update -q && apt-get install -y -q build-essential python3-dev) >/dev/null 2>&1 || true; \
+		else echo "compiled core: no C compiler or Python headers and no root apt-get: apt-get install build-essential python3-dev" >&2; fi; \
+	fi
+	@echo "compiled core: building (setup.py build_ext --inplace, log in $(VENV)/ext.log)"
+	@if $(EXT_CC) $(PY) setup.py -q build_ext --inplace -j $$(nproc 2>/dev/null || echo 1) >$(VENV)/ext.log 2>&1; then \
+		echo built >$@; echo "compiled core: built"; \
+	else why=$$(grep '^not built: ' $(VENV)/ext.log | tail -1); why=$${why:-not built: see $(VENV)/ext.log}; \
+		echo "$$why" >$@; echo "compiled core $$why; the engine runs as pure Python" >&2; fi
+
+venv: $(VENV)/.runtime $(VENV)/.ext
+dev-venv: $(VENV)/.dev $(VENV)/.ext
+
+# Rebuild the compiled core by hand (after editing a core module outside make).
+ext: $(VENV)/.runtime
+	rm -f $(VENV)/.ext
+	$(MAKE) $(VENV)/.ext
 
 migrate: venv
 	$(PY) manage.py migrate --noinput
@@ -31,14 +58,21 @@ WEB ?= 127.0.0.1:8000
 run: venv
 	$(PY) -m gloryhole_site.run --dns-host $(HOST) --dns-port $(PORT) --web $(WEB)
 
-# The whole suite on SQLite, then again on a throw-away PostgreSQL server that
-# devtools/pgtest.sh starts on loopback (installing Debian's postgresql if missing)
-# and removes afterwards, even on failure. `make test-sqlite` needs no PostgreSQL.
+# The whole suite on SQLite with the compiled core (when it was built), then again on a
+# throw-away PostgreSQL server that devtools/pgtest.sh starts on loopback (installing Debian's
+# postgresql if missing) and removes afterwards, even on failure, with the pure-Python core
+# (GLORYHOLE_NO_EXTENSIONS=1, inherited by the rundns processes the tests start): so every
+# test runs against both. `make test-sqlite` needs no PostgreSQL; `make test-pure` is SQLite, pure.
+# GLORYHOLE_EXPECT_EXTENSIONS=1 makes dnsengine/tests/test_compiled.py fail unless every listed
+# module really is the .so.
 PYTEST_ARGS ?=
 test: test-sqlite test-postgres
 
 test-sqlite: dev-venv chromium unbound kdig
-	$(PY) -m pytest $(PYTEST_ARGS)
+	GLORYHOLE_EXPECT_EXTENSIONS=$$(grep -qx built $(VENV)/.ext && echo 1) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-pure: dev-venv chromium unbound kdig
+	GLORYHOLE_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 # The fast loop while editing: SQLite, without the tests marked integration (those that
 # start rundns, manage.py, gunicorn, another python or a browser, and those that hold a
@@ -47,7 +81,7 @@ test-fast: dev-venv
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
 test-postgres: dev-venv chromium unbound kdig
-	devtools/pgtest.sh $(PY) -m pytest $(PYTEST_ARGS)
+	GLORYHOLE_NO_EXTENSIONS=1 devtools/pgtest.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 # The browser test drives Debian's chromium through Playwright; never a browser
 # build downloaded by `playwright install`.
@@ -112,7 +146,8 @@ migrations-check: venv
 	$(PY) manage.py makemigrations --check --dry-run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dnsengine/core/_compiled.json
+	rm -f dnsengine/core/*.so dnsengine/core/*.c
 
 # make loadtest: dnsperf against the engine and a dnslib baseline, on loopback only
 # (devtools/load/loadtest.py, docs/loadtest.md). DURATION is seconds per variant (8 variants).

@@ -9,3 +9,9 @@ Three layers, a package each, with the Django app (models, admin, forms, selecto
 
 docs/architecture.md has the module map and the path of one query.
 """
+
+# Before any core module is imported: the compiled twin's .so only when allowed and built
+# from the source that is there now (dnsengine/core/compiled.py).
+from dnsengine.core import compiled as _compiled
+
+_compiled.install()

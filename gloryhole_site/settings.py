@@ -242,6 +242,13 @@ GLORYHOLE_RELOAD_INTERVAL = dns_env.RELOAD_INTERVAL.read()
 GLORYHOLE_ENGINE_NAME = env_str("GLORYHOLE_ENGINE_NAME", "")
 # Seconds between the engine's EngineStatus updates (the status page).
 GLORYHOLE_HEARTBEAT_INTERVAL = env_float("GLORYHOLE_HEARTBEAT_INTERVAL", 2.0, minimum=0.1, maximum=3600)
+# 1: run the DNS core's pure-Python modules even when their compiled twin is built. Read by
+# dnsengine/core/compiled.py itself (no Django there) when a core module is first imported, which
+# is after this file has applied the env file; only checked here, so a typo stops start-up.
+if os.environ.get("GLORYHOLE_NO_EXTENSIONS", "").strip() not in ("", "0", "1"):
+    raise ImproperlyConfigured(
+        f"GLORYHOLE_NO_EXTENSIONS={os.environ['GLORYHOLE_NO_EXTENSIONS']!r}: use 1 (pure Python) or 0 / empty"
+    )
 # 1: when the database does not answer at start, serve DNS without block lists until it
 # does (fail open). 0 (the default): serve nothing until the lists are loaded.
 GLORYHOLE_FAIL_OPEN = env_bool("GLORYHOLE_FAIL_OPEN", False)

@@ -16,7 +16,8 @@ dns_query_log_worker_queue_depth (histogram), dns_query_log_batch_seconds (histo
 dns_queries_total{status}, dns_query_duration_seconds (histogram),
 dns_engine_events_total{event}, dns_engine_refused_total{reason}, dns_engine_rate_limit_clients,
 dns_engine_rate_limited_clients, dns_clients_known, dns_client_names{source}, dns_engine_threads,
-dns_gc_pause_seconds{generation} (histogram), dns_engine_sqlite_heap_bytes, dns_engine_malloc_bytes{state} and
+dns_gc_pause_seconds{generation} (histogram), dns_engine_core_compiled{module,reason},
+dns_engine_sqlite_heap_bytes, dns_engine_malloc_bytes{state} and
 dns_engine_python_allocated_blocks (memory.py), plus the standard process_* metrics (RSS, CPU, open fds).
 """
 
@@ -42,6 +43,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from dnsengine.core import compiled
 from dnsengine.core.access import DISALLOWED, NOT_ALLOWED
 from dnsengine.core.clients import ClientDirectory
 from dnsengine.core.resolver import RATE_LIMITED
@@ -139,9 +141,20 @@ class EngineCollector(Collector):
         if self.clients is not None:
             yield from self._clients()
         yield GaugeMetricFamily("dns_engine_threads", "Threads in the engine process.", value=threading.active_count())
+        yield self._core()
         yield from self._memory()
         if self.gc_tracker is not None:
             yield self._gc()
+
+    def _core(self) -> Metric:
+        core = GaugeMetricFamily(
+            "dns_engine_core_compiled",
+            "1 when the core module runs compiled (its .so), 0 when it runs its .py; reason says why.",
+            labels=["module", "reason"],
+        )
+        for name, state in compiled.status().items():
+            core.add_metric([name.rsplit(".", 1)[1], state.reason], 1 if state.mode == compiled.COMPILED_MODE else 0)
+        return core
 
     def _memory(self) -> Iterator[Metric]:
         reading = read_memory()

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 
+from dnsengine.core import compiled
 from dnsengine.models import EngineStatus
 from dnsengine.runtime.config import EngineConfig
 from dnsengine.runtime.dbcheck import DatabaseUnreachable, database_check, one_line
@@ -168,6 +169,7 @@ class EngineRunner:
                         f"{exc.strerror or exc} (GLORYHOLE_METRICS_HOST, GLORYHOLE_METRICS_PORT; 0 turns it off)"
                     ) from None
             self.engine.start()
+            logger.info("DNS %s", compiled.summary())
         except BaseException:
             self.query_logger.close(timeout=5)
             if self.metrics is not None:

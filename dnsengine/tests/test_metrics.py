@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sqlite3
 import urllib.error
 import urllib.request
@@ -8,6 +9,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dnsengine.core import compiled
 from dnsengine.core.stats import EngineStats
 from dnsengine.runtime import memory
 from dnsengine.runtime.metrics import metrics_server_from_settings, start_metrics_server
@@ -86,6 +88,19 @@ def test_it_serves_the_engine_metrics_in_seconds(server):
     assert m["dns_engine_events_total"][frozenset({("event", "udp_dropped")})] == 2
     assert m["dns_engine_threads"][frozenset()] >= 2
     assert "process_resident_memory_bytes" in m
+
+
+def test_it_says_which_core_modules_run_compiled(server):
+    m = scrape(server.url)["dns_engine_core_compiled"]
+
+    expected = {
+        frozenset({("module", name.rsplit(".", 1)[1]), ("reason", state.reason)}): float(state.mode == "compiled")
+        for name, state in compiled.status().items()
+    }
+    assert m == expected
+    assert len(m) == len(compiled.COMPILED)
+    if os.environ.get("GLORYHOLE_NO_EXTENSIONS") == "1":
+        assert set(expected.values()) == {0.0}
 
 
 def test_it_times_garbage_collection_pauses(server):

@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from dnsengine.core import compiled
 from gloryhole_site.testing.dnsclient import Client, answers
 from gloryhole_site.testing.rundns import run_rundns, rundns_env, start_rundns
 
@@ -26,6 +27,24 @@ def test_it_serves_until_a_signal_then_stops_cleanly(upstream, signum):
         rest = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, rest
     assert "stopped after 2 queries" in rest
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("no_extensions", ["1", None])
+def test_the_listening_line_says_which_core_runs(upstream, no_extensions):
+    env = rundns_env(upstream.address)
+    if no_extensions:
+        env["GLORYHOLE_NO_EXTENSIONS"] = no_extensions
+    proc, _port = start_rundns(env)
+    try:
+        line = proc.listening
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    if no_extensions:
+        assert line.endswith("; core pure Python (GLORYHOLE_NO_EXTENSIONS=1)")
+    else:  # the subprocess sees the files and environment this test does
+        assert line.endswith(f"; {compiled.summary()}")
 
 
 def the_one_line(result: subprocess.CompletedProcess) -> str:
@@ -51,6 +70,7 @@ def the_one_line(result: subprocess.CompletedProcess) -> str:
         ("TIME_ZONE", "../../etc/passwd"),
         ("DEBUG", "maybe"),
         ("GLORYHOLE_FAIL_OPEN", "sometimes"),
+        ("GLORYHOLE_NO_EXTENSIONS", "yes"),
         ("GLORYHOLE_METRICS_HOST", "metrics.invalid"),
         ("GLORYHOLE_ENGINE_NAME", "e" * 201),
         ("GLORYHOLE_DNS_PROCESSES", "many"),

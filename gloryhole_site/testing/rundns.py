@@ -39,7 +39,8 @@ def rundns_env(upstream_address: str, **extra: str) -> dict[str, str]:
 
 
 def start_rundns(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
-    """Start `manage.py rundns` on a free loopback port; returns the process and the port."""
+    """Start `manage.py rundns` on a free loopback port; returns the process (its "listening on" line in
+    ``proc.listening``) and the port."""
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "rundns", "--host", "127.0.0.1", "--port", "0"],
         cwd=ROOT,
@@ -52,6 +53,7 @@ def start_rundns(env: dict[str, str]) -> tuple[subprocess.Popen, int]:
     for line in proc.stdout:
         seen.append(line)
         if "listening on" in line:
+            proc.listening = line.rstrip("\n")
             return proc, int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
     proc.wait(timeout=10)
     raise AssertionError(f"rundns exited with {proc.returncode} before listening:\n{''.join(seen)}")

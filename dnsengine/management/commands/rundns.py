@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from dnsengine.core import compiled
 from dnsengine.runtime import processes as procs
 from dnsengine.runtime.config import EngineConfig
 from dnsengine.runtime.runner import DATABASE_WAIT_REPORT_SECONDS, EngineRunner, EngineStartError
@@ -94,6 +95,7 @@ class Command(BaseCommand):
                 f"listening on {config.host}:{engine.port} (udp, tcp{encrypted}) as {runner.name}; upstreams "
                 + ", ".join(u.label for u in config.upstreams)
                 + metrics
+                + f"; {compiled.summary()}"
             )
             self.stdout.flush()
         while not stop.wait(0.5):
@@ -145,7 +147,7 @@ class Command(BaseCommand):
         metrics = f"; metrics {ready['metrics']} (worker K on that port + K)" if ready["metrics"] else ""
         say(
             f"listening on {config.host}:{ready['port']} (udp, tcp{encrypted}) as {ready['name']} with {processes} "
-            f"processes; upstreams {', '.join(ready['upstreams'])}{metrics}"
+            f"processes; upstreams {', '.join(ready['upstreams'])}{metrics}; {compiled.summary()}"
         )
         supervisor.serve(stop, hup)
         totals = supervisor.stop()
