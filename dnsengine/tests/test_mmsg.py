@@ -17,15 +17,15 @@ FAMILIES = [
 
 
 def load_mmsg():
-    """The built extension; skipped only when it is not built AND GLORYHOLE_NO_EXTENSIONS=1."""
+    """The built extension. Not built: a failure when the build succeeded (make test-sqlite sets
+    GLORYHOLE_EXPECT_EXTENSIONS=1 then), else skipped, so a machine without a compiler still runs
+    `make test` (pure Python, the listener's one-datagram loop)."""
     try:
         from dnsengine.core import _mmsg
     except ImportError:
         if os.environ.get("GLORYHOLE_EXPECT_EXTENSIONS") == "1":
             pytest.fail("GLORYHOLE_EXPECT_EXTENSIONS=1 but dnsengine.core._mmsg is not built")
-        if os.environ.get("GLORYHOLE_NO_EXTENSIONS") == "1":
-            pytest.skip("dnsengine.core._mmsg is not built and GLORYHOLE_NO_EXTENSIONS=1 (pure-Python run)")
-        pytest.fail("dnsengine.core._mmsg is not built: build it, or set GLORYHOLE_NO_EXTENSIONS=1 for pure Python")
+        pytest.skip("dnsengine.core._mmsg is not built (make ext; see .venv/.ext for why)")
     return _mmsg
 
 
