@@ -175,6 +175,17 @@ class BusyListeners:
             t.join()
 
 
+class CountingSink:
+    """A query-log sink that only counts (the in-process benches: no queue, no writer)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def log_async(self, entry) -> bool:
+        self.n += 1
+        return True
+
+
 class NullTransport:
     """A UDP transport that sends nowhere: Resolver.handle's cost without sockets."""
 

@@ -23,7 +23,7 @@ import statistics
 import struct
 import time
 
-from devtools.bench.common import DiscardForwarder, NullTransport, setup_django
+from devtools.bench.common import CountingSink, DiscardForwarder, NullTransport, setup_django
 
 setup_django(migrate=False)
 
@@ -40,15 +40,6 @@ from dnsengine.core.stats import EngineStats  # noqa: E402
 
 ROUNDS = 5
 N = 50_000
-
-
-class CountingSink:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def log_async(self, entry) -> bool:
-        self.n += 1
-        return True
 
 
 class AnsweringForwarder:

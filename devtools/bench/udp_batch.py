@@ -27,6 +27,7 @@ import time
 import dns.message
 import dns.rrset
 
+from devtools.bench.common import CountingSink
 from devtools.load.udp_burst import query
 from dnsengine.core import batchio, wire
 from dnsengine.core.cache import ReplyCache, TtlPolicy, entry_from_reply
@@ -36,15 +37,6 @@ from dnsengine.core.resolver import Resolver, Snapshot
 from dnsengine.core.rules import Matcher
 from dnsengine.core.server import DNSServer
 from dnsengine.core.stats import EngineStats
-
-
-class CountingSink:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def log_async(self, entry) -> bool:
-        self.n += 1
-        return True
 
 
 class NoForwarder:
