@@ -42,6 +42,19 @@ ROUNDS = 5
 N = 50_000
 
 
+def bench_resolver(forwarder, cache_size: int) -> Resolver:
+    """A resolver with null blocking, a counting log sink and its own stats, as every path here uses."""
+    return Resolver(
+        forwarder=forwarder,
+        blocking=parse_blocking_mode("null"),
+        block_ttl=3600,
+        cache=ReplyCache(cache_size),
+        ttl_policy=TtlPolicy(),
+        stats=EngineStats(),
+        query_logger=CountingSink(),
+    )
+
+
 class AnsweringForwarder:
     """Answers every query at once with one A record: the forwarded path to the reply sent."""
 
@@ -109,15 +122,7 @@ def main() -> None:
     ROUNDS, N = args.rounds, args.count
     query = dns.message.make_query("www.example.com", "A", use_edns=0, payload=1232).to_wire()
     blocked = dns.message.make_query("ads.tracker.test", "A").to_wire()
-    resolver = Resolver(
-        forwarder=NoForwarder(),
-        blocking=parse_blocking_mode("null"),
-        block_ttl=3600,
-        cache=ReplyCache(1000),
-        ttl_policy=TtlPolicy(),
-        stats=EngineStats(),
-        query_logger=CountingSink(),
-    )
+    resolver = bench_resolver(NoForwarder(), cache_size=1000)
     resolver.apply_snapshot(Snapshot(matcher=Matcher.build(lists=[("bench", ["tracker.test"])])))
     # Seed the cache with an upstream-style answer for the cached case.
     reply = dns.message.make_response(dns.message.from_wire(query))
@@ -135,15 +140,7 @@ def main() -> None:
     addr = ("127.0.0.1", 5555)
     # Misses: every name new, so no rendered reply and no cache entry: the text form of the
     # name, the matcher, local and special names, then the block answer or the forwarder.
-    missing = Resolver(
-        forwarder=DiscardForwarder(),
-        blocking=parse_blocking_mode("null"),
-        block_ttl=3600,
-        cache=ReplyCache(0),
-        ttl_policy=TtlPolicy(),
-        stats=EngineStats(),
-        query_logger=CountingSink(),
-    )
+    missing = bench_resolver(DiscardForwarder(), cache_size=0)
     missing.apply_snapshot(resolver.snapshot)
     missing.rendered_max = 0  # nothing rendered is kept: each round sees every name anew
 
@@ -153,15 +150,7 @@ def main() -> None:
 
     # The same, with the upstream's answer scanned, cached and rendered (the cache emptied
     # before each query, so every round sees every name anew).
-    answered = Resolver(
-        forwarder=AnsweringForwarder(),
-        blocking=parse_blocking_mode("null"),
-        block_ttl=3600,
-        cache=ReplyCache(1000),
-        ttl_policy=TtlPolicy(),
-        stats=EngineStats(),
-        query_logger=CountingSink(),
-    )
+    answered = bench_resolver(AnsweringForwarder(), cache_size=1000)
     answered.apply_snapshot(resolver.snapshot)
     answered.rendered_max = 0
 
