@@ -53,6 +53,17 @@ def logged_engine(make_engine, engine_config):
     query_logger.close(timeout=10)
 
 
+def engine_reports(proc, timeout: float, **fields) -> bool:
+    """Wait until the engine's heartbeat row shows `fields` (signals coalesce: a test waits
+    for one swap to show before it sends the next)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if EngineStatus.objects.filter(pid=proc.pid, **fields).exists():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.mark.integration
 def test_every_answered_query_becomes_exactly_one_row(logged_engine):
     engine, query_logger = logged_engine
@@ -193,27 +204,19 @@ def test_sighup_moves_the_log_into_and_out_of_writer_processes_without_losing_an
     env = {**_env(upstream, tmp_path), "GLORYHOLE_HEARTBEAT_INTERVAL": "0.2"}
     proc, port = start_rundns(env)
 
-    def engine_reports(**fields) -> bool:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if EngineStatus.objects.filter(pid=proc.pid, **fields).exists():
-                return True
-            time.sleep(0.05)
-        return False
-
     try:
         first = blast(port, [f"a{i}.example.com" for i in range(1000)])
-        assert engine_reports(mode="process", workers=1)
+        assert engine_reports(proc, 30, mode="process", workers=1)
         assert len(child_pids(proc.pid)) == 1
         env_file.write_text("GLORYHOLE_QUERY_LOG_MODE=pool\n")
         proc.send_signal(signal.SIGHUP)
         second = blast(port, [f"b{i}.example.com" for i in range(1000)])
-        assert engine_reports(mode="pool")
+        assert engine_reports(proc, 30, mode="pool")
         # The old logger drains, then its child exits and is reaped.
         assert wait_until(lambda: not child_pids(proc.pid))
         env_file.write_text("GLORYHOLE_QUERY_LOG_MODE=process\nGLORYHOLE_QUERY_LOG_WORKERS=2\n")
         proc.send_signal(signal.SIGHUP)
-        assert engine_reports(mode="process", workers=2)
+        assert engine_reports(proc, 30, mode="process", workers=2)
         third = blast(port, [f"c{i}.example.com" for i in range(1000)])
         writers = child_pids(proc.pid)
         assert len(writers) == 2
@@ -248,24 +251,15 @@ def test_sighup_switches_mode_and_workers_without_losing_an_entry(upstream, tmp_
     env["GLORYHOLE_HEARTBEAT_INTERVAL"] = "0.2"
     proc, port = start_rundns(env)
 
-    def engine_reports(**fields) -> bool:
-        # Signals coalesce: wait until the engine's heartbeat shows one swap before the next.
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if EngineStatus.objects.filter(pid=proc.pid, **fields).exists():
-                return True
-            time.sleep(0.05)
-        return False
-
     try:
         first = blast(port, [f"a{i}.example.com" for i in range(1000)])
         env_file.write_text("GLORYHOLE_QUERY_LOG_WORKERS=2\nGLORYHOLE_QUERY_LOG_BUFFER=20000\n")
         proc.send_signal(signal.SIGHUP)
         second = blast(port, [f"b{i}.example.com" for i in range(1000)])
-        assert engine_reports(mode="pool", workers=2, buffer_capacity=20000)
+        assert engine_reports(proc, 15, mode="pool", workers=2, buffer_capacity=20000)
         env_file.write_text("GLORYHOLE_QUERY_LOG_MODE=thread\n")
         proc.send_signal(signal.SIGHUP)
-        assert engine_reports(mode="thread")
+        assert engine_reports(proc, 15, mode="thread")
         third = blast(port, [f"c{i}.example.com" for i in range(300)], window=20)
     finally:
         proc.send_signal(signal.SIGTERM)
